@@ -1,0 +1,93 @@
+//! The trait every backend implements, built in or loaded.
+
+use crate::{
+    Availability, BackendError, CheckReport, Context, Description, EntryRef, Request, Response,
+    Secret,
+};
+
+/// A secret store. Backends never print and never read the terminal: they
+/// return values, typed errors and check results.
+pub trait Backend: Send + Sync {
+    fn describe(&self) -> Description;
+
+    /// Can this backend serve requests here and now? Cheap: no prompts.
+    fn probe(&self, ctx: &Context) -> Availability;
+
+    fn get(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Secret>, BackendError>;
+
+    fn set(&self, _ctx: &Context, _entry: &EntryRef, _value: &Secret) -> Result<(), BackendError> {
+        Err(BackendError::unsupported(format!(
+            "writing to the {} backend",
+            self.describe().name
+        )))
+    }
+
+    /// Remove an entry; `Ok(false)` when there was nothing to remove.
+    fn delete(&self, _ctx: &Context, _entry: &EntryRef) -> Result<bool, BackendError> {
+        Err(BackendError::unsupported(format!(
+            "deleting from the {} backend",
+            self.describe().name
+        )))
+    }
+
+    /// Entries whose service is `service` or lies below it (`ov` matches `ov/vnc`).
+    fn list(&self, _ctx: &Context, _service: Option<&str>) -> Result<Vec<EntryRef>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    /// The doctor checks this backend contributes, already run.
+    fn checks(&self, _ctx: &Context) -> Vec<CheckReport> {
+        Vec::new()
+    }
+}
+
+/// Does `service` equal `prefix` or lie below it in the `/` hierarchy?
+pub fn service_matches(service: &str, prefix: Option<&str>) -> bool {
+    match prefix.map(|p| p.trim_end_matches('/')) {
+        None | Some("") => true,
+        Some(p) => {
+            service == p || (service.starts_with(p) && service.as_bytes().get(p.len()) == Some(&b'/'))
+        }
+    }
+}
+
+/// Answer one request with a backend: the plugin side of the protocol.
+pub fn dispatch(backend: &dyn Backend, request: Request) -> Response {
+    fn answer<T>(result: Result<T, BackendError>, ok: impl FnOnce(T) -> Response) -> Response {
+        match result {
+            Ok(v) => ok(v),
+            Err(e) => Response::Error(e),
+        }
+    }
+    match request {
+        Request::Describe => Response::Description(backend.describe()),
+        Request::Probe { ctx } => Response::Availability(backend.probe(&ctx)),
+        Request::Get { ctx, entry } => answer(backend.get(&ctx, &entry), Response::Value),
+        Request::Set { ctx, entry, value } => {
+            answer(backend.set(&ctx, &entry, &value), |()| Response::Done)
+        }
+        Request::Delete { ctx, entry } => answer(backend.delete(&ctx, &entry), Response::Deleted),
+        Request::List { ctx, service } => {
+            answer(backend.list(&ctx, service.as_deref()), Response::Entries)
+        }
+        Request::Checks { ctx } => Response::Checks(backend.checks(&ctx)),
+        Request::Unsupported => {
+            Response::Error(BackendError::unsupported("this request kind"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_matches;
+
+    #[test]
+    fn service_prefix_follows_path_segments() {
+        assert!(service_matches("ov/vnc", None));
+        assert!(service_matches("ov/vnc", Some("ov")));
+        assert!(service_matches("ov/vnc", Some("ov/")));
+        assert!(service_matches("ov/vnc", Some("ov/vnc")));
+        assert!(!service_matches("ovx/vnc", Some("ov")));
+        assert!(!service_matches("ov", Some("ov/vnc")));
+    }
+}

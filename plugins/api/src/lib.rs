@@ -1,0 +1,19 @@
+//! `ov-plugin-api`: the contract between `ov` and its backend plugins.
+//!
+//! A backend implements [`Backend`]. Linked into `ov` it is called directly;
+//! built as a `cdylib` with [`export_plugin!`] it is loaded at run time and
+//! spoken to through JSON [`Request`]/[`Response`] messages over one C-ABI
+//! entry point ([`ffi`]). This crate does no I/O of its own.
+
+mod backend;
+pub mod ffi;
+mod proto;
+mod secret;
+
+pub use backend::{Backend, dispatch, service_matches};
+pub use proto::{
+    Availability, AutoFix, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
+    Request, Response, Status,
+};
+pub use secret::Secret;
+pub use zeroize;

@@ -1,0 +1,281 @@
+//! Messages between the engine and a backend. Pure data: no I/O here.
+//!
+//! Every message is JSON on the wire. Unknown fields are ignored and unknown
+//! request kinds decode to [`Request::Unsupported`], so an engine and a plugin
+//! one version apart still talk: the newer side gets a typed "unsupported"
+//! answer instead of a crash.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Secret;
+
+/// What the engine tells a backend about the machine and the user's settings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Context {
+    /// `$XDG_CONFIG_HOME/ov` (default `~/.config/ov`).
+    pub config_dir: PathBuf,
+    /// `$XDG_DATA_HOME/ov` (default `~/.local/share/ov`).
+    #[serde(default)]
+    pub data_dir: PathBuf,
+    /// `$XDG_RUNTIME_DIR`, when there is one.
+    #[serde(default)]
+    pub runtime_dir: Option<PathBuf>,
+    /// Effective settings (system defaults overlaid by the user's file),
+    /// keyed by dotted name, e.g. `secrets.kdbx_path`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, serde_json::Value>,
+    /// A secret that opens the store (a kdbx password), when the engine has one.
+    #[serde(default)]
+    pub unlock: Option<Secret>,
+}
+
+impl Context {
+    pub fn setting_str(&self, key: &str) -> Option<&str> {
+        self.settings.get(key).and_then(|v| v.as_str())
+    }
+}
+
+/// Where a secret lives: a service (`ov/vnc`, `myapp/prod`) and a key in it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EntryRef {
+    pub service: String,
+    pub key: String,
+}
+
+impl EntryRef {
+    pub fn new(service: impl Into<String>, key: impl Into<String>) -> Self {
+        EntryRef {
+            service: service.into(),
+            key: key.into(),
+        }
+    }
+}
+
+impl fmt::Display for EntryRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.service, self.key)
+    }
+}
+
+/// What a backend is and what it can do.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Description {
+    /// Short name used in settings and output: `env`, `keyring`, `kdbx`, `config`.
+    pub name: String,
+    pub version: String,
+    /// One line for `ov plugins list`.
+    #[serde(default)]
+    pub summary: String,
+    /// Place in the read chain; lower is consulted first.
+    pub priority: u32,
+    #[serde(default)]
+    pub writable: bool,
+    /// Values are stored unencrypted; writes warn.
+    #[serde(default)]
+    pub plaintext: bool,
+    /// The backend needs `Context::unlock` to open its store.
+    #[serde(default)]
+    pub needs_unlock: bool,
+    /// The backend can enumerate its entries.
+    #[serde(default)]
+    pub listable: bool,
+}
+
+/// Whether a backend can serve requests right now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Availability {
+    Available {
+        /// The file or endpoint the backend uses, for `ov secrets which`.
+        #[serde(default)]
+        location: Option<String>,
+    },
+    /// The store exists but needs unlocking first.
+    Locked { reason: String },
+    Unavailable { reason: String },
+}
+
+impl Availability {
+    pub fn is_available(&self) -> bool {
+        matches!(self, Availability::Available { .. })
+    }
+}
+
+/// The kinds of failure a backend reports; the engine decides what to do with each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The backend cannot run here (no bus, no file, missing tool).
+    Unavailable,
+    /// The store is locked and needs an unlock secret.
+    Locked,
+    /// The unlock secret was wrong.
+    WrongPassword,
+    /// A file has unsafe permissions or the wrong owner.
+    Permissions,
+    /// A file exists but cannot be parsed.
+    Corrupt,
+    /// The caller's input was refused.
+    InvalidInput,
+    /// Reading or writing failed.
+    Io,
+    /// The backend does not do this (read-only, or an unknown request).
+    Unsupported,
+    /// A bug: a panic or a broken message.
+    Internal,
+    /// A kind this engine does not know yet.
+    #[serde(other)]
+    Other,
+}
+
+/// An error from a backend, with the commands that fix it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackendError {
+    pub kind: ErrorKind,
+    pub message: String,
+    #[serde(default)]
+    pub hints: Vec<String>,
+}
+
+impl BackendError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        BackendError {
+            kind,
+            message: message.into(),
+            hints: Vec::new(),
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hints.push(hint.into());
+        self
+    }
+
+    pub fn unsupported(what: impl fmt::Display) -> Self {
+        BackendError::new(ErrorKind::Unsupported, format!("{what} is not supported"))
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+impl From<std::io::Error> for BackendError {
+    fn from(err: std::io::Error) -> Self {
+        let kind = if err.kind() == std::io::ErrorKind::PermissionDenied {
+            ErrorKind::Permissions
+        } else {
+            ErrorKind::Io
+        };
+        BackendError::new(kind, err.to_string())
+    }
+}
+
+/// The state of one doctor check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Skip,
+    Warn,
+    Fail,
+}
+
+/// A fix the doctor may apply by itself with `--fix`: small, local, reversible.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum AutoFix {
+    /// `chmod MODE PATH`.
+    Chmod { path: PathBuf, mode: u32 },
+}
+
+/// A finished check, as a backend reports it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// Dotted id, the group first: `config.credentials_mode`.
+    pub id: String,
+    pub title: String,
+    pub status: Status,
+    /// One line saying what was found.
+    pub finding: String,
+    /// The exact command that fixes a warn or fail.
+    #[serde(default)]
+    pub fix: Option<String>,
+    #[serde(default)]
+    pub auto_fix: Option<AutoFix>,
+    /// Ids of checks that must pass before this one means anything.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
+/// A request from the engine to a backend.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Describe,
+    Probe { ctx: Context },
+    Get { ctx: Context, entry: EntryRef },
+    Set { ctx: Context, entry: EntryRef, value: Secret },
+    Delete { ctx: Context, entry: EntryRef },
+    List { ctx: Context, service: Option<String> },
+    Checks { ctx: Context },
+    /// Anything this side does not know.
+    #[serde(other)]
+    Unsupported,
+}
+
+/// A backend's answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Description(Description),
+    Availability(Availability),
+    Value(Option<Secret>),
+    Done,
+    Deleted(bool),
+    Entries(Vec<EntryRef>),
+    Checks(Vec<CheckReport>),
+    Error(BackendError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_request_kind_decodes_as_unsupported() {
+        let req: Request = serde_json::from_str(r#"{"op":"rotate_everything","x":1}"#).unwrap();
+        assert!(matches!(req, Request::Unsupported));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let json = r#"{"op":"get","ctx":{"config_dir":"/c","future":true},
+                       "entry":{"service":"s","key":"k","flavour":"x"}}"#;
+        let req: Request = serde_json::from_str(json).unwrap();
+        match req {
+            Request::Get { entry, .. } => assert_eq!(entry, EntryRef::new("s", "k")),
+            other => panic!("decoded as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_error_kind_is_other() {
+        let e: BackendError =
+            serde_json::from_str(r#"{"kind":"quantum","message":"m"}"#).unwrap();
+        assert_eq!(e.kind, ErrorKind::Other);
+    }
+
+    #[test]
+    fn status_orders_by_severity() {
+        assert!(Status::Fail > Status::Warn && Status::Warn > Status::Skip && Status::Skip > Status::Ok);
+    }
+}

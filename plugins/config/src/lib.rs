@@ -1,0 +1,282 @@
+//! The plaintext backend: `credentials.toml` in ov's config directory.
+//!
+//! Layout: one table per service, one string per key.
+//!
+//! ```toml
+//! ["ov/vnc"]
+//! password = "s3cret"
+//! ```
+//!
+//! The file must be a regular file owned by the user with mode 0600; anything
+//! else is refused with the command that fixes it. Writes hold a lock and
+//! replace the file atomically, so comments and other entries survive.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use ov_plugin_api::{
+    AutoFix, Availability, Backend, BackendError, CheckReport, Context, Description, EntryRef,
+    ErrorKind, Secret, Status, service_matches,
+};
+use ov_plugin_support::{FileProblem, check_private_file, with_lock, write_atomic};
+use toml_edit::{DocumentMut, Item, Table, value};
+
+pub const FILE_NAME: &str = "credentials.toml";
+const HEADER: &str = "# ov plaintext credentials: one [\"service\"] table per service, key = \"value\".\n\
+# Keep this file mode 0600. `ov secrets init` sets up an encrypted store instead.\n";
+
+#[derive(Debug, Default)]
+pub struct ConfigBackend;
+
+pub fn credentials_path(ctx: &Context) -> PathBuf {
+    ctx.config_dir.join(FILE_NAME)
+}
+
+fn io_error(err: io::Error) -> BackendError {
+    BackendError::from(err)
+}
+
+fn problem_error(problem: &FileProblem) -> BackendError {
+    BackendError::new(ErrorKind::Permissions, problem.message()).with_hint(problem.fix())
+}
+
+/// Read and parse the file; `None` when it does not exist.
+fn load(path: &Path) -> Result<Option<DocumentMut>, BackendError> {
+    match check_private_file(path).map_err(io_error)? {
+        Ok(false) => return Ok(None),
+        Ok(true) => {}
+        Err(problem) => return Err(problem_error(&problem)),
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| io_error(ov_plugin_support::io_context("read", path, e)))?;
+    parse(path, &text).map(Some)
+}
+
+fn parse(path: &Path, text: &str) -> Result<DocumentMut, BackendError> {
+    text.parse::<DocumentMut>().map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+        let reason = e.message().trim().to_owned();
+        BackendError::new(
+            ErrorKind::Corrupt,
+            format!("cannot parse {}{at}: {reason}", path.display()),
+        )
+        .with_hint(format!(
+            "${{EDITOR:-vi}} {}  # fix the syntax; ov leaves the file as it is",
+            ov_plugin_support::shell_quote(path)
+        ))
+    })
+}
+
+fn lookup(doc: &DocumentMut, entry: &EntryRef, path: &Path) -> Result<Option<Secret>, BackendError> {
+    let Some(item) = doc
+        .get(&entry.service)
+        .and_then(Item::as_table_like)
+        .and_then(|t| t.get(&entry.key))
+    else {
+        return Ok(None);
+    };
+    match item.as_str() {
+        Some(s) => Ok(Some(Secret::from(s))),
+        None => Err(BackendError::new(
+            ErrorKind::Corrupt,
+            format!(
+                "{}: [\"{}\"] {} is not a string",
+                path.display(),
+                entry.service,
+                entry.key
+            ),
+        )),
+    }
+}
+
+/// Lock, load, change, write back. `change` returns whether it changed anything.
+fn modify<T>(
+    path: &Path,
+    change: impl FnOnce(&mut DocumentMut) -> (T, bool),
+) -> Result<T, BackendError> {
+    with_lock(path, || {
+        let mut doc = match load(path)? {
+            Some(doc) => doc,
+            None => HEADER.parse::<DocumentMut>().map_err(|e| {
+                BackendError::new(ErrorKind::Internal, format!("bad header template: {e}"))
+            })?,
+        };
+        let (out, changed) = change(&mut doc);
+        if changed {
+            write_atomic(path, doc.to_string().as_bytes(), Some(0o600)).map_err(io_error)?;
+        }
+        Ok(out)
+    })
+}
+
+impl Backend for ConfigBackend {
+    fn describe(&self) -> Description {
+        Description {
+            name: "config".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: format!("plaintext {FILE_NAME} in the ov config directory (mode 0600)"),
+            priority: 40,
+            writable: true,
+            plaintext: true,
+            needs_unlock: false,
+            listable: true,
+        }
+    }
+
+    fn probe(&self, ctx: &Context) -> Availability {
+        Availability::Available {
+            location: Some(credentials_path(ctx).display().to_string()),
+        }
+    }
+
+    fn get(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Secret>, BackendError> {
+        let path = credentials_path(ctx);
+        match load(&path)? {
+            Some(doc) => lookup(&doc, entry, &path),
+            None => Ok(None),
+        }
+    }
+
+    fn set(&self, ctx: &Context, entry: &EntryRef, secret: &Secret) -> Result<(), BackendError> {
+        modify(&credentials_path(ctx), |doc| {
+            let table = doc
+                .entry(&entry.service)
+                .or_insert_with(|| Item::Table(Table::new()));
+            if !table.is_table_like() {
+                *table = Item::Table(Table::new());
+            }
+            if let Some(t) = table.as_table_like_mut() {
+                t.insert(&entry.key, value(secret.expose()));
+            }
+            ((), true)
+        })
+    }
+
+    fn delete(&self, ctx: &Context, entry: &EntryRef) -> Result<bool, BackendError> {
+        modify(&credentials_path(ctx), |doc| {
+            let Some(table) = doc
+                .get_mut(&entry.service)
+                .and_then(Item::as_table_like_mut)
+            else {
+                return (false, false);
+            };
+            let removed = table.remove(&entry.key).is_some();
+            let now_empty = table.is_empty();
+            if now_empty {
+                doc.remove(&entry.service);
+            }
+            (removed, removed)
+        })
+    }
+
+    fn list(&self, ctx: &Context, service: Option<&str>) -> Result<Vec<EntryRef>, BackendError> {
+        let path = credentials_path(ctx);
+        let Some(doc) = load(&path)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (svc, item) in doc.iter() {
+            if !service_matches(svc, service) {
+                continue;
+            }
+            if let Some(table) = item.as_table_like() {
+                for (key, v) in table.iter() {
+                    if v.is_str() {
+                        out.push(EntryRef::new(svc, key));
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn checks(&self, ctx: &Context) -> Vec<CheckReport> {
+        let path = credentials_path(ctx);
+        let mode_id = "config.credentials_mode";
+        let title = "plaintext credentials file permissions";
+        let mode = match check_private_file(&path) {
+            Ok(Ok(false)) => {
+                return vec![report(
+                    mode_id,
+                    title,
+                    Status::Ok,
+                    format!("{} does not exist; nothing is stored in plaintext", path.display()),
+                )];
+            }
+            Ok(Ok(true)) => report(
+                mode_id,
+                title,
+                Status::Ok,
+                format!("{} is private to its owner", path.display()),
+            ),
+            Ok(Err(problem)) => {
+                let mut r = report(mode_id, title, Status::Fail, problem.message());
+                r.fix = Some(problem.fix());
+                r.auto_fix = problem
+                    .safe_chmod()
+                    .map(|(path, mode)| AutoFix::Chmod { path, mode });
+                r
+            }
+            Err(e) => report(
+                mode_id,
+                title,
+                Status::Fail,
+                format!("cannot inspect {}: {e}", path.display()),
+            ),
+        };
+        let failed = mode.status == Status::Fail;
+        let mut reports = vec![mode];
+        let parse_id = "config.credentials_parse";
+        let parse_title = "plaintext credentials file parses";
+        if failed {
+            let mut r = report(parse_id, parse_title, Status::Skip, "skipped: permissions come first".into());
+            r.depends_on = vec![mode_id.into()];
+            reports.push(r);
+            return reports;
+        }
+        let mut r = match load(&path) {
+            Ok(doc) => {
+                let n = doc
+                    .map(|d| {
+                        d.iter()
+                            .filter_map(|(_, i)| i.as_table_like())
+                            .map(|t| t.len())
+                            .sum::<usize>()
+                    })
+                    .unwrap_or(0);
+                report(
+                    parse_id,
+                    parse_title,
+                    Status::Ok,
+                    format!("{n} entr{} stored in plaintext", if n == 1 { "y" } else { "ies" }),
+                )
+            }
+            Err(e) => {
+                let mut r = report(parse_id, parse_title, Status::Fail, e.message.clone());
+                r.fix = e.hints.first().cloned();
+                r
+            }
+        };
+        r.depends_on = vec![mode_id.into()];
+        reports.push(r);
+        reports
+    }
+}
+
+fn report(id: &str, title: &str, status: Status, finding: String) -> CheckReport {
+    CheckReport {
+        id: id.into(),
+        title: title.into(),
+        status,
+        finding,
+        fix: None,
+        auto_fix: None,
+        depends_on: Vec::new(),
+    }
+}
+
+ov_plugin_api::export_plugin!(ConfigBackend);

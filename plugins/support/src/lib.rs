@@ -1,0 +1,314 @@
+//! File helpers shared by the engine and the backends.
+//!
+//! - [`check_private_file`]: the one place that decides whether a file that
+//!   holds secrets is safe to read, and the one place that words the fix, so
+//!   an error and a doctor finding about the same file say the same thing.
+//! - [`with_lock`] and [`write_atomic`]: writers take an exclusive lock on a
+//!   sidecar lock file, write a temp file in the same directory, fsync it and
+//!   rename it over the target, so a reader sees the old or the new content
+//!   and concurrent writers never lose each other's changes.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::unistd::{Gid, Uid, User, fchown};
+
+/// Why a file that should be private to its owner is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileProblem {
+    /// Group or others may read or write it.
+    Mode { path: PathBuf, mode: u32 },
+    /// Someone else owns it.
+    Owner { path: PathBuf, owner: u32, expected: u32 },
+    /// A directory, socket, device …
+    NotRegular { path: PathBuf },
+}
+
+impl FileProblem {
+    pub fn path(&self) -> &Path {
+        match self {
+            FileProblem::Mode { path, .. }
+            | FileProblem::Owner { path, .. }
+            | FileProblem::NotRegular { path } => path,
+        }
+    }
+
+    /// What is wrong, in one sentence.
+    pub fn message(&self) -> String {
+        match self {
+            FileProblem::Mode { path, mode } => format!(
+                "{} has mode {:04o}; it holds secrets and must be readable by its owner only (0600)",
+                path.display(),
+                mode & 0o7777
+            ),
+            FileProblem::Owner { path, owner, expected } => format!(
+                "{} is owned by {} but ov runs as {}; refusing to trust it",
+                path.display(),
+                user_label(*owner),
+                user_label(*expected)
+            ),
+            FileProblem::NotRegular { path } => format!("{} is not a regular file", path.display()),
+        }
+    }
+
+    /// The exact command that fixes it.
+    pub fn fix(&self) -> String {
+        match self {
+            FileProblem::Mode { path, .. } => format!("chmod 600 {}", shell_quote(path)),
+            FileProblem::Owner { path, expected, .. } => {
+                format!("sudo chown {} {}", user_name(*expected), shell_quote(path))
+            }
+            FileProblem::NotRegular { path } => {
+                format!("mv {0} {0}.bak  # then let ov create a fresh file", shell_quote(path))
+            }
+        }
+    }
+
+    /// The mode to set when `ov doctor --fix` may repair it by itself.
+    pub fn safe_chmod(&self) -> Option<(PathBuf, u32)> {
+        match self {
+            FileProblem::Mode { path, .. } => Some((path.clone(), 0o600)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FileProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+/// The user's name, or the number when there is no passwd entry.
+pub fn user_name(uid: u32) -> String {
+    User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+fn user_label(uid: u32) -> String {
+    format!("{} (uid {uid})", user_name(uid))
+}
+
+/// Quote a path for a POSIX shell when it needs it.
+pub fn shell_quote(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@%=".contains(&b));
+    if plain {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Check a file that holds secrets: a regular file, owned by the effective
+/// user, mode 0600 or stricter. `Ok(false)` when it does not exist.
+pub fn check_private_file(path: &Path) -> io::Result<Result<bool, FileProblem>> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ok(false)),
+        Err(e) => return Err(e),
+    };
+    Ok(private_metadata_problem(path, &meta).map_or(Ok(true), Err))
+}
+
+/// The same rules as [`check_private_file`], for metadata already at hand
+/// (from an open file descriptor, say).
+pub fn private_metadata_problem(path: &Path, meta: &fs::Metadata) -> Option<FileProblem> {
+    let path = path.to_path_buf();
+    let expected = Uid::effective().as_raw();
+    if !meta.is_file() {
+        Some(FileProblem::NotRegular { path })
+    } else if meta.uid() != expected {
+        Some(FileProblem::Owner { path, owner: meta.uid(), expected })
+    } else if meta.mode() & 0o077 != 0 {
+        Some(FileProblem::Mode { path, mode: meta.mode() })
+    } else {
+        None
+    }
+}
+
+/// An io::Error with the path and the operation in its message.
+pub fn io_context(op: &str, path: &Path, err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("cannot {op} {}: {err}", path.display()))
+}
+
+/// Create `dir` (and parents) if missing; new directories get `mode`.
+pub fn create_dir_all_mode(dir: &Path, mode: u32) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|e| io_context("create directory", dir, e))
+}
+
+/// The lock file that guards `path`: `.<name>.lock` beside it.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ov".to_owned());
+    path.with_file_name(format!(".{name}.lock"))
+}
+
+/// Run `f` while holding an exclusive lock on `path`'s lock file. The lock
+/// is released when `f` returns, or by the kernel if the process dies.
+pub fn with_lock<T, E: From<io::Error>>(
+    path: &Path,
+    f: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    let lock = lock_path(path);
+    if let Some(dir) = lock.parent() {
+        create_dir_all_mode(dir, 0o700)?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock)
+        .map_err(|e| io_context("open lock file", &lock, e))?;
+    let guard = Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| io_context("lock", &lock, io::Error::from(errno)))?;
+    let result = f();
+    drop(guard);
+    result
+}
+
+/// Replace `path` with `contents` atomically: temp file in the same
+/// directory, fsync, rename, fsync the directory. An existing file keeps its
+/// owner; its mode becomes `mode` (or stays as it was when `mode` is `None`,
+/// with 0600 for a new file).
+pub fn write_atomic(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    create_dir_all_mode(&dir, 0o700)?;
+    let existing = fs::metadata(path).ok();
+    let mode = mode
+        .or_else(|| existing.as_ref().map(|m| m.mode() & 0o7777))
+        .unwrap_or(0o600);
+
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(
+            ".{}.",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(&dir)
+        .map_err(|e| io_context("create a temporary file in", &dir, e))?;
+    // The umask may have narrowed the mode we asked for; set it exactly.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| io_context("set permissions on", tmp.path(), e))?;
+    if let Some(meta) = &existing {
+        if meta.uid() != Uid::effective().as_raw() || meta.gid() != Gid::effective().as_raw() {
+            // Only root can give a file away; for others this keeps the
+            // group when allowed and is otherwise a no-op failure we ignore.
+            let _ = fchown(
+                tmp.as_file(),
+                Some(Uid::from_raw(meta.uid())),
+                Some(Gid::from_raw(meta.gid())),
+            );
+        }
+    }
+    tmp.write_all(contents)
+        .map_err(|e| io_context("write", tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| io_context("sync", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| io_context("replace", path, e.error))?;
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_sets_mode_and_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/creds.toml");
+        write_atomic(&p, b"a = 1\n", Some(0o600)).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "a = 1\n");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(check_private_file(&p).unwrap(), Ok(true));
+        // No temp files left behind.
+        let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn existing_mode_is_kept_when_not_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        fs::write(&p, "x").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&p, b"y", None).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn open_mode_is_a_problem_with_a_chmod_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c");
+        fs::write(&p, "x").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        let problem = check_private_file(&p).unwrap().unwrap_err();
+        assert!(problem.message().contains("mode 0644"), "{}", problem.message());
+        assert_eq!(problem.fix(), format!("chmod 600 {}", p.display()));
+        assert_eq!(problem.safe_chmod(), Some((p.clone(), 0o600)));
+    }
+
+    #[test]
+    fn missing_file_is_not_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(check_private_file(&dir.path().join("nope")).unwrap(), Ok(false));
+    }
+
+    #[test]
+    fn shell_quote_quotes_only_when_needed() {
+        assert_eq!(shell_quote(Path::new("/a/b.toml")), "/a/b.toml");
+        assert_eq!(shell_quote(Path::new("/a b/it's")), r"'/a b/it'\''s'");
+    }
+
+    #[test]
+    fn lock_serialises_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("counter");
+        fs::write(&p, "0").unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    with_lock(&p, || -> io::Result<()> {
+                        let n: u32 = fs::read_to_string(&p)?.parse().unwrap();
+                        write_atomic(&p, (n + 1).to_string().as_bytes(), None)
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(fs::read_to_string(&p).unwrap(), "8");
+    }
+}
