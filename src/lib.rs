@@ -1,0 +1,12 @@
+//! `ov`: the engine behind the command line. `main.rs` only calls
+//! [`cli::main`]; everything testable lives here.
+
+pub mod cli;
+pub mod doctor;
+pub mod env_backend;
+pub mod error;
+pub mod host;
+pub mod paths;
+pub mod prompt;
+pub mod settings;
+pub mod store;

@@ -18,12 +18,14 @@ use ov_plugin_api::{
     AutoFix, Availability, Backend, BackendError, CheckReport, Context, Description, EntryRef,
     ErrorKind, Secret, Status, service_matches,
 };
-use ov_plugin_support::{FileProblem, check_private_file, with_lock, write_atomic};
+use ov_plugin_support::{
+    FileProblem, check_private_file, edit_command, toml_error_message, with_lock, write_atomic,
+};
 use toml_edit::{DocumentMut, Item, Table, value};
 
 pub const FILE_NAME: &str = "credentials.toml";
 const HEADER: &str = "# ov plaintext credentials: one [\"service\"] table per service, key = \"value\".\n\
-# Keep this file mode 0600. `ov secrets init` sets up an encrypted store instead.\n";
+# Keep this file mode 0600: it holds secrets unencrypted.\n";
 
 #[derive(Debug, Default)]
 pub struct ConfigBackend;
@@ -54,18 +56,9 @@ fn load(path: &Path) -> Result<Option<DocumentMut>, BackendError> {
 
 fn parse(path: &Path, text: &str) -> Result<DocumentMut, BackendError> {
     text.parse::<DocumentMut>().map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-        let at = line.map(|l| format!(":{l}")).unwrap_or_default();
-        let reason = e.message().trim().to_owned();
-        BackendError::new(
-            ErrorKind::Corrupt,
-            format!("cannot parse {}{at}: {reason}", path.display()),
-        )
-        .with_hint(format!(
-            "${{EDITOR:-vi}} {}  # fix the syntax; ov leaves the file as it is",
-            ov_plugin_support::shell_quote(path)
+        BackendError::new(ErrorKind::Corrupt, toml_error_message(path, text, &e)).with_hint(format!(
+            "{}  # fix the syntax; ov leaves the file as it is",
+            edit_command(path)
         ))
     })
 }
@@ -98,15 +91,18 @@ fn modify<T>(
     change: impl FnOnce(&mut DocumentMut) -> (T, bool),
 ) -> Result<T, BackendError> {
     with_lock(path, || {
-        let mut doc = match load(path)? {
-            Some(doc) => doc,
-            None => HEADER.parse::<DocumentMut>().map_err(|e| {
-                BackendError::new(ErrorKind::Internal, format!("bad header template: {e}"))
-            })?,
-        };
+        let existing = load(path)?;
+        let is_new = existing.is_none();
+        let mut doc = existing.unwrap_or_default();
         let (out, changed) = change(&mut doc);
         if changed {
-            write_atomic(path, doc.to_string().as_bytes(), Some(0o600)).map_err(io_error)?;
+            let mut text = doc.to_string();
+            if is_new {
+                // Once written, the header is the first table's leading
+                // comment and later writes keep it.
+                text.insert_str(0, HEADER);
+            }
+            write_atomic(path, text.as_bytes(), Some(0o600))?;
         }
         Ok(out)
     })

@@ -141,6 +141,20 @@ pub fn io_context(op: &str, path: &Path, err: io::Error) -> io::Error {
     io::Error::new(err.kind(), format!("cannot {op} {}: {err}", path.display()))
 }
 
+/// `cannot parse FILE:LINE: reason` for a TOML syntax error.
+pub fn toml_error_message(path: &Path, text: &str, err: &toml_edit::TomlError) -> String {
+    let at = err
+        .span()
+        .map(|s| format!(":{}", text[..s.start.min(text.len())].matches('\n').count() + 1))
+        .unwrap_or_default();
+    format!("cannot parse {}{at}: {}", path.display(), err.message().trim())
+}
+
+/// The command that opens a file for the user to repair by hand.
+pub fn edit_command(path: &Path) -> String {
+    format!("${{EDITOR:-vi}} {}", shell_quote(path))
+}
+
 /// Create `dir` (and parents) if missing; new directories get `mode`.
 pub fn create_dir_all_mode(dir: &Path, mode: u32) -> io::Result<()> {
     if dir.is_dir() {

@@ -1,0 +1,456 @@
+//! `ov secrets …` — the store commands.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use clap::{Args, Subcommand, ValueEnum};
+use ov_plugin_api::{EntryRef, Secret};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::cli::{Engine, print_json, warn};
+use crate::env_backend::variable_name;
+use crate::error::{EXIT_ERROR, OvError, Result};
+use crate::prompt;
+use crate::store::{Miss, Written, random_hex, validate_entry, validate_value};
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// List entries as service/key, optionally under one service
+    List(ListArgs),
+    /// Print a secret's value
+    Get(EntryArgs),
+    /// Store a secret; without VALUE, prompt on a terminal or read one line from stdin
+    Set(SetArgs),
+    /// Remove a secret from every writable backend that holds it
+    #[command(alias = "rm")]
+    Delete(EntryArgs),
+    /// Print a secret, generating and storing a 64-hex-character token first if it is missing
+    Ensure(EntryArgs),
+    /// Say which source answers for a secret, without printing it
+    Which(WhichArgs),
+    /// Copy entries from the other backends into the one that receives writes
+    Import(ImportArgs),
+    /// Print every entry as service -> key -> value (plaintext!)
+    Export(ExportArgs),
+    /// Print the KeePass database path (configured or default)
+    Path(PathArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EntryArgs {
+    /// Service, e.g. ov/vnc or myapp/prod
+    service: String,
+    /// Key within the service
+    key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only entries of this service or below it
+    service: Option<String>,
+    /// Print JSON for scripts
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    #[command(flatten)]
+    entry: EntryArgs,
+    /// The value; better left out (it shows up in shell history and ps)
+    value: Option<String>,
+    /// Generate 16 random bytes as 32 hex characters, store and print them
+    #[arg(long, conflicts_with = "value")]
+    generate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WhichArgs {
+    #[command(flatten)]
+    entry: EntryArgs,
+    /// Print JSON for scripts
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Show what would be copied without writing anything
+    #[arg(long)]
+    dry_run: bool,
+    /// Only import from this backend
+    #[arg(long, value_name = "BACKEND")]
+    from: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct PathArgs {
+    /// Print every backend's location instead
+    #[arg(long)]
+    all: bool,
+}
+
+pub fn run(cmd: SecretsCommand) -> Result<i32> {
+    let engine = Engine::load()?;
+    match cmd {
+        SecretsCommand::List(a) => list(&engine, a),
+        SecretsCommand::Get(a) => get(&engine, &a),
+        SecretsCommand::Set(a) => set(&engine, a),
+        SecretsCommand::Delete(a) => delete(&engine, &a),
+        SecretsCommand::Ensure(a) => ensure(&engine, &a),
+        SecretsCommand::Which(a) => which(&engine, &a),
+        SecretsCommand::Import(a) => import(&engine, &a),
+        SecretsCommand::Export(a) => export(&engine, &a),
+        SecretsCommand::Path(a) => path(&engine, &a),
+    }
+}
+
+fn entry_of(a: &EntryArgs) -> Result<EntryRef> {
+    validate_entry(&a.service, &a.key)
+}
+
+/// Print a value and a newline, and nothing else.
+fn print_value(value: &Secret) {
+    let mut line = Zeroizing::new(String::with_capacity(value.len() + 1));
+    line.push_str(value.expose());
+    line.push('\n');
+    print!("{}", line.as_str());
+}
+
+/// The error for a secret no backend holds.
+fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
+    let mut msg = format!("no secret {} {}", entry.service, entry.key);
+    if !miss.locked.is_empty() {
+        let names: Vec<&str> = miss.locked.iter().map(|(n, _)| n.as_str()).collect();
+        msg.push_str(&format!(" (not searched: {} locked)", names.join(", ")));
+    }
+    let mut e = OvError::new(msg);
+    if !miss.locked.is_empty() {
+        e = e.hint("ov secrets unlock");
+    }
+    e.hint(format!("ov secrets set {} {}", entry.service, entry.key))
+        .hint(format!("export {}=…   # for this shell only", variable_name(entry)))
+}
+
+fn report_written(engine: &Engine, entry: &EntryRef, w: &Written) {
+    if w.plaintext {
+        warn(&format!(
+            "{} is stored in plaintext{}; an encrypted backend keeps it safer",
+            entry,
+            w.location
+                .as_deref()
+                .map(|l| format!(" in {}", engine.paths.tilde(std::path::Path::new(l))))
+                .unwrap_or_default()
+        ));
+    }
+    eprintln!("stored {} {} in {}", entry.service, entry.key, w.backend);
+}
+
+fn list(engine: &Engine, a: ListArgs) -> Result<i32> {
+    let entries = engine.store.list(a.service.as_deref())?;
+    if a.json {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            service: &'a str,
+            key: &'a str,
+            source: &'a str,
+        }
+        let rows: Vec<Row> = entries
+            .iter()
+            .map(|(e, src)| Row {
+                service: &e.service,
+                key: &e.key,
+                source: src,
+            })
+            .collect();
+        print_json(&rows)?;
+    } else {
+        for e in entries.keys() {
+            println!("{e}");
+        }
+    }
+    Ok(0)
+}
+
+fn get(engine: &Engine, a: &EntryArgs) -> Result<i32> {
+    let entry = entry_of(a)?;
+    match engine.store.get(&entry)? {
+        Ok((value, _)) => {
+            print_value(&value);
+            Ok(0)
+        }
+        Err(miss) => Err(not_found(&entry, &miss)),
+    }
+}
+
+fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
+    let entry = entry_of(&a.entry)?;
+    let value = if a.generate {
+        random_hex(16)?
+    } else if let Some(v) = a.value {
+        warn("a value given on the command line is visible in ps and your shell history; leave it out to be prompted");
+        Secret::new(v)
+    } else if prompt::stdin_is_tty() {
+        prompt::ask_hidden_twice(&format!("Value for {} {}: ", entry.service, entry.key))?
+    } else {
+        prompt::read_stdin_line()?
+    };
+    validate_value(&value)?;
+    let written = engine.store.set(&entry, &value)?;
+    report_written(engine, &entry, &written);
+    if a.generate {
+        print_value(&value);
+    }
+    Ok(0)
+}
+
+fn delete(engine: &Engine, a: &EntryArgs) -> Result<i32> {
+    let entry = entry_of(a)?;
+    let removed = engine.store.delete(&entry)?;
+    let var = variable_name(&entry);
+    let in_env = std::env::var_os(&var).is_some_and(|v| !v.is_empty());
+    if removed.is_empty() {
+        let mut e = OvError::new(format!("no stored secret {} {}", entry.service, entry.key))
+            .hint(format!("ov secrets list {}", entry.service));
+        if in_env {
+            e = e.hint(format!("unset {var}   # the value you see comes from the environment"));
+        }
+        return Err(e);
+    }
+    eprintln!("deleted {} {} from {}", entry.service, entry.key, removed.join(", "));
+    if in_env {
+        warn(&format!("{var} is still set in the environment and answers reads"));
+    }
+    Ok(0)
+}
+
+fn ensure(engine: &Engine, a: &EntryArgs) -> Result<i32> {
+    let entry = entry_of(a)?;
+    // One lock across read-check-write: concurrent callers all print the
+    // value the first one stored.
+    let lock = engine.paths.ensure_lock();
+    let (value, written) = ov_plugin_support::with_lock(&lock, || -> Result<_> {
+        if let Ok((value, _)) = engine.store.get(&entry)? {
+            return Ok((value, None));
+        }
+        let value = random_hex(32)?;
+        let written = engine.store.set(&entry, &value)?;
+        Ok((value, Some(written)))
+    })?;
+    if let Some(w) = written {
+        report_written(engine, &entry, &w);
+    }
+    print_value(&value);
+    Ok(0)
+}
+
+fn which(engine: &Engine, a: &WhichArgs) -> Result<i32> {
+    let entry = entry_of(&a.entry)?;
+    match engine.store.get(&entry)? {
+        Ok((_, source)) => {
+            if a.json {
+                print_json(&source)?;
+            } else {
+                match &source.location {
+                    Some(loc) => println!("{}\t{loc}", source.backend),
+                    None => println!("{}", source.backend),
+                }
+            }
+            Ok(0)
+        }
+        Err(miss) => {
+            if a.json {
+                #[derive(Serialize)]
+                struct NotFound<'a> {
+                    backend: Option<&'a str>,
+                    locked: Vec<&'a str>,
+                    unavailable: Vec<&'a str>,
+                }
+                print_json(&NotFound {
+                    backend: None,
+                    locked: miss.locked.iter().map(|(n, _)| n.as_str()).collect(),
+                    unavailable: miss.unavailable.iter().map(|(n, _)| n.as_str()).collect(),
+                })?;
+                return Ok(EXIT_ERROR);
+            }
+            let searched: Vec<String> = engine
+                .store
+                .chain()
+                .iter()
+                .map(|b| match b.desc.name.as_str() {
+                    "env" => format!("env (${})", variable_name(&entry)),
+                    n => n.to_owned(),
+                })
+                .collect();
+            let mut e = not_found(&entry, &miss);
+            e.message.push_str(&format!("; searched {}", searched.join(", ")));
+            Err(e)
+        }
+    }
+}
+
+fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
+    let target = engine.store.write_target()?;
+    let sources: Vec<_> = engine
+        .store
+        .chain()
+        .iter()
+        .filter(|b| b.desc.listable && b.desc.name != target.desc.name)
+        .filter(|b| a.from.as_deref().is_none_or(|f| f == b.desc.name))
+        .collect();
+    if let Some(f) = &a.from {
+        if sources.is_empty() {
+            return Err(OvError::usage(format!(
+                "cannot import from '{f}': it is not a listable backend other than the target ({})",
+                target.desc.name
+            ))
+            .hint("ov plugins list"));
+        }
+    }
+    if sources.is_empty() {
+        eprintln!(
+            "nothing to import: writes go to {} and no other backend can list its entries",
+            target.desc.name
+        );
+        return Ok(0);
+    }
+    let (mut copied, mut total, mut failed) = (0usize, 0usize, 0usize);
+    let mut plaintext_warned = false;
+    for src in sources {
+        let entries = match engine.store.list_in(src) {
+            Ok(e) => e,
+            Err(e) => {
+                println!("✗ {:<30} {} → {}  {}", "(all)", src.desc.name, target.desc.name, e.message);
+                failed += 1;
+                continue;
+            }
+        };
+        for entry in entries {
+            total += 1;
+            let line = |mark: &str, what: &str| {
+                println!("{mark} {:<30} {} → {}  {what}", entry.to_string(), src.desc.name, target.desc.name);
+            };
+            if target.backend.get(&engine.store.ctx, &entry).ok().flatten().is_some() {
+                line("=", "already present, kept");
+                continue;
+            }
+            if a.dry_run {
+                line("+", "would import");
+                copied += 1;
+                continue;
+            }
+            let value = match src.backend.get(&engine.store.ctx, &entry) {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    line("✗", "vanished while importing");
+                    failed += 1;
+                    continue;
+                }
+                Err(e) => {
+                    line("✗", &e.message);
+                    failed += 1;
+                    continue;
+                }
+            };
+            match engine.store.set_in(target, &entry, &value) {
+                Ok(w) => {
+                    if w.plaintext && !plaintext_warned {
+                        plaintext_warned = true;
+                        warn(&format!("{} stores values in plaintext", w.backend));
+                    }
+                    line("✓", "imported");
+                    copied += 1;
+                }
+                Err(e) => {
+                    line("✗", &e.message);
+                    failed += 1;
+                }
+            }
+        }
+    }
+    let verb = if a.dry_run { "Would import" } else { "Imported" };
+    println!("{verb} {copied}/{total} entr{} into {}", if total == 1 { "y" } else { "ies" }, target.desc.name);
+    Ok(if failed > 0 { EXIT_ERROR } else { 0 })
+}
+
+/// YAML's double-quoted scalars accept JSON's escapes, so a JSON string is a
+/// safe YAML scalar for any key or value.
+fn yaml_scalar(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
+    let entries = engine.store.list(None)?;
+    let mut tree: BTreeMap<String, BTreeMap<String, Secret>> = BTreeMap::new();
+    for (entry, source) in &entries {
+        let Some(b) = engine.store.host.backend(source) else { continue };
+        if let Some(v) = b.backend.get(&engine.store.ctx, entry)? {
+            tree.entry(entry.service.clone())
+                .or_default()
+                .insert(entry.key.clone(), v);
+        }
+    }
+    warn("the export below holds your secrets in plaintext; keep it out of shared places");
+    let mut out = Zeroizing::new(String::new());
+    match a.format {
+        Format::Json => {
+            let nested: BTreeMap<&str, BTreeMap<&str, &str>> = tree
+                .iter()
+                .map(|(s, keys)| (s.as_str(), keys.iter().map(|(k, v)| (k.as_str(), v.expose())).collect()))
+                .collect();
+            let text = Zeroizing::new(
+                serde_json::to_string_pretty(&nested)
+                    .map_err(|e| OvError::new(format!("cannot encode JSON: {e}")))?,
+            );
+            out.push_str(&text);
+            out.push('\n');
+        }
+        Format::Yaml => {
+            if tree.is_empty() {
+                out.push_str("{}\n");
+            }
+            for (service, keys) in &tree {
+                let _ = writeln!(out, "{}:", yaml_scalar(service));
+                for (key, value) in keys {
+                    let _ = writeln!(out, "  {}: {}", yaml_scalar(key), Zeroizing::new(yaml_scalar(value.expose())).as_str());
+                }
+            }
+        }
+    }
+    print!("{}", out.as_str());
+    Ok(0)
+}
+
+fn path(engine: &Engine, a: &PathArgs) -> Result<i32> {
+    if a.all {
+        for b in engine.store.chain() {
+            let loc = match b.backend.probe(&engine.store.ctx) {
+                ov_plugin_api::Availability::Available { location } => location.unwrap_or_else(|| "-".into()),
+                ov_plugin_api::Availability::Locked { reason } => format!("locked: {reason}"),
+                ov_plugin_api::Availability::Unavailable { reason } => format!("unavailable: {reason}"),
+            };
+            println!("{}\t{loc}", b.desc.name);
+        }
+        return Ok(0);
+    }
+    let p = engine
+        .settings
+        .get_str("secrets.kdbx_path")
+        .map(str::to_owned)
+        .unwrap_or_else(|| engine.paths.config_dir.join("secrets.kdbx").display().to_string());
+    println!("{}", crate::paths::expand_tilde(&engine.paths, &p).display());
+    Ok(0)
+}

@@ -1,0 +1,91 @@
+//! `ov settings get|set|unset|list`
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::paths::Paths;
+use crate::settings::{self, Origin, Settings};
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCommand {
+    /// Print a setting's effective value
+    Get { key: String },
+    /// Change a setting in your config.toml (comments in the file are kept)
+    Set { key: String, value: String },
+    /// Remove a setting from your config.toml, so the default applies again
+    Unset { key: String },
+    /// Every setting with its value and where it comes from
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON for scripts
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    key: &'a str,
+    value: Option<&'a settings::Value>,
+    origin: Option<&'a Origin>,
+    about: &'a str,
+}
+
+pub fn run(cmd: SettingsCommand) -> Result<i32> {
+    let paths = Paths::from_env()?;
+    match cmd {
+        SettingsCommand::Get { key } => {
+            settings::spec(&key).ok_or_else(|| settings::unknown_key(&key))?;
+            let s = Settings::load(&paths)?;
+            match s.get(&key) {
+                Some(v) => println!("{v}"),
+                None => println!(),
+            }
+        }
+        SettingsCommand::Set { key, value } => {
+            let v = settings::set_user(&paths, &key, &value)?;
+            eprintln!("{key} = {v}  ({})", paths.tilde(&paths.user_config()));
+        }
+        SettingsCommand::Unset { key } => {
+            if settings::unset_user(&paths, &key)? {
+                eprintln!("removed {key} from {}", paths.tilde(&paths.user_config()));
+            } else {
+                eprintln!("{key} was not set in {}", paths.tilde(&paths.user_config()));
+            }
+        }
+        SettingsCommand::List(args) => {
+            let s = Settings::load(&paths)?;
+            let entries = s.entries();
+            if args.json {
+                let rows: Vec<Row> = entries
+                    .iter()
+                    .map(|(spec, value, origin)| Row {
+                        key: spec.name,
+                        value: *value,
+                        origin: *origin,
+                        about: spec.about,
+                    })
+                    .collect();
+                crate::cli::print_json(&rows)?;
+            } else {
+                let width = entries.iter().map(|(k, _, _)| k.name.len()).max().unwrap_or(0);
+                for (spec, value, origin) in entries {
+                    let value = value.map(ToString::to_string).unwrap_or_default();
+                    let origin = origin.map(|o| match o {
+                        Origin::Default => "default".to_owned(),
+                        Origin::System(p) | Origin::User(p) => paths.tilde(p),
+                    });
+                    println!(
+                        "{:<width$} = {value}  # {}",
+                        spec.name,
+                        origin.unwrap_or_else(|| "unset".into())
+                    );
+                }
+            }
+        }
+    }
+    Ok(0)
+}

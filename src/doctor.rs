@@ -1,0 +1,207 @@
+//! The checks `ov doctor` runs, assembled from the engine's own checks and
+//! the ones each backend contributes.
+
+use std::sync::Arc;
+
+use ov_checks::{Status, Task, config_file_mode_check, report};
+use ov_plugin_api::{Availability, Context};
+
+use crate::host::{Host, Origin, State};
+use crate::paths::Paths;
+use crate::settings::Settings;
+use crate::store::context;
+
+/// Every task, in display order.
+pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
+    let mut tasks = Vec::new();
+    let settings = Settings::load(paths);
+
+    // settings.*
+    {
+        let p = paths.clone();
+        let settings = settings.clone();
+        tasks.push(Task::single("settings.parse", "settings files parse", move || {
+            settings_parse(&p, &settings)
+        }));
+        let user = paths.user_config();
+        tasks.push(Task::single("settings.permissions", "settings file owner and mode", move || {
+            config_file_mode_check("settings.permissions", "settings file owner and mode", &user)
+        }));
+    }
+
+    // plugins.*
+    for info in &host.plugins {
+        if matches!(info.state, State::Shadowed { .. }) {
+            continue;
+        }
+        let id = format!("plugins.{}", info.name);
+        let title = format!("plugin {} loads", info.name);
+        let shadowed: Vec<String> = host
+            .plugins
+            .iter()
+            .filter(|p| p.name == info.name && matches!(p.state, State::Shadowed { .. }))
+            .map(|p| p.origin.to_string())
+            .collect();
+        let info = info.clone();
+        let (id2, title2) = (id.clone(), title.clone());
+        tasks.push(Task::single(id, title, move || match &info.state {
+            State::Failed { error, fix } => {
+                let mut r = report(&id2, &title2, Status::Fail, error.clone());
+                r.fix = Some(fix.clone());
+                r
+            }
+            _ => {
+                let from = match &info.origin {
+                    Origin::BuiltIn => "built in".to_owned(),
+                    Origin::Path(p) => format!("loaded from {}", p.display()),
+                };
+                let mut finding = format!("{} {} ({from}, ABI {})", info.name, info.version, info.abi.unwrap_or(0));
+                if !shadowed.is_empty() {
+                    finding.push_str(&format!("; takes the place of {}", shadowed.join(", ")));
+                }
+                report(&id2, &title2, Status::Ok, finding)
+            }
+        }));
+    }
+
+    // backends.available
+    let ctx = match &settings {
+        Ok(s) => context(paths, s),
+        Err(_) => Context {
+            config_dir: paths.config_dir.clone(),
+            data_dir: paths.data_dir.clone(),
+            runtime_dir: paths.runtime_dir.clone(),
+            ..Context::default()
+        },
+    };
+    let forced = settings
+        .as_ref()
+        .ok()
+        .and_then(|s| s.forced_backend().map(str::to_owned));
+    let backends: Vec<_> = host
+        .backends
+        .iter()
+        .map(|b| (b.desc.clone(), Arc::clone(&b.backend)))
+        .collect();
+    {
+        let ctx = ctx.clone();
+        tasks.push(
+            Task::single("backends.available", "which backends can serve secrets", move || {
+                backends_available(&ctx, &backends, forced.as_deref())
+            })
+            .after("settings.parse"),
+        );
+    }
+
+    // Each backend's own checks, grouped under its name.
+    for b in &host.backends {
+        let name = b.desc.name.clone();
+        let backend = Arc::clone(&b.backend);
+        let ctx = ctx.clone();
+        tasks.push(
+            Task::batch(name.clone(), format!("{name} backend checks"), move || backend.checks(&ctx))
+                .after(format!("plugins.{name}")),
+        );
+    }
+    tasks
+}
+
+fn settings_parse(paths: &Paths, settings: &crate::error::Result<Settings>) -> ov_checks::CheckReport {
+    let id = "settings.parse";
+    let title = "settings files parse";
+    match settings {
+        Err(e) => {
+            let mut r = report(id, title, Status::Fail, e.message.clone());
+            r.fix = e.hints.first().cloned();
+            r
+        }
+        Ok(s) if !s.unknown.is_empty() => {
+            let (key, file) = &s.unknown[0];
+            let mut r = report(
+                id,
+                title,
+                Status::Warn,
+                format!(
+                    "{}: unknown setting{} {} (ignored)",
+                    file.display(),
+                    if s.unknown.len() == 1 { "" } else { "s" },
+                    s.unknown.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            );
+            r.fix = Some(if file == &paths.user_config() {
+                format!("ov settings unset {key}")
+            } else {
+                ov_plugin_support::edit_command(file)
+            });
+            r
+        }
+        Ok(_) => {
+            let files: Vec<String> = [paths.system_config(), paths.user_config()]
+                .into_iter()
+                .filter(|p| p.exists())
+                .map(|p| p.display().to_string())
+                .collect();
+            let finding = if files.is_empty() {
+                "no settings files; defaults apply".to_owned()
+            } else {
+                format!("{} parse{}", files.join(" and "), if files.len() == 1 { "s" } else { "" })
+            };
+            report(id, title, Status::Ok, finding)
+        }
+    }
+}
+
+fn backends_available(
+    ctx: &Context,
+    backends: &[(ov_plugin_api::Description, Arc<dyn ov_plugin_api::Backend>)],
+    forced: Option<&str>,
+) -> ov_checks::CheckReport {
+    let id = "backends.available";
+    let title = "which backends can serve secrets";
+    let mut available = Vec::new();
+    let mut other = Vec::new();
+    let mut target = None;
+    for (desc, backend) in backends {
+        match backend.probe(ctx) {
+            Availability::Available { .. } => {
+                available.push(desc.name.clone());
+                if target.is_none() && desc.writable && forced.is_none_or(|f| f == desc.name) {
+                    target = Some(desc.clone());
+                }
+            }
+            Availability::Locked { reason } => other.push(format!("{} locked ({reason})", desc.name)),
+            Availability::Unavailable { reason } => {
+                other.push(format!("{} unavailable ({reason})", desc.name));
+            }
+        }
+    }
+    let mut finding = format!("available: {}", available.join(", "));
+    if !other.is_empty() {
+        finding.push_str(&format!("; {}", other.join("; ")));
+    }
+    match (target, forced) {
+        (Some(t), _) => {
+            finding.push_str(&format!(
+                "; writes go to {}{}",
+                t.name,
+                if t.plaintext { " (plaintext)" } else { "" }
+            ));
+            report(id, title, Status::Ok, finding)
+        }
+        (None, Some(f)) => {
+            let mut r = report(
+                id,
+                title,
+                Status::Fail,
+                format!("secret_backend is '{f}', but that backend cannot be used; {finding}"),
+            );
+            r.fix = Some("ov settings set secret_backend auto".into());
+            r
+        }
+        (None, None) => {
+            let mut r = report(id, title, Status::Fail, format!("no writable backend; {finding}"));
+            r.fix = Some("ov plugins list".into());
+            r
+        }
+    }
+}

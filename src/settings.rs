@@ -1,0 +1,416 @@
+//! `config.toml`: typed settings, system defaults under the user's file.
+//!
+//! Reads merge `/etc/ov/config.toml` and `$XDG_CONFIG_HOME/ov/config.toml`
+//! (the user's wins). Writes touch only the user's file, through
+//! `toml_edit`, so comments and layout the user wrote survive.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ov_plugin_support::{edit_command, toml_error_message, with_lock, write_atomic};
+use serde::Serialize;
+use toml_edit::{DocumentMut, Item, Table};
+
+use crate::error::{OvError, Result};
+use crate::paths::Paths;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Choice(&'static [&'static str]),
+    Text,
+    Path,
+    Bool,
+    Seconds,
+}
+
+impl Kind {
+    fn describe(self) -> String {
+        match self {
+            Kind::Choice(c) => format!("one of {}", c.join(", ")),
+            Kind::Text => "text".into(),
+            Kind::Path => "a file path".into(),
+            Kind::Bool => "true or false".into(),
+            Kind::Seconds => "a whole number of seconds, at least 1".into(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct KeySpec {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub about: &'static str,
+}
+
+pub const BACKEND_CHOICES: &[&str] = &["auto", "keyring", "kdbx", "config"];
+
+/// Every setting ov knows. Anything else is refused.
+pub const KEYS: &[KeySpec] = &[
+    KeySpec {
+        name: "secret_backend",
+        kind: Kind::Choice(BACKEND_CHOICES),
+        about: "backend that receives writes; auto picks the first available of keyring, kdbx, config",
+    },
+    KeySpec {
+        name: "keyring_collection_label",
+        kind: Kind::Text,
+        about: "Secret Service collection to pin reads and writes to (empty: search every collection)",
+    },
+    KeySpec {
+        name: "secrets.kdbx_path",
+        kind: Kind::Path,
+        about: "KeePass database file",
+    },
+    KeySpec {
+        name: "secrets.kdbx_key_file",
+        kind: Kind::Path,
+        about: "key file for the KeePass database (optional)",
+    },
+    KeySpec {
+        name: "secrets.kdbx_cache",
+        kind: Kind::Bool,
+        about: "cache the KeePass password in the kernel keyring",
+    },
+    KeySpec {
+        name: "secrets.kdbx_cache_timeout",
+        kind: Kind::Seconds,
+        about: "how long the cached KeePass password lives, in seconds",
+    },
+];
+
+pub fn spec(name: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+pub fn unknown_key(name: &str) -> OvError {
+    let valid: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+    OvError::usage(format!(
+        "unknown setting '{name}'; valid settings: {}",
+        valid.join(", ")
+    ))
+    .hint("ov settings list")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Text(String),
+    Bool(bool),
+    Int(i64),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Text(s) => f.write_str(s),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+impl Value {
+    fn to_toml(&self) -> toml_edit::Value {
+        match self {
+            Value::Text(s) => s.as_str().into(),
+            Value::Bool(b) => (*b).into(),
+            Value::Int(i) => (*i).into(),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Text(s) => s.clone().into(),
+            Value::Bool(b) => (*b).into(),
+            Value::Int(i) => (*i).into(),
+        }
+    }
+}
+
+/// Parse what the user typed after `ov settings set KEY`.
+pub fn parse_value(spec: &KeySpec, raw: &str) -> Result<Value> {
+    let bad = || {
+        OvError::usage(format!(
+            "'{raw}' is not a valid value for {}: expected {}",
+            spec.name,
+            spec.kind.describe()
+        ))
+    };
+    match spec.kind {
+        Kind::Choice(choices) => {
+            let v = raw.trim().to_ascii_lowercase();
+            if choices.contains(&v.as_str()) {
+                Ok(Value::Text(v))
+            } else {
+                Err(bad().hint(format!("ov settings set {} {}", spec.name, choices[0])))
+            }
+        }
+        Kind::Text => {
+            if raw.chars().any(char::is_control) {
+                Err(OvError::usage(format!("{} must be one line of printable text", spec.name)))
+            } else {
+                Ok(Value::Text(raw.to_owned()))
+            }
+        }
+        Kind::Path => {
+            if raw.trim().is_empty() || raw.chars().any(char::is_control) {
+                Err(bad().hint(format!("ov settings set {} ~/.config/ov/secrets.kdbx", spec.name)))
+            } else {
+                Ok(Value::Text(raw.to_owned()))
+            }
+        }
+        Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Ok(Value::Bool(true)),
+            "false" | "no" | "off" | "0" => Ok(Value::Bool(false)),
+            _ => Err(bad().hint(format!("ov settings set {} false", spec.name))),
+        },
+        Kind::Seconds => match raw.trim().parse::<i64>() {
+            Ok(n) if n >= 1 => Ok(Value::Int(n)),
+            _ => Err(bad().hint(format!("ov settings set {} 3600", spec.name))),
+        },
+    }
+}
+
+/// Check a value read from a file against its key's kind.
+fn typed_from_toml(spec: &KeySpec, item: &toml_edit::Value) -> Option<Value> {
+    let v = match (spec.kind, item) {
+        (Kind::Bool, toml_edit::Value::Boolean(b)) => Value::Bool(*b.value()),
+        (Kind::Seconds, toml_edit::Value::Integer(i)) if *i.value() >= 1 => Value::Int(*i.value()),
+        (Kind::Choice(_) | Kind::Text | Kind::Path, toml_edit::Value::String(s)) => {
+            return parse_value(spec, s.value()).ok();
+        }
+        _ => return None,
+    };
+    Some(v)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "path")]
+pub enum Origin {
+    Default,
+    System(PathBuf),
+    User(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::System(p) | Origin::User(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The effective settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    values: BTreeMap<&'static str, (Value, Origin)>,
+    /// Keys present in a file that ov does not know, with the file.
+    pub unknown: Vec<(String, PathBuf)>,
+}
+
+fn default_value(name: &str, paths: &Paths) -> Option<Value> {
+    Some(match name {
+        "secret_backend" => Value::Text("auto".into()),
+        "keyring_collection_label" => Value::Text(String::new()),
+        "secrets.kdbx_path" => Value::Text(paths.config_dir.join("secrets.kdbx").display().to_string()),
+        "secrets.kdbx_cache" => Value::Bool(true),
+        "secrets.kdbx_cache_timeout" => Value::Int(3600),
+        _ => return None,
+    })
+}
+
+/// Find `a.b` in a document: the table `a`, the key `b`.
+fn lookup<'d>(doc: &'d DocumentMut, dotted: &str) -> Option<&'d Item> {
+    let mut item = doc.as_item();
+    for part in dotted.split('.') {
+        item = item.as_table_like()?.get(part)?;
+    }
+    Some(item)
+}
+
+/// Every dotted key with a value in the document.
+fn leaf_keys(table: &dyn toml_edit::TableLike, prefix: &str, out: &mut Vec<String>) {
+    for (k, item) in table.iter() {
+        let name = if prefix.is_empty() { k.to_owned() } else { format!("{prefix}.{k}") };
+        match item.as_table_like() {
+            Some(t) => leaf_keys(t, &name, out),
+            None => out.push(name),
+        }
+    }
+}
+
+/// Read and parse a settings file; `None` when it does not exist.
+pub fn read_doc(path: &Path) -> Result<Option<DocumentMut>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(OvError::new(format!("cannot read {}: {e}", path.display()))
+                .hint(format!("ls -l {}", ov_plugin_support::shell_quote(path))));
+        }
+    };
+    text.parse::<DocumentMut>().map(Some).map_err(|e| {
+        OvError::new(toml_error_message(path, &text, &e)).hint(edit_command(path))
+    })
+}
+
+impl Settings {
+    /// Defaults, then the system file, then the user's file.
+    pub fn load(paths: &Paths) -> Result<Settings> {
+        let mut settings = Settings {
+            values: KEYS
+                .iter()
+                .filter_map(|k| default_value(k.name, paths).map(|v| (k.name, (v, Origin::Default))))
+                .collect(),
+            unknown: Vec::new(),
+        };
+        for (path, origin) in [
+            (paths.system_config(), Origin::System(paths.system_config())),
+            (paths.user_config(), Origin::User(paths.user_config())),
+        ] {
+            let Some(doc) = read_doc(&path)? else { continue };
+            settings.overlay(&path, &doc, &origin)?;
+        }
+        Ok(settings)
+    }
+
+    fn overlay(&mut self, path: &Path, doc: &DocumentMut, origin: &Origin) -> Result<()> {
+        let mut present = Vec::new();
+        leaf_keys(doc.as_table(), "", &mut present);
+        for name in present {
+            let Some(spec) = spec(&name) else {
+                self.unknown.push((name, path.to_path_buf()));
+                continue;
+            };
+            let Some(raw) = lookup(doc, &name).and_then(Item::as_value) else { continue };
+            let value = typed_from_toml(spec, raw).ok_or_else(|| {
+                OvError::new(format!(
+                    "{}: {} = {} is not valid: expected {}",
+                    path.display(),
+                    name,
+                    raw.to_string().trim(),
+                    spec.kind.describe()
+                ))
+                .hint(edit_command(path))
+            })?;
+            self.values.insert(spec.name, (value, origin.clone()));
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name).map(|(v, _)| v)
+    }
+
+    pub fn origin(&self, name: &str) -> Option<&Origin> {
+        self.values.get(name).map(|(_, o)| o)
+    }
+
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        match self.get(name) {
+            Some(Value::Text(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// `secret_backend`, `None` for auto.
+    pub fn forced_backend(&self) -> Option<&str> {
+        self.get_str("secret_backend").filter(|b| *b != "auto")
+    }
+
+    /// The settings as the plugins see them.
+    pub fn to_context_map(&self) -> BTreeMap<String, serde_json::Value> {
+        self.values
+            .iter()
+            .map(|(k, (v, _))| ((*k).to_owned(), v.to_json()))
+            .collect()
+    }
+
+    /// Every known key with its effective value (if any) and where it came from.
+    pub fn entries(&self) -> Vec<(&'static KeySpec, Option<&Value>, Option<&Origin>)> {
+        KEYS.iter()
+            .map(|k| (k, self.get(k.name), self.origin(k.name)))
+            .collect()
+    }
+}
+
+/// Write a value into the user's file, keeping everything else in it.
+pub fn set_user(paths: &Paths, name: &str, raw: &str) -> Result<Value> {
+    let spec = spec(name).ok_or_else(|| unknown_key(name))?;
+    let value = parse_value(spec, raw)?;
+    edit_user_file(paths, |doc| {
+        let mut parts: Vec<&str> = name.split('.').collect();
+        let leaf = parts.pop().unwrap_or(name);
+        let mut table = doc.as_table_mut();
+        for part in parts {
+            let item = table.entry(part).or_insert_with(|| Item::Table(Table::new()));
+            if !item.is_table() {
+                *item = Item::Table(Table::new());
+            }
+            table = match item.as_table_mut() {
+                Some(t) => t,
+                None => return false,
+            };
+        }
+        match table.get_mut(leaf).and_then(Item::as_value_mut) {
+            // Keep the decoration (comments after the value) the user wrote.
+            Some(existing) => {
+                let decor = existing.decor().clone();
+                *existing = value.to_toml();
+                *existing.decor_mut() = decor;
+            }
+            None => {
+                table.insert(leaf, Item::Value(value.to_toml()));
+            }
+        }
+        true
+    })?;
+    Ok(value)
+}
+
+/// Remove a key from the user's file; `false` when it was not there.
+/// Keys ov does not know may be removed too, to clean up a file.
+pub fn unset_user(paths: &Paths, name: &str) -> Result<bool> {
+    let in_file = read_doc(&paths.user_config())?
+        .map(|doc| lookup(&doc, name).is_some())
+        .unwrap_or(false);
+    if spec(name).is_none() && !in_file {
+        return Err(unknown_key(name));
+    }
+    let mut removed = false;
+    edit_user_file(paths, |doc| {
+        let mut parts: Vec<&str> = name.split('.').collect();
+        let leaf = parts.pop().unwrap_or(name);
+        let mut table: &mut dyn toml_edit::TableLike = doc.as_table_mut();
+        for part in parts {
+            table = match table.get_mut(part).and_then(Item::as_table_like_mut) {
+                Some(t) => t,
+                None => return false,
+            };
+        }
+        removed = table.remove(leaf).is_some();
+        removed
+    })?;
+    Ok(removed)
+}
+
+/// Lock the user's file, load it (refusing a malformed one), apply `change`,
+/// and write it back atomically when `change` says it changed something.
+fn edit_user_file(paths: &Paths, change: impl FnOnce(&mut DocumentMut) -> bool) -> Result<()> {
+    let path = paths.user_config();
+    with_lock(&path, || {
+        let mut doc = read_doc(&path)?.unwrap_or_default();
+        if change(&mut doc) {
+            write_atomic(&path, doc.to_string().as_bytes(), None).map_err(|e| {
+                OvError::new(e.to_string()).hint(format!(
+                    "ls -ld {}   # the directory must be writable by you",
+                    ov_plugin_support::shell_quote(&paths.config_dir)
+                ))
+            })?;
+        }
+        Ok(())
+    })
+    .map_err(|e: OvError| e)
+}

@@ -1,0 +1,283 @@
+//! The resolution chain: reads walk the backends in priority order (env,
+//! keyring, kdbx, config) and the first hit wins; writes go to the backend
+//! `secret_backend` forces, or to the first available writable one.
+
+use std::collections::BTreeMap;
+
+use ov_plugin_api::{Availability, Context, EntryRef, ErrorKind, Secret};
+
+use crate::env_backend::variable_name;
+use crate::error::{OvError, Result};
+use crate::host::{Host, Loaded};
+use crate::paths::Paths;
+use crate::settings::Settings;
+
+/// The largest value ov stores.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
+/// Refuse names that cannot round-trip through every backend.
+pub fn validate_entry(service: &str, key: &str) -> Result<EntryRef> {
+    for (what, name) in [("service", service), ("key", key)] {
+        if name.is_empty() {
+            return Err(OvError::usage(format!("the {what} name is empty"))
+                .hint("ov secrets set ov/vnc password   # a service, then a key"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(OvError::usage(format!(
+                "the {what} name contains a control character (newline, tab, NUL …); \
+                 names must be one printable line"
+            )));
+        }
+        if name.len() > 256 {
+            return Err(OvError::usage(format!(
+                "the {what} name is {} bytes long; the limit is 256",
+                name.len()
+            )));
+        }
+    }
+    if service.starts_with('/') || service.ends_with('/') || service.contains("//") {
+        return Err(OvError::usage(format!(
+            "service '{service}' has an empty path segment; write it like ov/vnc"
+        )));
+    }
+    Ok(EntryRef::new(service, key))
+}
+
+pub fn validate_value(value: &Secret) -> Result<()> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(OvError::usage(format!(
+            "the value is {} bytes; the limit is {MAX_VALUE_BYTES} bytes (1 MiB)",
+            value.len()
+        ))
+        .hint("store a path to the file instead, or keep large files in an encrypted volume"));
+    }
+    Ok(())
+}
+
+/// Where a value came from, for `ov secrets which` and `--json` output.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Source {
+    pub backend: String,
+    pub location: Option<String>,
+}
+
+/// Outcome of a read that found nothing: why each backend had nothing.
+#[derive(Debug, Default)]
+pub struct Miss {
+    /// Backends that could not be asked, with the reason.
+    pub unavailable: Vec<(String, String)>,
+    /// Backends that are locked, with the reason.
+    pub locked: Vec<(String, String)>,
+}
+
+/// What a write did, so the CLI can warn about plaintext once.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub backend: String,
+    pub plaintext: bool,
+    pub location: Option<String>,
+}
+
+pub struct Store {
+    pub ctx: Context,
+    pub host: Host,
+    forced: Option<String>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("forced", &self.forced).finish_non_exhaustive()
+    }
+}
+
+pub fn context(paths: &Paths, settings: &Settings) -> Context {
+    Context {
+        config_dir: paths.config_dir.clone(),
+        data_dir: paths.data_dir.clone(),
+        runtime_dir: paths.runtime_dir.clone(),
+        settings: settings.to_context_map(),
+        unlock: None,
+    }
+}
+
+fn location(avail: &Availability) -> Option<String> {
+    match avail {
+        Availability::Available { location } => location.clone(),
+        _ => None,
+    }
+}
+
+impl Store {
+    pub fn new(paths: &Paths, settings: &Settings, host: Host) -> Store {
+        Store {
+            ctx: context(paths, settings),
+            host,
+            forced: settings.forced_backend().map(str::to_owned),
+        }
+    }
+
+    /// The backends in read order.
+    pub fn chain(&self) -> &[Loaded] {
+        &self.host.backends
+    }
+
+    /// First hit in the chain, with its source; `Err(Miss)` when none has it.
+    pub fn get(&self, entry: &EntryRef) -> Result<std::result::Result<(Secret, Source), Miss>> {
+        let mut miss = Miss::default();
+        for b in self.chain() {
+            match b.backend.get(&self.ctx, entry) {
+                Ok(Some(value)) => {
+                    let location = if b.desc.name == "env" {
+                        Some(format!("${}", variable_name(entry)))
+                    } else {
+                        location(&b.backend.probe(&self.ctx))
+                    };
+                    return Ok(Ok((
+                        value,
+                        Source {
+                            backend: b.desc.name.clone(),
+                            location,
+                        },
+                    )));
+                }
+                Ok(None) => {}
+                Err(e) if e.kind == ErrorKind::Unavailable => {
+                    miss.unavailable.push((b.desc.name.clone(), e.message));
+                }
+                Err(e) if e.kind == ErrorKind::Locked => {
+                    miss.locked.push((b.desc.name.clone(), e.message));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Err(miss))
+    }
+
+    /// The backend that receives writes.
+    pub fn write_target(&self) -> Result<&Loaded> {
+        if let Some(name) = &self.forced {
+            let b = self.host.backend(name).ok_or_else(|| {
+                OvError::new(format!(
+                    "secret_backend is set to '{name}', but no {name} backend is installed"
+                ))
+                .hint("ov plugins list")
+                .hint("ov settings set secret_backend auto")
+            })?;
+            if !b.desc.writable {
+                return Err(OvError::new(format!("the {name} backend is read-only")));
+            }
+            return match b.backend.probe(&self.ctx) {
+                Availability::Available { .. } => Ok(b),
+                Availability::Locked { reason } | Availability::Unavailable { reason } => {
+                    Err(OvError::new(format!(
+                        "secret_backend is set to '{name}', which cannot be used now: {reason}"
+                    ))
+                    .hint(format!("ov doctor {name}"))
+                    .hint("ov settings set secret_backend auto"))
+                }
+            };
+        }
+        let mut reasons = Vec::new();
+        for b in self.chain().iter().filter(|b| b.desc.writable) {
+            match b.backend.probe(&self.ctx) {
+                Availability::Available { .. } => return Ok(b),
+                Availability::Locked { reason } | Availability::Unavailable { reason } => {
+                    reasons.push(format!("{}: {reason}", b.desc.name));
+                }
+            }
+        }
+        Err(OvError::new(format!(
+            "no writable backend is available ({})",
+            if reasons.is_empty() { "none installed".to_owned() } else { reasons.join("; ") }
+        ))
+        .hint("ov doctor backends"))
+    }
+
+    pub fn set(&self, entry: &EntryRef, value: &Secret) -> Result<Written> {
+        validate_value(value)?;
+        let target = self.write_target()?;
+        self.set_in(target, entry, value)
+    }
+
+    pub fn set_in(&self, target: &Loaded, entry: &EntryRef, value: &Secret) -> Result<Written> {
+        target.backend.set(&self.ctx, entry, value)?;
+        Ok(Written {
+            backend: target.desc.name.clone(),
+            plaintext: target.desc.plaintext,
+            location: location(&target.backend.probe(&self.ctx)),
+        })
+    }
+
+    /// Remove the entry from every writable backend that holds it, so a
+    /// stale copy further down the chain cannot answer the next read.
+    /// Returns the backends it was removed from.
+    pub fn delete(&self, entry: &EntryRef) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for b in self.chain().iter().filter(|b| b.desc.writable) {
+            if !b.backend.probe(&self.ctx).is_available() {
+                continue;
+            }
+            if b.backend.delete(&self.ctx, entry)? {
+                removed.push(b.desc.name.clone());
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Entries across every listable backend; the first backend in the chain
+    /// that holds an entry is its source.
+    pub fn list(&self, service: Option<&str>) -> Result<BTreeMap<EntryRef, String>> {
+        let mut out = BTreeMap::new();
+        for b in self.chain().iter().filter(|b| b.desc.listable) {
+            if !b.backend.probe(&self.ctx).is_available() {
+                continue;
+            }
+            for e in b.backend.list(&self.ctx, service)? {
+                out.entry(e).or_insert_with(|| b.desc.name.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Entries of one backend, for import.
+    pub fn list_in(&self, b: &Loaded) -> Result<Vec<EntryRef>> {
+        Ok(b.backend.list(&self.ctx, None)?)
+    }
+}
+
+/// `n` random bytes as lower-case hex.
+pub fn random_hex(n: usize) -> Result<Secret> {
+    let mut bytes = zeroize::Zeroizing::new(vec![0u8; n]);
+    getrandom::fill(&mut bytes)
+        .map_err(|e| OvError::new(format!("the system random number generator failed: {e}")))?;
+    let mut s = String::with_capacity(n * 2);
+    for b in bytes.iter() {
+        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        s.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
+    }
+    Ok(Secret::new(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_hex_has_the_right_shape() {
+        let s = random_hex(16).unwrap();
+        assert_eq!(s.len(), 32);
+        assert!(s.expose().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(random_hex(16).unwrap().expose(), s.expose());
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        assert!(validate_entry("", "k").is_err());
+        assert!(validate_entry("s", "").is_err());
+        assert!(validate_entry("s\n", "k").is_err());
+        assert!(validate_entry("s", "k\0").is_err());
+        assert!(validate_entry("/s", "k").is_err());
+        assert!(validate_entry("a//b", "k").is_err());
+        assert!(validate_entry("ov/vnc", "my-image").is_ok());
+    }
+}
