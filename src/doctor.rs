@@ -20,13 +20,23 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
     {
         let p = paths.clone();
         let settings = settings.clone();
-        tasks.push(Task::single("settings.parse", "settings files parse", move || {
-            settings_parse(&p, &settings)
-        }));
+        tasks.push(Task::single(
+            "settings.parse",
+            "settings files parse",
+            move || settings_parse(&p, &settings),
+        ));
         let user = paths.user_config();
-        tasks.push(Task::single("settings.permissions", "settings file owner and mode", move || {
-            config_file_mode_check("settings.permissions", "settings file owner and mode", &user)
-        }));
+        tasks.push(Task::single(
+            "settings.permissions",
+            "settings file owner and mode",
+            move || {
+                config_file_mode_check(
+                    "settings.permissions",
+                    "settings file owner and mode",
+                    &user,
+                )
+            },
+        ));
     }
 
     // plugins.*
@@ -55,7 +65,12 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
                     Origin::BuiltIn => "built in".to_owned(),
                     Origin::Path(p) => format!("loaded from {}", p.display()),
                 };
-                let mut finding = format!("{} {} ({from}, ABI {})", info.name, info.version, info.abi.unwrap_or(0));
+                let mut finding = format!(
+                    "{} {} ({from}, ABI {})",
+                    info.name,
+                    info.version,
+                    info.abi.unwrap_or(0)
+                );
                 if !shadowed.is_empty() {
                     finding.push_str(&format!("; takes the place of {}", shadowed.join(", ")));
                 }
@@ -86,9 +101,11 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
     {
         let ctx = ctx.clone();
         tasks.push(
-            Task::single("backends.available", "which backends can serve secrets", move || {
-                backends_available(&ctx, &backends, forced.as_deref())
-            })
+            Task::single(
+                "backends.available",
+                "which backends can serve secrets",
+                move || backends_available(&ctx, &backends, forced.as_deref()),
+            )
             .after("settings.parse"),
         );
     }
@@ -99,14 +116,19 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         let backend = Arc::clone(&b.backend);
         let ctx = ctx.clone();
         tasks.push(
-            Task::batch(name.clone(), format!("{name} backend checks"), move || backend.checks(&ctx))
-                .after(format!("plugins.{name}")),
+            Task::batch(name.clone(), format!("{name} backend checks"), move || {
+                backend.checks(&ctx)
+            })
+            .after(format!("plugins.{name}")),
         );
     }
     tasks
 }
 
-fn settings_parse(paths: &Paths, settings: &crate::error::Result<Settings>) -> ov_checks::CheckReport {
+fn settings_parse(
+    paths: &Paths,
+    settings: &crate::error::Result<Settings>,
+) -> ov_checks::CheckReport {
     let id = "settings.parse";
     let title = "settings files parse";
     match settings {
@@ -125,7 +147,11 @@ fn settings_parse(paths: &Paths, settings: &crate::error::Result<Settings>) -> o
                     "{}: unknown setting{} {} (ignored)",
                     file.display(),
                     if s.unknown.len() == 1 { "" } else { "s" },
-                    s.unknown.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+                    s.unknown
+                        .iter()
+                        .map(|(k, _)| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
             r.fix = Some(if file == &paths.user_config() {
@@ -144,7 +170,11 @@ fn settings_parse(paths: &Paths, settings: &crate::error::Result<Settings>) -> o
             let finding = if files.is_empty() {
                 "no settings files; defaults apply".to_owned()
             } else {
-                format!("{} parse{}", files.join(" and "), if files.len() == 1 { "s" } else { "" })
+                format!(
+                    "{} parse{}",
+                    files.join(" and "),
+                    if files.len() == 1 { "s" } else { "" }
+                )
             };
             report(id, title, Status::Ok, finding)
         }
@@ -169,7 +199,9 @@ fn backends_available(
                     target = Some(desc.clone());
                 }
             }
-            Availability::Locked { reason } => other.push(format!("{} locked ({reason})", desc.name)),
+            Availability::Locked { reason } => {
+                other.push(format!("{} locked ({reason})", desc.name))
+            }
             Availability::Unavailable { reason } => {
                 other.push(format!("{} unavailable ({reason})", desc.name));
             }
@@ -199,7 +231,12 @@ fn backends_available(
             r
         }
         (None, None) => {
-            let mut r = report(id, title, Status::Fail, format!("no writable backend; {finding}"));
+            let mut r = report(
+                id,
+                title,
+                Status::Fail,
+                format!("no writable backend; {finding}"),
+            );
             r.fix = Some("ov plugins list".into());
             r
         }

@@ -63,8 +63,14 @@ mod tests {
     fn names_follow_the_documented_rule() {
         let n = |s: &str, k: &str| variable_name(&EntryRef::new(s, k));
         assert_eq!(n("ov/vnc", "password"), "OV_VNC_PASSWORD");
-        assert_eq!(n("ov/secret", "WEBUI_ADMIN_PASSWORD"), "OV_SECRET_WEBUI_ADMIN_PASSWORD");
-        assert_eq!(n("myapp/prod", "DATABASE_URL"), "OV_MYAPP_PROD_DATABASE_URL");
+        assert_eq!(
+            n("ov/secret", "WEBUI_ADMIN_PASSWORD"),
+            "OV_SECRET_WEBUI_ADMIN_PASSWORD"
+        );
+        assert_eq!(
+            n("myapp/prod", "DATABASE_URL"),
+            "OV_MYAPP_PROD_DATABASE_URL"
+        );
         assert_eq!(n("my-app", "api.key"), "OV_MY_APP_API_KEY");
     }
 }

@@ -36,8 +36,13 @@ impl fmt::Display for Origin {
 pub enum State {
     Loaded,
     /// A plugin of the same name took its place.
-    Shadowed { by: Origin },
-    Failed { error: String, fix: String },
+    Shadowed {
+        by: Origin,
+    },
+    Failed {
+        error: String,
+        fix: String,
+    },
 }
 
 /// One row of `ov plugins list`.
@@ -129,12 +134,14 @@ impl Host {
                 }
             }
             if !replace {
-                self.plugins.push(info(&desc, origin, State::Shadowed { by: winner }));
+                self.plugins
+                    .push(info(&desc, origin, State::Shadowed { by: winner }));
                 return;
             }
             self.backends.remove(pos);
         }
-        self.plugins.push(info(&desc, origin.clone(), State::Loaded));
+        self.plugins
+            .push(info(&desc, origin.clone(), State::Loaded));
         self.backends.push(Loaded {
             desc,
             origin,
@@ -192,9 +199,10 @@ pub struct DynBackend {
     call: CallFn,
     free: FreeFn,
     desc: Description,
-    // Keeps the code behind `call`/`free` mapped; declared last so it is
-    // dropped after everything that might point into it.
-    _lib: Library,
+    // Never unloaded: a plugin's thread-local destructors run when each
+    // thread that called it exits, which can be after this value is gone;
+    // unmapping the code under them would crash the process.
+    _lib: std::mem::ManuallyDrop<Library>,
 }
 
 impl fmt::Debug for DynBackend {
@@ -240,7 +248,10 @@ impl DynBackend {
         // static declaration whose first field is always the ABI version.
         let decl = unsafe { entry() };
         if decl.is_null() {
-            return Err(fail(format!("{} returned no plugin declaration", path.display()), None));
+            return Err(fail(
+                format!("{} returned no plugin declaration", path.display()),
+                None,
+            ));
         }
         // SAFETY: non-null and static; only the first field is read before
         // the version is known.
@@ -271,20 +282,31 @@ impl DynBackend {
                 needs_unlock: false,
                 listable: false,
             },
-            _lib: lib,
+            _lib: std::mem::ManuallyDrop::new(lib),
         };
         match backend.request(&Request::Describe) {
             Ok(Response::Description(d)) => backend.desc = d,
             Ok(Response::Error(e)) => {
-                return Err(fail(format!("{}: describe failed: {}", path.display(), e.message), Some(abi)));
-            }
-            Ok(other) => {
                 return Err(fail(
-                    format!("{}: unexpected answer to describe: {other:?}", path.display()),
+                    format!("{}: describe failed: {}", path.display(), e.message),
                     Some(abi),
                 ));
             }
-            Err(e) => return Err(fail(format!("{}: {}", path.display(), e.message), Some(abi))),
+            Ok(other) => {
+                return Err(fail(
+                    format!(
+                        "{}: unexpected answer to describe: {other:?}",
+                        path.display()
+                    ),
+                    Some(abi),
+                ));
+            }
+            Err(e) => {
+                return Err(fail(
+                    format!("{}: {}", path.display(), e.message),
+                    Some(abi),
+                ));
+            }
         }
         Ok(backend)
     }
@@ -311,7 +333,10 @@ impl DynBackend {
         decoded.map_err(|e| {
             BackendError::new(
                 ErrorKind::Internal,
-                format!("plugin {} sent an answer this ov cannot read: {e}", self.desc.name),
+                format!(
+                    "plugin {} sent an answer this ov cannot read: {e}",
+                    self.desc.name
+                ),
             )
         })
     }
@@ -328,7 +353,10 @@ impl DynBackend {
                 pick(other).ok_or_else(|| {
                     BackendError::new(
                         ErrorKind::Internal,
-                        format!("plugin {} gave an unexpected answer: {shown}", self.desc.name),
+                        format!(
+                            "plugin {} gave an unexpected answer: {shown}",
+                            self.desc.name
+                        ),
                     )
                 })
             }

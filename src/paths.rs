@@ -41,8 +41,10 @@ fn home_dir() -> Option<PathBuf> {
 impl Paths {
     pub fn from_env() -> Result<Self> {
         let home = home_dir().ok_or_else(|| {
-            OvError::new("cannot find your home directory: HOME is unset and there is no passwd entry")
-                .hint("export HOME=/path/to/home   # or XDG_CONFIG_HOME=/path/to/config")
+            OvError::new(
+                "cannot find your home directory: HOME is unset and there is no passwd entry",
+            )
+            .hint("export HOME=/path/to/home   # or XDG_CONFIG_HOME=/path/to/config")
         })?;
         let config_home = xdg("XDG_CONFIG_HOME").unwrap_or_else(|| home.join(".config"));
         let data_home = xdg("XDG_DATA_HOME").unwrap_or_else(|| home.join(".local/share"));
@@ -50,7 +52,8 @@ impl Paths {
             config_dir: config_home.join("ov"),
             data_dir: data_home.join("ov"),
             runtime_dir: xdg("XDG_RUNTIME_DIR"),
-            system_config_dir: xdg("OV_SYSCONFDIR").unwrap_or_else(|| PathBuf::from(SYSTEM_CONFIG_DIR)),
+            system_config_dir: xdg("OV_SYSCONFDIR")
+                .unwrap_or_else(|| PathBuf::from(SYSTEM_CONFIG_DIR)),
             home,
         })
     }
@@ -73,7 +76,11 @@ impl Paths {
     /// (`OV_SYSTEM_PLUGIN_DIR` overrides `/usr/lib/ov/plugins`).
     pub fn plugin_search_path() -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = env::var_os("OV_PLUGIN_PATH")
-            .map(|v| env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
+            .map(|v| {
+                env::split_paths(&v)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         let system = env::var_os("OV_SYSTEM_PLUGIN_DIR")
             .map(PathBuf::from)

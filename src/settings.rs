@@ -148,14 +148,20 @@ pub fn parse_value(spec: &KeySpec, raw: &str) -> Result<Value> {
         }
         Kind::Text => {
             if raw.chars().any(char::is_control) {
-                Err(OvError::usage(format!("{} must be one line of printable text", spec.name)))
+                Err(OvError::usage(format!(
+                    "{} must be one line of printable text",
+                    spec.name
+                )))
             } else {
                 Ok(Value::Text(raw.to_owned()))
             }
         }
         Kind::Path => {
             if raw.trim().is_empty() || raw.chars().any(char::is_control) {
-                Err(bad().hint(format!("ov settings set {} ~/.config/ov/secrets.kdbx", spec.name)))
+                Err(bad().hint(format!(
+                    "ov settings set {} ~/.config/ov/secrets.kdbx",
+                    spec.name
+                )))
             } else {
                 Ok(Value::Text(raw.to_owned()))
             }
@@ -214,7 +220,9 @@ fn default_value(name: &str, paths: &Paths) -> Option<Value> {
     Some(match name {
         "secret_backend" => Value::Text("auto".into()),
         "keyring_collection_label" => Value::Text(String::new()),
-        "secrets.kdbx_path" => Value::Text(paths.config_dir.join("secrets.kdbx").display().to_string()),
+        "secrets.kdbx_path" => {
+            Value::Text(paths.config_dir.join("secrets.kdbx").display().to_string())
+        }
         "secrets.kdbx_cache" => Value::Bool(true),
         "secrets.kdbx_cache_timeout" => Value::Int(3600),
         _ => return None,
@@ -233,7 +241,11 @@ fn lookup<'d>(doc: &'d DocumentMut, dotted: &str) -> Option<&'d Item> {
 /// Every dotted key with a value in the document.
 fn leaf_keys(table: &dyn toml_edit::TableLike, prefix: &str, out: &mut Vec<String>) {
     for (k, item) in table.iter() {
-        let name = if prefix.is_empty() { k.to_owned() } else { format!("{prefix}.{k}") };
+        let name = if prefix.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match item.as_table_like() {
             Some(t) => leaf_keys(t, &name, out),
             None => out.push(name),
@@ -245,15 +257,15 @@ fn leaf_keys(table: &dyn toml_edit::TableLike, prefix: &str, out: &mut Vec<Strin
 pub fn read_doc(path: &Path) -> Result<Option<DocumentMut>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if ov_plugin_support::is_missing(&e) => return Ok(None),
         Err(e) => {
             return Err(OvError::new(format!("cannot read {}: {e}", path.display()))
                 .hint(format!("ls -l {}", ov_plugin_support::shell_quote(path))));
         }
     };
-    text.parse::<DocumentMut>().map(Some).map_err(|e| {
-        OvError::new(toml_error_message(path, &text, &e)).hint(edit_command(path))
-    })
+    text.parse::<DocumentMut>()
+        .map(Some)
+        .map_err(|e| OvError::new(toml_error_message(path, &text, &e)).hint(edit_command(path)))
 }
 
 impl Settings {
@@ -262,7 +274,9 @@ impl Settings {
         let mut settings = Settings {
             values: KEYS
                 .iter()
-                .filter_map(|k| default_value(k.name, paths).map(|v| (k.name, (v, Origin::Default))))
+                .filter_map(|k| {
+                    default_value(k.name, paths).map(|v| (k.name, (v, Origin::Default)))
+                })
                 .collect(),
             unknown: Vec::new(),
         };
@@ -270,7 +284,9 @@ impl Settings {
             (paths.system_config(), Origin::System(paths.system_config())),
             (paths.user_config(), Origin::User(paths.user_config())),
         ] {
-            let Some(doc) = read_doc(&path)? else { continue };
+            let Some(doc) = read_doc(&path)? else {
+                continue;
+            };
             settings.overlay(&path, &doc, &origin)?;
         }
         Ok(settings)
@@ -284,7 +300,9 @@ impl Settings {
                 self.unknown.push((name, path.to_path_buf()));
                 continue;
             };
-            let Some(raw) = lookup(doc, &name).and_then(Item::as_value) else { continue };
+            let Some(raw) = lookup(doc, &name).and_then(Item::as_value) else {
+                continue;
+            };
             let value = typed_from_toml(spec, raw).ok_or_else(|| {
                 OvError::new(format!(
                     "{}: {} = {} is not valid: expected {}",
@@ -345,7 +363,9 @@ pub fn set_user(paths: &Paths, name: &str, raw: &str) -> Result<Value> {
         let leaf = parts.pop().unwrap_or(name);
         let mut table = doc.as_table_mut();
         for part in parts {
-            let item = table.entry(part).or_insert_with(|| Item::Table(Table::new()));
+            let item = table
+                .entry(part)
+                .or_insert_with(|| Item::Table(Table::new()));
             if !item.is_table() {
                 *item = Item::Table(Table::new());
             }

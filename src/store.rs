@@ -86,7 +86,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("forced", &self.forced).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("forced", &self.forced)
+            .finish_non_exhaustive()
     }
 }
 
@@ -188,7 +190,11 @@ impl Store {
         }
         Err(OvError::new(format!(
             "no writable backend is available ({})",
-            if reasons.is_empty() { "none installed".to_owned() } else { reasons.join("; ") }
+            if reasons.is_empty() {
+                "none installed".to_owned()
+            } else {
+                reasons.join("; ")
+            }
         ))
         .hint("ov doctor backends"))
     }

@@ -12,7 +12,12 @@ use crate::report;
 /// A file that holds secrets: missing is fine, otherwise owner-only 0600.
 pub fn private_file_check(id: &str, title: &str, path: &Path) -> CheckReport {
     match check_private_file(path) {
-        Ok(Ok(false)) => report(id, title, Status::Ok, format!("{} does not exist", path.display())),
+        Ok(Ok(false)) => report(
+            id,
+            title,
+            Status::Ok,
+            format!("{} does not exist", path.display()),
+        ),
         Ok(Ok(true)) => report(
             id,
             title,
@@ -41,11 +46,21 @@ pub fn private_file_check(id: &str, title: &str, path: &Path) -> CheckReport {
 pub fn config_file_mode_check(id: &str, title: &str, path: &Path) -> CheckReport {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return report(id, title, Status::Ok, format!("{} does not exist (defaults apply)", path.display()));
+        Err(e) if ov_plugin_support::is_missing(&e) => {
+            return report(
+                id,
+                title,
+                Status::Ok,
+                format!("{} does not exist (defaults apply)", path.display()),
+            );
         }
         Err(e) => {
-            return report(id, title, Status::Fail, format!("cannot inspect {}: {e}", path.display()));
+            return report(
+                id,
+                title,
+                Status::Fail,
+                format!("cannot inspect {}: {e}", path.display()),
+            );
         }
     };
     let me = nix::unistd::Uid::effective().as_raw();
@@ -72,7 +87,10 @@ pub fn config_file_mode_check(id: &str, title: &str, path: &Path) -> CheckReport
             id,
             title,
             Status::Warn,
-            format!("{} has mode {mode:04o}; others can change ov's settings", path.display()),
+            format!(
+                "{} has mode {mode:04o}; others can change ov's settings",
+                path.display()
+            ),
         );
         r.fix = Some(format!("chmod go-w {quoted}"));
         r.auto_fix = Some(AutoFix::Chmod {
@@ -81,7 +99,12 @@ pub fn config_file_mode_check(id: &str, title: &str, path: &Path) -> CheckReport
         });
         return r;
     }
-    report(id, title, Status::Ok, format!("{} has mode {mode:04o}", path.display()))
+    report(
+        id,
+        title,
+        Status::Ok,
+        format!("{} has mode {mode:04o}", path.display()),
+    )
 }
 
 #[cfg(test)]
@@ -97,7 +120,13 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
         let r = config_file_mode_check("settings.permissions", "t", &p);
         assert_eq!(r.status, Status::Warn);
-        assert_eq!(r.auto_fix, Some(AutoFix::Chmod { path: p.clone(), mode: 0o644 }));
+        assert_eq!(
+            r.auto_fix,
+            Some(AutoFix::Chmod {
+                path: p.clone(),
+                mode: 0o644
+            })
+        );
     }
 
     #[test]
@@ -108,6 +137,9 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         let r = private_file_check("x.mode", "t", &p);
         assert_eq!(r.status, Status::Fail);
-        assert_eq!(r.fix.as_deref(), Some(format!("chmod 600 {}", p.display()).as_str()));
+        assert_eq!(
+            r.fix.as_deref(),
+            Some(format!("chmod 600 {}", p.display()).as_str())
+        );
     }
 }

@@ -77,7 +77,13 @@ pub fn render_human(results: &[Finished], color: bool) -> String {
         );
         if matches!(r.status, Status::Warn | Status::Fail) {
             if let Some(fix) = &r.fix {
-                let _ = writeln!(out, "  {:<width$}  {} {}", "", dim.apply_to("fix:"), bold.apply_to(fix));
+                let _ = writeln!(
+                    out,
+                    "  {:<width$}  {} {}",
+                    "",
+                    dim.apply_to("fix:"),
+                    bold.apply_to(fix)
+                );
             }
         }
     }
@@ -141,7 +147,8 @@ pub fn render_json(results: &[Finished], fixed: &[String]) -> String {
             .collect(),
         fixed,
     };
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let mut s =
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     s.push('\n');
     s
 }

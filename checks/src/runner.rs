@@ -80,7 +80,11 @@ fn matches_any(id: &str, patterns: &[String]) -> bool {
 pub fn select(tasks: Vec<Task>, patterns: &[String]) -> (Vec<Task>, Vec<String>) {
     let unknown = patterns
         .iter()
-        .filter(|p| !tasks.iter().any(|t| matches_any(&t.id, std::slice::from_ref(p))))
+        .filter(|p| {
+            !tasks
+                .iter()
+                .any(|t| matches_any(&t.id, std::slice::from_ref(p)))
+        })
         .cloned()
         .collect();
     let by_id: HashMap<&str, &Task> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
@@ -154,7 +158,12 @@ pub fn run(tasks: Vec<Task>, timeout: Duration) -> Vec<Finished> {
             let Task { id, title, run, .. } = task;
             let started = Instant::now();
             let reports = if in_cycle {
-                vec![report(&id, &title, Status::Fail, "dependency cycle among checks (a bug in ov)")]
+                vec![report(
+                    &id,
+                    &title,
+                    Status::Fail,
+                    "dependency cycle among checks (a bug in ov)",
+                )]
             } else {
                 match wait_for(&board, &deps) {
                     Some(failed) => {
@@ -229,11 +238,21 @@ fn run_with_timeout(id: &str, title: &str, run: RunFn, timeout: Duration) -> Vec
             let _ = tx.send(out);
         });
     if let Err(e) = spawned {
-        return vec![report(id, title, Status::Fail, format!("could not start: {e}"))];
+        return vec![report(
+            id,
+            title,
+            Status::Fail,
+            format!("could not start: {e}"),
+        )];
     }
     match rx.recv_timeout(timeout) {
         Ok(Ok(reports)) => reports,
-        Ok(Err(_)) => vec![report(id, title, Status::Fail, "the check panicked (a bug in ov)")],
+        Ok(Err(_)) => vec![report(
+            id,
+            title,
+            Status::Fail,
+            "the check panicked (a bug in ov)",
+        )],
         Err(_) => {
             let mut r = report(
                 id,
@@ -277,13 +296,20 @@ mod tests {
     }
 
     fn statuses(out: &[Finished]) -> Vec<(String, Status)> {
-        out.iter().map(|f| (f.report.id.clone(), f.report.status)).collect()
+        out.iter()
+            .map(|f| (f.report.id.clone(), f.report.status))
+            .collect()
     }
 
     #[test]
     fn failed_prerequisite_skips_dependents() {
         let out = run(
-            vec![failing("a"), ok("b").after("a"), ok("c").after("b"), ok("d")],
+            vec![
+                failing("a"),
+                ok("b").after("a"),
+                ok("c").after("b"),
+                ok("d"),
+            ],
             Duration::from_secs(2),
         );
         assert_eq!(
@@ -317,18 +343,28 @@ mod tests {
     fn a_panicking_check_fails_alone() {
         let boom = Task::single("boom", "boom", || panic!("check bug"));
         let out = run(vec![boom, ok("x")], Duration::from_secs(2));
-        assert_eq!(statuses(&out), vec![("boom".into(), Status::Fail), ("x".into(), Status::Ok)]);
+        assert_eq!(
+            statuses(&out),
+            vec![("boom".into(), Status::Fail), ("x".into(), Status::Ok)]
+        );
     }
 
     #[test]
     fn cycles_fail_instead_of_deadlocking() {
-        let out = run(vec![ok("a").after("b"), ok("b").after("a")], Duration::from_secs(2));
+        let out = run(
+            vec![ok("a").after("b"), ok("b").after("a")],
+            Duration::from_secs(2),
+        );
         assert!(out.iter().all(|f| f.report.status != Status::Ok));
     }
 
     #[test]
     fn select_keeps_dependencies_and_reports_unknown_names() {
-        let tasks = vec![ok("config.file"), ok("config.mode").after("config.file"), ok("plugins.config")];
+        let tasks = vec![
+            ok("config.file"),
+            ok("config.mode").after("config.file"),
+            ok("plugins.config"),
+        ];
         let (kept, unknown) = select(tasks, &["config.mode".into(), "nope".into()]);
         let ids: Vec<_> = kept.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, vec!["config.file", "config.mode"]);

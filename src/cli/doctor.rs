@@ -32,8 +32,9 @@ pub struct DoctorArgs {
 fn run_once(paths: &Paths, host: &Host, args: &DoctorArgs) -> Result<Vec<Finished>> {
     let (selected, unknown) = select(tasks(paths, host), &args.checks);
     if let Some(name) = unknown.first() {
-        return Err(OvError::usage(format!("no check or group named '{name}'"))
-            .hint("ov doctor --list"));
+        return Err(
+            OvError::usage(format!("no check or group named '{name}'")).hint("ov doctor --list")
+        );
     }
     let results = ov_checks::run(selected, Duration::from_millis(args.timeout));
     // Show what was asked for, plus the prerequisites that explain a skip.
@@ -50,7 +51,12 @@ fn run_once(paths: &Paths, host: &Host, args: &DoctorArgs) -> Result<Vec<Finishe
         .filter(|f| wanted(&f.report.id))
         .flat_map(|f| f.report.depends_on.clone())
         .collect();
-    shown.extend(results.iter().filter(|f| wanted(&f.report.id)).map(|f| f.report.id.clone()));
+    shown.extend(
+        results
+            .iter()
+            .filter(|f| wanted(&f.report.id))
+            .map(|f| f.report.id.clone()),
+    );
     Ok(results
         .into_iter()
         .filter(|f| shown.contains(&f.report.id))
@@ -99,5 +105,9 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
     } else {
         print!("{}", render_human(&results, crate::cli::color_stdout()));
     }
-    Ok(if Summary::of(&results).passed() { 0 } else { EXIT_ERROR })
+    Ok(if Summary::of(&results).passed() {
+        0
+    } else {
+        EXIT_ERROR
+    })
 }

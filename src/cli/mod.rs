@@ -82,7 +82,9 @@ fn clap_exit(e: &clap::Error) -> i32 {
         }
         _ => {
             let text = e.render().to_string();
-            let text = text.strip_prefix("error: ").map_or(text.clone(), |t| format!("ov: error: {t}"));
+            let text = text
+                .strip_prefix("error: ")
+                .map_or(text.clone(), |t| format!("ov: error: {t}"));
             eprint!("{text}");
             EXIT_USAGE
         }

@@ -59,9 +59,22 @@ pub fn run(cmd: PluginsCommand) -> Result<i32> {
         crate::cli::print_json(&rows)?;
     } else {
         let w_name = rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-        let w_ver = rows.iter().map(|r| r.version.len()).max().unwrap_or(7).max(7);
-        let w_origin = rows.iter().map(|r| r.origin.len()).max().unwrap_or(6).max(6);
-        println!("{:<w_name$}  {:<w_ver$}  ABI  {:<w_origin$}  STATUS", "NAME", "VERSION", "ORIGIN");
+        let w_ver = rows
+            .iter()
+            .map(|r| r.version.len())
+            .max()
+            .unwrap_or(7)
+            .max(7);
+        let w_origin = rows
+            .iter()
+            .map(|r| r.origin.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        println!(
+            "{:<w_name$}  {:<w_ver$}  ABI  {:<w_origin$}  STATUS",
+            "NAME", "VERSION", "ORIGIN"
+        );
         for r in &rows {
             let abi = r.abi.map_or_else(|| "-".to_owned(), |a| a.to_string());
             let status = match &r.detail {
@@ -74,7 +87,10 @@ pub fn run(cmd: PluginsCommand) -> Result<i32> {
             );
         }
         for r in rows.iter().filter(|r| r.status == "failed") {
-            eprintln!("ov: error: {}", r.detail.as_deref().unwrap_or("plugin failed to load"));
+            eprintln!(
+                "ov: error: {}",
+                r.detail.as_deref().unwrap_or("plugin failed to load")
+            );
             if let Some(fix) = &r.fix {
                 eprintln!("hint: {fix}");
             }

@@ -142,7 +142,10 @@ fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
         e = e.hint("ov secrets unlock");
     }
     e.hint(format!("ov secrets set {} {}", entry.service, entry.key))
-        .hint(format!("export {}=…   # for this shell only", variable_name(entry)))
+        .hint(format!(
+            "export {}=…   # for this shell only",
+            variable_name(entry)
+        ))
 }
 
 fn report_written(engine: &Engine, entry: &EntryRef, w: &Written) {
@@ -201,7 +204,9 @@ fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
     let value = if a.generate {
         random_hex(16)?
     } else if let Some(v) = a.value {
-        warn("a value given on the command line is visible in ps and your shell history; leave it out to be prompted");
+        warn(
+            "a value given on the command line is visible in ps and your shell history; leave it out to be prompted",
+        );
         Secret::new(v)
     } else if prompt::stdin_is_tty() {
         prompt::ask_hidden_twice(&format!("Value for {} {}: ", entry.service, entry.key))?
@@ -226,13 +231,22 @@ fn delete(engine: &Engine, a: &EntryArgs) -> Result<i32> {
         let mut e = OvError::new(format!("no stored secret {} {}", entry.service, entry.key))
             .hint(format!("ov secrets list {}", entry.service));
         if in_env {
-            e = e.hint(format!("unset {var}   # the value you see comes from the environment"));
+            e = e.hint(format!(
+                "unset {var}   # the value you see comes from the environment"
+            ));
         }
         return Err(e);
     }
-    eprintln!("deleted {} {} from {}", entry.service, entry.key, removed.join(", "));
+    eprintln!(
+        "deleted {} {} from {}",
+        entry.service,
+        entry.key,
+        removed.join(", ")
+    );
     if in_env {
-        warn(&format!("{var} is still set in the environment and answers reads"));
+        warn(&format!(
+            "{var} is still set in the environment and answers reads"
+        ));
     }
     Ok(0)
 }
@@ -296,7 +310,8 @@ fn which(engine: &Engine, a: &WhichArgs) -> Result<i32> {
                 })
                 .collect();
             let mut e = not_found(&entry, &miss);
-            e.message.push_str(&format!("; searched {}", searched.join(", ")));
+            e.message
+                .push_str(&format!("; searched {}", searched.join(", ")));
             Err(e)
         }
     }
@@ -333,7 +348,10 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
         let entries = match engine.store.list_in(src) {
             Ok(e) => e,
             Err(e) => {
-                println!("✗ {:<30} {} → {}  {}", "(all)", src.desc.name, target.desc.name, e.message);
+                println!(
+                    "✗ {:<30} {} → {}  {}",
+                    "(all)", src.desc.name, target.desc.name, e.message
+                );
                 failed += 1;
                 continue;
             }
@@ -341,9 +359,20 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
         for entry in entries {
             total += 1;
             let line = |mark: &str, what: &str| {
-                println!("{mark} {:<30} {} → {}  {what}", entry.to_string(), src.desc.name, target.desc.name);
+                println!(
+                    "{mark} {:<30} {} → {}  {what}",
+                    entry.to_string(),
+                    src.desc.name,
+                    target.desc.name
+                );
             };
-            if target.backend.get(&engine.store.ctx, &entry).ok().flatten().is_some() {
+            if target
+                .backend
+                .get(&engine.store.ctx, &entry)
+                .ok()
+                .flatten()
+                .is_some()
+            {
                 line("=", "already present, kept");
                 continue;
             }
@@ -381,8 +410,16 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
             }
         }
     }
-    let verb = if a.dry_run { "Would import" } else { "Imported" };
-    println!("{verb} {copied}/{total} entr{} into {}", if total == 1 { "y" } else { "ies" }, target.desc.name);
+    let verb = if a.dry_run {
+        "Would import"
+    } else {
+        "Imported"
+    };
+    println!(
+        "{verb} {copied}/{total} entr{} into {}",
+        if total == 1 { "y" } else { "ies" },
+        target.desc.name
+    );
     Ok(if failed > 0 { EXIT_ERROR } else { 0 })
 }
 
@@ -396,7 +433,9 @@ fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
     let entries = engine.store.list(None)?;
     let mut tree: BTreeMap<String, BTreeMap<String, Secret>> = BTreeMap::new();
     for (entry, source) in &entries {
-        let Some(b) = engine.store.host.backend(source) else { continue };
+        let Some(b) = engine.store.host.backend(source) else {
+            continue;
+        };
         if let Some(v) = b.backend.get(&engine.store.ctx, entry)? {
             tree.entry(entry.service.clone())
                 .or_default()
@@ -409,7 +448,12 @@ fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
         Format::Json => {
             let nested: BTreeMap<&str, BTreeMap<&str, &str>> = tree
                 .iter()
-                .map(|(s, keys)| (s.as_str(), keys.iter().map(|(k, v)| (k.as_str(), v.expose())).collect()))
+                .map(|(s, keys)| {
+                    (
+                        s.as_str(),
+                        keys.iter().map(|(k, v)| (k.as_str(), v.expose())).collect(),
+                    )
+                })
                 .collect();
             let text = Zeroizing::new(
                 serde_json::to_string_pretty(&nested)
@@ -425,7 +469,12 @@ fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
             for (service, keys) in &tree {
                 let _ = writeln!(out, "{}:", yaml_scalar(service));
                 for (key, value) in keys {
-                    let _ = writeln!(out, "  {}: {}", yaml_scalar(key), Zeroizing::new(yaml_scalar(value.expose())).as_str());
+                    let _ = writeln!(
+                        out,
+                        "  {}: {}",
+                        yaml_scalar(key),
+                        Zeroizing::new(yaml_scalar(value.expose())).as_str()
+                    );
                 }
             }
         }
@@ -438,9 +487,13 @@ fn path(engine: &Engine, a: &PathArgs) -> Result<i32> {
     if a.all {
         for b in engine.store.chain() {
             let loc = match b.backend.probe(&engine.store.ctx) {
-                ov_plugin_api::Availability::Available { location } => location.unwrap_or_else(|| "-".into()),
+                ov_plugin_api::Availability::Available { location } => {
+                    location.unwrap_or_else(|| "-".into())
+                }
                 ov_plugin_api::Availability::Locked { reason } => format!("locked: {reason}"),
-                ov_plugin_api::Availability::Unavailable { reason } => format!("unavailable: {reason}"),
+                ov_plugin_api::Availability::Unavailable { reason } => {
+                    format!("unavailable: {reason}")
+                }
             };
             println!("{}\t{loc}", b.desc.name);
         }
@@ -450,7 +503,17 @@ fn path(engine: &Engine, a: &PathArgs) -> Result<i32> {
         .settings
         .get_str("secrets.kdbx_path")
         .map(str::to_owned)
-        .unwrap_or_else(|| engine.paths.config_dir.join("secrets.kdbx").display().to_string());
-    println!("{}", crate::paths::expand_tilde(&engine.paths, &p).display());
+        .unwrap_or_else(|| {
+            engine
+                .paths
+                .config_dir
+                .join("secrets.kdbx")
+                .display()
+                .to_string()
+        });
+    println!(
+        "{}",
+        crate::paths::expand_tilde(&engine.paths, &p).display()
+    );
     Ok(0)
 }

@@ -12,7 +12,11 @@ pub enum SettingsCommand {
     /// Print a setting's effective value
     Get { key: String },
     /// Change a setting in your config.toml (comments in the file are kept)
-    Set { key: String, value: String },
+    Set {
+        key: String,
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
     /// Remove a setting from your config.toml, so the default applies again
     Unset { key: String },
     /// Every setting with its value and where it comes from
@@ -71,9 +75,17 @@ pub fn run(cmd: SettingsCommand) -> Result<i32> {
                     .collect();
                 crate::cli::print_json(&rows)?;
             } else {
-                let width = entries.iter().map(|(k, _, _)| k.name.len()).max().unwrap_or(0);
+                let width = entries
+                    .iter()
+                    .map(|(k, _, _)| k.name.len())
+                    .max()
+                    .unwrap_or(0);
                 for (spec, value, origin) in entries {
-                    let value = value.map(ToString::to_string).unwrap_or_default();
+                    let value = match value {
+                        Some(settings::Value::Text(t)) if t.is_empty() => "\"\"".to_owned(),
+                        Some(v) => v.to_string(),
+                        None => String::new(),
+                    };
                     let origin = origin.map(|o| match o {
                         Origin::Default => "default".to_owned(),
                         Origin::System(p) | Origin::User(p) => paths.tilde(p),

@@ -46,7 +46,8 @@ pub fn service_matches(service: &str, prefix: Option<&str>) -> bool {
     match prefix.map(|p| p.trim_end_matches('/')) {
         None | Some("") => true,
         Some(p) => {
-            service == p || (service.starts_with(p) && service.as_bytes().get(p.len()) == Some(&b'/'))
+            service == p
+                || (service.starts_with(p) && service.as_bytes().get(p.len()) == Some(&b'/'))
         }
     }
 }
@@ -71,9 +72,7 @@ pub fn dispatch(backend: &dyn Backend, request: Request) -> Response {
             answer(backend.list(&ctx, service.as_deref()), Response::Entries)
         }
         Request::Checks { ctx } => Response::Checks(backend.checks(&ctx)),
-        Request::Unsupported => {
-            Response::Error(BackendError::unsupported("this request kind"))
-        }
+        Request::Unsupported => Response::Error(BackendError::unsupported("this request kind")),
     }
 }
 

@@ -19,7 +19,8 @@ pub const ENTRY_PREFIX: &str = "ov_plugin_entry_";
 
 /// Request bytes in, response bytes out. The returned buffer belongs to the
 /// plugin and must be handed back to `free`.
-pub type CallFn = unsafe extern "C" fn(req: *const u8, req_len: usize, out_len: *mut usize) -> *mut u8;
+pub type CallFn =
+    unsafe extern "C" fn(req: *const u8, req_len: usize, out_len: *mut usize) -> *mut u8;
 pub type FreeFn = unsafe extern "C" fn(ptr: *mut u8, len: usize);
 pub type EntryFn = unsafe extern "C" fn() -> *const PluginDecl;
 
@@ -130,7 +131,9 @@ macro_rules! export_plugin {
             fn backend() -> &'static dyn $crate::Backend {
                 static BACKEND: ::std::sync::OnceLock<::std::boxed::Box<dyn $crate::Backend>> =
                     ::std::sync::OnceLock::new();
-                BACKEND.get_or_init(|| ::std::boxed::Box::new($make)).as_ref()
+                BACKEND
+                    .get_or_init(|| ::std::boxed::Box::new($make))
+                    .as_ref()
             }
 
             unsafe extern "C" fn call(

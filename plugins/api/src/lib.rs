@@ -12,7 +12,7 @@ mod secret;
 
 pub use backend::{Backend, dispatch, service_matches};
 pub use proto::{
-    Availability, AutoFix, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
+    AutoFix, Availability, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
     Request, Response, Status,
 };
 pub use secret::Secret;

@@ -95,8 +95,12 @@ pub enum Availability {
         location: Option<String>,
     },
     /// The store exists but needs unlocking first.
-    Locked { reason: String },
-    Unavailable { reason: String },
+    Locked {
+        reason: String,
+    },
+    Unavailable {
+        reason: String,
+    },
 }
 
 impl Availability {
@@ -221,12 +225,29 @@ pub struct CheckReport {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Describe,
-    Probe { ctx: Context },
-    Get { ctx: Context, entry: EntryRef },
-    Set { ctx: Context, entry: EntryRef, value: Secret },
-    Delete { ctx: Context, entry: EntryRef },
-    List { ctx: Context, service: Option<String> },
-    Checks { ctx: Context },
+    Probe {
+        ctx: Context,
+    },
+    Get {
+        ctx: Context,
+        entry: EntryRef,
+    },
+    Set {
+        ctx: Context,
+        entry: EntryRef,
+        value: Secret,
+    },
+    Delete {
+        ctx: Context,
+        entry: EntryRef,
+    },
+    List {
+        ctx: Context,
+        service: Option<String>,
+    },
+    Checks {
+        ctx: Context,
+    },
     /// Anything this side does not know.
     #[serde(other)]
     Unsupported,
@@ -269,13 +290,14 @@ mod tests {
 
     #[test]
     fn unknown_error_kind_is_other() {
-        let e: BackendError =
-            serde_json::from_str(r#"{"kind":"quantum","message":"m"}"#).unwrap();
+        let e: BackendError = serde_json::from_str(r#"{"kind":"quantum","message":"m"}"#).unwrap();
         assert_eq!(e.kind, ErrorKind::Other);
     }
 
     #[test]
     fn status_orders_by_severity() {
-        assert!(Status::Fail > Status::Warn && Status::Warn > Status::Skip && Status::Skip > Status::Ok);
+        assert!(
+            Status::Fail > Status::Warn && Status::Warn > Status::Skip && Status::Skip > Status::Ok
+        );
     }
 }

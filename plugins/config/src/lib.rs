@@ -56,14 +56,20 @@ fn load(path: &Path) -> Result<Option<DocumentMut>, BackendError> {
 
 fn parse(path: &Path, text: &str) -> Result<DocumentMut, BackendError> {
     text.parse::<DocumentMut>().map_err(|e| {
-        BackendError::new(ErrorKind::Corrupt, toml_error_message(path, text, &e)).with_hint(format!(
-            "{}  # fix the syntax; ov leaves the file as it is",
-            edit_command(path)
-        ))
+        BackendError::new(ErrorKind::Corrupt, toml_error_message(path, text, &e)).with_hint(
+            format!(
+                "{}  # fix the syntax; ov leaves the file as it is",
+                edit_command(path)
+            ),
+        )
     })
 }
 
-fn lookup(doc: &DocumentMut, entry: &EntryRef, path: &Path) -> Result<Option<Secret>, BackendError> {
+fn lookup(
+    doc: &DocumentMut,
+    entry: &EntryRef,
+    path: &Path,
+) -> Result<Option<Secret>, BackendError> {
     let Some(item) = doc
         .get(&entry.service)
         .and_then(Item::as_table_like)
@@ -200,7 +206,10 @@ impl Backend for ConfigBackend {
                     mode_id,
                     title,
                     Status::Ok,
-                    format!("{} does not exist; nothing is stored in plaintext", path.display()),
+                    format!(
+                        "{} does not exist; nothing is stored in plaintext",
+                        path.display()
+                    ),
                 )];
             }
             Ok(Ok(true)) => report(
@@ -229,7 +238,12 @@ impl Backend for ConfigBackend {
         let parse_id = "config.credentials_parse";
         let parse_title = "plaintext credentials file parses";
         if failed {
-            let mut r = report(parse_id, parse_title, Status::Skip, "skipped: permissions come first".into());
+            let mut r = report(
+                parse_id,
+                parse_title,
+                Status::Skip,
+                "skipped: permissions come first".into(),
+            );
             r.depends_on = vec![mode_id.into()];
             reports.push(r);
             return reports;
@@ -248,7 +262,10 @@ impl Backend for ConfigBackend {
                     parse_id,
                     parse_title,
                     Status::Ok,
-                    format!("{n} entr{} stored in plaintext", if n == 1 { "y" } else { "ies" }),
+                    format!(
+                        "{n} entr{} stored in plaintext",
+                        if n == 1 { "y" } else { "ies" }
+                    ),
                 )
             }
             Err(e) => {

@@ -23,7 +23,11 @@ pub enum FileProblem {
     /// Group or others may read or write it.
     Mode { path: PathBuf, mode: u32 },
     /// Someone else owns it.
-    Owner { path: PathBuf, owner: u32, expected: u32 },
+    Owner {
+        path: PathBuf,
+        owner: u32,
+        expected: u32,
+    },
     /// A directory, socket, device …
     NotRegular { path: PathBuf },
 }
@@ -45,7 +49,11 @@ impl FileProblem {
                 path.display(),
                 mode & 0o7777
             ),
-            FileProblem::Owner { path, owner, expected } => format!(
+            FileProblem::Owner {
+                path,
+                owner,
+                expected,
+            } => format!(
                 "{} is owned by {} but ov runs as {}; refusing to trust it",
                 path.display(),
                 user_label(*owner),
@@ -63,7 +71,10 @@ impl FileProblem {
                 format!("sudo chown {} {}", user_name(*expected), shell_quote(path))
             }
             FileProblem::NotRegular { path } => {
-                format!("mv {0} {0}.bak  # then let ov create a fresh file", shell_quote(path))
+                format!(
+                    "mv {0} {0}.bak  # then let ov create a fresh file",
+                    shell_quote(path)
+                )
             }
         }
     }
@@ -109,12 +120,20 @@ pub fn shell_quote(path: &Path) -> String {
     }
 }
 
+/// The file is not there: not found, or a path component is not a directory.
+pub fn is_missing(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+    )
+}
+
 /// Check a file that holds secrets: a regular file, owned by the effective
 /// user, mode 0600 or stricter. `Ok(false)` when it does not exist.
 pub fn check_private_file(path: &Path) -> io::Result<Result<bool, FileProblem>> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ok(false)),
+        Err(e) if is_missing(&e) => return Ok(Ok(false)),
         Err(e) => return Err(e),
     };
     Ok(private_metadata_problem(path, &meta).map_or(Ok(true), Err))
@@ -128,9 +147,16 @@ pub fn private_metadata_problem(path: &Path, meta: &fs::Metadata) -> Option<File
     if !meta.is_file() {
         Some(FileProblem::NotRegular { path })
     } else if meta.uid() != expected {
-        Some(FileProblem::Owner { path, owner: meta.uid(), expected })
+        Some(FileProblem::Owner {
+            path,
+            owner: meta.uid(),
+            expected,
+        })
     } else if meta.mode() & 0o077 != 0 {
-        Some(FileProblem::Mode { path, mode: meta.mode() })
+        Some(FileProblem::Mode {
+            path,
+            mode: meta.mode(),
+        })
     } else {
         None
     }
@@ -145,9 +171,18 @@ pub fn io_context(op: &str, path: &Path, err: io::Error) -> io::Error {
 pub fn toml_error_message(path: &Path, text: &str, err: &toml_edit::TomlError) -> String {
     let at = err
         .span()
-        .map(|s| format!(":{}", text[..s.start.min(text.len())].matches('\n').count() + 1))
+        .map(|s| {
+            format!(
+                ":{}",
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            )
+        })
         .unwrap_or_default();
-    format!("cannot parse {}{at}: {}", path.display(), err.message().trim())
+    format!(
+        "cannot parse {}{at}: {}",
+        path.display(),
+        err.message().trim()
+    )
 }
 
 /// The command that opens a file for the user to repair by hand.
@@ -286,7 +321,11 @@ mod tests {
         fs::write(&p, "x").unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         let problem = check_private_file(&p).unwrap().unwrap_err();
-        assert!(problem.message().contains("mode 0644"), "{}", problem.message());
+        assert!(
+            problem.message().contains("mode 0644"),
+            "{}",
+            problem.message()
+        );
         assert_eq!(problem.fix(), format!("chmod 600 {}", p.display()));
         assert_eq!(problem.safe_chmod(), Some((p.clone(), 0o600)));
     }
@@ -294,7 +333,10 @@ mod tests {
     #[test]
     fn missing_file_is_not_a_problem() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(check_private_file(&dir.path().join("nope")).unwrap(), Ok(false));
+        assert_eq!(
+            check_private_file(&dir.path().join("nope")).unwrap(),
+            Ok(false)
+        );
     }
 
     #[test]

@@ -1,0 +1,187 @@
+//! The hermetic test environment every integration test goes through: a
+//! temporary HOME and XDG tree, a cleared environment, and a builder for
+//! `ov` commands that reads like the user's session.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use tempfile::TempDir;
+
+pub struct TestEnv {
+    tmp: TempDir,
+    extra_env: Vec<(String, String)>,
+}
+
+/// Where cargo put the `ov` binary; the plugin libraries sit beside it.
+pub fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ov"))
+        .parent()
+        .expect("binary has a directory")
+        .to_path_buf()
+}
+
+/// A plugin library built by `cargo build --workspace`.
+pub fn plugin_lib(crate_name: &str) -> PathBuf {
+    let p = target_dir().join(format!("lib{crate_name}.so"));
+    assert!(
+        p.exists(),
+        "{} is missing: build the plugins first with `cargo build --workspace` (./scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("ov-test.")
+            .tempdir()
+            .expect("temp dir");
+        for d in ["home", "config", "data", "run", "etc", "plugins"] {
+            fs::create_dir_all(tmp.path().join(d)).expect("mkdir");
+        }
+        fs::set_permissions(tmp.path().join("run"), fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        TestEnv {
+            tmp,
+            extra_env: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.root().join("home")
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.root().join("config/ov")
+    }
+
+    pub fn user_config(&self) -> PathBuf {
+        self.config_dir().join("config.toml")
+    }
+
+    pub fn system_config(&self) -> PathBuf {
+        self.root().join("etc/config.toml")
+    }
+
+    pub fn credentials(&self) -> PathBuf {
+        self.config_dir().join("credentials.toml")
+    }
+
+    /// A directory `OV_PLUGIN_PATH` points at for this environment.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.root().join("plugins")
+    }
+
+    /// Set a variable for every later command of this environment.
+    pub fn set_env(&mut self, key: &str, value: impl AsRef<str>) {
+        self.extra_env
+            .push((key.to_owned(), value.as_ref().to_owned()));
+    }
+
+    /// `ov ARGS…` with nothing from the developer's session leaking in.
+    pub fn ov(&self, args: &[&str]) -> Command {
+        Command::from_std(self.command(args))
+    }
+
+    /// The same as a plain process, for tests that spawn many at once.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ov"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("XDG_CONFIG_HOME", self.root().join("config"))
+            .env("XDG_DATA_HOME", self.root().join("data"))
+            .env("XDG_RUNTIME_DIR", self.root().join("run"))
+            .env("OV_SYSCONFDIR", self.root().join("etc"))
+            .env(
+                "OV_SYSTEM_PLUGIN_DIR",
+                self.root().join("no-system-plugins"),
+            )
+            .env("LANG", "C.UTF-8")
+            .args(args)
+            .current_dir(self.root());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Run and return the output, whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.ov(args).output().expect("run ov")
+    }
+
+    /// Run with `stdin` as standard input.
+    pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.ov(args).write_stdin(stdin).output().expect("run ov")
+    }
+
+    /// Run, insist on success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "ov {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Replace this environment's temp paths so output can be snapshotted.
+    pub fn normalize(&self, text: &str) -> String {
+        text.replace(&self.root().display().to_string(), "[TMP]")
+    }
+
+    /// Exit status, stdout and stderr in one block, for snapshots.
+    pub fn transcript(&self, out: &Output) -> String {
+        format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            out.status
+                .code()
+                .map_or_else(|| "signal".to_owned(), |c| c.to_string()),
+            self.normalize(&String::from_utf8_lossy(&out.stdout)),
+            self.normalize(&String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+
+    pub fn write(&self, path: &Path, text: &str, mode: u32) {
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(path, text).expect("write");
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn mode_of(path: &Path) -> u32 {
+    fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+/// Snapshot into the workspace's `snapshots/` folder.
+#[macro_export]
+macro_rules! snap {
+    ($name:expr, $value:expr) => {
+        insta::with_settings!({
+            snapshot_path => "../snapshots",
+            prepend_module_to_snapshot => false,
+        }, {
+            insta::assert_snapshot!($name, $value);
+        })
+    };
+}

@@ -1,0 +1,97 @@
+//! One store contract, run against the config backend built in and loaded
+//! from its shared library through the real plugin ABI.
+
+#![allow(clippy::unwrap_used)] // the contract is test code called from tests
+
+mod common;
+
+use ov::host::DynBackend;
+use ov_plugin_api::{Backend, Context, EntryRef, ErrorKind, Secret};
+
+fn ctx(dir: &std::path::Path) -> Context {
+    Context {
+        config_dir: dir.join("ov"),
+        data_dir: dir.join("data"),
+        ..Context::default()
+    }
+}
+
+fn contract(backend: &dyn Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = ctx(tmp.path());
+    let desc = backend.describe();
+    assert_eq!(desc.name, "config");
+    assert!(desc.writable && desc.listable && desc.plaintext);
+    assert!(backend.probe(&ctx).is_available());
+
+    let a = EntryRef::new("ov/vnc", "password");
+    let b = EntryRef::new("ov/vnc/deep", "k.with.dots");
+    let c = EntryRef::new("other", "x");
+    assert_eq!(backend.get(&ctx, &a).unwrap(), None);
+    assert!(backend.list(&ctx, None).unwrap().is_empty());
+
+    let tricky = "quote\" backslash\\ newline\n tab\t unicode é ✓";
+    backend.set(&ctx, &a, &Secret::from(tricky)).unwrap();
+    backend.set(&ctx, &b, &Secret::from("")).unwrap();
+    backend.set(&ctx, &c, &Secret::from("3")).unwrap();
+    assert_eq!(backend.get(&ctx, &a).unwrap().unwrap().expose(), tricky);
+    assert_eq!(backend.get(&ctx, &b).unwrap().unwrap().expose(), "");
+
+    // Overwrite.
+    backend.set(&ctx, &c, &Secret::from("4")).unwrap();
+    assert_eq!(backend.get(&ctx, &c).unwrap().unwrap().expose(), "4");
+
+    // List, with and without a service prefix.
+    assert_eq!(
+        backend.list(&ctx, None).unwrap(),
+        vec![c.clone(), a.clone(), b.clone()]
+    );
+    assert_eq!(
+        backend.list(&ctx, Some("ov")).unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+    assert_eq!(
+        backend.list(&ctx, Some("ov/vnc/deep")).unwrap(),
+        vec![b.clone()]
+    );
+    assert!(backend.list(&ctx, Some("ov/vn")).unwrap().is_empty());
+
+    // Delete.
+    assert!(backend.delete(&ctx, &a).unwrap());
+    assert!(!backend.delete(&ctx, &a).unwrap());
+    assert_eq!(backend.get(&ctx, &a).unwrap(), None);
+
+    // A large value survives.
+    let big = "z".repeat(1024 * 1024);
+    backend.set(&ctx, &a, &Secret::from(big.as_str())).unwrap();
+    assert_eq!(backend.get(&ctx, &a).unwrap().unwrap().len(), big.len());
+
+    // Checks are reported with ids in the backend's group.
+    let checks = backend.checks(&ctx);
+    assert!(!checks.is_empty());
+    assert!(
+        checks.iter().all(|c| c.id.starts_with("config.")),
+        "{checks:?}"
+    );
+
+    // Permission problems come back typed, with the fix.
+    use std::os::unix::fs::PermissionsExt;
+    let file = ctx.config_dir.join("credentials.toml");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let err = backend.get(&ctx, &c).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Permissions);
+    assert_eq!(err.hints, vec![format!("chmod 600 {}", file.display())]);
+}
+
+#[test]
+fn config_backend_built_in() {
+    contract(&ov_plugin_config::ConfigBackend);
+}
+
+#[test]
+fn config_backend_loaded_from_its_shared_library() {
+    let lib = common::plugin_lib("ov_plugin_config");
+    let backend =
+        DynBackend::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
+    contract(&backend);
+}

@@ -1,0 +1,348 @@
+//! `ov secrets …` against the real binary, env and config backends.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::{TestEnv, mode_of, stderr, stdout};
+
+#[test]
+fn set_get_list_delete_round_trip() {
+    let env = TestEnv::new();
+    env.run_stdin(&["secrets", "set", "ov/vnc", "my-image"], "s3cret\n");
+    assert_eq!(
+        env.ok(&["secrets", "get", "ov/vnc", "my-image"]),
+        "s3cret\n"
+    );
+    env.run_stdin(&["secret", "set", "ov/api-key", "openrouter"], "sk-or-x\n");
+    assert_eq!(
+        env.ok(&["secrets", "list"]),
+        "ov/api-key/openrouter\nov/vnc/my-image\n"
+    );
+    assert_eq!(env.ok(&["secrets", "list", "ov/vnc"]), "ov/vnc/my-image\n");
+    assert_eq!(env.ok(&["secrets", "list", "ov"]).lines().count(), 2);
+    assert_eq!(mode_of(&env.credentials()), 0o600);
+
+    let out = env.run(&["secrets", "delete", "ov/vnc", "my-image"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("deleted ov/vnc my-image from config"));
+    let out = env.run(&["secrets", "get", "ov/vnc", "my-image"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn inline_value_works_and_warns_about_argv() {
+    let env = TestEnv::new();
+    let out = env.run(&["secrets", "set", "ov/secret", "WEBUI_ADMIN_PASSWORD", "pw"]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("visible in ps"), "{err}");
+    // The plaintext warning comes once per command.
+    assert_eq!(err.matches("plaintext").count(), 1, "{err}");
+    assert_eq!(
+        env.ok(&["secrets", "get", "ov/secret", "WEBUI_ADMIN_PASSWORD"]),
+        "pw\n"
+    );
+}
+
+#[test]
+fn stdin_value_keeps_inner_spaces_and_drops_the_line_ending() {
+    let env = TestEnv::new();
+    env.run_stdin(&["secrets", "set", "s", "k"], "  two words \r\n");
+    assert_eq!(env.ok(&["secrets", "get", "s", "k"]), "  two words \n");
+}
+
+#[test]
+fn generate_prints_32_hex_chars_and_stores_them() {
+    let env = TestEnv::new();
+    let printed = env.ok(&["secrets", "set", "ov/vnc", "pw", "--generate"]);
+    let value = printed.trim_end();
+    assert_eq!(value.len(), 32);
+    assert!(value.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(
+        env.ok(&["secrets", "get", "ov/vnc", "pw"]).trim_end(),
+        value
+    );
+}
+
+#[test]
+fn environment_wins_over_config_and_which_says_so() {
+    let mut env = TestEnv::new();
+    env.run_stdin(&["secrets", "set", "ov/vnc", "password"], "from-file\n");
+    let which = env.ok(&["secrets", "which", "ov/vnc", "password"]);
+    assert_eq!(
+        env.normalize(&which),
+        "config\t[TMP]/config/ov/credentials.toml\n"
+    );
+
+    env.set_env("OV_VNC_PASSWORD", "from-env");
+    assert_eq!(
+        env.ok(&["secrets", "get", "ov/vnc", "password"]),
+        "from-env\n"
+    );
+    assert_eq!(
+        env.ok(&["secrets", "which", "ov/vnc", "password"]),
+        "env\t$OV_VNC_PASSWORD\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["secrets", "which", "ov/vnc", "password", "--json"]))
+            .unwrap();
+    assert_eq!(json["backend"], "env");
+    // `which` never prints the value.
+    assert!(
+        !env.ok(&["secrets", "which", "ov/vnc", "password"])
+            .contains("from-env")
+    );
+}
+
+#[test]
+fn missing_secret_names_the_fixes() {
+    let env = TestEnv::new();
+    let out = env.run(&["secrets", "get", "ov/vnc", "nope"]);
+    crate::snap!("secrets_get_missing", env.transcript(&out));
+    let out = env.run(&["secrets", "which", "ov/vnc", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("searched env ($OV_VNC_NOPE), config"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn export_yaml_and_json_nest_service_key_value() {
+    let env = TestEnv::new();
+    env.run_stdin(&["secrets", "set", "ov/vnc", "pw"], "a\"b: c\n");
+    env.run_stdin(&["secrets", "set", "ov/api-key", "x"], "line\n");
+    let out = env.run(&["secrets", "export"]);
+    assert!(stderr(&out).contains("plaintext"));
+    crate::snap!("secrets_export_yaml", stdout(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["secrets", "export", "--format", "json"])).unwrap();
+    assert_eq!(json["ov/vnc"]["pw"], "a\"b: c");
+    assert_eq!(json["ov/api-key"]["x"], "line");
+}
+
+#[test]
+fn path_prints_the_kdbx_location() {
+    let env = TestEnv::new();
+    let p = env.ok(&["secrets", "path"]);
+    assert_eq!(env.normalize(&p), "[TMP]/config/ov/secrets.kdbx\n");
+    env.ok(&["settings", "set", "secrets.kdbx_path", "~/vault.kdbx"]);
+    assert_eq!(
+        env.normalize(&env.ok(&["secrets", "path"])),
+        "[TMP]/home/vault.kdbx\n"
+    );
+}
+
+#[test]
+fn import_with_a_single_backend_has_nothing_to_do() {
+    let env = TestEnv::new();
+    env.run_stdin(&["secrets", "set", "s", "k"], "v\n");
+    let out = env.run(&["secrets", "import", "--dry-run"]);
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("nothing to import"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["secrets", "import", "--from", "env"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn sixteen_parallel_sets_keep_all_sixteen() {
+    let env = TestEnv::new();
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            let mut cmd = env.command(&["secrets", "set", "par", &format!("k{i}"), "--generate"]);
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let listed = env.ok(&["secrets", "list", "par"]);
+    assert_eq!(listed.lines().count(), 16, "{listed}");
+}
+
+#[test]
+fn eight_concurrent_ensures_print_the_same_value() {
+    let env = TestEnv::new();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            let mut cmd = env.command(&["secrets", "ensure", "ov/secret", "K3S_CLUSTER_TOKEN"]);
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let values: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success());
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect();
+    let first = &values[0];
+    assert_eq!(first.trim_end().len(), 64);
+    assert!(values.iter().all(|v| v == first), "{values:?}");
+    assert_eq!(
+        &env.ok(&["secrets", "get", "ov/secret", "K3S_CLUSTER_TOKEN"]),
+        first
+    );
+}
+
+#[test]
+fn ensure_keeps_an_existing_value() {
+    let env = TestEnv::new();
+    env.run_stdin(&["secrets", "set", "ov/secret", "T"], "mine\n");
+    assert_eq!(env.ok(&["secrets", "ensure", "ov/secret", "T"]), "mine\n");
+}
+
+// ---- bad input: a clear error, a non-zero exit, nothing lost ----
+
+#[test]
+fn malformed_credentials_file_is_named_with_its_line_and_left_alone() {
+    let env = TestEnv::new();
+    let text = "[\"ov/vnc\"]\npassword = \"ok\"\nbroken = \n";
+    env.write(&env.credentials(), text, 0o600);
+    let out = env.run_stdin(&["secrets", "set", "ov/vnc", "other"], "v\n");
+    crate::snap!("credentials_malformed", env.transcript(&out));
+    assert_eq!(fs::read_to_string(env.credentials()).unwrap(), text);
+    assert_eq!(
+        env.run(&["secrets", "get", "ov/vnc", "password"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn world_readable_credentials_are_refused_with_chmod_fix() {
+    let env = TestEnv::new();
+    env.write(&env.credentials(), "[s]\nk = \"v\"\n", 0o644);
+    let out = env.run(&["secrets", "get", "s", "k"]);
+    crate::snap!("credentials_mode_0644", env.transcript(&out));
+    assert_eq!(
+        mode_of(&env.credentials()),
+        0o644,
+        "ov must not change it behind the user's back"
+    );
+}
+
+#[test]
+fn credentials_owned_by_another_user_are_refused() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test gives a file to another user and needs root; run it through ./scripts/test as root"
+    );
+    let env = TestEnv::new();
+    env.write(&env.credentials(), "[s]\nk = \"v\"\n", 0o600);
+    nix::unistd::chown(
+        &env.credentials(),
+        Some(nix::unistd::Uid::from_raw(65534)),
+        None,
+    )
+    .unwrap();
+    let out = env.run(&["secrets", "get", "s", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("is owned by nobody (uid 65534) but ov runs as root"),
+        "{err}"
+    );
+    assert!(err.contains("hint: sudo chown root"), "{err}");
+}
+
+#[test]
+fn empty_and_multiline_names_are_usage_errors() {
+    let env = TestEnv::new();
+    for args in [
+        vec!["secrets", "get", "", "k"],
+        vec!["secrets", "get", "s", ""],
+        vec!["secrets", "set", "s\nx", "k", "v"],
+        vec!["secrets", "set", "s", "k\tx", "v"],
+        vec!["secrets", "get", "/s", "k"],
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).starts_with("ov: error: "), "{}", stderr(&out));
+    }
+    let out = env.run(&["secrets", "get", "", "k"]);
+    crate::snap!("secrets_empty_service", env.transcript(&out));
+    assert!(!env.credentials().exists());
+}
+
+#[test]
+fn value_over_one_mebibyte_is_refused_and_nothing_is_written() {
+    let env = TestEnv::new();
+    env.run_stdin(&["secrets", "set", "s", "keep"], "kept\n");
+    let before = fs::read(env.credentials()).unwrap();
+    let big = "x".repeat(1024 * 1024 + 1) + "\n";
+    let out = env.run_stdin(&["secrets", "set", "s", "big"], &big);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the limit is 1048576 bytes (1 MiB)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(env.credentials()).unwrap(), before);
+    // Exactly 1 MiB is fine.
+    let max = "y".repeat(1024 * 1024) + "\n";
+    assert!(
+        env.run_stdin(&["secrets", "set", "s", "max"], &max)
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn empty_stdin_is_an_error_not_an_empty_secret() {
+    let env = TestEnv::new();
+    let out = env.run_stdin(&["secrets", "set", "s", "k"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no value on standard input"));
+    assert!(!env.credentials().exists());
+}
+
+#[test]
+fn unwritable_config_dir_is_reported_with_the_path() {
+    let mut env = TestEnv::new();
+    // A regular file where the config directory's parent should be: even
+    // root cannot create a directory below it.
+    let blocker = env.root().join("blocker");
+    fs::write(&blocker, "").unwrap();
+    env.set_env("XDG_CONFIG_HOME", blocker.join("cfg").display().to_string());
+    let out = env.run_stdin(&["secrets", "set", "s", "k"], "v\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = env.normalize(&stderr(&out));
+    assert!(
+        err.starts_with("ov: error: cannot create directory [TMP]/blocker/cfg/ov"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_temp_files_are_left_next_to_the_credentials() {
+    let env = TestEnv::new();
+    for i in 0..3 {
+        env.run_stdin(&["secrets", "set", "s", &format!("k{i}")], "v\n");
+    }
+    env.ok(&["secrets", "delete", "s", "k1"]);
+    let mut names: Vec<String> = fs::read_dir(env.config_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![".credentials.toml.lock", "credentials.toml"]);
+    assert_eq!(
+        fs::metadata(env.config_dir()).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+}
