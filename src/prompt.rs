@@ -1,7 +1,11 @@
 //! Reading secrets from a person or a pipe. Nothing else in ov touches the
 //! terminal for input.
 
-use std::io::{BufRead, IsTerminal, Read};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, IsTerminal, Read, Write};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 
 use ov_plugin_api::Secret;
 use zeroize::Zeroizing;
@@ -13,16 +17,65 @@ pub fn stdin_is_tty() -> bool {
     std::io::stdin().is_terminal()
 }
 
-/// Ask on the terminal without echo.
+/// Puts the terminal and SIGINT back as they were, on every exit path.
+struct TtyGuard {
+    tty: File,
+    saved: Termios,
+    sigint: SigAction,
+}
+
+impl Drop for TtyGuard {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(&self.tty, SetArg::TCSANOW, &self.saved);
+        // SAFETY: restores the disposition saved in `ask_hidden`.
+        let _ = unsafe { sigaction(Signal::SIGINT, &self.sigint) };
+    }
+}
+
+/// Ask on the controlling terminal without echo.
+///
+/// Echo goes off *before* the prompt is shown, so an answer typed (or sent
+/// by a script) the instant the prompt appears is never displayed. Reads
+/// the terminal itself, so a redirected stdout or stderr does not turn the
+/// prompt into an empty answer. Ctrl-C ends the prompt with an error after
+/// the terminal is restored, instead of killing ov with echo still off.
 pub fn ask_hidden(prompt: &str) -> Result<Secret> {
-    let term = console::Term::stderr();
-    term.write_str(prompt)
-        .and_then(|()| term.flush())
-        .map_err(|e| OvError::new(format!("cannot write to the terminal: {e}")))?;
-    let line = term
-        .read_secure_line()
-        .map_err(|e| OvError::new(format!("cannot read from the terminal: {e}")))?;
-    Ok(Secret::new(line))
+    let tty_error =
+        |e: &dyn std::fmt::Display| OvError::new(format!("cannot use the terminal: {e}"));
+    let tty = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|e| tty_error(&e))?;
+    let saved = termios::tcgetattr(&tty).map_err(|e| tty_error(&e))?;
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: ignoring a signal installs no handler code.
+    let sigint = unsafe { sigaction(Signal::SIGINT, &ignore) }.map_err(|e| tty_error(&e))?;
+    let guard = TtyGuard {
+        tty: tty.try_clone().map_err(|e| tty_error(&e))?,
+        saved: saved.clone(),
+        sigint,
+    };
+    let mut quiet = saved;
+    quiet.local_flags &=
+        !(LocalFlags::ECHO | LocalFlags::ECHOE | LocalFlags::ECHOK | LocalFlags::ECHONL);
+    termios::tcsetattr(&tty, SetArg::TCSANOW, &quiet).map_err(|e| tty_error(&e))?;
+    (&tty)
+        .write_all(prompt.as_bytes())
+        .and_then(|()| (&tty).flush())
+        .map_err(|e| tty_error(&e))?;
+    let answer = rpassword::read_password();
+    drop(guard);
+    match answer {
+        Ok(line) => Ok(Secret::new(line)),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            Err(OvError::new("interrupted; nothing was stored"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(OvError::new(
+            "no value typed (end of input); nothing was stored",
+        )),
+        Err(e) => Err(tty_error(&e)),
+    }
 }
 
 /// Ask twice and insist the answers match.

@@ -117,3 +117,21 @@ fn no_color_and_pipes_get_plain_text() {
         "escape codes in piped output: {text:?}"
     );
 }
+
+#[test]
+fn doctor_and_store_error_give_the_same_fix() {
+    let env = TestEnv::new();
+    env.write(&env.credentials(), "[s]\nk = \"v\"\n", 0o640);
+    let out = env.run(&["doctor", "--json", "config"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let fix = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "config.credentials_mode")
+        .and_then(|c| c["fix"].as_str())
+        .unwrap()
+        .to_owned();
+    let err = common::stderr(&env.run(&["secrets", "get", "s", "k"]));
+    assert!(err.contains(&format!("hint: {fix}\n")), "doctor says {fix:?}, the error says:\n{err}");
+}
