@@ -133,5 +133,8 @@ fn doctor_and_store_error_give_the_same_fix() {
         .unwrap()
         .to_owned();
     let err = common::stderr(&env.run(&["secrets", "get", "s", "k"]));
-    assert!(err.contains(&format!("hint: {fix}\n")), "doctor says {fix:?}, the error says:\n{err}");
+    assert!(
+        err.contains(&format!("hint: {fix}\n")),
+        "doctor says {fix:?}, the error says:\n{err}"
+    );
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::fs;
 
-use common::{TestEnv, plugin_lib, stderr, stdout};
+use common::{TestEnv, stderr, stdout};
 
 #[test]
 fn builtins_are_listed() {
@@ -16,12 +16,7 @@ fn builtins_are_listed() {
 #[test]
 fn a_loaded_config_plugin_replaces_the_builtin_and_serves_secrets() {
     let mut env = TestEnv::new();
-    fs::copy(
-        plugin_lib("ov_plugin_config"),
-        env.plugin_dir().join("libov_plugin_config.so"),
-    )
-    .unwrap();
-    env.set_env("OV_PLUGIN_PATH", env.plugin_dir().display().to_string());
+    env.install_plugin("ov_plugin_config", "libov_plugin_config.so");
     let list = env.normalize(&env.ok(&["plugins", "list"]));
     let has_row = |words: &[&str]| list.lines().any(|l| words.iter().all(|w| l.contains(w)));
     assert!(
@@ -93,12 +88,7 @@ fn garbage_file_is_reported_by_name_and_not_fatal_to_store_commands() {
 #[test]
 fn wrong_abi_is_refused_with_both_versions() {
     let mut env = TestEnv::new();
-    fs::copy(
-        plugin_lib("ov_plugin_fixture"),
-        env.plugin_dir().join("libov_plugin_fixture.so"),
-    )
-    .unwrap();
-    env.set_env("OV_PLUGIN_PATH", env.plugin_dir().display().to_string());
+    env.install_plugin("ov_plugin_fixture", "libov_plugin_fixture.so");
     env.set_env("OV_FIXTURE_ABI", "999");
     let out = env.run(&["plugins", "list"]);
     assert_eq!(out.status.code(), Some(1));
@@ -110,12 +100,7 @@ fn library_without_the_entry_symbol_is_not_a_plugin() {
     let mut env = TestEnv::new();
     // A real shared library that is not an ov plugin: the fixture under
     // another name, so the symbol the host derives does not exist.
-    fs::copy(
-        plugin_lib("ov_plugin_fixture"),
-        env.plugin_dir().join("libsomething_else.so"),
-    )
-    .unwrap();
-    env.set_env("OV_PLUGIN_PATH", env.plugin_dir().display().to_string());
+    env.install_plugin("ov_plugin_fixture", "libsomething_else.so");
     let out = env.run(&["plugins", "list"]);
     assert_eq!(out.status.code(), Some(1));
     let err = env.normalize(&stderr(&out));
@@ -128,12 +113,7 @@ fn library_without_the_entry_symbol_is_not_a_plugin() {
 #[test]
 fn a_panicking_plugin_becomes_an_error_not_an_abort() {
     let mut env = TestEnv::new();
-    fs::copy(
-        plugin_lib("ov_plugin_fixture"),
-        env.plugin_dir().join("libov_plugin_fixture.so"),
-    )
-    .unwrap();
-    env.set_env("OV_PLUGIN_PATH", env.plugin_dir().display().to_string());
+    env.install_plugin("ov_plugin_fixture", "libov_plugin_fixture.so");
     let out = env.run(&["secrets", "get", "s", "panic"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
@@ -150,12 +130,7 @@ fn a_panicking_plugin_becomes_an_error_not_an_abort() {
 #[test]
 fn a_hung_plugin_check_times_out_and_the_doctor_finishes() {
     let mut env = TestEnv::new();
-    fs::copy(
-        plugin_lib("ov_plugin_fixture"),
-        env.plugin_dir().join("libov_plugin_fixture.so"),
-    )
-    .unwrap();
-    env.set_env("OV_PLUGIN_PATH", env.plugin_dir().display().to_string());
+    env.install_plugin("ov_plugin_fixture", "libov_plugin_fixture.so");
     env.set_env("OV_FIXTURE_HANG", "1");
     let started = std::time::Instant::now();
     let out = env.run(&["doctor", "--timeout", "300"]);

@@ -5,41 +5,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use ov_plugin_api::{AutoFix, CheckReport, Status};
-use ov_plugin_support::{check_private_file, shell_quote, user_name};
+use ov_plugin_support::{shell_quote, user_name};
 
 use crate::report;
-
-/// A file that holds secrets: missing is fine, otherwise owner-only 0600.
-pub fn private_file_check(id: &str, title: &str, path: &Path) -> CheckReport {
-    match check_private_file(path) {
-        Ok(Ok(false)) => report(
-            id,
-            title,
-            Status::Ok,
-            format!("{} does not exist", path.display()),
-        ),
-        Ok(Ok(true)) => report(
-            id,
-            title,
-            Status::Ok,
-            format!("{} is private to its owner", path.display()),
-        ),
-        Ok(Err(problem)) => {
-            let mut r = report(id, title, Status::Fail, problem.message());
-            r.fix = Some(problem.fix());
-            r.auto_fix = problem
-                .safe_chmod()
-                .map(|(path, mode)| AutoFix::Chmod { path, mode });
-            r
-        }
-        Err(e) => report(
-            id,
-            title,
-            Status::Fail,
-            format!("cannot inspect {}: {e}", path.display()),
-        ),
-    }
-}
 
 /// A settings file: it holds no secrets, but whoever can write it can point
 /// ov at another store, so it must be the user's and not writable by others.
@@ -135,7 +103,7 @@ mod tests {
         let p = dir.path().join("creds");
         std::fs::write(&p, "").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let r = private_file_check("x.mode", "t", &p);
+        let r = crate::private_file_check("x.mode", "t", &p);
         assert_eq!(r.status, Status::Fail);
         assert_eq!(
             r.fix.as_deref(),

@@ -11,24 +11,12 @@ mod files;
 mod render;
 mod runner;
 
-pub use files::{config_file_mode_check, private_file_check};
+pub use files::config_file_mode_check;
+pub use ov_plugin_support::{private_file_report as private_file_check, report};
 pub use render::{JSON_SCHEMA_VERSION, Summary, render_human, render_json};
 pub use runner::{Finished, Task, apply_auto_fix, run, select};
 
 pub use ov_plugin_api::{AutoFix, CheckReport, Status};
-
-/// A report with no fix and no prerequisites.
-pub fn report(id: &str, title: &str, status: Status, finding: impl Into<String>) -> CheckReport {
-    CheckReport {
-        id: id.to_owned(),
-        title: title.to_owned(),
-        status,
-        finding: finding.into(),
-        fix: None,
-        auto_fix: None,
-        depends_on: Vec::new(),
-    }
-}
 
 /// The group of a check id: everything before the first dot.
 pub fn group_of(id: &str) -> &str {

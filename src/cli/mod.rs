@@ -127,6 +127,14 @@ impl Engine {
     }
 }
 
+/// `--json`, for commands whose output scripts parse.
+#[derive(Debug, clap::Args)]
+pub(crate) struct JsonArgs {
+    /// Print JSON for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Colour on stdout: only on a terminal, never with NO_COLOR.
 pub(crate) fn color_stdout() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()

@@ -1,6 +1,6 @@
 //! `ov plugins list`
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde::Serialize;
 
 use crate::error::{EXIT_ERROR, Result};
@@ -10,14 +10,7 @@ use crate::paths::Paths;
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
     /// Name, version, ABI, origin and status of every plugin; exits 1 if one failed to load
-    List(ListArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Print JSON for scripts
-    #[arg(long)]
-    json: bool,
+    List(crate::cli::JsonArgs),
 }
 
 #[derive(Serialize)]

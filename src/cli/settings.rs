@@ -1,6 +1,6 @@
 //! `ov settings get|set|unset|list`
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde::Serialize;
 
 use crate::error::Result;
@@ -20,14 +20,7 @@ pub enum SettingsCommand {
     /// Remove a setting from your config.toml, so the default applies again
     Unset { key: String },
     /// Every setting with its value and where it comes from
-    List(ListArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Print JSON for scripts
-    #[arg(long)]
-    json: bool,
+    List(crate::cli::JsonArgs),
 }
 
 #[derive(Serialize)]

@@ -82,6 +82,16 @@ impl TestEnv {
         self.root().join("plugins")
     }
 
+    /// Copy a plugin library built by cargo into this environment's plugin
+    /// directory as `file_name`, and put that directory on `OV_PLUGIN_PATH`.
+    pub fn install_plugin(&mut self, crate_name: &str, file_name: &str) -> PathBuf {
+        let dest = self.plugin_dir().join(file_name);
+        fs::copy(plugin_lib(crate_name), &dest).expect("copy plugin");
+        let dir = self.plugin_dir().display().to_string();
+        self.set_env("OV_PLUGIN_PATH", dir);
+        dest
+    }
+
     /// Set a variable for every later command of this environment.
     pub fn set_env(&mut self, key: &str, value: impl AsRef<str>) {
         self.extra_env

@@ -118,7 +118,7 @@ pub unsafe extern "C" fn ffi_free(ptr: *mut u8, len: usize) {
 /// Make a backend crate loadable as a `cdylib`. Give it an expression that
 /// builds the backend; it runs once, on the first request.
 ///
-/// ```ignore
+/// ```text
 /// ov_plugin_api::export_plugin!(ConfigBackend::default());
 /// ```
 #[macro_export]

@@ -15,11 +15,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use ov_plugin_api::{
-    AutoFix, Availability, Backend, BackendError, CheckReport, Context, Description, EntryRef,
-    ErrorKind, Secret, Status, service_matches,
+    Availability, Backend, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
+    Secret, Status, service_matches,
 };
 use ov_plugin_support::{
-    FileProblem, check_private_file, edit_command, toml_error_message, with_lock, write_atomic,
+    FileProblem, check_private_file, edit_command, private_file_report, report, toml_error_message,
+    with_lock, write_atomic,
 };
 use toml_edit::{DocumentMut, Item, Table, value};
 
@@ -200,39 +201,14 @@ impl Backend for ConfigBackend {
         let path = credentials_path(ctx);
         let mode_id = "config.credentials_mode";
         let title = "plaintext credentials file permissions";
-        let mode = match check_private_file(&path) {
-            Ok(Ok(false)) => {
-                return vec![report(
-                    mode_id,
-                    title,
-                    Status::Ok,
-                    format!(
-                        "{} does not exist; nothing is stored in plaintext",
-                        path.display()
-                    ),
-                )];
-            }
-            Ok(Ok(true)) => report(
-                mode_id,
-                title,
-                Status::Ok,
-                format!("{} is private to its owner", path.display()),
-            ),
-            Ok(Err(problem)) => {
-                let mut r = report(mode_id, title, Status::Fail, problem.message());
-                r.fix = Some(problem.fix());
-                r.auto_fix = problem
-                    .safe_chmod()
-                    .map(|(path, mode)| AutoFix::Chmod { path, mode });
-                r
-            }
-            Err(e) => report(
-                mode_id,
-                title,
-                Status::Fail,
-                format!("cannot inspect {}: {e}", path.display()),
-            ),
-        };
+        let mut mode = private_file_report(mode_id, title, &path);
+        if mode.status == Status::Ok && !path.exists() {
+            mode.finding = format!(
+                "{} does not exist; nothing is stored in plaintext",
+                path.display()
+            );
+            return vec![mode];
+        }
         let failed = mode.status == Status::Fail;
         let mut reports = vec![mode];
         let parse_id = "config.credentials_parse";
@@ -242,7 +218,7 @@ impl Backend for ConfigBackend {
                 parse_id,
                 parse_title,
                 Status::Skip,
-                "skipped: permissions come first".into(),
+                "skipped: permissions come first",
             );
             r.depends_on = vec![mode_id.into()];
             reports.push(r);
@@ -277,18 +253,6 @@ impl Backend for ConfigBackend {
         r.depends_on = vec![mode_id.into()];
         reports.push(r);
         reports
-    }
-}
-
-fn report(id: &str, title: &str, status: Status, finding: String) -> CheckReport {
-    CheckReport {
-        id: id.into(),
-        title: title.into(),
-        status,
-        finding,
-        fix: None,
-        auto_fix: None,
-        depends_on: Vec::new(),
     }
 }
 

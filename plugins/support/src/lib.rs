@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 use nix::unistd::{Gid, Uid, User, fchown};
+use ov_plugin_api::{AutoFix, CheckReport, Status};
 
 /// Why a file that should be private to its owner is not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +166,51 @@ pub fn private_metadata_problem(path: &Path, meta: &fs::Metadata) -> Option<File
 /// An io::Error with the path and the operation in its message.
 pub fn io_context(op: &str, path: &Path, err: io::Error) -> io::Error {
     io::Error::new(err.kind(), format!("cannot {op} {}: {err}", path.display()))
+}
+
+/// A file that holds secrets: missing is fine, otherwise owner-only 0600.
+pub fn private_file_report(id: &str, title: &str, path: &Path) -> CheckReport {
+    match check_private_file(path) {
+        Ok(Ok(false)) => report(
+            id,
+            title,
+            Status::Ok,
+            format!("{} does not exist", path.display()),
+        ),
+        Ok(Ok(true)) => report(
+            id,
+            title,
+            Status::Ok,
+            format!("{} is private to its owner", path.display()),
+        ),
+        Ok(Err(problem)) => {
+            let mut r = report(id, title, Status::Fail, problem.message());
+            r.fix = Some(problem.fix());
+            r.auto_fix = problem
+                .safe_chmod()
+                .map(|(path, mode)| AutoFix::Chmod { path, mode });
+            r
+        }
+        Err(e) => report(
+            id,
+            title,
+            Status::Fail,
+            format!("cannot inspect {}: {e}", path.display()),
+        ),
+    }
+}
+
+/// A check report with no fix and no prerequisites.
+pub fn report(id: &str, title: &str, status: Status, finding: impl Into<String>) -> CheckReport {
+    CheckReport {
+        id: id.to_owned(),
+        title: title.to_owned(),
+        status,
+        finding: finding.into(),
+        fix: None,
+        auto_fix: None,
+        depends_on: Vec::new(),
+    }
 }
 
 /// `cannot parse FILE:LINE: reason` for a TOML syntax error.
