@@ -7,9 +7,11 @@ use ov_checks::{Status, Task, config_file_mode_check, report};
 use ov_plugin_api::{Availability, Context};
 
 use crate::host::{Host, Origin, State};
+use crate::keycache;
 use crate::paths::Paths;
 use crate::settings::Settings;
 use crate::store::context;
+use crate::unlock::Unlocker;
 
 /// Every task, in display order.
 pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
@@ -111,10 +113,28 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
     }
 
     // Each backend's own checks, grouped under its name.
+    // The doctor never prompts: a store that needs a password gets what the
+    // environment or the kernel-keyring cache has, or nothing.
+    let unlocker = settings.as_ref().ok().map(|s| Unlocker::new(&ctx, s));
+    let kdbx_present = host
+        .backend("kdbx")
+        .is_some_and(|b| b.backend.probe(&ctx).is_available());
+    if let (Some(u), true) = (&unlocker, kdbx_present) {
+        let (desc, enabled) = (u.cache_description().to_owned(), u.cache_enabled());
+        tasks.push(
+            Task::single("kdbx.cache", "KeePass password cache", move || {
+                cache_check(&desc, enabled)
+            })
+            .after("plugins.kdbx"),
+        );
+    }
     for b in &host.backends {
         let name = b.desc.name.clone();
         let backend = Arc::clone(&b.backend);
-        let ctx = ctx.clone();
+        let mut ctx = ctx.clone();
+        if b.desc.needs_unlock {
+            ctx.unlock = unlocker.as_ref().and_then(Unlocker::quiet_password);
+        }
         tasks.push(
             Task::batch(name.clone(), format!("{name} backend checks"), move || {
                 backend.checks(&ctx)
@@ -123,6 +143,38 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         );
     }
     tasks
+}
+
+fn cache_check(desc: &str, enabled: bool) -> ov_checks::CheckReport {
+    let (id, title) = ("kdbx.cache", "KeePass password cache");
+    if !enabled {
+        return report(
+            id,
+            title,
+            Status::Ok,
+            "off (secrets.kdbx_cache = false): every command asks or reads OV_KDBX_PASSWORD",
+        );
+    }
+    match keycache::time_left(desc) {
+        Some(left) => report(
+            id,
+            title,
+            Status::Ok,
+            format!("{desc} cached in the user keyring, expires in {left}"),
+        ),
+        None if keycache::load(desc).is_some() => report(
+            id,
+            title,
+            Status::Ok,
+            format!("{desc} cached in the user keyring"),
+        ),
+        None => report(
+            id,
+            title,
+            Status::Ok,
+            "no password cached (`ov secrets unlock` caches one)",
+        ),
+    }
 }
 
 fn settings_parse(

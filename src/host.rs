@@ -82,6 +82,7 @@ pub struct Host {
 pub fn builtins() -> Vec<Arc<dyn Backend>> {
     vec![
         Arc::new(Guarded(EnvBackend)),
+        Arc::new(Guarded(ov_plugin_kdbx::KdbxBackend)),
         Arc::new(Guarded(ov_plugin_config::ConfigBackend)),
     ]
 }
@@ -419,6 +420,15 @@ impl Backend for DynBackend {
         })
     }
 
+    fn write_notices(&self, ctx: &Context) -> Vec<String> {
+        // A plugin too old to know the request has nothing to say.
+        self.ask(Request::WriteNotices { ctx: ctx.clone() }, |r| match r {
+            Response::Notices(n) => Some(n),
+            _ => None,
+        })
+        .unwrap_or_default()
+    }
+
     fn checks(&self, ctx: &Context) -> Vec<CheckReport> {
         match self.ask(Request::Checks { ctx: ctx.clone() }, |r| match r {
             Response::Checks(c) => Some(c),
@@ -475,6 +485,10 @@ impl<B: Backend> Backend for Guarded<B> {
 
     fn list(&self, ctx: &Context, service: Option<&str>) -> Result<Vec<EntryRef>, BackendError> {
         guard(&self.0.describe().name, || self.0.list(ctx, service))
+    }
+
+    fn write_notices(&self, ctx: &Context) -> Vec<String> {
+        catch_unwind(AssertUnwindSafe(|| self.0.write_notices(ctx))).unwrap_or_default()
     }
 
     fn checks(&self, ctx: &Context) -> Vec<CheckReport> {

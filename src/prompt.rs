@@ -57,8 +57,13 @@ pub fn ask_hidden(prompt: &str) -> Result<Secret> {
         sigint,
     };
     let mut quiet = saved;
-    quiet.local_flags &=
-        !(LocalFlags::ECHO | LocalFlags::ECHOE | LocalFlags::ECHOK | LocalFlags::ECHONL);
+    // No echo, and Ctrl-C stays a character (not a signal that would also
+    // flush what was typed) until the reader below handles it.
+    quiet.local_flags &= !(LocalFlags::ECHO
+        | LocalFlags::ECHOE
+        | LocalFlags::ECHOK
+        | LocalFlags::ECHONL
+        | LocalFlags::ISIG);
     termios::tcsetattr(&tty, SetArg::TCSANOW, &quiet).map_err(|e| tty_error(&e))?;
     (&tty)
         .write_all(prompt.as_bytes())

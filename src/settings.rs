@@ -339,10 +339,22 @@ impl Settings {
     }
 
     /// The settings as the plugins see them.
-    pub fn to_context_map(&self) -> BTreeMap<String, serde_json::Value> {
+    /// The settings as the plugins see them: paths with `~` expanded.
+    pub fn to_context_map(&self, paths: &Paths) -> BTreeMap<String, serde_json::Value> {
         self.values
             .iter()
-            .map(|(k, (v, _))| ((*k).to_owned(), v.to_json()))
+            .map(|(k, (v, _))| {
+                let value = match (spec(k).map(|s| s.kind), v) {
+                    (Some(Kind::Path), Value::Text(t)) if !t.is_empty() => {
+                        crate::paths::expand_tilde(paths, t)
+                            .display()
+                            .to_string()
+                            .into()
+                    }
+                    _ => v.to_json(),
+                };
+                ((*k).to_owned(), value)
+            })
             .collect()
     }
 

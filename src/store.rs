@@ -11,6 +11,7 @@ use crate::error::{OvError, Result};
 use crate::host::{Host, Loaded};
 use crate::paths::Paths;
 use crate::settings::Settings;
+use crate::unlock::Unlocker;
 
 /// The largest value ov stores.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
@@ -76,11 +77,14 @@ pub struct Written {
     pub backend: String,
     pub plaintext: bool,
     pub location: Option<String>,
+    /// What the backend said about the write (a format upgrade, say).
+    pub notices: Vec<String>,
 }
 
 pub struct Store {
     pub ctx: Context,
     pub host: Host,
+    pub unlocker: Unlocker,
     forced: Option<String>,
 }
 
@@ -97,7 +101,7 @@ pub fn context(paths: &Paths, settings: &Settings) -> Context {
         config_dir: paths.config_dir.clone(),
         data_dir: paths.data_dir.clone(),
         runtime_dir: paths.runtime_dir.clone(),
-        settings: settings.to_context_map(),
+        settings: settings.to_context_map(paths),
         unlock: None,
     }
 }
@@ -111,11 +115,40 @@ fn location(avail: &Availability) -> Option<String> {
 
 impl Store {
     pub fn new(paths: &Paths, settings: &Settings, host: Host) -> Store {
+        let ctx = context(paths, settings);
         Store {
-            ctx: context(paths, settings),
+            unlocker: Unlocker::new(&ctx, settings),
+            ctx,
             host,
             forced: settings.forced_backend().map(str::to_owned),
         }
+    }
+
+    /// Call a backend, unlocking it first when it says it is locked. The
+    /// outer error is fatal (no terminal to ask, wrong password three
+    /// times); the inner one is the backend's answer, for the caller to
+    /// classify.
+    pub fn call<T>(
+        &self,
+        b: &Loaded,
+        op: impl Fn(&Context) -> std::result::Result<T, ov_plugin_api::BackendError>,
+    ) -> Result<std::result::Result<T, ov_plugin_api::BackendError>> {
+        if !b.desc.needs_unlock {
+            return Ok(op(&self.ctx));
+        }
+        match op(&self.ctx) {
+            // Without a password a key-file-only database may still open;
+            // if it refuses, a password is what is missing.
+            Err(e) if matches!(e.kind, ErrorKind::Locked | ErrorKind::WrongPassword) => {
+                self.unlocker.run(&self.ctx, op).map(Ok)
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// One backend's value for an entry, unlocking as needed.
+    pub fn get_from(&self, b: &Loaded, entry: &EntryRef) -> Result<Option<Secret>> {
+        Ok(self.call(b, |c| b.backend.get(c, entry))??)
     }
 
     /// The backends in read order.
@@ -127,7 +160,7 @@ impl Store {
     pub fn get(&self, entry: &EntryRef) -> Result<std::result::Result<(Secret, Source), Miss>> {
         let mut miss = Miss::default();
         for b in self.chain() {
-            match b.backend.get(&self.ctx, entry) {
+            match self.call(b, |c| b.backend.get(c, entry))? {
                 Ok(Some(value)) => {
                     let location = if b.desc.name == "env" {
                         Some(format!("${}", variable_name(entry)))
@@ -206,11 +239,13 @@ impl Store {
     }
 
     pub fn set_in(&self, target: &Loaded, entry: &EntryRef, value: &Secret) -> Result<Written> {
-        target.backend.set(&self.ctx, entry, value)?;
+        let notices = target.backend.write_notices(&self.ctx);
+        self.call(target, |c| target.backend.set(c, entry, value))??;
         Ok(Written {
             backend: target.desc.name.clone(),
             plaintext: target.desc.plaintext,
             location: location(&target.backend.probe(&self.ctx)),
+            notices,
         })
     }
 
@@ -223,7 +258,7 @@ impl Store {
             if !b.backend.probe(&self.ctx).is_available() {
                 continue;
             }
-            if b.backend.delete(&self.ctx, entry)? {
+            if self.call(b, |c| b.backend.delete(c, entry))?? {
                 removed.push(b.desc.name.clone());
             }
         }
@@ -238,7 +273,7 @@ impl Store {
             if !b.backend.probe(&self.ctx).is_available() {
                 continue;
             }
-            for e in b.backend.list(&self.ctx, service)? {
+            for e in self.call(b, |c| b.backend.list(c, service))?? {
                 out.entry(e).or_insert_with(|| b.desc.name.clone());
             }
         }
@@ -247,15 +282,21 @@ impl Store {
 
     /// Entries of one backend, for import.
     pub fn list_in(&self, b: &Loaded) -> Result<Vec<EntryRef>> {
-        Ok(b.backend.list(&self.ctx, None)?)
+        Ok(self.call(b, |c| b.backend.list(c, None))??)
     }
+}
+
+/// `n` bytes from the system's random number generator.
+pub fn random_bytes(n: usize) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut bytes = zeroize::Zeroizing::new(vec![0u8; n]);
+    getrandom::fill(&mut bytes)
+        .map_err(|e| OvError::new(format!("the system random number generator failed: {e}")))?;
+    Ok(bytes)
 }
 
 /// `n` random bytes as lower-case hex.
 pub fn random_hex(n: usize) -> Result<Secret> {
-    let mut bytes = zeroize::Zeroizing::new(vec![0u8; n]);
-    getrandom::fill(&mut bytes)
-        .map_err(|e| OvError::new(format!("the system random number generator failed: {e}")))?;
+    let bytes = random_bytes(n)?;
     let mut s = String::with_capacity(n * 2);
     for b in bytes.iter() {
         s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));

@@ -2,43 +2,7 @@
 
 mod common;
 
-use common::{TestEnv, stdout};
-
-/// Run an expect script with `$ov` set to the binary and this environment's
-/// variables, and return what the terminal showed.
-fn expect(env: &TestEnv, script: &str) -> std::process::Output {
-    let cmd = env.command(&[]);
-    let mut expect = std::process::Command::new("expect");
-    // A prompt that never comes, or an early exit, fails the script
-    // instead of letting it run on.
-    let guard = "expect_after timeout { puts \"expect: timed out\"; exit 98 } \
-                 eof { puts \"expect: ov exited early\"; exit 97 }";
-    let script: String = script
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("spawn ") {
-                format!("{l}\n{guard}\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    expect.arg("-c").arg(format!(
-        "set timeout 10\nset ov {{{}}}\n{script}",
-        env!("CARGO_BIN_EXE_ov")
-    ));
-    // Same hermetic environment as every ov command of this TestEnv.
-    expect.env_clear();
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            expect.env(k, v);
-        }
-    }
-    expect.current_dir(env.root());
-    expect.output().unwrap_or_else(|e| {
-        panic!("cannot run expect ({e}); ./scripts/test installs it (Debian package: expect)")
-    })
-}
+use common::{TestEnv, expect, stdout};
 
 #[test]
 fn set_prompts_twice_without_echo() {

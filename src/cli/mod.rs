@@ -1,6 +1,7 @@
 //! Command-line parsing and printing. Only this module talks to the user.
 
 mod doctor;
+mod kdbx;
 mod plugins;
 mod secrets;
 mod settings;
@@ -103,7 +104,6 @@ fn run(cli: Cli) -> Result<i32> {
 /// Everything a store command needs, set up once.
 pub(crate) struct Engine {
     pub paths: Paths,
-    pub settings: Settings,
     pub store: Store,
 }
 
@@ -119,11 +119,7 @@ impl Engine {
             }
         }
         let store = Store::new(&paths, &settings, host);
-        Ok(Engine {
-            paths,
-            settings,
-            store,
-        })
+        Ok(Engine { paths, store })
     }
 }
 

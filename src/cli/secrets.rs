@@ -16,6 +16,12 @@ use crate::store::{Miss, Written, random_hex, validate_entry, validate_value};
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
+    /// Create a KeePass database (default ~/.config/ov/secrets.kdbx) and record it in the settings
+    Init(InitArgs),
+    /// Ask for the KeePass password once and cache it in the kernel keyring
+    Unlock,
+    /// Forget the cached KeePass password
+    Lock,
     /// List entries as service/key, optionally under one service
     List(ListArgs),
     /// Print a secret's value
@@ -35,6 +41,21 @@ pub enum SecretsCommand {
     Export(ExportArgs),
     /// Print the KeePass database path (configured or default)
     Path(PathArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to create the database
+    path: Option<std::path::PathBuf>,
+    /// Replace an existing database (its secrets are lost)
+    #[arg(long)]
+    force: bool,
+    /// Also lock the database with this key file (created with 32 random bytes if missing)
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<std::path::PathBuf>,
+    /// Use the key file alone, with no password
+    #[arg(long, requires = "key_file")]
+    no_password: bool,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +127,11 @@ pub struct PathArgs {
 pub fn run(cmd: SecretsCommand) -> Result<i32> {
     let engine = Engine::load()?;
     match cmd {
+        SecretsCommand::Init(a) => {
+            crate::cli::kdbx::init(&engine, a.path, a.force, a.key_file, a.no_password)
+        }
+        SecretsCommand::Unlock => crate::cli::kdbx::unlock(&engine),
+        SecretsCommand::Lock => crate::cli::kdbx::lock(&engine),
         SecretsCommand::List(a) => list(&engine, a),
         SecretsCommand::Get(a) => get(&engine, &a),
         SecretsCommand::Set(a) => set(&engine, a),
@@ -149,6 +175,9 @@ fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
 }
 
 fn report_written(engine: &Engine, entry: &EntryRef, w: &Written) {
+    for n in &w.notices {
+        eprintln!("ov: note: {n}");
+    }
     if w.plaintext {
         warn(&format!(
             "{} is stored in plaintext{}; an encrypted backend keeps it safer",
@@ -300,10 +329,12 @@ fn which(engine: &Engine, a: &WhichArgs) -> Result<i32> {
                 })?;
                 return Ok(EXIT_ERROR);
             }
+            let skipped: Vec<&str> = miss.unavailable.iter().map(|(n, _)| n.as_str()).collect();
             let searched: Vec<String> = engine
                 .store
                 .chain()
                 .iter()
+                .filter(|b| !skipped.contains(&b.desc.name.as_str()))
                 .map(|b| match b.desc.name.as_str() {
                     "env" => format!("env (${})", variable_name(&entry)),
                     n => n.to_owned(),
@@ -312,6 +343,10 @@ fn which(engine: &Engine, a: &WhichArgs) -> Result<i32> {
             let mut e = not_found(&entry, &miss);
             e.message
                 .push_str(&format!("; searched {}", searched.join(", ")));
+            if !skipped.is_empty() {
+                e.message
+                    .push_str(&format!("; not available: {}", skipped.join(", ")));
+            }
             Err(e)
         }
     }
@@ -324,6 +359,7 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
         .chain()
         .iter()
         .filter(|b| b.desc.listable && b.desc.name != target.desc.name)
+        .filter(|b| b.backend.probe(&engine.store.ctx).is_available())
         .filter(|b| a.from.as_deref().is_none_or(|f| f == b.desc.name))
         .collect();
     if let Some(f) = &a.from {
@@ -366,13 +402,7 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
                     target.desc.name
                 );
             };
-            if target
-                .backend
-                .get(&engine.store.ctx, &entry)
-                .ok()
-                .flatten()
-                .is_some()
-            {
+            if engine.store.get_from(target, &entry)?.is_some() {
                 line("=", "already present, kept");
                 continue;
             }
@@ -381,7 +411,7 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
                 copied += 1;
                 continue;
             }
-            let value = match src.backend.get(&engine.store.ctx, &entry) {
+            let value = match engine.store.get_from(src, &entry) {
                 Ok(Some(v)) => v,
                 Ok(None) => {
                     line("✗", "vanished while importing");
@@ -436,7 +466,7 @@ fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
         let Some(b) = engine.store.host.backend(source) else {
             continue;
         };
-        if let Some(v) = b.backend.get(&engine.store.ctx, entry)? {
+        if let Some(v) = engine.store.get_from(b, entry)? {
             tree.entry(entry.service.clone())
                 .or_default()
                 .insert(entry.key.clone(), v);
@@ -499,21 +529,6 @@ fn path(engine: &Engine, a: &PathArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let p = engine
-        .settings
-        .get_str("secrets.kdbx_path")
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            engine
-                .paths
-                .config_dir
-                .join("secrets.kdbx")
-                .display()
-                .to_string()
-        });
-    println!(
-        "{}",
-        crate::paths::expand_tilde(&engine.paths, &p).display()
-    );
+    println!("{}", ov_plugin_kdbx::db_path(&engine.store.ctx).display());
     Ok(0)
 }

@@ -35,6 +35,12 @@ pub trait Backend: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Things the user should know before a write, such as a file format
+    /// upgrade the write will make. Cheap, and never prompts.
+    fn write_notices(&self, _ctx: &Context) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The doctor checks this backend contributes, already run.
     fn checks(&self, _ctx: &Context) -> Vec<CheckReport> {
         Vec::new()
@@ -72,6 +78,7 @@ pub fn dispatch(backend: &dyn Backend, request: Request) -> Response {
             answer(backend.list(&ctx, service.as_deref()), Response::Entries)
         }
         Request::Checks { ctx } => Response::Checks(backend.checks(&ctx)),
+        Request::WriteNotices { ctx } => Response::Notices(backend.write_notices(&ctx)),
         Request::Unsupported => Response::Error(BackendError::unsupported("this request kind")),
     }
 }

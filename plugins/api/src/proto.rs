@@ -248,6 +248,9 @@ pub enum Request {
     Checks {
         ctx: Context,
     },
+    WriteNotices {
+        ctx: Context,
+    },
     /// Anything this side does not know.
     #[serde(other)]
     Unsupported,
@@ -264,6 +267,7 @@ pub enum Response {
     Deleted(bool),
     Entries(Vec<EntryRef>),
     Checks(Vec<CheckReport>),
+    Notices(Vec<String>),
     Error(BackendError),
 }
 

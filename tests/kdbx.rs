@@ -1,0 +1,592 @@
+//! The KeePass backend against the real tools: keepassxc-cli for the file
+//! format both ways, a real pseudo-terminal for prompts and retries, and the
+//! real kernel keyring for the password cache.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::{TestEnv, expect, mode_of, stderr, stdout};
+
+const PW: &str = "correct horse battery";
+
+/// A test environment with a fresh kdbx database made by `ov secrets init`.
+fn with_db() -> TestEnv {
+    let mut env = TestEnv::new();
+    env.ok(&["settings", "set", "secrets.kdbx_cache_timeout", "120"]);
+    env.set_env("OV_KDBX_PASSWORD", PW);
+    env.ok(&["secrets", "init"]);
+    env
+}
+
+fn db(env: &TestEnv) -> PathBuf {
+    env.config_dir().join("secrets.kdbx")
+}
+
+/// `keepassxc-cli ARGS` with `stdin`; the reference client for the format.
+fn kpx(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new("keepassxc-cli")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run keepassxc-cli ({e}); ./scripts/test installs it (Debian package: keepassxc)")
+        });
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("keepassxc-cli")
+}
+
+fn kpx_show(db: &Path, entry: &str, extra: &[&str], stdin: &str) -> String {
+    let db = db.display().to_string();
+    let mut args = vec!["show", "-q", "-a", "Password"];
+    args.extend_from_slice(extra);
+    args.push(&db);
+    args.push(entry);
+    let out = kpx(&args, stdin);
+    assert!(
+        out.status.success(),
+        "keepassxc-cli show failed: {}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+fn digest(path: &Path) -> Vec<u8> {
+    fs::read(path).expect("read database")
+}
+
+#[test]
+fn init_creates_a_private_kdbx4_and_records_it() {
+    let env = with_db();
+    let db = db(&env);
+    assert_eq!(mode_of(&db), 0o600);
+    assert_eq!(
+        env.normalize(&env.ok(&["settings", "get", "secrets.kdbx_path"])),
+        "[TMP]/config/ov/secrets.kdbx\n"
+    );
+    let info = kpx(
+        &["db-info", "-q", &db.display().to_string()],
+        &format!("{PW}\n"),
+    );
+    let info = stdout(&info);
+    assert!(info.contains("KDF: Argon2id"), "{info}");
+
+    // A second init refuses and leaves the database alone.
+    let before = digest(&db);
+    let out = env.run(&["secrets", "init"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("already exists; refusing to overwrite it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("--force"));
+    assert_eq!(digest(&db), before);
+    // --force replaces it.
+    assert!(env.run(&["secrets", "init", "--force"]).status.success());
+    assert_ne!(digest(&db), before);
+}
+
+#[test]
+fn a_database_written_by_ov_opens_in_keepassxc() {
+    let env = with_db();
+    env.run_stdin(&["secrets", "set", "ov/vnc", "my-image"], "s3cret value\n");
+    env.run_stdin(&["secrets", "set", "ov/vnc", "other"], "two\n");
+    assert_eq!(
+        kpx_show(&db(&env), "ov/vnc/my-image", &[], &format!("{PW}\n")),
+        "s3cret value\n"
+    );
+    assert_eq!(
+        kpx_show(&db(&env), "ov/vnc/other", &[], &format!("{PW}\n")),
+        "two\n"
+    );
+    assert_eq!(
+        env.ok(&["secrets", "list"]),
+        "ov/vnc/my-image\nov/vnc/other\n"
+    );
+    let which = env.normalize(&env.ok(&["secrets", "which", "ov/vnc", "other"]));
+    assert_eq!(which, "kdbx\t[TMP]/config/ov/secrets.kdbx\n");
+}
+
+#[test]
+fn key_file_with_password_and_key_file_alone() {
+    let mut env = TestEnv::new();
+    env.set_env("OV_KDBX_PASSWORD", PW);
+    let key = env.root().join("db.key");
+    let key_s = key.display().to_string();
+    env.ok(&["secrets", "init", "--key-file", &key_s]);
+    assert_eq!(mode_of(&key), 0o600);
+    assert_eq!(fs::metadata(&key).unwrap().len(), 32);
+    env.run_stdin(&["secrets", "set", "s", "k"], "both\n");
+    assert_eq!(
+        kpx_show(&db(&env), "s/k", &["-k", &key_s], &format!("{PW}\n")),
+        "both\n"
+    );
+
+    // Key file alone: no password anywhere.
+    let mut alone = TestEnv::new();
+    let key2 = alone.root().join("only.key");
+    let key2_s = key2.display().to_string();
+    alone.ok(&["secrets", "init", "--key-file", &key2_s, "--no-password"]);
+    alone.run_stdin(&["secrets", "set", "s", "k"], "keyfile-only\n");
+    assert_eq!(alone.ok(&["secrets", "get", "s", "k"]), "keyfile-only\n");
+    assert_eq!(
+        kpx_show(&db(&alone), "s/k", &["--no-password", "-k", &key2_s], ""),
+        "keyfile-only\n"
+    );
+    // Missing key file: clear error, database untouched.
+    let before = digest(&db(&alone));
+    fs::remove_file(&key2).unwrap();
+    let out = alone.run(&["secrets", "get", "s", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot open the key file"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(digest(&db(&alone)), before);
+    alone.set_env("OV_KDBX_PASSWORD", "x");
+}
+
+#[test]
+fn a_keepassxc_kdbx31_database_is_read_then_upgraded_with_a_backup() {
+    let mut env = TestEnv::new();
+    let db = env.root().join("kpx.kdbx");
+    let db_s = db.display().to_string();
+    let pw = format!("{PW}\n");
+    assert!(
+        kpx(&["db-create", "-q", "-p", &db_s], &format!("{PW}\n{PW}\n"))
+            .status
+            .success()
+    );
+    assert!(kpx(&["mkdir", "-q", &db_s, "svc"], &pw).status.success());
+    assert!(
+        kpx(
+            &["add", "-q", "-p", &db_s, "svc/key"],
+            &format!("{PW}\nfrom-keepassxc\n")
+        )
+        .status
+        .success()
+    );
+    let info = stdout(&kpx(&["db-info", "-q", &db_s], &pw));
+    assert!(
+        info.contains("KDF: AES"),
+        "expected a KDBX 3.1 database: {info}"
+    );
+
+    env.ok(&["settings", "set", "secrets.kdbx_path", &db_s]);
+    env.set_env("OV_KDBX_PASSWORD", PW);
+    assert_eq!(
+        env.ok(&["secrets", "get", "svc", "key"]),
+        "from-keepassxc\n"
+    );
+    let doctor = stdout(&env.run(&["doctor", "kdbx"]));
+    assert!(
+        doctor.contains("! kdbx.format") && doctor.contains("KDBX 3.1"),
+        "{doctor}"
+    );
+
+    let original = digest(&db);
+    let out = env.run_stdin(&["secrets", "set", "svc", "added"], "from-ov\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is KDBX 3.1; ov saves it as KDBX 4.1 and keeps the original as"),
+        "{}",
+        stderr(&out)
+    );
+    let backup = env.root().join("kpx.kdbx.kdbx3.bak");
+    assert_eq!(
+        digest(&backup),
+        original,
+        "the backup is the untouched original"
+    );
+    assert_eq!(mode_of(&backup), 0o600);
+    // Both tools read both entries afterwards.
+    assert_eq!(kpx_show(&db, "svc/key", &[], &pw), "from-keepassxc\n");
+    assert_eq!(kpx_show(&db, "svc/added", &[], &pw), "from-ov\n");
+    assert!(stdout(&kpx(&["db-info", "-q", &db_s], &pw)).contains("KDF: Argon2"));
+    assert_eq!(env.ok(&["secrets", "get", "svc", "added"]), "from-ov\n");
+}
+
+#[test]
+fn keepassxc_edits_are_seen_by_ov_and_the_other_way_round() {
+    let env = with_db();
+    let db_s = db(&env).display().to_string();
+    let pw = format!("{PW}\n");
+    env.run_stdin(&["secrets", "set", "app/prod", "A"], "1\n");
+    assert!(
+        kpx(
+            &["add", "-q", "-p", &db_s, "app/prod/B"],
+            &format!("{PW}\n2\n")
+        )
+        .status
+        .success()
+    );
+    assert!(
+        kpx(
+            &["edit", "-q", "-p", &db_s, "app/prod/A"],
+            &format!("{PW}\n11\n")
+        )
+        .status
+        .success()
+    );
+    assert_eq!(env.ok(&["secrets", "get", "app/prod", "A"]), "11\n");
+    assert_eq!(env.ok(&["secrets", "get", "app/prod", "B"]), "2\n");
+    env.ok(&["secrets", "delete", "app/prod", "B"]);
+    let out = kpx(&["show", "-q", &db_s, "app/prod/B"], &pw);
+    assert!(!out.status.success(), "B should be gone");
+}
+
+#[test]
+fn no_terminal_and_no_password_fails_fast_with_the_exact_error() {
+    let mut env = with_db();
+    env.set_env("OV_KDBX_PASSWORD", "");
+    // An empty variable is refused, never tried.
+    let out = env.run(&["secrets", "get", "s", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("OV_KDBX_PASSWORD is set but empty"),
+        "{}",
+        stderr(&out)
+    );
+
+    let env = {
+        let mut e = TestEnv::new();
+        e.set_env("OV_KDBX_PASSWORD", PW);
+        e.ok(&["secrets", "init"]);
+        e
+    };
+    let mut cmd = env.command(&["secrets", "get", "s", "k"]);
+    cmd.env_remove("OV_KDBX_PASSWORD").stdin(Stdio::null());
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).lines().next().unwrap(),
+        "ov: error: kdbx password required but stdin is not a terminal; set OV_KDBX_PASSWORD=<password> or run interactively"
+    );
+    // The same inside a systemd unit.
+    let mut cmd = env.command(&["secrets", "get", "s", "k"]);
+    cmd.env_remove("OV_KDBX_PASSWORD")
+        .env("INVOCATION_ID", "abc")
+        .stdin(Stdio::null());
+    let out = cmd.output().unwrap();
+    assert!(stderr(&out).contains("stdin is not a terminal"));
+}
+
+#[test]
+fn a_wrong_env_password_without_a_terminal_fails_with_the_reason() {
+    let mut env = with_db();
+    env.set_env("OV_KDBX_PASSWORD", "wrong");
+    let out = env.run(&["secrets", "get", "s", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = env.normalize(&stderr(&out));
+    assert!(
+        err.starts_with("ov: error: decoding kdbx: Wrong password?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: OV_KDBX_PASSWORD holds a password that does not open"),
+        "{err}"
+    );
+}
+
+/// Drive a prompt through a real terminal: each answer is sent after the
+/// prompt shows; returns the expect output.
+fn prompt_session(env: &TestEnv, args: &str, answers: &[&str], tail: &str) -> Output {
+    let mut script = format!("spawn $ov {args}\n");
+    for (i, a) in answers.iter().enumerate() {
+        if i > 0 {
+            script.push_str("expect \"Sorry, try again.\"\n");
+        }
+        script.push_str(&format!("expect \"kdbx password for \"\nsend \"{a}\\r\"\n"));
+    }
+    script.push_str(tail);
+    script.push_str("\nexpect eof\ncatch wait result\nexit [lindex $result 3]\n");
+    expect(env, &script)
+}
+
+#[test]
+fn wrong_passwords_are_retried_three_times_in_all() {
+    let mut env = with_db();
+    env.run_stdin(&["secrets", "set", "s", "k"], "the-value\n");
+    env.set_env("OV_KDBX_PASSWORD", "");
+    let mut env2 = env;
+    env2.unset_env("OV_KDBX_PASSWORD");
+    env2.ok(&["settings", "set", "secrets.kdbx_cache", "false"]);
+
+    let out = prompt_session(
+        &env2,
+        "secrets get s k",
+        &["nope", "still-nope", PW],
+        "expect \"the-value\"",
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(
+        stdout(&out).matches("Sorry, try again.").count(),
+        2,
+        "{}",
+        stdout(&out)
+    );
+
+    let out = prompt_session(
+        &env2,
+        "secrets get s k",
+        &["a", "b", "c"],
+        "expect \"Wrong password?\"",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("the-value"));
+}
+
+#[test]
+fn a_wrong_env_password_on_a_terminal_reprompts() {
+    let mut env = with_db();
+    env.run_stdin(&["secrets", "set", "s", "k"], "v\n");
+    env.set_env("OV_KDBX_PASSWORD", "wrong-from-env");
+    let out = expect(
+        &env,
+        &format!(
+            "spawn $ov secrets get s k\nexpect \"Sorry, try again.\"\nexpect \"kdbx password for \"\nsend \"{PW}\\r\"\nexpect \"v\"\nexpect eof\ncatch wait result\nexit [lindex $result 3]\n"
+        ),
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+/// `keyctl session - ov ARGS…`: ov in a fresh session keyring that does not
+/// link the user keyring, as under ssh, `su` or systemd.
+fn in_fresh_session(env: &TestEnv, args: &[&str], with_env_password: bool) -> Output {
+    let mut cmd = env.command(&[]);
+    let mut k = Command::new("keyctl");
+    k.arg("session")
+        .arg("-")
+        .arg(env!("CARGO_BIN_EXE_ov"))
+        .args(args);
+    k.env_clear();
+    for (key, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            if key != "OV_KDBX_PASSWORD" || with_env_password {
+                k.env(key, v);
+            }
+        }
+    }
+    cmd.env_clear();
+    k.stdin(Stdio::null()).current_dir(env.root());
+    k.output().unwrap_or_else(|e| {
+        panic!("cannot run keyctl ({e}); ./scripts/test installs it (Debian package: keyutils)")
+    })
+}
+
+#[test]
+fn the_cache_serves_a_fresh_session_keyring_and_lock_clears_it() {
+    let env = with_db();
+    env.run_stdin(&["secrets", "set", "s", "k"], "cached-read\n");
+    let out = in_fresh_session(&env, &["secrets", "unlock"], true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cached in the kernel keyring for 120 s"),
+        "{}",
+        stderr(&out)
+    );
+
+    // No env, no terminal, another fresh session: the cache answers.
+    let out = in_fresh_session(&env, &["secrets", "get", "s", "k"], false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "cached-read\n");
+    let doctor = stdout(&in_fresh_session(&env, &["doctor", "kdbx"], false));
+    assert!(
+        doctor.contains("✓ kdbx.unlock") && doctor.contains("expires in"),
+        "{doctor}"
+    );
+
+    // Another database never gets this one's password.
+    let other = TestEnv::new();
+    let out = in_fresh_session(&other, &["secrets", "get", "s", "k"], false);
+    assert!(!stdout(&out).contains("cached-read"));
+
+    assert!(
+        in_fresh_session(&env, &["secrets", "lock"], false)
+            .status
+            .success()
+    );
+    let out = in_fresh_session(&env, &["secrets", "get", "s", "k"], false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("stdin is not a terminal"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_database_files_are_refused_and_left_as_they_are() {
+    let mut env = with_db();
+    env.run_stdin(&["secrets", "set", "s", "k"], "v\n");
+    let db = db(&env);
+    let good = digest(&db);
+
+    // Truncated.
+    fs::write(&db, &good[..good.len() / 2]).unwrap();
+    let out = env.run_stdin(&["secrets", "set", "s", "k2"], "x\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not a readable KeePass database"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(digest(&db), &good[..good.len() / 2]);
+
+    // Not a kdbx at all.
+    fs::write(&db, b"hello, I am a text file\n").unwrap();
+    let out = env.run(&["secrets", "get", "s", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not a readable KeePass database"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A directory.
+    fs::remove_file(&db).unwrap();
+    fs::create_dir(&db).unwrap();
+    env.ok(&["settings", "set", "secret_backend", "kdbx"]);
+    let out = env.run_stdin(&["secrets", "set", "s", "k"], "x\n");
+    assert_eq!(out.status.code(), Some(1));
+    fs::remove_dir(&db).unwrap();
+
+    // A symlink loop.
+    let a = env.root().join("loop-a");
+    let b = env.root().join("loop-b");
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    env.ok(&[
+        "settings",
+        "set",
+        "secrets.kdbx_path",
+        &a.display().to_string(),
+    ]);
+    let out = env.run(&["secrets", "get", "s", "k"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    // Wrong key file for a password-only database.
+    fs::write(&db, &good).unwrap();
+    env.ok(&["settings", "unset", "secrets.kdbx_path"]);
+    let bogus = env.root().join("bogus.key");
+    fs::write(&bogus, [7u8; 32]).unwrap();
+    env.ok(&[
+        "settings",
+        "set",
+        "secrets.kdbx_key_file",
+        &bogus.display().to_string(),
+    ]);
+    let out = env.run(&["secrets", "get", "s", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Wrong password?"), "{}", stderr(&out));
+    assert_eq!(digest(&db), good);
+    env.set_env("OV_KDBX_PASSWORD", PW);
+}
+
+#[test]
+fn a_stale_lock_file_from_a_crashed_writer_does_not_block() {
+    let env = with_db();
+    let lock = env.config_dir().join(".secrets.kdbx.lock");
+    fs::write(&lock, "").unwrap();
+    let out = env.run_stdin(&["secrets", "set", "s", "k"], "after-crash\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.ok(&["secrets", "get", "s", "k"]), "after-crash\n");
+}
+
+#[test]
+fn sixteen_parallel_sets_on_one_database_keep_all_sixteen() {
+    let env = with_db();
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            let mut cmd =
+                env.command(&["secrets", "set", "par", &format!("k{i}"), &format!("v{i}")]);
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(env.ok(&["secrets", "list", "par"]).lines().count(), 16);
+    assert_eq!(env.ok(&["secrets", "get", "par", "k11"]), "v11\n");
+}
+
+#[test]
+fn a_writer_killed_at_any_point_leaves_old_or_new_content() {
+    let env = with_db();
+    env.run_stdin(&["secrets", "set", "s", "k"], "old\n");
+    // Kill writers at spread-out moments of their run (a write takes about
+    // two key derivations); every time, the database must open and hold
+    // either the old or the new value.
+    for (i, delay_ms) in [5u64, 150, 400, 700, 1000, 1400, 1900].iter().enumerate() {
+        let mut cmd = env.command(&["secrets", "set", "s", "k", &format!("new{i}")]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(*delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let value = env.ok(&["secrets", "get", "s", "k"]);
+        let value = value.trim_end();
+        assert!(
+            value == "old" || value.starts_with("new"),
+            "after a kill at {delay_ms} ms the value is {value:?}"
+        );
+        let leftovers: Vec<_> = fs::read_dir(env.config_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        // A killed writer may leave its temp file; it never replaces the database.
+        let _ = leftovers;
+    }
+}
+
+#[test]
+fn import_moves_config_entries_into_kdbx_and_export_reads_them() {
+    let mut env = TestEnv::new();
+    env.run_stdin(&["secrets", "set", "ov/vnc", "pw"], "from-config\n");
+    env.run_stdin(&["secrets", "set", "ov/api-key", "x"], "xx\n");
+    env.set_env("OV_KDBX_PASSWORD", PW);
+    env.ok(&["secrets", "init"]);
+
+    let out = env.run(&["secrets", "import", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("+ ov/api-key/x") && text.contains("config → kdbx  would import"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Would import 2/2 entries into kdbx"),
+        "{text}"
+    );
+
+    let text = env.ok(&["secrets", "import"]);
+    assert!(
+        text.contains("✓ ov/vnc/pw") && text.contains("Imported 2/2 entries into kdbx"),
+        "{text}"
+    );
+    assert_eq!(
+        kpx_show(&db(&env), "ov/vnc/pw", &[], &format!("{PW}\n")),
+        "from-config\n"
+    );
+    // A second import keeps what is there.
+    let text = env.ok(&["secrets", "import"]);
+    assert!(text.contains("already present, kept"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["secrets", "export", "--format", "json"])).unwrap();
+    assert_eq!(json["ov/vnc"]["pw"], "from-config");
+}
