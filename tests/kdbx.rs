@@ -544,14 +544,61 @@ fn a_writer_killed_at_any_point_leaves_old_or_new_content() {
             value == "old" || value.starts_with("new"),
             "after a kill at {delay_ms} ms the value is {value:?}"
         );
-        let leftovers: Vec<_> = fs::read_dir(env.config_dir())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-            .collect();
-        // A killed writer may leave its temp file; it never replaces the database.
-        let _ = leftovers;
     }
+    // A killed writer may leave its temp file behind; the next writer, once
+    // it holds the lock, knows it is stale and removes it.
+    env.run_stdin(&["secrets", "set", "s", "after"], "x\n");
+    let leftovers: Vec<String> = fs::read_dir(env.config_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_read_only_database_is_not_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = with_db();
+    env.run_stdin(&["secrets", "set", "s", "k"], "v\n");
+    let db = db(&env);
+    fs::set_permissions(&db, fs::Permissions::from_mode(0o400)).unwrap();
+    let before = digest(&db);
+    let out = env.run_stdin(&["secrets", "set", "s", "k"], "changed\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = env.normalize(&stderr(&out));
+    assert!(
+        err.contains("is read-only (mode 0400); ov does not replace it"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: chmod u+w [TMP]/config/ov/secrets.kdbx"),
+        "{err}"
+    );
+    assert_eq!(digest(&db), before);
+    assert_eq!(env.ok(&["secrets", "get", "s", "k"]), "v\n");
+}
+
+#[test]
+fn init_on_a_terminal_asks_twice_and_caches_the_password() {
+    let mut env = TestEnv::new();
+    env.ok(&["settings", "set", "secrets.kdbx_cache_timeout", "120"]);
+    let out = expect(
+        &env,
+        &format!(
+            "spawn $ov secrets init\nexpect \"New kdbx password: \"\nsend \"{PW}\\r\"\nexpect \"Again: \"\nsend \"{PW}\\r\"\nexpect \"ov settings set secret_backend kdbx\"\nexpect eof\ncatch wait result\nexit [lindex $result 3]\n"
+        ),
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(!stdout(&out).contains(PW), "the password was echoed");
+    // The prompt filled the cache: no env, no terminal, and still it opens.
+    env.unset_env("OV_KDBX_PASSWORD");
+    let mut cmd = env.command(&["secrets", "list"]);
+    cmd.stdin(Stdio::null());
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.ok(&["secrets", "lock"]);
 }
 
 #[test]

@@ -297,6 +297,31 @@ pub fn upgrade_backup_path(path: &Path, from: &DatabaseVersion) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// A database without its owner's write bit is meant to stay as it is; the
+/// rename would replace it all the same, so refuse before writing.
+fn refuse_read_only(path: &Path) -> Result<(), BackendError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .map_err(|e| BackendError::from(ov_plugin_support::io_context("inspect", path, e)))?
+        .permissions()
+        .mode();
+    if mode & 0o200 == 0 {
+        return Err(BackendError::new(
+            ErrorKind::Permissions,
+            format!(
+                "{} is read-only (mode {:04o}); ov does not replace it",
+                path.display(),
+                mode & 0o7777
+            ),
+        )
+        .with_hint(format!(
+            "chmod u+w {}   # if it should take changes",
+            shell_quote(path)
+        )));
+    }
+    Ok(())
+}
+
 /// Lock, open, change, save. `change` says whether it changed anything.
 fn modify<T>(
     ctx: &Context,
@@ -305,6 +330,7 @@ fn modify<T>(
     let path = db_path(ctx);
     with_lock(&path, || {
         let (path, mut db) = open(ctx)?;
+        refuse_read_only(&path)?;
         let (out, changed) = change(&mut db);
         if changed {
             save(ctx, &path, &mut db)?;

@@ -276,9 +276,33 @@ pub fn with_lock<T, E: From<io::Error>>(
         .map_err(|e| io_context("open lock file", &lock, e))?;
     let guard = Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, errno)| io_context("lock", &lock, io::Error::from(errno)))?;
+    remove_stale_temps(path);
     let result = f();
     drop(guard);
     result
+}
+
+/// Every writer holds the lock while its temp file exists, so a temp file
+/// found by the lock holder belongs to a writer that died (SIGKILL, power
+/// loss) before its rename: remove it.
+fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&prefix) && n.ends_with(".tmp") {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Replace `path` with `contents` atomically: temp file in the same
@@ -389,6 +413,20 @@ mod tests {
     fn shell_quote_quotes_only_when_needed() {
         assert_eq!(shell_quote(Path::new("/a/b.toml")), "/a/b.toml");
         assert_eq!(shell_quote(Path::new("/a b/it's")), r"'/a b/it'\''s'");
+    }
+
+    #[test]
+    fn the_lock_holder_removes_temp_files_of_dead_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.kdbx");
+        fs::write(&p, "x").unwrap();
+        let stale = dir.path().join(".db.kdbx.Ab12Cd.tmp");
+        let unrelated = dir.path().join(".other.kdbx.Ab12Cd.tmp");
+        fs::write(&stale, "half").unwrap();
+        fs::write(&unrelated, "keep").unwrap();
+        with_lock(&p, || -> io::Result<()> { Ok(()) }).unwrap();
+        assert!(!stale.exists());
+        assert!(unrelated.exists());
     }
 
     #[test]
