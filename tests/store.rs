@@ -105,7 +105,7 @@ fn missing_secret_names_the_fixes() {
     let out = env.run(&["secrets", "which", "ov/vnc", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("searched env ($OV_VNC_NOPE), config"),
+        stderr(&out).contains("searched env ($OV_VNC_NOPE), keyring (unavailable), config"),
         "{}",
         stderr(&out)
     );

@@ -306,6 +306,9 @@ fn which(engine: &Engine, a: &WhichArgs) -> Result<i32> {
                 .iter()
                 .map(|b| match b.desc.name.as_str() {
                     "env" => format!("env (${})", variable_name(&entry)),
+                    n if miss.unavailable.iter().any(|(u, _)| u == n) => {
+                        format!("{n} (unavailable)")
+                    }
                     n => n.to_owned(),
                 })
                 .collect();
@@ -325,6 +328,9 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
         .iter()
         .filter(|b| b.desc.listable && b.desc.name != target.desc.name)
         .filter(|b| a.from.as_deref().is_none_or(|f| f == b.desc.name))
+        // A backend that cannot be reached here (no keyring on a headless
+        // box) has nothing to import; unless it was asked for by name.
+        .filter(|b| a.from.is_some() || b.backend.probe(&engine.store.ctx).is_available())
         .collect();
     if let Some(f) = &a.from {
         if sources.is_empty() {
