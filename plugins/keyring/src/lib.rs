@@ -234,17 +234,18 @@ fn quoted_list(labels: &[String]) -> String {
         .join(", ")
 }
 
-fn read_secret(item: &Item<'_>, entry: &EntryRef, label: &str) -> Result<Secret, BackendError> {
+/// `place` says where the item is, for messages: `the collection "Login"`.
+fn read_secret(item: &Item<'_>, entry: &EntryRef, place: &str) -> Result<Secret, BackendError> {
     let bytes = Zeroizing::new(
         item.get_secret()
-            .map_err(|e| map_error(&e, &format!("read {entry} from the collection {label:?}")))?,
+            .map_err(|e| map_error(&e, &format!("read {entry} from {place}")))?,
     );
     match std::str::from_utf8(&bytes) {
         Ok(text) => Ok(Secret::from(text)),
         Err(_) => Err(BackendError::new(
             ErrorKind::Unsupported,
             format!(
-                "the keyring item for {entry} in the collection {label:?} holds {} bytes that \
+                "the keyring item for {entry} in {place} holds {} bytes that \
                  are not UTF-8 text; ov reads text values only",
                 bytes.len()
             ),
@@ -257,11 +258,52 @@ fn read_secret(item: &Item<'_>, entry: &EntryRef, label: &str) -> Result<Secret,
     }
 }
 
+/// The common case in three calls: where the default alias points, one
+/// service-wide search, and the secret. `None` when it cannot decide (a
+/// pinned label, no unlocked match, a provider that refuses the search),
+/// and the caller walks the collections one by one instead.
+fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Option<Secret>, BackendError> {
+    let Ok(found) = link.ss.search_items(lookup_attrs(entry)) else {
+        return Ok(None);
+    };
+    if found.unlocked.is_empty() {
+        return Ok(None);
+    }
+    let default = link
+        .ss
+        .get_default_collection()
+        .ok()
+        .map(|c| format!("{}/", c.collection_path.as_str()));
+    let in_default = |item: &&Item<'_>| {
+        default
+            .as_deref()
+            .is_some_and(|d| item.item_path.as_str().starts_with(d))
+    };
+    let item = found
+        .unlocked
+        .iter()
+        .find(in_default)
+        .or(found.unlocked.first());
+    match item {
+        Some(item) => {
+            let path = item.item_path.as_str();
+            let collection = path.rsplit_once('/').map_or(path, |(c, _)| c);
+            read_secret(item, entry, &format!("the collection {collection}")).map(Some)
+        }
+        None => Ok(None),
+    }
+}
+
 fn get_in(
     link: &'static Link,
     pin: Option<&str>,
     entry: &EntryRef,
 ) -> Result<Option<Secret>, BackendError> {
+    if pin.is_none() {
+        if let Some(found) = get_fast(link, entry)? {
+            return Ok(Some(found));
+        }
+    }
     let scan = scan(link)?;
     let colls = select(&scan, pin)?;
     let mut locked = Vec::new();
@@ -291,7 +333,7 @@ fn get_in(
             locked.push(c.label.clone());
             continue;
         }
-        return read_secret(item, entry, &c.label).map(Some);
+        return read_secret(item, entry, &format!("the collection {:?}", c.label)).map(Some);
     }
     if !locked.is_empty() {
         return Err(BackendError::new(
