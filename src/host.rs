@@ -82,6 +82,7 @@ pub struct Host {
 pub fn builtins() -> Vec<Arc<dyn Backend>> {
     vec![
         Arc::new(Guarded(EnvBackend)),
+        Arc::new(Guarded(ov_plugin_keyring::KeyringBackend::default())),
         Arc::new(Guarded(ov_plugin_kdbx::KdbxBackend)),
         Arc::new(Guarded(ov_plugin_config::ConfigBackend)),
     ]

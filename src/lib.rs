@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod doctor;
+pub mod dotenv;
 pub mod env_backend;
 pub mod error;
 pub mod host;

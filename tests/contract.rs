@@ -1,10 +1,12 @@
-//! One store contract, run against the config backend built in and loaded
-//! from its shared library through the real plugin ABI.
+//! One store contract, run against each backend built in and loaded from
+//! its shared library through the real plugin ABI: the config backend, and
+//! the keyring backend against a real gnome-keyring.
 
 #![allow(clippy::unwrap_used)] // the contract is test code called from tests
 
 mod common;
 
+use common::secret_service::SecretService;
 use ov::host::DynBackend;
 use ov_plugin_api::{Backend, Context, EntryRef, ErrorKind, Secret};
 
@@ -16,12 +18,13 @@ fn ctx(dir: &std::path::Path) -> Context {
     }
 }
 
-fn contract(backend: &dyn Backend) {
+fn contract(backend: &dyn Backend, name: &str, plaintext: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let ctx = ctx(tmp.path());
     let desc = backend.describe();
-    assert_eq!(desc.name, "config");
-    assert!(desc.writable && desc.listable && desc.plaintext);
+    assert_eq!(desc.name, name);
+    assert!(desc.writable && desc.listable);
+    assert_eq!(desc.plaintext, plaintext);
     assert!(backend.probe(&ctx).is_available());
 
     let a = EntryRef::new("ov/vnc", "password");
@@ -69,23 +72,29 @@ fn contract(backend: &dyn Backend) {
     // Checks are reported with ids in the backend's group.
     let checks = backend.checks(&ctx);
     assert!(!checks.is_empty());
+    let group = format!("{name}.");
     assert!(
-        checks.iter().all(|c| c.id.starts_with("config.")),
+        checks.iter().all(|c| c.id.starts_with(&group)),
         "{checks:?}"
     );
+    if name == "config" {
+        config_permissions(backend, &ctx, &c);
+    }
+}
 
+fn config_permissions(backend: &dyn Backend, ctx: &Context, c: &EntryRef) {
     // Permission problems come back typed, with the fix.
     use std::os::unix::fs::PermissionsExt;
     let file = ctx.config_dir.join("credentials.toml");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let err = backend.get(&ctx, &c).unwrap_err();
+    let err = backend.get(ctx, c).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Permissions);
     assert_eq!(err.hints, vec![format!("chmod 600 {}", file.display())]);
 }
 
 #[test]
 fn config_backend_built_in() {
-    contract(&ov_plugin_config::ConfigBackend);
+    contract(&ov_plugin_config::ConfigBackend, "config", true);
 }
 
 #[test]
@@ -93,5 +102,31 @@ fn config_backend_loaded_from_its_shared_library() {
     let lib = common::plugin_lib("ov_plugin_config");
     let backend =
         DynBackend::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
-    contract(&backend);
+    contract(&backend, "config", true);
+}
+
+/// Both keyring runs in one test: the backend finds its bus through the
+/// process environment, which tests running in parallel would share.
+#[test]
+fn keyring_backend_built_in_and_loaded_from_its_shared_library() {
+    let lib = common::plugin_lib("ov_plugin_keyring");
+    for loaded in [false, true] {
+        let mut env = common::TestEnv::new();
+        let ss = SecretService::start(&mut env);
+        // SAFETY: the only other tests in this binary never read this
+        // variable, and std serialises its own environment access.
+        unsafe { std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &ss.address) };
+        if loaded {
+            let backend =
+                DynBackend::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
+            contract(&backend, "keyring", false);
+        } else {
+            contract(
+                &ov_plugin_keyring::KeyringBackend::default(),
+                "keyring",
+                false,
+            );
+        }
+        drop(ss);
+    }
 }

@@ -373,10 +373,10 @@ fn in_fresh_session(env: &TestEnv, args: &[&str], with_env_password: bool) -> Ou
         .args(args);
     k.env_clear();
     for (key, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            if key != "OV_KDBX_PASSWORD" || with_env_password {
-                k.env(key, v);
-            }
+        if let Some(v) = v
+            && (key != "OV_KDBX_PASSWORD" || with_env_password)
+        {
+            k.env(key, v);
         }
     }
     cmd.env_clear();

@@ -105,7 +105,9 @@ fn missing_secret_names_the_fixes() {
     let out = env.run(&["secrets", "which", "ov/vnc", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("searched env ($OV_VNC_NOPE), config"),
+        stderr(&out).contains(
+            "searched env ($OV_VNC_NOPE), keyring (unavailable), kdbx (unavailable), config"
+        ),
         "{}",
         stderr(&out)
     );

@@ -75,16 +75,16 @@ pub fn render_human(results: &[Finished], color: bool) -> String {
             r.id,
             r.finding
         );
-        if matches!(r.status, Status::Warn | Status::Fail) {
-            if let Some(fix) = &r.fix {
-                let _ = writeln!(
-                    out,
-                    "  {:<width$}  {} {}",
-                    "",
-                    dim.apply_to("fix:"),
-                    bold.apply_to(fix)
-                );
-            }
+        if matches!(r.status, Status::Warn | Status::Fail)
+            && let Some(fix) = &r.fix
+        {
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {} {}",
+                "",
+                dim.apply_to("fix:"),
+                bold.apply_to(fix)
+            );
         }
     }
     let s = Summary::of(results);

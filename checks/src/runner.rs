@@ -95,10 +95,10 @@ pub fn select(tasks: Vec<Task>, patterns: &[String]) -> (Vec<Task>, Vec<String>)
         .map(|t| t.id.as_str())
         .collect();
     while let Some(id) = stack.pop() {
-        if keep.insert(id.to_owned()) {
-            if let Some(t) = by_id.get(id) {
-                stack.extend(t.depends_on.iter().map(String::as_str));
-            }
+        if keep.insert(id.to_owned())
+            && let Some(t) = by_id.get(id)
+        {
+            stack.extend(t.depends_on.iter().map(String::as_str));
         }
     }
     let kept = tasks.into_iter().filter(|t| keep.contains(&t.id)).collect();
@@ -121,10 +121,10 @@ fn cyclic(tasks: &[Task]) -> HashSet<String> {
                 bad.insert(t.id.clone());
                 break;
             }
-            if seen.insert(id) {
-                if let Some(d) = deps.get(id) {
-                    stack.extend(d.iter().map(String::as_str));
-                }
+            if seen.insert(id)
+                && let Some(d) = deps.get(id)
+            {
+                stack.extend(d.iter().map(String::as_str));
             }
         }
     }

@@ -85,14 +85,14 @@ pub fn init(
         )));
     }
     let key_file = key_file.map(absolute).transpose()?;
-    if let Some(kf) = &key_file {
-        if !kf.exists() {
-            create_key_file(kf)?;
-            eprintln!(
-                "created key file {} (keep a copy: without it the database cannot be opened)",
-                kf.display()
-            );
-        }
+    if let Some(kf) = &key_file
+        && !kf.exists()
+    {
+        create_key_file(kf)?;
+        eprintln!(
+            "created key file {} (keep a copy: without it the database cannot be opened)",
+            kf.display()
+        );
     }
     let password = if no_password {
         None
@@ -132,14 +132,14 @@ pub fn init(
             settings::unset_user(&engine.paths, "secrets.kdbx_key_file")?;
         }
     }
-    if let Some((pw, From::Prompt)) = &password {
-        if engine.store.unlocker.cache_enabled() {
-            let _ = keycache::store(
-                &keycache::description(&created),
-                pw,
-                engine.store.unlocker.cache_ttl(),
-            );
-        }
+    if let Some((pw, From::Prompt)) = &password
+        && engine.store.unlocker.cache_enabled()
+    {
+        let _ = keycache::store(
+            &keycache::description(&created),
+            pw,
+            engine.store.unlocker.cache_ttl(),
+        );
     }
     eprintln!(
         "created {} (KDBX 4, Argon2id {} MiB, mode 0600)",

@@ -329,24 +329,21 @@ fn which(engine: &Engine, a: &WhichArgs) -> Result<i32> {
                 })?;
                 return Ok(EXIT_ERROR);
             }
-            let skipped: Vec<&str> = miss.unavailable.iter().map(|(n, _)| n.as_str()).collect();
             let searched: Vec<String> = engine
                 .store
                 .chain()
                 .iter()
-                .filter(|b| !skipped.contains(&b.desc.name.as_str()))
                 .map(|b| match b.desc.name.as_str() {
                     "env" => format!("env (${})", variable_name(&entry)),
+                    n if miss.unavailable.iter().any(|(u, _)| u == n) => {
+                        format!("{n} (unavailable)")
+                    }
                     n => n.to_owned(),
                 })
                 .collect();
             let mut e = not_found(&entry, &miss);
             e.message
                 .push_str(&format!("; searched {}", searched.join(", ")));
-            if !skipped.is_empty() {
-                e.message
-                    .push_str(&format!("; not available: {}", skipped.join(", ")));
-            }
             Err(e)
         }
     }
@@ -361,15 +358,18 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
         .filter(|b| b.desc.listable && b.desc.name != target.desc.name)
         .filter(|b| b.backend.probe(&engine.store.ctx).is_available())
         .filter(|b| a.from.as_deref().is_none_or(|f| f == b.desc.name))
+        // A backend that cannot be reached here (no keyring on a headless
+        // box) has nothing to import; unless it was asked for by name.
+        .filter(|b| a.from.is_some() || b.backend.probe(&engine.store.ctx).is_available())
         .collect();
-    if let Some(f) = &a.from {
-        if sources.is_empty() {
-            return Err(OvError::usage(format!(
-                "cannot import from '{f}': it is not a listable backend other than the target ({})",
-                target.desc.name
-            ))
-            .hint("ov plugins list"));
-        }
+    if let Some(f) = &a.from
+        && sources.is_empty()
+    {
+        return Err(OvError::usage(format!(
+            "cannot import from '{f}': it is not a listable backend other than the target ({})",
+            target.desc.name
+        ))
+        .hint("ov plugins list"));
     }
     if sources.is_empty() {
         eprintln!(

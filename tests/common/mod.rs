@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod secret_service;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -265,10 +265,10 @@ fn save(ctx: &Context, path: &Path, db: &mut Database) -> Result<(), BackendErro
             let kdf = db.config.kdf_config.clone();
             db.config = new_config();
             // Keep a stronger Argon2 the user chose; otherwise take ov's default.
-            if let KdfConfig::Argon2 { memory, .. } | KdfConfig::Argon2id { memory, .. } = kdf {
-                if memory >= ARGON2_MEMORY {
-                    db.config.kdf_config = kdf;
-                }
+            if let KdfConfig::Argon2 { memory, .. } | KdfConfig::Argon2id { memory, .. } = kdf
+                && memory >= ARGON2_MEMORY
+            {
+                db.config.kdf_config = kdf;
             }
         }
     }

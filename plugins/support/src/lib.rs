@@ -333,16 +333,16 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Resu
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| io_context("set permissions on", tmp.path(), e))?;
-    if let Some(meta) = &existing {
-        if meta.uid() != Uid::effective().as_raw() || meta.gid() != Gid::effective().as_raw() {
-            // Only root can give a file away; for others this keeps the
-            // group when allowed and is otherwise a no-op failure we ignore.
-            let _ = fchown(
-                tmp.as_file(),
-                Some(Uid::from_raw(meta.uid())),
-                Some(Gid::from_raw(meta.gid())),
-            );
-        }
+    if let Some(meta) = &existing
+        && (meta.uid() != Uid::effective().as_raw() || meta.gid() != Gid::effective().as_raw())
+    {
+        // Only root can give a file away; for others this keeps the
+        // group when allowed and is otherwise a no-op failure we ignore.
+        let _ = fchown(
+            tmp.as_file(),
+            Some(Uid::from_raw(meta.uid())),
+            Some(Gid::from_raw(meta.gid())),
+        );
     }
     tmp.write_all(contents)
         .map_err(|e| io_context("write", tmp.path(), e))?;

@@ -1,0 +1,245 @@
+//! The connection to the Secret Service, and the rule that no call into it
+//! may hang: every operation runs on a worker thread and the caller waits
+//! for it with a deadline.
+//!
+//! A provider that accepts the connection and then never answers (a hung
+//! daemon, a bus that is half dead) would otherwise block `ov` forever; a
+//! blocking D-Bus call cannot be cancelled, but it can be left behind. Once
+//! the provider has missed a deadline, later calls in the same process fail
+//! at once instead of waiting again.
+
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread;
+use std::time::Duration;
+
+use ov_plugin_api::{BackendError, ErrorKind};
+use secret_service::EncryptionType;
+use secret_service::blocking::SecretService;
+
+/// Milliseconds to wait for the provider, overriding [`DEFAULT_TIMEOUT_MS`].
+pub const TIMEOUT_ENV: &str = "OV_KEYRING_TIMEOUT_MS";
+/// Long enough for a D-Bus activation of gnome-keyring on a busy laptop,
+/// short enough that a dead provider does not make `ov` feel hung.
+pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
+
+pub type Service = SecretService<'static>;
+
+/// One bus connection and the Secret Service session opened on it.
+pub struct Link {
+    /// For calls to the bus itself (who owns the service name).
+    pub dbus: zbus::blocking::Connection,
+    pub ss: Service,
+}
+
+/// The command that starts a provider, for hints and doctor fixes.
+pub const START_PROVIDER: &str = "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC / KWallet with Secret Service enabled";
+/// The fix when there is no session bus at all.
+pub const NO_BUS_FIX: &str = "export DBUS_SESSION_BUS_ADDRESS=unix:path=$XDG_RUNTIME_DIR/bus   # headless: ov settings set secret_backend kdbx";
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").finish_non_exhaustive()
+    }
+}
+
+pub fn timeout() -> Duration {
+    let ms = std::env::var(TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .unwrap_or(DEFAULT_TIMEOUT_MS);
+    Duration::from_millis(ms)
+}
+
+#[derive(Default)]
+struct State {
+    /// One connection and one encrypted session per process. Leaked on
+    /// purpose: the `secret-service` API borrows the service for the life of
+    /// every collection and item, and a `'static` borrow lets worker threads
+    /// use it. At most one leaks per reconnect.
+    service: Option<&'static Link>,
+    /// Why the provider is considered gone for the rest of this process.
+    unresponsive: Option<String>,
+}
+
+/// Shared between the backend and its worker threads.
+#[derive(Clone, Default)]
+pub struct Bus {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        f.debug_struct("Bus")
+            .field("connected", &s.service.is_some())
+            .field("unresponsive", &s.unresponsive)
+            .finish()
+    }
+}
+
+impl Bus {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A worker that panicked while holding the lock left nothing half
+        // written: the state is two independent options.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `op` against the provider, waiting at most [`timeout`].
+    pub fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&'static Link) -> Result<T, BackendError> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        if let Some(reason) = self.lock().unresponsive.clone() {
+            return Err(unavailable(reason));
+        }
+        let limit = timeout();
+        let (tx, rx) = mpsc::sync_channel(1);
+        let bus = self.clone();
+        let spawned = thread::Builder::new()
+            .name("ov-keyring".into())
+            .spawn(move || {
+                let result = bus.service(limit).and_then(|ss| {
+                    let r = op(ss);
+                    if r.as_ref().is_err_and(|e| e.kind == ErrorKind::Unavailable) {
+                        // The provider or the bus went away: connect afresh next time.
+                        bus.lock().service = None;
+                    }
+                    r
+                });
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            return Err(BackendError::new(
+                ErrorKind::Internal,
+                format!("cannot start a thread for the keyring call: {e}"),
+            ));
+        }
+        match rx.recv_timeout(limit) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let reason = format!(
+                    "the Secret Service provider did not answer within {} ms",
+                    limit.as_millis()
+                );
+                let mut s = self.lock();
+                s.unresponsive = Some(reason.clone());
+                s.service = None;
+                Err(unavailable(reason)
+                    .with_hint("ov doctor keyring")
+                    .with_hint(format!(
+                        "{TIMEOUT_ENV}=5000 ov …   # give a slow provider more time"
+                    )))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(BackendError::new(
+                ErrorKind::Internal,
+                "the keyring call panicked; this is a bug in ov",
+            )),
+        }
+    }
+
+    /// The cached service, or a new connection and session.
+    fn service(&self, limit: Duration) -> Result<&'static Link, BackendError> {
+        if let Some(ss) = self.lock().service {
+            return Ok(ss);
+        }
+        let conn = zbus::blocking::connection::Builder::session()
+            .and_then(|b| b.method_timeout(limit).build())
+            .map_err(|e| connect_error(&e))?;
+        let ss = SecretService::connect_with_existing(EncryptionType::Dh, conn.clone())
+            .map_err(|e| map_error(&e, "open a Secret Service session"))?;
+        let link: &'static Link = Box::leak(Box::new(Link { dbus: conn, ss }));
+        self.lock().service = Some(link);
+        Ok(link)
+    }
+}
+
+pub fn unavailable(reason: impl Into<String>) -> BackendError {
+    BackendError::new(ErrorKind::Unavailable, reason)
+}
+
+fn bus_address() -> String {
+    match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
+        Ok(a) if !a.is_empty() => a,
+        _ => match std::env::var("XDG_RUNTIME_DIR") {
+            Ok(d) if !d.is_empty() => {
+                format!("unix:path={d}/bus (DBUS_SESSION_BUS_ADDRESS is unset)")
+            }
+            _ => "no address (DBUS_SESSION_BUS_ADDRESS and XDG_RUNTIME_DIR are unset)".into(),
+        },
+    }
+}
+
+fn connect_error(e: &zbus::Error) -> BackendError {
+    let why = match e {
+        zbus::Error::InputOutput(io) => match io.kind() {
+            std::io::ErrorKind::NotFound => "no such socket".to_owned(),
+            std::io::ErrorKind::ConnectionRefused => "nothing listens there".to_owned(),
+            _ => io.to_string(),
+        },
+        other => other.to_string(),
+    };
+    unavailable(format!("no D-Bus session bus: {why} at {}", bus_address())).with_hint(NO_BUS_FIX)
+}
+
+/// The D-Bus error name inside an error, when the provider sent one.
+pub fn error_name(e: &secret_service::Error) -> Option<String> {
+    use zbus::DBusError;
+    fn zbus_name(e: &zbus::Error) -> Option<String> {
+        match e {
+            zbus::Error::MethodError(name, _, _) => Some(name.as_str().to_owned()),
+            zbus::Error::FDO(f) => Some(f.name().as_str().to_owned()),
+            _ => None,
+        }
+    }
+    match e {
+        secret_service::Error::Zbus(z) => zbus_name(z),
+        secret_service::Error::ZbusFdo(f) => Some(f.name().as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// Translate a `secret-service` error into the kinds the engine acts on:
+/// anything that means "no provider here" becomes `Unavailable`, so the
+/// chain moves on to the next backend.
+pub fn map_error(e: &secret_service::Error, doing: &str) -> BackendError {
+    use secret_service::Error as E;
+    let name = error_name(e);
+    let gone = matches!(
+        name.as_deref(),
+        Some(
+            "org.freedesktop.DBus.Error.ServiceUnknown"
+                | "org.freedesktop.DBus.Error.NameHasNoOwner"
+                | "org.freedesktop.DBus.Error.NoReply"
+                | "org.freedesktop.DBus.Error.TimedOut"
+                | "org.freedesktop.DBus.Error.Disconnected"
+        )
+    );
+    match e {
+        _ if gone => unavailable(format!(
+            "no Secret Service provider answers on the session bus (cannot {doing}: {})",
+            name.unwrap_or_default()
+        ))
+        .with_hint(START_PROVIDER),
+        E::Unavailable => unavailable(format!(
+            "no Secret Service provider or session bus (cannot {doing})"
+        ))
+        .with_hint(START_PROVIDER),
+        E::Zbus(zbus::Error::InputOutput(io)) => unavailable(format!(
+            "the session bus connection failed: {io} (cannot {doing})"
+        ))
+        .with_hint(NO_BUS_FIX),
+        E::Zbus(zbus::Error::Address(_) | zbus::Error::Handshake(_)) => {
+            unavailable(format!("cannot {doing}: {e}")).with_hint(NO_BUS_FIX)
+        }
+        _ if name.as_deref() == Some("org.freedesktop.Secret.Error.IsLocked") => {
+            BackendError::new(ErrorKind::Locked, format!("cannot {doing}: it is locked"))
+        }
+        E::Locked => BackendError::new(ErrorKind::Locked, format!("cannot {doing}: it is locked")),
+        E::Prompt | E::PromptDisconnected => BackendError::new(
+            ErrorKind::Locked,
+            format!("cannot {doing}: the provider asked for a prompt and it was dismissed"),
+        ),
+        _ => BackendError::new(ErrorKind::Io, format!("cannot {doing}: {e}")),
+    }
+}

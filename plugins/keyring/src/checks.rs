@@ -1,0 +1,417 @@
+//! `ov doctor keyring`: what the Secret Service looks like from here, with
+//! the command that fixes each problem.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use ov_plugin_api::{BackendError, CheckReport, Status};
+use ov_plugin_support::report;
+use zeroize::Zeroizing;
+
+use crate::bus::{Bus, Link, NO_BUS_FIX, START_PROVIDER, TIMEOUT_ENV};
+use crate::{
+    APPLICATION, ATTR_APPLICATION, ATTR_KEY, ATTR_SERVICE, LABEL_SETTING, Scan, pin_error, q, scan,
+    unlock_hint,
+};
+
+const BUS: &str = "keyring.session_bus";
+const PROVIDER: &str = "keyring.provider";
+const REPLACE_PROVIDER: &str =
+    "gnome-keyring-daemon --replace --components=secrets   # or restart your keyring app";
+
+fn after(mut r: CheckReport, dep: &str) -> CheckReport {
+    r.depends_on = vec![dep.to_owned()];
+    r
+}
+
+fn with_fix(mut r: CheckReport, fix: impl Into<String>) -> CheckReport {
+    r.fix = Some(fix.into());
+    r
+}
+
+fn bus_address() -> String {
+    std::env::var("DBUS_SESSION_BUS_ADDRESS")
+        .ok()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "the default address ($XDG_RUNTIME_DIR/bus)".into())
+}
+
+pub fn run(bus: &Bus, pin: Option<String>) -> Vec<CheckReport> {
+    match bus.run(move |link| Ok(inspect(link, pin.as_deref()))) {
+        Ok(reports) => reports,
+        Err(e) => failed(&e),
+    }
+}
+
+/// The reports when no session could be opened at all.
+fn failed(e: &BackendError) -> Vec<CheckReport> {
+    let bus_title = "D-Bus session bus reachable";
+    let provider_title = "Secret Service provider answers";
+    if e.hints.iter().any(|h| h == NO_BUS_FIX) {
+        return vec![
+            with_fix(
+                report(
+                    BUS,
+                    bus_title,
+                    Status::Warn,
+                    format!("{}; the keyring backend is skipped", e.message),
+                ),
+                NO_BUS_FIX,
+            ),
+            after(
+                report(
+                    PROVIDER,
+                    provider_title,
+                    Status::Skip,
+                    "skipped: no session bus",
+                ),
+                BUS,
+            ),
+        ];
+    }
+    if e.message.contains("did not answer within") {
+        return vec![
+            report(
+                BUS,
+                bus_title,
+                Status::Ok,
+                format!("{} accepts connections", bus_address()),
+            ),
+            after(
+                with_fix(
+                    report(
+                        PROVIDER,
+                        provider_title,
+                        Status::Fail,
+                        format!(
+                            "{}; ov skips the keyring (set {TIMEOUT_ENV} to wait longer)",
+                            e.message
+                        ),
+                    ),
+                    REPLACE_PROVIDER,
+                ),
+                BUS,
+            ),
+        ];
+    }
+    vec![
+        report(
+            BUS,
+            bus_title,
+            Status::Ok,
+            format!("connected to {}", bus_address()),
+        ),
+        after(
+            with_fix(
+                report(
+                    PROVIDER,
+                    provider_title,
+                    Status::Warn,
+                    format!("{}; the keyring backend is skipped", e.message),
+                ),
+                START_PROVIDER,
+            ),
+            BUS,
+        ),
+    ]
+}
+
+/// Which program owns `org.freedesktop.secrets`, when the bus can tell.
+fn provider_program(link: &Link) -> Option<String> {
+    let dbus = zbus::blocking::fdo::DBusProxy::new(&link.dbus).ok()?;
+    let name = zbus::names::BusName::try_from("org.freedesktop.secrets").ok()?;
+    let owner = dbus.get_name_owner(name).ok()?;
+    let pid = dbus
+        .get_connection_unix_process_id(owner.clone().into())
+        .ok()?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .or_else(|| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })?;
+    Some(format!("{exe} (pid {pid}, {owner})"))
+}
+
+fn inspect(link: &'static Link, pin: Option<&str>) -> Vec<CheckReport> {
+    let mut out = vec![report(
+        BUS,
+        "D-Bus session bus reachable",
+        Status::Ok,
+        format!("connected to {}", bus_address()),
+    )];
+    let who =
+        provider_program(link).unwrap_or_else(|| "a provider that does not say who it is".into());
+    let scan = match scan(link) {
+        Ok(s) => s,
+        Err(e) => {
+            out.push(after(
+                with_fix(
+                    report(
+                        PROVIDER,
+                        "Secret Service provider answers",
+                        Status::Fail,
+                        format!("{who} opened a session but then failed: {}", e.message),
+                    ),
+                    REPLACE_PROVIDER,
+                ),
+                BUS,
+            ));
+            return out;
+        }
+    };
+    out.push(after(
+        report(
+            PROVIDER,
+            "Secret Service provider answers",
+            Status::Ok,
+            format!(
+                "{who}; {} collection{}",
+                scan.colls.len() + scan.broken.len(),
+                if scan.colls.len() + scan.broken.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            ),
+        ),
+        BUS,
+    ));
+    out.push(after(default_alias(&scan, pin), PROVIDER));
+    out.extend(collections(&scan).into_iter().map(|r| after(r, PROVIDER)));
+    out.push(after(pinned(&scan, pin), PROVIDER));
+    out.push(after(conflicts(&scan, pin), PROVIDER));
+    out
+}
+
+/// A label to pin to when the default does not work: the first healthy one.
+fn pin_fix(scan: &Scan) -> String {
+    match scan.colls.iter().find(|c| !c.locked).or(scan.colls.first()) {
+        Some(c) => format!("ov settings set {LABEL_SETTING} {}", q(&c.label)),
+        None => format!("{START_PROVIDER}   # no collection to write to"),
+    }
+}
+
+fn default_alias(scan: &Scan, pin: Option<&str>) -> CheckReport {
+    let id = "keyring.default_alias";
+    let title = "default collection alias";
+    let pinned_note = if pin.is_some() {
+        "; ov is pinned to a label, so this only matters to other programs"
+    } else {
+        ""
+    };
+    let status = if pin.is_some() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    match &scan.default {
+        Ok(Some(path)) => {
+            if let Some(c) = scan.colls.iter().find(|c| &c.path == path) {
+                report(
+                    id,
+                    title,
+                    Status::Ok,
+                    format!("default → {:?} ({path})", c.label),
+                )
+            } else {
+                let why = scan
+                    .broken
+                    .iter()
+                    .find(|b| &b.path == path)
+                    .map(|b| b.reason.clone())
+                    .unwrap_or_else(|| "it is not among the listed collections".into());
+                with_fix(
+                    report(
+                        id,
+                        title,
+                        status,
+                        format!(
+                            "default → {path}, which cannot be used: {why}; reads skip it{pinned_note}"
+                        ),
+                    ),
+                    pin_fix(scan),
+                )
+            }
+        }
+        Ok(None) => with_fix(
+            report(
+                id,
+                title,
+                status,
+                format!("no default alias is set, so writes have nowhere to go{pinned_note}"),
+            ),
+            pin_fix(scan),
+        ),
+        Err(reason) => with_fix(
+            report(
+                id,
+                title,
+                status,
+                format!("the default alias cannot be read: {reason}{pinned_note}"),
+            ),
+            pin_fix(scan),
+        ),
+    }
+}
+
+/// The last element of a collection's object path, for a stable check id.
+fn short(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_owned()
+}
+
+fn collections(scan: &Scan) -> Vec<CheckReport> {
+    let mut out = Vec::new();
+    for c in &scan.colls {
+        let id = format!("keyring.collection.{}", short(&c.path));
+        let title = format!("collection {:?}", c.label);
+        let items = c.c.get_all_items().map(|v| v.len());
+        let ours =
+            c.c.search_items(HashMap::from([(ATTR_APPLICATION, APPLICATION)]))
+                .map(|v| v.len());
+        let r = match (c.locked, items) {
+            (true, _) => with_fix(
+                report(
+                    &id,
+                    &title,
+                    Status::Warn,
+                    format!("{:?}: locked; reads skip it until it is unlocked", c.label),
+                ),
+                unlock_hint(None),
+            ),
+            (false, Ok(n)) => report(
+                &id,
+                &title,
+                Status::Ok,
+                format!(
+                    "{:?}: unlocked, {n} item{}{}{}",
+                    c.label,
+                    if n == 1 { "" } else { "s" },
+                    ours.map(|o| format!(" ({o} from ov)")).unwrap_or_default(),
+                    if c.is_default { ", default" } else { "" }
+                ),
+            ),
+            (false, Err(e)) => with_fix(
+                report(
+                    &id,
+                    &title,
+                    Status::Warn,
+                    format!("{:?}: cannot list items: {e}", c.label),
+                ),
+                pin_fix(scan),
+            ),
+        };
+        out.push(r);
+    }
+    for b in &scan.broken {
+        out.push(with_fix(
+            report(
+                &format!("keyring.collection.{}", short(&b.path)),
+                &format!("collection {}", short(&b.path)),
+                Status::Warn,
+                format!(
+                    "{}: properties cannot be read ({}); reads skip it",
+                    b.path, b.reason
+                ),
+            ),
+            pin_fix(scan),
+        ));
+    }
+    out
+}
+
+fn pinned(scan: &Scan, pin: Option<&str>) -> CheckReport {
+    let id = "keyring.pinned_label";
+    let title = "pinned collection label exists";
+    match pin {
+        None => report(
+            id,
+            title,
+            Status::Ok,
+            format!("{LABEL_SETTING} is not set; reads search every collection, default first"),
+        ),
+        Some(label) if scan.colls.iter().any(|c| c.label == label) => report(
+            id,
+            title,
+            Status::Ok,
+            format!("{LABEL_SETTING} = {label:?} matches a collection"),
+        ),
+        Some(label) => {
+            let e = pin_error(scan, label);
+            let mut r = report(id, title, Status::Fail, e.message);
+            r.fix = e.hints.first().cloned();
+            r
+        }
+    }
+}
+
+/// The same service/key with different values in two collections: which
+/// one a read returns depends on the order, and that surprises people.
+fn conflicts(scan: &Scan, pin: Option<&str>) -> CheckReport {
+    let id = "keyring.duplicates";
+    let title = "one value per secret across collections";
+    type Copies = Vec<(String, Zeroizing<Vec<u8>>)>;
+    let mut seen: BTreeMap<(String, String), Copies> = BTreeMap::new();
+    for c in scan.colls.iter().filter(|c| !c.locked) {
+        let Ok(items) =
+            c.c.search_items(HashMap::from([(ATTR_APPLICATION, APPLICATION)]))
+        else {
+            continue;
+        };
+        for item in items {
+            let (Ok(attrs), Ok(value)) = (item.get_attributes(), item.get_secret()) else {
+                continue;
+            };
+            let value = Zeroizing::new(value);
+            if let (Some(s), Some(k)) = (attrs.get(ATTR_SERVICE), attrs.get(ATTR_KEY)) {
+                seen.entry((s.clone(), k.clone()))
+                    .or_default()
+                    .push((c.label.clone(), value));
+            }
+        }
+    }
+    let differing: Vec<_> = seen
+        .iter()
+        .filter(|(_, copies)| copies.iter().any(|(_, v)| *v != copies[0].1))
+        .collect();
+    let Some(((service, key), copies)) = differing.first() else {
+        return report(
+            id,
+            title,
+            Status::Ok,
+            format!(
+                "{} ov entr{} with no conflicting copies",
+                seen.len(),
+                if seen.len() == 1 { "y" } else { "ies" }
+            ),
+        );
+    };
+    let labels: Vec<_> = copies.iter().map(|(l, _)| format!("{l:?}")).collect();
+    let more = if differing.len() > 1 {
+        format!(" (and {} more)", differing.len() - 1)
+    } else {
+        String::new()
+    };
+    let reader = match pin {
+        Some(p) => format!("ov reads the one in {p:?}"),
+        None => "ov reads the one in the default collection first".to_owned(),
+    };
+    with_fix(
+        report(
+            id,
+            title,
+            Status::Warn,
+            format!(
+                "{service} {key} has different values in the collections {}{more}; {reader}",
+                labels.join(", ")
+            ),
+        ),
+        format!(
+            "ov secrets delete {0} {1} && ov secrets set {0} {1}   # keep one copy",
+            q(service),
+            q(key)
+        ),
+    )
+}

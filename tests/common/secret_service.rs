@@ -1,0 +1,301 @@
+//! A real Secret Service for tests: a private D-Bus session bus
+//! (`dbus-run-session`) with `gnome-keyring-daemon` on it, everything under
+//! the test's temp tree, so the developer's own keyring is never touched.
+//!
+//! Missing tools fail the test with the Debian package to install; they are
+//! never skipped.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
+
+use super::TestEnv;
+
+/// The password of every test keyring.
+pub const PASSWORD: &str = "test-keyring-password";
+const SECRETS: &str = "org.freedesktop.secrets";
+const SERVICE_PATH: &str = "/org/freedesktop/secrets";
+
+/// Panic, naming the Debian package, when `cmd` is not installed.
+pub fn require(cmd: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{cmd}` is not installed; this test needs the Debian package `{package}` \
+         (sudo apt-get install {package}, or run ./scripts/test as root)"
+    );
+}
+
+/// A bus config with no service activation: nothing starts behind the
+/// test's back, so "no provider" really means none.
+fn bus_config(listen_dir: &Path) -> String {
+    format!(
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+        listen_dir.display()
+    )
+}
+
+pub struct SecretService {
+    /// `dbus-run-session … cat`: the bus lives until `cat` sees EOF, which
+    /// also happens if the test process dies without running `Drop`.
+    session: Child,
+    session_stdin: Option<ChildStdin>,
+    keyring: Option<Child>,
+    pub address: String,
+    root: PathBuf,
+}
+
+impl SecretService {
+    /// A private bus with gnome-keyring on it, its login keyring unlocked;
+    /// `env` is pointed at the bus.
+    pub fn start(env: &mut TestEnv) -> SecretService {
+        let mut s = SecretService::bus_only(env);
+        s.start_keyring();
+        s
+    }
+
+    /// A private bus with no Secret Service provider on it.
+    pub fn bus_only(env: &mut TestEnv) -> SecretService {
+        require("dbus-run-session", "dbus");
+        require("dbus-daemon", "dbus");
+        let root = env.root().to_path_buf();
+        let conf = root.join("dbus.conf");
+        std::fs::write(&conf, bus_config(&root.join("run"))).expect("write bus config");
+        let mut session = Command::new("dbus-run-session")
+            .arg(format!("--config-file={}", conf.display()))
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "echo \"$DBUS_SESSION_BUS_ADDRESS\"; exec cat",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-run-session");
+        let mut line = String::new();
+        BufReader::new(session.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the bus address");
+        let address = line.trim().to_owned();
+        assert!(address.starts_with("unix:"), "bad bus address {address:?}");
+        env.set_env("DBUS_SESSION_BUS_ADDRESS", &address);
+        SecretService {
+            session_stdin: session.stdin.take(),
+            session,
+            keyring: None,
+            address,
+            root,
+        }
+    }
+
+    fn daemon_env(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.root.join("home"))
+            .env("XDG_DATA_HOME", self.root.join("data"))
+            .env("XDG_CONFIG_HOME", self.root.join("config"))
+            .env("XDG_RUNTIME_DIR", self.root.join("run"))
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .env("LANG", "C.UTF-8");
+    }
+
+    /// Start gnome-keyring-daemon on the bus and wait until it owns the name.
+    pub fn start_keyring(&mut self) {
+        require("gnome-keyring-daemon", "gnome-keyring");
+        let mut cmd = Command::new("gnome-keyring-daemon");
+        self.daemon_env(&mut cmd);
+        let mut child = cmd
+            .args(["--unlock", "--components=secrets", "--foreground"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gnome-keyring-daemon");
+        {
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(PASSWORD.as_bytes()).expect("password");
+        }
+        self.keyring = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.provider_present() {
+            assert!(
+                Instant::now() < deadline,
+                "gnome-keyring-daemon did not claim {SECRETS} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kill the provider, leaving the bus up.
+    pub fn stop_keyring(&mut self) {
+        if let Some(mut child) = self.keyring.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.provider_present() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn connection(&self) -> zbus::blocking::Connection {
+        zbus::blocking::connection::Builder::address(self.address.as_str())
+            .expect("bus address")
+            .build()
+            .expect("connect to the test bus")
+    }
+
+    fn provider_present(&self) -> bool {
+        let conn = self.connection();
+        let dbus = zbus::blocking::fdo::DBusProxy::new(&conn).expect("bus proxy");
+        dbus.name_has_owner(SECRETS.try_into().expect("name"))
+            .unwrap_or(false)
+    }
+
+    /// `secret-tool ARGS…` on this bus, with `stdin` as its input.
+    pub fn secret_tool(&self, args: &[&str], stdin: &[u8]) -> Output {
+        require("secret-tool", "libsecret-tools");
+        let mut cmd = Command::new("secret-tool");
+        self.daemon_env(&mut cmd);
+        let mut child = cmd
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run secret-tool");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("write stdin");
+        child.wait_with_output().expect("secret-tool output")
+    }
+
+    /// `secret-tool store --label=L ATTRS… <<< value`, insisting on success.
+    pub fn store(&self, attrs: &[&str], value: &[u8]) {
+        let mut args = vec!["store", "--label=stored by secret-tool"];
+        args.extend_from_slice(attrs);
+        let out = self.secret_tool(&args, value);
+        assert!(
+            out.status.success(),
+            "secret-tool store failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `secret-tool lookup ATTRS…`: the value, or `None` when not found.
+    pub fn lookup(&self, attrs: &[&str]) -> Option<Vec<u8>> {
+        let mut args = vec!["lookup"];
+        args.extend_from_slice(attrs);
+        let out = self.secret_tool(&args, b"");
+        out.status.success().then_some(out.stdout)
+    }
+
+    /// A second, unlocked collection with no GUI prompt, through
+    /// gnome-keyring's private `CreateWithMasterPassword`.
+    pub fn create_collection(&self, label: &str) -> OwnedObjectPath {
+        let conn = self.connection();
+        let reply = conn
+            .call_method(
+                Some(SECRETS),
+                SERVICE_PATH,
+                Some("org.freedesktop.Secret.Service"),
+                "OpenSession",
+                &("plain", Value::from("")),
+            )
+            .expect("OpenSession");
+        let (_, session): (OwnedValue, OwnedObjectPath) =
+            reply.body().deserialize().expect("OpenSession reply");
+        let props: HashMap<&str, Value<'_>> = HashMap::from([(
+            "org.freedesktop.Secret.Collection.Label",
+            Value::from(label),
+        )]);
+        let master: (ObjectPath<'_>, Vec<u8>, Vec<u8>, &str) = (
+            session.as_ref(),
+            Vec::new(),
+            PASSWORD.as_bytes().to_vec(),
+            "text/plain",
+        );
+        let reply = conn
+            .call_method(
+                Some(SECRETS),
+                SERVICE_PATH,
+                Some("org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface"),
+                "CreateWithMasterPassword",
+                &(props, master),
+            )
+            .expect("CreateWithMasterPassword");
+        reply.body().deserialize().expect("collection path")
+    }
+
+    /// Lock a collection with the standard `Service.Lock`.
+    pub fn lock(&self, collection: &OwnedObjectPath) {
+        let conn = self.connection();
+        conn.call_method(
+            Some(SECRETS),
+            SERVICE_PATH,
+            Some("org.freedesktop.Secret.Service"),
+            "Lock",
+            &(vec![collection.as_ref()],),
+        )
+        .expect("Lock");
+    }
+}
+
+impl Drop for SecretService {
+    fn drop(&mut self) {
+        self.stop_keyring();
+        drop(self.session_stdin.take());
+        let _ = self.session.wait();
+    }
+}
+
+/// A Unix socket whose listener accepts every connection and never says a
+/// word: a bus or provider that hangs.
+pub struct SilentBus {
+    pub address: String,
+    _held: std::sync::Arc<std::sync::Mutex<Vec<UnixStream>>>,
+}
+
+impl SilentBus {
+    pub fn start(env: &mut TestEnv) -> SilentBus {
+        let path = env.root().join("silent.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = std::sync::Arc::clone(&held);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                keep.lock().expect("lock").push(stream);
+            }
+        });
+        let address = format!("unix:path={}", path.display());
+        env.set_env("DBUS_SESSION_BUS_ADDRESS", &address);
+        SilentBus {
+            address,
+            _held: held,
+        }
+    }
+}

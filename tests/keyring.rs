@@ -1,0 +1,340 @@
+//! The keyring backend against a real gnome-keyring on a private D-Bus
+//! session bus, with `secret-tool` (libsecret) as the reference client.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::secret_service::{SecretService, SilentBus};
+use common::{TestEnv, stderr, stdout};
+
+fn keyring_env() -> (TestEnv, SecretService) {
+    let mut env = TestEnv::new();
+    let ss = SecretService::start(&mut env);
+    (env, ss)
+}
+
+#[test]
+fn a_value_stored_by_ov_is_read_by_secret_tool() {
+    let (env, ss) = keyring_env();
+    let out = env.run_stdin(&["secrets", "set", "ov/vnc", "password"], "s3cret é\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in keyring"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("plaintext"), "{}", stderr(&out));
+    assert_eq!(
+        ss.lookup(&["service", "ov/vnc", "username", "password"]),
+        Some("s3cret é".as_bytes().to_vec())
+    );
+    // ov's own attributes are there too.
+    assert!(
+        ss.lookup(&["application", "ov", "service", "ov/vnc", "key", "password"])
+            .is_some()
+    );
+    // Nothing went to the plaintext file.
+    assert!(!env.credentials().exists());
+    assert_eq!(
+        env.ok(&["secrets", "which", "ov/vnc", "password"])
+            .split_whitespace()
+            .next(),
+        Some("keyring")
+    );
+}
+
+#[test]
+fn a_value_stored_by_secret_tool_is_read_by_ov() {
+    let (env, ss) = keyring_env();
+    ss.store(
+        &["service", "myapp/prod", "username", "DB_PASSWORD"],
+        b"from-libsecret",
+    );
+    assert_eq!(
+        env.ok(&["secrets", "get", "myapp/prod", "DB_PASSWORD"]),
+        "from-libsecret\n"
+    );
+    // A write updates that same item, so the other tool sees the new value.
+    env.run_stdin(
+        &["secrets", "set", "myapp/prod", "DB_PASSWORD"],
+        "rotated\n",
+    );
+    assert_eq!(
+        ss.lookup(&["service", "myapp/prod", "username", "DB_PASSWORD"]),
+        Some(b"rotated".to_vec())
+    );
+}
+
+#[test]
+fn list_and_delete_go_through_the_keyring() {
+    let (env, ss) = keyring_env();
+    env.run_stdin(&["secrets", "set", "ov/a", "one"], "1\n");
+    env.run_stdin(&["secrets", "set", "ov/b", "two"], "2\n");
+    env.run_stdin(&["secrets", "set", "other", "three"], "3\n");
+    assert_eq!(env.ok(&["secrets", "list", "ov"]), "ov/a/one\nov/b/two\n");
+    let out = env.run(&["secrets", "delete", "ov/a", "one"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("keyring"), "{}", stderr(&out));
+    assert_eq!(ss.lookup(&["service", "ov/a", "username", "one"]), None);
+    assert_eq!(env.ok(&["secrets", "list"]), "other/three\nov/b/two\n");
+}
+
+#[test]
+fn reads_find_secrets_in_any_collection_and_a_pin_restricts_them() {
+    let (env, ss) = keyring_env();
+    ss.create_collection("Work");
+    // Stored in Work, not in the default collection: still found.
+    env.ok(&["settings", "set", "keyring_collection_label", "Work"]);
+    env.run_stdin(&["secrets", "set", "svc", "k"], "in-work\n");
+    env.ok(&["settings", "unset", "keyring_collection_label"]);
+    assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "in-work\n");
+
+    // The default collection is searched first.
+    env.run_stdin(&["secrets", "set", "svc", "k"], "in-login\n");
+    assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "in-login\n");
+
+    // Pinned to Work, reads and writes stay there.
+    env.ok(&["settings", "set", "keyring_collection_label", "Work"]);
+    assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "in-work\n");
+    env.run_stdin(&["secrets", "set", "only", "work"], "w\n");
+    env.ok(&["settings", "set", "keyring_collection_label", "Login"]);
+    let out = env.run(&["secrets", "get", "only", "work"]);
+    assert!(!out.status.success());
+
+    // The doctor sees the same value held twice with different contents.
+    env.ok(&["settings", "unset", "keyring_collection_label"]);
+    let doctor = stdout(&env.run(&["doctor", "keyring"]));
+    assert!(
+        doctor.contains("keyring.duplicates") && doctor.contains("svc k has different values"),
+        "{doctor}"
+    );
+    assert!(
+        doctor.contains("ov secrets delete svc k && ov secrets set svc k"),
+        "{doctor}"
+    );
+}
+
+#[test]
+fn a_pinned_label_that_matches_nothing_lists_the_labels_present() {
+    let (env, _ss) = keyring_env();
+    env.ok(&[
+        "settings",
+        "set",
+        "keyring_collection_label",
+        "Tr'icky \"label\" ✓",
+    ]);
+    let out = env.run(&["secrets", "get", "svc", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(r#"keyring_collection_label is "Tr'icky \"label\" ✓", but no Secret Service collection has that label (labels present: "Login""#),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: ov settings set keyring_collection_label Login"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: ov settings unset keyring_collection_label"),
+        "{err}"
+    );
+    let out = env.run(&["doctor", "keyring"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("✗ keyring.pinned_label"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn delete_removes_the_entry_from_every_collection() {
+    let (env, ss) = keyring_env();
+    ss.create_collection("Work");
+    env.run_stdin(&["secrets", "set", "svc", "k"], "a\n");
+    env.ok(&["settings", "set", "keyring_collection_label", "Work"]);
+    env.run_stdin(&["secrets", "set", "svc", "k"], "b\n");
+    env.ok(&["settings", "unset", "keyring_collection_label"]);
+    let out = env.run(&["secrets", "delete", "svc", "k"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ss.lookup(&["service", "svc", "username", "k"]), None);
+    let out = env.run(&["secrets", "get", "svc", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_locked_collection_is_reported_and_nothing_is_lost() {
+    let (env, ss) = keyring_env();
+    let work = ss.create_collection("Work");
+    env.ok(&["settings", "set", "keyring_collection_label", "Work"]);
+    env.run_stdin(&["secrets", "set", "svc", "k"], "kept\n");
+    ss.lock(&work);
+
+    // A write to the locked collection fails clearly and writes nowhere else.
+    let out = env.run_stdin(&["secrets", "set", "svc", "k"], "new\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(r#"the keyring collection "Work" is locked; nothing was written"#),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: secret-tool search --all --unlock application ov"),
+        "{err}"
+    );
+    assert!(!env.credentials().exists());
+
+    // A read says it is locked rather than "not found".
+    env.ok(&["settings", "unset", "keyring_collection_label"]);
+    let out = env.run(&["secrets", "get", "svc", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("keyring locked"), "{}", stderr(&out));
+    let doctor = stdout(&env.run(&["doctor", "keyring"]));
+    assert!(doctor.contains("locked; reads skip it"), "{doctor}");
+}
+
+#[test]
+fn a_secret_that_is_not_utf8_gets_a_clear_error() {
+    let (env, ss) = keyring_env();
+    ss.store(
+        &["service", "bin", "username", "blob"],
+        &[0xff, 0xfe, 0x00, 0x01],
+    );
+    let out = env.run(&["secrets", "get", "bin", "blob"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("holds 4 bytes that are not UTF-8 text"),
+        "{err}"
+    );
+    assert!(
+        err.contains("secret-tool lookup service bin username blob"),
+        "{err}"
+    );
+}
+
+#[test]
+fn doctor_describes_the_provider_and_each_collection() {
+    let (env, ss) = keyring_env();
+    ss.create_collection("Work");
+    env.run_stdin(&["secrets", "set", "svc", "k"], "v\n");
+    let out = env.run(&["doctor", "keyring"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    for needle in [
+        "✓ keyring.session_bus",
+        "✓ keyring.provider",
+        "gnome-keyring-daemon (pid",
+        r#"default → "Login""#,
+        "keyring.collection.login",
+        "unlocked, 1 item (1 from ov), default",
+        "keyring.collection.",
+        "keyring.pinned_label",
+        "keyring.duplicates",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    assert!(text.contains(r#""Work": unlocked, 0 items"#), "{text}");
+}
+
+#[test]
+fn no_session_bus_falls_back_to_config_quickly() {
+    let mut env = TestEnv::new();
+    env.set_env(
+        "DBUS_SESSION_BUS_ADDRESS",
+        format!("unix:path={}/no-such-bus", env.root().display()),
+    );
+    let start = Instant::now();
+    env.run_stdin(&["secrets", "set", "svc", "k"], "plain\n");
+    assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "plain\n");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let which = env.ok(&["secrets", "which", "svc", "k"]);
+    assert!(which.starts_with("config"), "{which}");
+    let doctor = env.run(&["doctor", "keyring"]);
+    assert!(doctor.status.success());
+    assert!(
+        stdout(&doctor).contains("no D-Bus session bus: no such socket at unix:path="),
+        "{}",
+        stdout(&doctor)
+    );
+}
+
+#[test]
+fn a_bus_without_a_provider_is_unavailable() {
+    let mut env = TestEnv::new();
+    let _bus = SecretService::bus_only(&mut env);
+    let start = Instant::now();
+    env.run_stdin(&["secrets", "set", "svc", "k"], "plain\n");
+    assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "plain\n");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let doctor = stdout(&env.run(&["doctor", "keyring"]));
+    assert!(doctor.contains("✓ keyring.session_bus"), "{doctor}");
+    assert!(doctor.contains("! keyring.provider"), "{doctor}");
+    assert!(
+        doctor.contains("gnome-keyring-daemon --start --components=secrets"),
+        "{doctor}"
+    );
+}
+
+#[test]
+fn a_provider_that_never_answers_times_out_and_falls_back() {
+    let mut env = TestEnv::new();
+    env.run_stdin(&["secrets", "set", "svc", "k"], "plain\n");
+    let _silent = SilentBus::start(&mut env);
+    env.set_env("OV_KEYRING_TIMEOUT_MS", "500");
+    let start = Instant::now();
+    let out = env.run(&["secrets", "get", "svc", "k"]);
+    let took = start.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "plain\n");
+    // One timeout, not one per call.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+
+    let start = Instant::now();
+    let out = env.run(&["doctor", "keyring"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        stdout(&out).contains("did not answer within 500 ms"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn the_provider_disappearing_between_two_calls_falls_back() {
+    let (env, mut ss) = keyring_env();
+    env.run_stdin(&["secrets", "set", "svc", "k"], "in-keyring\n");
+    assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "in-keyring\n");
+    ss.stop_keyring();
+    let out = env.run(&["secrets", "which", "svc", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("keyring (unavailable)"),
+        "{}",
+        stderr(&out)
+    );
+    // Writes move on to the next backend, with the plaintext warning.
+    let out = env.run_stdin(&["secrets", "set", "svc", "k"], "fallback\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("plaintext"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_value_larger_than_the_limit_is_refused_before_the_keyring() {
+    let (env, ss) = keyring_env();
+    let big = "x".repeat(1024 * 1024 + 1);
+    let out = env.run_stdin(&["secrets", "set", "svc", "big"], &big);
+    assert_eq!(out.status.code(), Some(2).or(out.status.code()));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("the limit is"), "{}", stderr(&out));
+    assert_eq!(ss.lookup(&["service", "svc", "username", "big"]), None);
+}
