@@ -47,3 +47,51 @@ fn secret_is_an_alias_of_secrets() {
     env.run_stdin(&["secret", "set", "s", "k"], "v\n");
     assert_eq!(env.ok(&["secret", "get", "s", "k"]), "v\n");
 }
+
+/// Every command's `--help`, in one snapshot: an interface change shows up
+/// in review as a diff of what users read.
+#[test]
+fn cli_reference() {
+    fn walk(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        out.push(path.clone());
+        for sub in cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            let mut p = path.clone();
+            p.push(sub.get_name().to_owned());
+            walk(sub, p, out);
+        }
+    }
+    let mut root = <ov::cli::Cli as clap::CommandFactory>::command();
+    root.build();
+    let mut paths = Vec::new();
+    walk(&root, Vec::new(), &mut paths);
+    let env = TestEnv::new();
+    let mut reference = String::new();
+    for p in &paths {
+        let mut args: Vec<&str> = p.iter().map(String::as_str).collect();
+        args.push("--help");
+        reference.push_str(&format!("===== ov {}\n", p.join(" ")));
+        reference.push_str(&env.ok(&args));
+        reference.push('\n');
+    }
+    crate::snap!("cli_reference", reference);
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let env = TestEnv::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let script = env.ok(&["completions", shell]);
+        assert!(
+            script.contains("secrets") && script.contains("doctor"),
+            "{shell}"
+        );
+    }
+    let dir = env.root().join("man");
+    env.ok(&["generate-man", &dir.display().to_string()]);
+    let page = std::fs::read_to_string(dir.join("ov-secrets-get.1")).unwrap();
+    assert!(page.contains(".TH ov-secrets-get 1"), "{page}");
+    assert!(dir.join("ov.1").exists() && dir.join("ov-doctor.1").exists());
+}
