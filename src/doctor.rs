@@ -95,6 +95,18 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         .as_ref()
         .ok()
         .and_then(|s| s.forced_backend().map(str::to_owned));
+    let missing: Vec<(&str, &str)> = crate::host::KNOWN_BACKENDS
+        .iter()
+        .filter(|(name, _)| host.backend(name).is_none())
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        tasks.push(Task::single(
+            "backends.installed",
+            "every backend is installed",
+            move || missing_backends(&missing),
+        ));
+    }
     let backends: Vec<_> = host
         .backends
         .iter()
@@ -143,6 +155,24 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         );
     }
     tasks
+}
+
+fn missing_backends(missing: &[(&str, &str)]) -> ov_checks::CheckReport {
+    let names: Vec<String> = missing
+        .iter()
+        .map(|(name, lib)| format!("{name} ({}/{lib})", crate::paths::SYSTEM_PLUGIN_DIR))
+        .collect();
+    let mut r = report(
+        "backends.installed",
+        "every backend is installed",
+        Status::Warn,
+        format!("not installed: {}", names.join(", ")),
+    );
+    r.fix = Some(
+        "sudo apt-get install --reinstall ov   # dnf reinstall ov / pacman -S ov: the ov package ships every backend"
+            .into(),
+    );
+    r
 }
 
 fn cache_check(desc: &str, enabled: bool) -> ov_checks::CheckReport {

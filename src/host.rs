@@ -80,13 +80,26 @@ pub struct Host {
 
 /// The backends compiled into this binary.
 pub fn builtins() -> Vec<Arc<dyn Backend>> {
-    vec![
-        Arc::new(Guarded(EnvBackend)),
-        Arc::new(Guarded(ov_plugin_keyring::KeyringBackend::default())),
-        Arc::new(Guarded(ov_plugin_kdbx::KdbxBackend)),
-        Arc::new(Guarded(ov_plugin_config::ConfigBackend)),
-    ]
+    #[allow(unused_mut)] // every push below sits behind a feature
+    let mut b: Vec<Arc<dyn Backend>> = vec![Arc::new(Guarded(EnvBackend))];
+    #[cfg(feature = "builtin-keyring")]
+    b.push(Arc::new(Guarded(
+        ov_plugin_keyring::KeyringBackend::default(),
+    )));
+    #[cfg(feature = "builtin-kdbx")]
+    b.push(Arc::new(Guarded(ov_plugin_kdbx::KdbxBackend)));
+    #[cfg(feature = "builtin-config")]
+    b.push(Arc::new(Guarded(ov_plugin_config::ConfigBackend)));
+    b
 }
+
+/// The backends a complete install has, with the library that provides
+/// each, for naming what is missing.
+pub const KNOWN_BACKENDS: &[(&str, &str)] = &[
+    ("keyring", "libov_plugin_keyring.so"),
+    ("kdbx", "libov_plugin_kdbx.so"),
+    ("config", "libov_plugin_config.so"),
+];
 
 impl Host {
     /// Built-ins, then every `*.so` in `search_path`. A library that fails
