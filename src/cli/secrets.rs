@@ -379,7 +379,7 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
         return Ok(0);
     }
     let (mut copied, mut total, mut failed) = (0usize, 0usize, 0usize);
-    let mut plaintext_warned = false;
+    let mut first_write_reported = false;
     for src in sources {
         let entries = match engine.store.list_in(src) {
             Ok(e) => e,
@@ -426,9 +426,15 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
             };
             match engine.store.set_in(target, &entry, &value) {
                 Ok(w) => {
-                    if w.plaintext && !plaintext_warned {
-                        plaintext_warned = true;
-                        warn(&format!("{} stores values in plaintext", w.backend));
+                    if !first_write_reported {
+                        // Said once for the whole import, not per entry.
+                        first_write_reported = true;
+                        for n in &w.notices {
+                            eprintln!("ov: note: {n}");
+                        }
+                        if w.plaintext {
+                            warn(&format!("{} stores values in plaintext", w.backend));
+                        }
                     }
                     line("✓", "imported");
                     copied += 1;
