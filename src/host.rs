@@ -434,6 +434,23 @@ impl Backend for DynBackend {
         })
     }
 
+    fn get_when_unlocked(
+        &self,
+        ctx: &Context,
+        entry: &EntryRef,
+        timeout_ms: u64,
+    ) -> Result<Option<Secret>, BackendError> {
+        let req = Request::GetWhenUnlocked {
+            ctx: ctx.clone(),
+            entry: entry.clone(),
+            timeout_ms,
+        };
+        self.ask(req, |r| match r {
+            Response::Value(v) => Some(v),
+            _ => None,
+        })
+    }
+
     fn write_notices(&self, ctx: &Context) -> Vec<String> {
         // A plugin too old to know the request has nothing to say.
         self.ask(Request::WriteNotices { ctx: ctx.clone() }, |r| match r {
@@ -499,6 +516,17 @@ impl<B: Backend> Backend for Guarded<B> {
 
     fn list(&self, ctx: &Context, service: Option<&str>) -> Result<Vec<EntryRef>, BackendError> {
         guard(&self.0.describe().name, || self.0.list(ctx, service))
+    }
+
+    fn get_when_unlocked(
+        &self,
+        ctx: &Context,
+        entry: &EntryRef,
+        timeout_ms: u64,
+    ) -> Result<Option<Secret>, BackendError> {
+        guard(&self.0.describe().name, || {
+            self.0.get_when_unlocked(ctx, entry, timeout_ms)
+        })
     }
 
     fn write_notices(&self, ctx: &Context) -> Vec<String> {

@@ -191,6 +191,67 @@ fn a_locked_collection_is_reported_and_nothing_is_lost() {
 }
 
 #[test]
+fn get_wait_unlock_returns_once_someone_unlocks_the_collection() {
+    let (env, ss) = keyring_env();
+    let work = ss.create_collection("Work");
+    env.ok(&["settings", "set", "keyring_collection_label", "Work"]);
+    env.run_stdin(&["secrets", "set", "svc", "waited"], "after-unlock\n");
+    env.ok(&["settings", "unset", "keyring_collection_label"]);
+    ss.lock(&work);
+
+    // Without --wait-unlock: locked, and the hint says how to wait.
+    let out = env.run(&["secrets", "get", "svc", "waited"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--wait-unlock"), "{}", stderr(&out));
+
+    let child = env
+        .command(&[
+            "secrets",
+            "get",
+            "svc",
+            "waited",
+            "--wait-unlock",
+            "--wait-timeout",
+            "20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let started = Instant::now();
+    ss.unlock(&work);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "after-unlock\n");
+    assert!(stderr(&out).contains("waiting up to 20 s for keyring to be unlocked"));
+    // Woken by the unlock signal, not by a slow poll.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Still locked when the time runs out: a clear error.
+    ss.lock(&work);
+    let out = env.run(&[
+        "secrets",
+        "get",
+        "svc",
+        "waited",
+        "--wait-unlock",
+        "--wait-timeout",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("still locked after 1 s"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_secret_that_is_not_utf8_gets_a_clear_error() {
     let (env, ss) = keyring_env();
     ss.store(

@@ -25,7 +25,7 @@ pub enum SecretsCommand {
     /// List entries as service/key, optionally under one service
     List(ListArgs),
     /// Print a secret's value
-    Get(EntryArgs),
+    Get(GetArgs),
     /// Store a secret; without VALUE, prompt on a terminal or read one line from stdin
     Set(SetArgs),
     /// Remove a secret from every writable backend that holds it
@@ -64,6 +64,23 @@ pub struct EntryArgs {
     service: String,
     /// Key within the service
     key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    entry: EntryArgs,
+    /// If the keyring holding it is locked, wait until someone unlocks it
+    #[arg(long)]
+    wait_unlock: bool,
+    /// How long --wait-unlock waits, in seconds
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 300,
+        requires = "wait_unlock"
+    )]
+    wait_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -164,8 +181,15 @@ fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
         msg.push_str(&format!(" (not searched: {} locked)", names.join(", ")));
     }
     let mut e = OvError::new(msg);
-    if !miss.locked.is_empty() {
-        e = e.hint("ov secrets unlock");
+    for (name, _) in &miss.locked {
+        e = if name == "kdbx" {
+            e.hint("ov secrets unlock")
+        } else {
+            e.hint(format!(
+                "ov secrets get {} {} --wait-unlock   # then unlock the {name} in your session",
+                entry.service, entry.key
+            ))
+        };
     }
     e.hint(format!("ov secrets set {} {}", entry.service, entry.key))
         .hint(format!(
@@ -217,15 +241,34 @@ fn list(engine: &Engine, a: ListArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn get(engine: &Engine, a: &EntryArgs) -> Result<i32> {
-    let entry = entry_of(a)?;
-    match engine.store.get(&entry)? {
+fn get(engine: &Engine, a: &GetArgs) -> Result<i32> {
+    let entry = entry_of(&a.entry)?;
+    let miss = match engine.store.get(&entry)? {
         Ok((value, _)) => {
             print_value(&value);
-            Ok(0)
+            return Ok(0);
         }
-        Err(miss) => Err(not_found(&entry, &miss)),
+        Err(miss) => miss,
+    };
+    if a.wait_unlock && !miss.locked.is_empty() {
+        let names: Vec<&str> = miss.locked.iter().map(|(n, _)| n.as_str()).collect();
+        eprintln!(
+            "waiting up to {} s for {} to be unlocked…",
+            a.wait_timeout,
+            names.join(", ")
+        );
+        for name in names {
+            let Some(b) = engine.store.host.backend(name) else {
+                continue;
+            };
+            let ms = a.wait_timeout.saturating_mul(1000);
+            if let Some(value) = b.backend.get_when_unlocked(&engine.store.ctx, &entry, ms)? {
+                print_value(&value);
+                return Ok(0);
+            }
+        }
     }
+    Err(not_found(&entry, &miss))
 }
 
 fn set(engine: &Engine, a: SetArgs) -> Result<i32> {

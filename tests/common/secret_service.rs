@@ -251,6 +251,37 @@ impl SecretService {
         reply.body().deserialize().expect("collection path")
     }
 
+    /// Unlock a collection with no GUI prompt, through gnome-keyring's
+    /// private `UnlockWithMasterPassword`, as a person at the desktop would.
+    pub fn unlock(&self, collection: &OwnedObjectPath) {
+        let conn = self.connection();
+        let reply = conn
+            .call_method(
+                Some(SECRETS),
+                SERVICE_PATH,
+                Some("org.freedesktop.Secret.Service"),
+                "OpenSession",
+                &("plain", Value::from("")),
+            )
+            .expect("OpenSession");
+        let (_, session): (OwnedValue, OwnedObjectPath) =
+            reply.body().deserialize().expect("OpenSession reply");
+        let master: (ObjectPath<'_>, Vec<u8>, Vec<u8>, &str) = (
+            session.as_ref(),
+            Vec::new(),
+            PASSWORD.as_bytes().to_vec(),
+            "text/plain",
+        );
+        conn.call_method(
+            Some(SECRETS),
+            SERVICE_PATH,
+            Some("org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface"),
+            "UnlockWithMasterPassword",
+            &(collection.as_ref(), master),
+        )
+        .expect("UnlockWithMasterPassword");
+    }
+
     /// Lock a collection with the standard `Service.Lock`.
     pub fn lock(&self, collection: &OwnedObjectPath) {
         let conn = self.connection();

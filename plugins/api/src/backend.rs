@@ -35,6 +35,23 @@ pub trait Backend: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Wait, without polling, until `entry` can be read from a store that
+    /// was locked, and return it. `Ok(None)`: unlocked, and the entry is not
+    /// there. A store still locked when `timeout_ms` runs out answers
+    /// `locked`. Backends that cannot be unlocked by someone else say
+    /// `unsupported`.
+    fn get_when_unlocked(
+        &self,
+        _ctx: &Context,
+        _entry: &EntryRef,
+        _timeout_ms: u64,
+    ) -> Result<Option<Secret>, BackendError> {
+        Err(BackendError::unsupported(format!(
+            "waiting for the {} backend to be unlocked",
+            self.describe().name
+        )))
+    }
+
     /// Things the user should know before a write, such as a file format
     /// upgrade the write will make. Cheap, and never prompts.
     fn write_notices(&self, _ctx: &Context) -> Vec<String> {
@@ -79,6 +96,14 @@ pub fn dispatch(backend: &dyn Backend, request: Request) -> Response {
         }
         Request::Checks { ctx } => Response::Checks(backend.checks(&ctx)),
         Request::WriteNotices { ctx } => Response::Notices(backend.write_notices(&ctx)),
+        Request::GetWhenUnlocked {
+            ctx,
+            entry,
+            timeout_ms,
+        } => answer(
+            backend.get_when_unlocked(&ctx, &entry, timeout_ms),
+            Response::Value,
+        ),
         Request::Unsupported => Response::Error(BackendError::unsupported("this request kind")),
     }
 }

@@ -251,6 +251,11 @@ pub enum Request {
     WriteNotices {
         ctx: Context,
     },
+    GetWhenUnlocked {
+        ctx: Context,
+        entry: EntryRef,
+        timeout_ms: u64,
+    },
     /// Anything this side does not know.
     #[serde(other)]
     Unsupported,

@@ -34,6 +34,7 @@
 
 pub mod bus;
 mod checks;
+mod wait;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -521,6 +522,17 @@ impl Backend for KeyringBackend {
         let entry = entry.clone();
         self.bus
             .run(move |link| get_in(link, pin.as_deref(), &entry))
+    }
+
+    fn get_when_unlocked(
+        &self,
+        ctx: &Context,
+        entry: &EntryRef,
+        timeout_ms: u64,
+    ) -> Result<Option<Secret>, BackendError> {
+        wait::read_when_unlocked(std::time::Duration::from_millis(timeout_ms), || {
+            self.get(ctx, entry)
+        })
     }
 
     fn set(&self, ctx: &Context, entry: &EntryRef, value: &Secret) -> Result<(), BackendError> {
