@@ -190,7 +190,7 @@ fn a_keepassxc_kdbx31_database_is_read_then_upgraded_with_a_backup() {
         env.ok(&["secrets", "get", "svc", "key"]),
         "from-keepassxc\n"
     );
-    let doctor = stdout(&env.run(&["doctor", "kdbx"]));
+    let doctor = stdout(&env.run(&["doctor", "kdbx", "--timeout", "30000"]));
     assert!(
         doctor.contains("! kdbx.format") && doctor.contains("KDBX 3.1"),
         "{doctor}"
@@ -402,7 +402,7 @@ fn the_cache_serves_a_fresh_session_keyring_and_lock_clears_it() {
     let out = in_fresh_session(&env, &["secrets", "get", "s", "k"], false);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "cached-read\n");
-    let doctor = stdout(&in_fresh_session(&env, &["doctor", "kdbx"], false));
+    let doctor = stdout(&in_fresh_session(&env, &["doctor", "kdbx", "--timeout", "30000"], false));
     assert!(
         doctor.contains("✓ kdbx.unlock") && doctor.contains("expires in"),
         "{doctor}"
