@@ -556,3 +556,49 @@ fn secrets_dir_files_are_private_and_removed() {
     assert_eq!(status.signal(), Some(15));
     assert!(!file.parent().unwrap().exists());
 }
+
+#[test]
+fn doctor_checks_keys_and_bundles() {
+    let (env, key) = setup();
+    let out = env.run(&["doctor", "machine-key"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("machine-key.myapp.production.bundle"),
+        "{}",
+        stdout(&out)
+    );
+    // Stale: the bundle predates the last change.
+    let b = bundle(&env);
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(&b)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    env.ok(&["secrets", "list"]);
+    let reg = env.config_dir().join("machine-keys.json");
+    let text = fs::read_to_string(&reg).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let text = text.replace(
+        "\"changed\": {}",
+        &format!("\"changed\": {{\"myapp/production\": {now}}}"),
+    );
+    fs::write(&reg, text).unwrap();
+    let out = env.run(&["doctor", "machine-key", "--json"]);
+    let json = stdout(&out);
+    assert!(json.contains("is older than the last change"), "{json}");
+    assert!(
+        json.contains("ov auth machine-key seal --app myapp --env production"),
+        "{json}"
+    );
+    // A bad key mode fails with the same fix as ov run's error.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.run(&["doctor", "machine-key", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("machine key has permissions 0644 — must be 0600"));
+    assert!(stdout(&out).contains("chmod 600"));
+}
