@@ -602,3 +602,55 @@ fn doctor_checks_keys_and_bundles() {
     assert!(stdout(&out).contains("machine key has permissions 0644 — must be 0600"));
     assert!(stdout(&out).contains("chmod 600"));
 }
+
+#[test]
+fn run_without_a_machine_key_reads_the_store() {
+    let (env, _key) = setup();
+    let out = env.ok(&[
+        "run",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--secrets",
+        "DATABASE_URL",
+        "--",
+        "sh",
+        "-c",
+        "echo $DATABASE_URL",
+    ]);
+    assert_eq!(out, "postgres://db/x\n");
+    let out = env.run(&["run", "--app", "myapp", "--env", "production", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--secrets NAME,… or --all"));
+}
+
+#[test]
+fn identity_prints_an_age_secret_key() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    let out = env.ok(&[
+        "auth",
+        "machine-key",
+        "identity",
+        "--machine-key",
+        &k,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    assert!(out.starts_with("AGE-SECRET-KEY-1"), "{out}");
+    let other = env.ok(&[
+        "auth",
+        "machine-key",
+        "identity",
+        "--machine-key",
+        &k,
+        "--app",
+        "other",
+        "--env",
+        "production",
+    ]);
+    assert_ne!(out, other);
+}
