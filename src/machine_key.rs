@@ -311,6 +311,13 @@ impl Registry {
         }
     }
 
+    /// Run `f` holding the registry's lock, so concurrent changes (two
+    /// `ov secrets set` at once) do not lose a registration or seal a
+    /// bundle from a half-updated store.
+    pub fn locked<T>(paths: &Paths, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        ov_plugin_support::with_lock(&Registry::path(paths), f)
+    }
+
     pub fn save(&self, paths: &Paths) -> Result<()> {
         let path = Registry::path(paths);
         ov_plugin_support::create_dir_all_mode(&paths.config_dir, 0o700)?;
@@ -450,18 +457,20 @@ pub fn after_change(paths: &Paths, store: &Store, service_name: &str) -> Result<
     if env.contains('/') || validate_app_env(app, env).is_err() {
         return Ok(None);
     }
-    let mut registry = Registry::load(paths)?;
-    if registry.for_app(app, env).next().is_none() {
-        return Ok(None);
-    }
-    registry.changed.insert(service_name.to_owned(), now());
-    registry.save(paths)?;
-    seal(paths, &registry, store, app, env).map_err(|mut e| {
-        e.message = format!(
-            "the secret was stored, but re-sealing failed: {}",
-            e.message
-        );
-        e.hint(seal_command(app, env))
+    Registry::locked(paths, || {
+        let mut registry = Registry::load(paths)?;
+        if registry.for_app(app, env).next().is_none() {
+            return Ok(None);
+        }
+        registry.changed.insert(service_name.to_owned(), now());
+        registry.save(paths)?;
+        seal(paths, &registry, store, app, env).map_err(|mut e| {
+            e.message = format!(
+                "the secret was stored, but re-sealing failed: {}",
+                e.message
+            );
+            e.hint(seal_command(app, env))
+        })
     })
 }
 

@@ -85,12 +85,17 @@ pub struct IdentityArgs {
 }
 
 pub fn run(cmd: AuthCommand) -> Result<i32> {
+    // Commands that change registrations or bundles hold the registry lock.
+    let locked = |f: &dyn Fn() -> Result<i32>| {
+        let paths = Paths::from_env()?;
+        Registry::locked(&paths, f)
+    };
     match cmd {
-        AuthCommand::DeriveMachineKey(a) => derive(&a),
+        AuthCommand::DeriveMachineKey(a) => locked(&|| derive(&a)),
         AuthCommand::MachineKey(MachineKeyCommand::List(a)) => list(a.json),
-        AuthCommand::MachineKey(MachineKeyCommand::Add(a)) => add(&a),
-        AuthCommand::MachineKey(MachineKeyCommand::Revoke(a)) => revoke(&a),
-        AuthCommand::MachineKey(MachineKeyCommand::Seal(a)) => seal(&a),
+        AuthCommand::MachineKey(MachineKeyCommand::Add(a)) => locked(&|| add(&a)),
+        AuthCommand::MachineKey(MachineKeyCommand::Revoke(a)) => locked(&|| revoke(&a)),
+        AuthCommand::MachineKey(MachineKeyCommand::Seal(a)) => locked(&|| seal(&a)),
         AuthCommand::MachineKey(MachineKeyCommand::Identity(a)) => identity(&a),
     }
 }
