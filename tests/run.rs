@@ -654,3 +654,14 @@ fn identity_prints_an_age_secret_key() {
     ]);
     assert_ne!(out, other);
 }
+
+#[test]
+fn snapshots_of_run_help_and_a_key_error() {
+    let (env, key) = setup();
+    let out = env.run(&["run", "--help"]);
+    crate::snap!("help_run", stdout(&out));
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    let k = key.display().to_string();
+    let out = env.run(&run_args(&k, &["--all", "--", "true"]));
+    crate::snap!("run_machine_key_mode_0640", env.transcript(&out));
+}
