@@ -205,8 +205,9 @@ pub fn load(path: &Path, app: &str, env: &str) -> Result<MachineKey> {
     }
     let mut key = MachineKey::new();
     let mut file = file;
-    file.read_exact(&mut key.bytes[..])
-        .map_err(|_| OvError::new("machine key must be exactly 32 bytes"))?;
+    file.read_exact(&mut key.bytes[..]).map_err(|_| {
+        OvError::new("machine key must be exactly 32 bytes").hint(derive_command(path, app, env))
+    })?;
     Ok(key)
 }
 

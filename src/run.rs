@@ -160,7 +160,7 @@ fn tmpfs_base(runtime_dir: Option<&Path>) -> PathBuf {
 /// SIGTERM, remove the directory, and return its exit status.
 pub fn run_with_files(
     cmd: &[OsString],
-    secrets: &[(String, Secret)],
+    secrets: Vec<(String, Secret)>,
     runtime_dir: Option<&Path>,
 ) -> Result<i32> {
     let base = tmpfs_base(runtime_dir);
@@ -182,7 +182,7 @@ pub fn run_with_files(
         })?;
     let dir = SecretsDir(path);
     let mut c = command(cmd)?;
-    for (k, v) in secrets {
+    for (k, v) in &secrets {
         let file = dir.0.join(k);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -192,6 +192,8 @@ pub fn run_with_files(
         std::io::Write::write_all(&mut f, v.expose().as_bytes())?;
         c.env(format!("{k}_FILE"), &file);
     }
+    // The values are in the files now; none stay in ov's memory while it waits.
+    drop(secrets);
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     let action = SigAction::new(
         SigHandler::Handler(forward),

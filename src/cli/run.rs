@@ -77,7 +77,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
         })?
     };
     if a.secrets_dir {
-        run::run_with_files(&a.command, &secrets, runtime_dir.as_deref())
+        run::run_with_files(&a.command, secrets, runtime_dir.as_deref())
     } else {
         run::exec_with_env(&a.command, &secrets)
     }
