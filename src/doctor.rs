@@ -140,6 +140,18 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
             .after("plugins.kdbx"),
         );
     }
+    // machine-key.*: only when keys are registered, so a fresh setup's
+    // report stays as it was.
+    if let Ok(registry) = crate::machine_key::Registry::load(paths)
+        && !registry.keys.is_empty()
+    {
+        let p = paths.clone();
+        tasks.push(Task::batch(
+            "machine-key",
+            "machine keys and sealed bundles",
+            move || machine_key_reports(&p, &registry),
+        ));
+    }
     for b in &host.backends {
         let name = b.desc.name.clone();
         let backend = Arc::clone(&b.backend);
@@ -323,4 +335,115 @@ fn backends_available(
             r
         }
     }
+}
+
+/// For each registered key: the file passes `ov run`'s checks (same texts
+/// and fixes as its errors), and the app's bundle exists, opens with the
+/// key, and is not older than the app's last change through ov.
+fn machine_key_reports(
+    paths: &Paths,
+    registry: &crate::machine_key::Registry,
+) -> Vec<ov_checks::CheckReport> {
+    use crate::machine_key as mk;
+    let mut out = Vec::new();
+    for r in &registry.keys {
+        let (app, env) = (r.app.as_str(), r.env.as_str());
+        let id = format!("machine-key.{app}.{env}.file");
+        let title = format!("machine key for {app}/{env}");
+        let key = match mk::load(&r.path, app, env) {
+            Ok(k) => {
+                out.push(report(
+                    &id,
+                    &title,
+                    Status::Ok,
+                    format!("{}: 32 bytes, mode 0600, owned by you", r.path.display()),
+                ));
+                Some(k)
+            }
+            Err(e) => {
+                // The key may rightly belong to the service account.
+                let status = if e.message.starts_with("machine key is owned by")
+                    || e.message.contains("permission denied")
+                {
+                    Status::Warn
+                } else {
+                    Status::Fail
+                };
+                let mut rep = report(
+                    &id,
+                    &title,
+                    status,
+                    format!("{}: {}", r.path.display(), e.message),
+                );
+                rep.fix = e.hints.first().cloned();
+                out.push(rep);
+                None
+            }
+        };
+        let id = format!("machine-key.{app}.{env}.bundle");
+        let title = format!("sealed bundle for {app}/{env}");
+        let bundle = registry.bundle_path(paths, app, env);
+        let seal = mk::seal_command(app, env);
+        let meta = match std::fs::metadata(&bundle) {
+            Ok(m) => m,
+            Err(e) => {
+                let mut rep = report(
+                    &id,
+                    &title,
+                    Status::Fail,
+                    format!("{}: {e}", bundle.display()),
+                );
+                rep.fix = Some(seal);
+                out.push(rep);
+                continue;
+            }
+        };
+        if let Some(key) = &key
+            && let Err(e) = mk::open(&bundle, key, app, env)
+        {
+            let mut rep = report(&id, &title, Status::Fail, e.message);
+            rep.fix = Some(seal);
+            out.push(rep);
+            continue;
+        }
+        let sealed_at = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        let changed = registry
+            .changed
+            .get(&mk::service(app, env))
+            .copied()
+            .unwrap_or(0);
+        if sealed_at < changed {
+            let mut rep = report(
+                &id,
+                &title,
+                Status::Warn,
+                format!(
+                    "{} is older than the last change to {app}/{env}: the service would start with old secrets",
+                    bundle.display()
+                ),
+            );
+            rep.fix = Some(seal);
+            out.push(rep);
+            continue;
+        }
+        out.push(report(
+            &id,
+            &title,
+            Status::Ok,
+            format!(
+                "{}{}",
+                bundle.display(),
+                if key.is_some() {
+                    " opens with the key and is current"
+                } else {
+                    " is current"
+                }
+            ),
+        ));
+    }
+    out
 }

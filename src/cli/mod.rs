@@ -1,8 +1,11 @@
 //! Command-line parsing and printing. Only this module talks to the user.
 
+mod auth;
 mod doctor;
+mod import_env;
 mod kdbx;
 mod plugins;
+mod run;
 mod secrets;
 mod settings;
 
@@ -52,6 +55,11 @@ enum Command {
     /// Show the backend plugins ov found
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// Machine keys for services that start unattended
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Run a command with an app's secrets in its environment (or as files)
+    Run(run::RunArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -106,6 +114,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Secrets(cmd) => secrets::run(cmd),
         Command::Settings(cmd) => settings::run(cmd),
         Command::Plugins(cmd) => plugins::run(cmd),
+        Command::Auth(cmd) => auth::run(cmd),
+        Command::Run(args) => run::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "ov", &mut std::io::stdout());

@@ -86,18 +86,47 @@ pub struct GetArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only entries of this service or below it
+    #[arg(conflicts_with = "app")]
     service: Option<String>,
+    #[command(flatten)]
+    app: AppFlags,
     /// Print JSON for scripts
     #[arg(long)]
     json: bool,
 }
 
+/// `--app A --env E`: the secrets of an app, at service `A/E`.
+#[derive(Debug, Args)]
+pub struct AppFlags {
+    /// The app's secrets (service APP/ENV), by environment variable name
+    #[arg(long)]
+    pub(crate) app: Option<String>,
+    /// The app's environment
+    #[arg(long, requires = "app", default_value = crate::machine_key::DEFAULT_ENV)]
+    pub(crate) env: String,
+}
+
+impl AppFlags {
+    /// The service `app/env`, when `--app` was given.
+    pub(crate) fn service(&self) -> Result<Option<String>> {
+        let Some(app) = &self.app else {
+            return Ok(None);
+        };
+        crate::machine_key::validate_app_env(app, &self.env)?;
+        Ok(Some(crate::machine_key::service(app, &self.env)))
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct SetArgs {
-    #[command(flatten)]
-    entry: EntryArgs,
+    /// Service, e.g. ov/vnc or myapp/prod (with --app: the secret's NAME)
+    service: String,
+    /// Key within the service (with --app: the VALUE)
+    key: Option<String>,
     /// The value; better left out (it shows up in shell history and ps)
     value: Option<String>,
+    #[command(flatten)]
+    app: AppFlags,
     /// Generate 16 random bytes as 32 hex characters, store and print them
     #[arg(long, conflicts_with = "value")]
     generate: bool,
@@ -114,12 +143,17 @@ pub struct WhichArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
+    /// A .env file to import into an app's secrets (with --app and --env)
+    #[arg(requires = "app", conflicts_with = "from")]
+    pub(crate) file: Option<std::path::PathBuf>,
     /// Show what would be copied without writing anything
     #[arg(long)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Only import from this backend
     #[arg(long, value_name = "BACKEND")]
     from: Option<String>,
+    #[command(flatten)]
+    pub(crate) app: AppFlags,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -155,6 +189,9 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
         SecretsCommand::Delete(a) => delete(&engine, &a),
         SecretsCommand::Ensure(a) => ensure(&engine, &a),
         SecretsCommand::Which(a) => which(&engine, &a),
+        SecretsCommand::Import(a) if a.file.is_some() || a.app.app.is_some() => {
+            crate::cli::import_env::run(&engine, &a)
+        }
         SecretsCommand::Import(a) => import(&engine, &a),
         SecretsCommand::Export(a) => export(&engine, &a),
         SecretsCommand::Path(a) => path(&engine, &a),
@@ -215,8 +252,29 @@ fn report_written(engine: &Engine, entry: &EntryRef, w: &Written) {
     eprintln!("stored {} {} in {}", entry.service, entry.key, w.backend);
 }
 
+/// Re-seal the bundle of an app/env service after a change, and say so.
+pub(crate) fn resealed(engine: &Engine, service: &str) -> Result<()> {
+    if let Some(bundle) = crate::machine_key::after_change(&engine.paths, &engine.store, service)? {
+        eprintln!("sealed {service} to {}", engine.paths.tilde(&bundle));
+    }
+    Ok(())
+}
+
 fn list(engine: &Engine, a: ListArgs) -> Result<i32> {
-    let entries = engine.store.list(a.service.as_deref())?;
+    let app_service = a.app.service()?;
+    let mut entries = engine
+        .store
+        .list(app_service.as_deref().or(a.service.as_deref()))?;
+    if let Some(svc) = &app_service {
+        // Exactly the app's secrets, by name.
+        entries.retain(|e, _| &e.service == svc);
+        if !a.json {
+            for e in entries.keys() {
+                println!("{}", e.key);
+            }
+            return Ok(0);
+        }
+    }
     if a.json {
         #[derive(Serialize)]
         struct Row<'a> {
@@ -272,10 +330,40 @@ fn get(engine: &Engine, a: &GetArgs) -> Result<i32> {
 }
 
 fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
-    let entry = entry_of(&a.entry)?;
+    let (entry, given) = if let Some(svc) = a.app.service()? {
+        if a.value.is_some() {
+            return Err(OvError::usage(
+                "with --app, give NAME and optionally VALUE, not a service",
+            )
+            .hint("ov secrets set --app myapp --env production DATABASE_URL"));
+        }
+        if !crate::dotenv::valid_name(&a.service) {
+            return Err(OvError::usage(format!(
+                "'{}' is not a valid environment variable name (letters, digits and '_', not starting with a digit)",
+                a.service
+            ))
+            .hint(format!(
+                "ov secrets set --app {} --env {} {}",
+                a.app.app.as_deref().unwrap_or_default(),
+                a.app.env,
+                a.service.to_ascii_uppercase().replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            )));
+        }
+        (validate_entry(&svc, &a.service)?, a.key)
+    } else {
+        let Some(key) = &a.key else {
+            return Err(OvError::usage("give a service and a key")
+                .hint("ov secrets set ov/vnc password")
+                .hint("ov secrets set --app myapp --env production DATABASE_URL"));
+        };
+        (validate_entry(&a.service, key)?, a.value)
+    };
+    if a.generate && given.is_some() {
+        return Err(OvError::usage("--generate and a VALUE exclude each other"));
+    }
     let value = if a.generate {
         random_hex(16)?
-    } else if let Some(v) = a.value {
+    } else if let Some(v) = given {
         warn(
             "a value given on the command line is visible in ps and your shell history; leave it out to be prompted",
         );
@@ -288,6 +376,7 @@ fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
     validate_value(&value)?;
     let written = engine.store.set(&entry, &value)?;
     report_written(engine, &entry, &written);
+    resealed(engine, &entry.service)?;
     if a.generate {
         print_value(&value);
     }
@@ -315,6 +404,7 @@ fn delete(engine: &Engine, a: &EntryArgs) -> Result<i32> {
         entry.key,
         removed.join(", ")
     );
+    resealed(engine, &entry.service)?;
     if in_env {
         warn(&format!(
             "{var} is still set in the environment and answers reads"
@@ -338,6 +428,7 @@ fn ensure(engine: &Engine, a: &EntryArgs) -> Result<i32> {
     })?;
     if let Some(w) = written {
         report_written(engine, &entry, &w);
+        resealed(engine, &entry.service)?;
     }
     print_value(&value);
     Ok(0)
@@ -423,6 +514,7 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
     }
     let (mut copied, mut total, mut failed) = (0usize, 0usize, 0usize);
     let mut first_write_reported = false;
+    let mut touched = std::collections::BTreeSet::new();
     for src in sources {
         let entries = match engine.store.list_in(src) {
             Ok(e) => e,
@@ -480,6 +572,7 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
                         }
                     }
                     line("✓", "imported");
+                    touched.insert(entry.service.clone());
                     copied += 1;
                 }
                 Err(e) => {
@@ -488,6 +581,9 @@ fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
                 }
             }
         }
+    }
+    for service in &touched {
+        resealed(engine, service)?;
     }
     let verb = if a.dry_run {
         "Would import"

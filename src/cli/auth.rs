@@ -1,0 +1,275 @@
+//! `ov auth …` — machine keys.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::cli::{Engine, print_json};
+use crate::error::{OvError, Result};
+use crate::machine_key::{self as mk, DEFAULT_ENV, Registry};
+use crate::paths::Paths;
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Write a fresh 32-byte machine key (mode 0600) and seal the app's secrets to it
+    DeriveMachineKey(DeriveArgs),
+    /// Manage machine-key registrations
+    #[command(subcommand)]
+    MachineKey(MachineKeyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    /// The app whose secrets the key opens
+    #[arg(long)]
+    pub app: String,
+    /// The app's environment
+    #[arg(long, default_value = DEFAULT_ENV)]
+    pub env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeriveArgs {
+    /// Where to write the key file
+    #[arg(long, value_name = "PATH")]
+    out: PathBuf,
+    #[command(flatten)]
+    app: AppArgs,
+    /// Replace an existing key file (rotation: the old key stops working)
+    #[arg(long)]
+    force: bool,
+    /// Where the app's sealed bundle goes (default $XDG_DATA_HOME/ov/bundles/APP/ENV.age)
+    #[arg(long, value_name = "PATH")]
+    bundle: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MachineKeyCommand {
+    /// Show registered machine keys
+    List(crate::cli::JsonArgs),
+    /// Also let an existing key file open another app's secrets
+    Add(AddArgs),
+    /// Stop a key from opening an app's secrets (re-seals without it)
+    Revoke(RevokeArgs),
+    /// Re-seal an app's bundle from the store now
+    Seal(AppArgs),
+    /// Print the age identity a key has for an app, for `age -d` in an emergency
+    Identity(IdentityArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The key file
+    path: PathBuf,
+    #[command(flatten)]
+    app: AppArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    app: AppArgs,
+    /// Only this key file (default: every key registered for the app)
+    #[arg(long, value_name = "PATH")]
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    /// The key file
+    #[arg(long, value_name = "PATH")]
+    machine_key: PathBuf,
+    #[command(flatten)]
+    app: AppArgs,
+}
+
+pub fn run(cmd: AuthCommand) -> Result<i32> {
+    // Commands that change registrations or bundles hold the registry lock.
+    let locked = |f: &dyn Fn() -> Result<i32>| {
+        let paths = Paths::from_env()?;
+        Registry::locked(&paths, f)
+    };
+    match cmd {
+        AuthCommand::DeriveMachineKey(a) => locked(&|| derive(&a)),
+        AuthCommand::MachineKey(MachineKeyCommand::List(a)) => list(a.json),
+        AuthCommand::MachineKey(MachineKeyCommand::Add(a)) => locked(&|| add(&a)),
+        AuthCommand::MachineKey(MachineKeyCommand::Revoke(a)) => locked(&|| revoke(&a)),
+        AuthCommand::MachineKey(MachineKeyCommand::Seal(a)) => locked(&|| seal(&a)),
+        AuthCommand::MachineKey(MachineKeyCommand::Identity(a)) => identity(&a),
+    }
+}
+
+fn report_sealed(paths: &Paths, app: &str, env: &str, sealed: Option<&std::path::Path>) {
+    match sealed {
+        Some(b) => eprintln!("sealed {app}/{env} to {}", paths.tilde(b)),
+        None => eprintln!("no machine key is registered for {app}/{env}; its bundle is removed"),
+    }
+}
+
+fn derive(a: &DeriveArgs) -> Result<i32> {
+    let (app, env) = (a.app.app.as_str(), a.app.env.as_str());
+    mk::validate_app_env(app, env)?;
+    let engine = Engine::load()?;
+    let path = mk::absolute(&a.out);
+    let mut registry = Registry::load(&engine.paths)?;
+    let key = mk::create(&path, a.force)?;
+    // Rotation: every app this path was registered for moves to the new key.
+    let mut apps: Vec<(String, String)> = registry
+        .keys
+        .iter()
+        .filter(|r| r.path == path)
+        .map(|r| (r.app.clone(), r.env.clone()))
+        .collect();
+    registry.keys.retain(|r| r.path != path);
+    if !apps.iter().any(|(x, y)| x == app && y == env) {
+        apps.push((app.to_owned(), env.to_owned()));
+    }
+    if let Some(b) = &a.bundle {
+        registry
+            .bundles
+            .insert(mk::service(app, env), mk::absolute(b));
+    }
+    for (x, y) in &apps {
+        registry.register(&path, x, y, &key);
+    }
+    registry.save(&engine.paths)?;
+    for (x, y) in &apps {
+        let sealed = mk::seal(&engine.paths, &registry, &engine.store, x, y)?;
+        report_sealed(&engine.paths, x, y, sealed.as_deref());
+    }
+    let shown = ov_plugin_support::shell_quote(&path);
+    eprintln!(
+        "⚠ Machine key written to {}\n\
+         This file is as sensitive as the secrets of {}.\n\
+         It grants decryption access to those secrets only.\n\
+         - Keep it chmod 600, owned by the service account\n\
+         - Never commit to version control\n\
+         - Revoke with: ov auth machine-key revoke --app {app} --env {env} --key {shown}\n\
+         - Rotate with: ov auth derive-machine-key --out {shown} --app {app} --env {env} --force",
+        path.display(),
+        apps.iter()
+            .map(|(x, y)| format!("{x}/{y}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    Ok(0)
+}
+
+fn add(a: &AddArgs) -> Result<i32> {
+    let (app, env) = (a.app.app.as_str(), a.app.env.as_str());
+    mk::validate_app_env(app, env)?;
+    let engine = Engine::load()?;
+    let path = mk::absolute(&a.path);
+    let key = mk::load(&path, app, env)?;
+    let mut registry = Registry::load(&engine.paths)?;
+    registry.register(&path, app, env, &key);
+    drop(key);
+    registry.save(&engine.paths)?;
+    let sealed = mk::seal(&engine.paths, &registry, &engine.store, app, env)?;
+    report_sealed(&engine.paths, app, env, sealed.as_deref());
+    Ok(0)
+}
+
+fn list(json: bool) -> Result<i32> {
+    let paths = Paths::from_env()?;
+    let registry = Registry::load(&paths)?;
+    if json {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            path: &'a std::path::Path,
+            app: &'a str,
+            env: &'a str,
+            bundle: PathBuf,
+            recipient: &'a str,
+        }
+        let rows: Vec<Row> = registry
+            .keys
+            .iter()
+            .map(|r| Row {
+                path: &r.path,
+                app: &r.app,
+                env: &r.env,
+                bundle: registry.bundle_path(&paths, &r.app, &r.env),
+                recipient: &r.recipient,
+            })
+            .collect();
+        print_json(&rows)?;
+        return Ok(0);
+    }
+    if registry.keys.is_empty() {
+        eprintln!("no machine keys are registered");
+        eprintln!(
+            "hint: ov auth derive-machine-key --out /etc/ov/myapp.key --app myapp --env production"
+        );
+        return Ok(0);
+    }
+    for r in &registry.keys {
+        println!(
+            "{}/{}\t{}\t{}",
+            r.app,
+            r.env,
+            r.path.display(),
+            registry.bundle_path(&paths, &r.app, &r.env).display()
+        );
+    }
+    Ok(0)
+}
+
+fn revoke(a: &RevokeArgs) -> Result<i32> {
+    let (app, env) = (a.app.app.as_str(), a.app.env.as_str());
+    mk::validate_app_env(app, env)?;
+    let engine = Engine::load()?;
+    let mut registry = Registry::load(&engine.paths)?;
+    let key = a.key.as_deref().map(mk::absolute);
+    let before = registry.keys.len();
+    registry
+        .keys
+        .retain(|r| !(r.app == app && r.env == env && key.as_ref().is_none_or(|k| &r.path == k)));
+    if registry.keys.len() == before {
+        return Err(OvError::new(format!(
+            "no machine key{} is registered for {app}/{env}",
+            key.as_ref()
+                .map(|k| format!(" {}", k.display()))
+                .unwrap_or_default()
+        ))
+        .hint("ov auth machine-key list"));
+    }
+    registry.save(&engine.paths)?;
+    let sealed = mk::seal(&engine.paths, &registry, &engine.store, app, env)?;
+    eprintln!(
+        "revoked {} registration(s) for {app}/{env}",
+        before - registry.keys.len()
+    );
+    report_sealed(&engine.paths, app, env, sealed.as_deref());
+    Ok(0)
+}
+
+fn seal(a: &AppArgs) -> Result<i32> {
+    mk::validate_app_env(&a.app, &a.env)?;
+    let engine = Engine::load()?;
+    let registry = Registry::load(&engine.paths)?;
+    if registry.for_app(&a.app, &a.env).next().is_none() {
+        return Err(OvError::new(format!(
+            "no machine key is registered for {}/{}",
+            a.app, a.env
+        ))
+        .hint(format!(
+            "ov auth derive-machine-key --out /etc/ov/{}.key --app {} --env {}",
+            a.app, a.app, a.env
+        )));
+    }
+    let sealed = mk::seal(&engine.paths, &registry, &engine.store, &a.app, &a.env)?;
+    report_sealed(&engine.paths, &a.app, &a.env, sealed.as_deref());
+    Ok(0)
+}
+
+fn identity(a: &IdentityArgs) -> Result<i32> {
+    mk::validate_app_env(&a.app.app, &a.app.env)?;
+    let key = mk::load(&a.machine_key, &a.app.app, &a.app.env)?;
+    let id = key.identity(&a.app.app, &a.app.env);
+    use age::secrecy::ExposeSecret;
+    let text = id.to_string();
+    println!("{}", text.expose_secret());
+    Ok(0)
+}

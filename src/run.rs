@@ -1,0 +1,232 @@
+//! `ov run`: start a command with an app's secrets in its environment (or
+//! as files), never in argv.
+
+use std::ffi::OsString;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use ov_plugin_api::Secret;
+
+use crate::dotenv;
+use crate::error::{OvError, Result};
+
+/// Which secrets go to the command.
+#[derive(Debug)]
+pub enum Selection {
+    All,
+    Names(Vec<String>),
+}
+
+/// Check the names given to `--secrets` before anything is read.
+pub fn parse_selection(
+    names: Option<&[String]>,
+    all: bool,
+    app: &str,
+    env: &str,
+) -> Result<Selection> {
+    if all {
+        return Ok(Selection::All);
+    }
+    let Some(names) = names else {
+        return Err(OvError::usage(
+            "say which secrets the command gets: --secrets NAME,… or --all",
+        )
+        .hint(format!(
+            "ov secrets list --app {app} --env {env}   # the names there are"
+        )));
+    };
+    let names: Vec<String> = names
+        .iter()
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Err(
+            OvError::usage("--secrets is empty: name at least one secret").hint(format!(
+                "ov secrets list --app {app} --env {env}   # the names there are"
+            )),
+        );
+    }
+    for n in &names {
+        if !dotenv::valid_name(n) {
+            return Err(OvError::usage(format!(
+                "'{n}' is not a valid environment variable name (letters, digits and '_', not starting with a digit)"
+            ))
+            .hint(format!("ov secrets list --app {app} --env {env}   # the names there are")));
+        }
+    }
+    Ok(Selection::Names(names))
+}
+
+/// Pick the selected secrets; a named one that is missing is an error.
+pub fn select(
+    available: Vec<(String, Secret)>,
+    selection: &Selection,
+    app: &str,
+    env: &str,
+    missing_hint: &dyn Fn(&str) -> Vec<String>,
+) -> Result<Vec<(String, Secret)>> {
+    match selection {
+        Selection::All => Ok(available),
+        Selection::Names(names) => {
+            let mut out = Vec::with_capacity(names.len());
+            let mut missing = Vec::new();
+            for n in names {
+                match available.iter().find(|(k, _)| k == n) {
+                    Some((_, v)) => out.push((n.clone(), v.clone())),
+                    None => missing.push(n.as_str()),
+                }
+            }
+            if let Some(first) = missing.first() {
+                let mut e = OvError::new(format!(
+                    "{} not in {app}/{env}: {}",
+                    if missing.len() == 1 {
+                        "secret is"
+                    } else {
+                        "secrets are"
+                    },
+                    missing.join(", ")
+                ));
+                for h in missing_hint(first) {
+                    e = e.hint(h);
+                }
+                return Err(e);
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn command(cmd: &[OsString]) -> Result<Command> {
+    let (prog, args) = cmd.split_first().ok_or_else(|| {
+        OvError::usage("no command to run").hint("ov run --app myapp --all -- ./server")
+    })?;
+    let mut c = Command::new(prog);
+    c.args(args);
+    Ok(c)
+}
+
+fn spawn_error(cmd: &[OsString], e: &std::io::Error) -> OvError {
+    OvError::new(format!(
+        "cannot run {}: {e}",
+        cmd.first()
+            .map_or_else(String::new, |p| p.to_string_lossy().into_owned())
+    ))
+}
+
+/// Replace ov with the command, the secrets in its environment. Returns
+/// only on failure.
+pub fn exec_with_env(cmd: &[OsString], secrets: &[(String, Secret)]) -> Result<i32> {
+    let mut c = command(cmd)?;
+    for (k, v) in secrets {
+        c.env(k, v.expose());
+    }
+    let e = c.exec();
+    Err(spawn_error(cmd, &e))
+}
+
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: nix::libc::c_int) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            nix::libc::kill(pid, sig);
+        }
+    }
+}
+
+/// A private 0700 directory on tmpfs, removed on drop.
+struct SecretsDir(PathBuf);
+
+impl Drop for SecretsDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmpfs_base(runtime_dir: Option<&Path>) -> PathBuf {
+    runtime_dir
+        .filter(|d| d.is_dir())
+        .map_or_else(|| PathBuf::from("/dev/shm"), Path::to_path_buf)
+}
+
+/// Write each secret as a 0600 file in a fresh 0700 directory, set
+/// `NAME_FILE` for the child, wait for it while forwarding SIGINT and
+/// SIGTERM, remove the directory, and return its exit status.
+pub fn run_with_files(
+    cmd: &[OsString],
+    secrets: Vec<(String, Secret)>,
+    runtime_dir: Option<&Path>,
+) -> Result<i32> {
+    let base = tmpfs_base(runtime_dir);
+    let name = format!(
+        "ov-run.{}.{}",
+        std::process::id(),
+        crate::store::random_hex(8)?.expose()
+    );
+    let path = base.join(name);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&path)
+        .map_err(|e| {
+            OvError::new(format!(
+                "cannot create a secrets directory in {}: {e}",
+                base.display()
+            ))
+            .hint("export XDG_RUNTIME_DIR=/run/user/$(id -u)   # a private tmpfs")
+        })?;
+    let dir = SecretsDir(path);
+    let mut c = command(cmd)?;
+    for (k, v) in &secrets {
+        let file = dir.0.join(k);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)?;
+        std::io::Write::write_all(&mut f, v.expose().as_bytes())?;
+        c.env(format!("{k}_FILE"), &file);
+    }
+    // The values are in the files now; none stay in ov's memory while it waits.
+    drop(secrets);
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only reads an atomic and calls kill.
+        unsafe { sigaction(sig, &action) }.map_err(|e| OvError::new(format!("sigaction: {e}")))?;
+    }
+    let mut child = c.spawn().map_err(|e| spawn_error(cmd, &e))?;
+    CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+    let status = loop {
+        match child.wait() {
+            Ok(s) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(OvError::new(format!("waiting for the command: {e}"))),
+        }
+    };
+    drop(dir);
+    if let Some(code) = status.code() {
+        return Ok(code);
+    }
+    // Killed by a signal: die the same way, so a supervisor sees it.
+    let sig = status.signal().unwrap_or(nix::libc::SIGTERM);
+    if let Ok(s) = Signal::try_from(sig) {
+        let _ = unsafe {
+            sigaction(
+                s,
+                &SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty()),
+            )
+        };
+        let _ = nix::sys::signal::raise(s);
+    }
+    Ok(128 + sig)
+}

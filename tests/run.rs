@@ -1,0 +1,667 @@
+//! Machine keys, sealed bundles, `ov run` and `.env` import (issue 7).
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use common::{TestEnv, mode_of, stderr, stdout};
+
+const DOTENV: &str = "DATABASE_URL=postgres://db/x\nAPI_KEY=\"s3cr3t value\"\n";
+
+/// An environment with myapp/production imported and a key at `m.key`.
+fn setup() -> (TestEnv, PathBuf) {
+    let env = TestEnv::new();
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    let dotenv = env.root().join(".env");
+    env.write(&dotenv, DOTENV, 0o600);
+    let p = dotenv.display().to_string();
+    env.ok(&[
+        "secrets",
+        "import",
+        &p,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    let key = env.root().join("m.key");
+    let k = key.display().to_string();
+    env.ok(&[
+        "auth",
+        "derive-machine-key",
+        "--out",
+        &k,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    (env, key)
+}
+
+fn run_args<'a>(key: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "run",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--machine-key",
+        key,
+    ];
+    v.extend_from_slice(rest);
+    v
+}
+
+fn bundle(env: &TestEnv) -> PathBuf {
+    env.root().join("data/ov/bundles/myapp/production.age")
+}
+
+#[test]
+fn import_lists_and_prints_next_steps() {
+    let env = TestEnv::new();
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    let dotenv = env.root().join(".env");
+    env.write(&dotenv, "A=1\nB=2\nA=3\n", 0o600);
+    let p = dotenv.display().to_string();
+    let dry = env.run(&[
+        "secrets",
+        "import",
+        &p,
+        "--app",
+        "a",
+        "--env",
+        "e",
+        "--dry-run",
+    ]);
+    assert!(dry.status.success());
+    assert!(stdout(&dry).contains("Would import 2/2 secret(s) into a/e"));
+    assert!(stderr(&dry).contains("repeats"), "{}", stderr(&dry));
+    assert_eq!(env.ok(&["secrets", "list", "--app", "a", "--env", "e"]), "");
+    let out = env.ok(&["secrets", "import", &p, "--app", "a", "--env", "e"]);
+    assert!(out.contains("✓ A\n") && out.contains("✓ B\n"), "{out}");
+    assert!(out.contains("Imported 2/2 secret(s) into a/e"), "{out}");
+    assert!(out.contains("Next steps"), "{out}");
+    assert_eq!(
+        env.ok(&["secrets", "list", "--app", "a", "--env", "e"]),
+        "A\nB\n"
+    );
+    assert_eq!(env.ok(&["secrets", "get", "a/e", "A"]), "3\n");
+}
+
+#[test]
+fn import_of_an_unparseable_file_stores_nothing() {
+    let env = TestEnv::new();
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    let dotenv = env.root().join(".env");
+    env.write(&dotenv, "A=1\nthis is not a line\n", 0o600);
+    let p = dotenv.display().to_string();
+    for extra in [&["--dry-run"][..], &[][..]] {
+        let mut args = vec!["secrets", "import", &p, "--app", "a", "--env", "e"];
+        args.extend_from_slice(extra);
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stdout(&out).contains("✗ line 2:"), "{}", stdout(&out));
+        assert!(stderr(&out).contains("nothing was imported"));
+        assert!(stderr(&out).contains("hint: "));
+    }
+    assert_eq!(env.ok(&["secrets", "list", "--app", "a", "--env", "e"]), "");
+}
+
+#[test]
+fn set_with_app_refuses_a_bad_name() {
+    let env = TestEnv::new();
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    let out = env.run(&[
+        "secrets", "set", "--app", "a", "--env", "e", "bad-name", "v",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a valid environment variable name"));
+    assert!(stderr(&out).contains("hint: ov secrets set --app a --env e BAD_NAME"));
+}
+
+#[test]
+fn run_passes_only_the_named_secrets() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    assert_eq!(mode_of(&key), 0o600);
+    assert_eq!(fs::metadata(&key).unwrap().len(), 32);
+    assert_eq!(mode_of(&bundle(&env)), 0o600);
+    let out = env.ok(&run_args(
+        &k,
+        &[
+            "--secrets",
+            "API_KEY",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$API_KEY|${DATABASE_URL-unset}\"",
+        ],
+    ));
+    assert_eq!(out, "s3cr3t value|unset\n");
+    let out = env.ok(&run_args(
+        &k,
+        &["--all", "--", "sh", "-c", "echo \"$DATABASE_URL\""],
+    ));
+    assert_eq!(out, "postgres://db/x\n");
+}
+
+#[test]
+fn secrets_are_not_in_the_childs_cmdline() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    let out = env.ok(&run_args(
+        &k,
+        &[
+            "--all",
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/$$/cmdline; cat /proc/$PPID/cmdline 2>/dev/null",
+        ],
+    ));
+    assert!(!out.contains("s3cr3t"), "{out}");
+    assert!(!out.contains("postgres://"), "{out}");
+}
+
+#[test]
+fn run_passes_exit_status_and_signals_through() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    let out = env.run(&run_args(&k, &["--all", "--", "sh", "-c", "exit 7"]));
+    assert_eq!(out.status.code(), Some(7));
+    let out = env.run(&run_args(&k, &["--all", "--", "sh", "-c", "kill -TERM $$"]));
+    assert_eq!(out.status.signal(), Some(15));
+    let out = env.run(&run_args(
+        &k,
+        &["--all", "--secrets-dir", "--", "sh", "-c", "exit 9"],
+    ));
+    assert_eq!(out.status.code(), Some(9));
+    let out = env.run(&run_args(
+        &k,
+        &["--all", "--secrets-dir", "--", "sh", "-c", "kill -TERM $$"],
+    ));
+    assert_eq!(out.status.signal(), Some(15));
+}
+
+#[test]
+fn key_file_errors_have_the_spec_texts() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    let good = fs::read(&key).unwrap();
+    let check = |expected: &str, hint: &str| {
+        let out = env.run(&run_args(&k, &["--all", "--", "true"]));
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = env.normalize(&stderr(&out));
+        assert!(
+            err.starts_with(&format!("ov: error: {expected}\n")),
+            "{err}"
+        );
+        assert!(err.contains(&format!("hint: {hint}")), "{err}");
+    };
+    let derive =
+        "ov auth derive-machine-key --out [TMP]/m.key --app myapp --env production --force";
+    for len in [31, 33] {
+        let mut bytes = good.clone();
+        bytes.resize(len, 0);
+        fs::write(&key, &bytes).unwrap();
+        check("machine key must be exactly 32 bytes", derive);
+    }
+    fs::write(&key, &good).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    check(
+        "machine key has permissions 0644 — must be 0600",
+        "chmod 600 [TMP]/m.key",
+    );
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let uid = nix::unistd::Uid::effective().as_raw();
+    std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
+    check(
+        &format!("machine key is owned by uid 65534 but current uid is {uid}"),
+        "chown ",
+    );
+    std::os::unix::fs::chown(&key, Some(uid), None).unwrap();
+    // A symlink to the good key is refused at open.
+    let link = env.root().join("link.key");
+    std::os::unix::fs::symlink(&key, &link).unwrap();
+    let l = link.display().to_string();
+    let out = env.run(&run_args(&l, &["--all", "--", "true"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .starts_with("ov: error: opening machine key: too many levels of symbolic links\n"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("hint: "));
+    // A directory.
+    let dir = env.root().join("dir.key");
+    fs::create_dir(&dir).unwrap();
+    let d = dir.display().to_string();
+    let out = env.run(&run_args(&d, &["--all", "--", "true"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("hint: ov auth derive-machine-key"));
+    // The good key still works: nothing was lost.
+    env.ok(&run_args(&k, &["--all", "--", "true"]));
+}
+
+#[test]
+fn bad_secret_selections_are_refused_before_anything_runs() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    let marker = env.root().join("ran");
+    let m = format!("touch {}", marker.display());
+    for (sel, text) in [
+        ("", "--secrets is empty"),
+        (
+            "API_KEY,9BAD",
+            "'9BAD' is not a valid environment variable name",
+        ),
+        ("API_KEY,NOPE", "secret is not in myapp/production: NOPE"),
+    ] {
+        let out = env.run(&run_args(&k, &["--secrets", sel, "--", "sh", "-c", &m]));
+        assert_ne!(out.status.code(), Some(0));
+        assert!(stderr(&out).contains(text), "{}", stderr(&out));
+        assert!(stderr(&out).contains("hint: "), "{}", stderr(&out));
+        assert!(!marker.exists());
+    }
+}
+
+#[test]
+fn a_key_opens_only_the_apps_it_was_registered_for() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    env.ok(&[
+        "secrets",
+        "set",
+        "--app",
+        "other",
+        "--env",
+        "production",
+        "TOKEN",
+        "t",
+    ]);
+    let other_key = env.root().join("other.key");
+    let o = other_key.display().to_string();
+    env.ok(&[
+        "auth",
+        "derive-machine-key",
+        "--out",
+        &o,
+        "--app",
+        "other",
+        "--env",
+        "production",
+    ]);
+    // myapp's key against other's bundle.
+    let other_bundle = env.root().join("data/ov/bundles/other/production.age");
+    let ob = other_bundle.display().to_string();
+    let out = env.run(&run_args(&k, &["--bundle", &ob, "--all", "--", "true"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("was not sealed for myapp/production with this machine key"));
+    let out = env.run(&[
+        "run",
+        "--app",
+        "other",
+        "--env",
+        "production",
+        "--machine-key",
+        &k,
+        "--all",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("was not sealed for other/production"));
+    // Registered for both, the one key opens both, each with its own secrets.
+    env.ok(&[
+        "auth",
+        "machine-key",
+        "add",
+        &k,
+        "--app",
+        "other",
+        "--env",
+        "production",
+    ]);
+    let out = env.ok(&[
+        "run",
+        "--app",
+        "other",
+        "--env",
+        "production",
+        "--machine-key",
+        &k,
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        "echo $TOKEN ${API_KEY-unset}",
+    ]);
+    assert_eq!(out, "t unset\n");
+    // Revoked, it no longer does.
+    env.ok(&[
+        "auth",
+        "machine-key",
+        "revoke",
+        "--app",
+        "other",
+        "--env",
+        "production",
+        "--key",
+        &k,
+    ]);
+    let out = env.run(&[
+        "run",
+        "--app",
+        "other",
+        "--env",
+        "production",
+        "--machine-key",
+        &k,
+        "--all",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    env.ok(&[
+        "run",
+        "--app",
+        "other",
+        "--env",
+        "production",
+        "--machine-key",
+        &o,
+        "--all",
+        "--",
+        "true",
+    ]);
+}
+
+#[test]
+fn a_tampered_bundle_is_an_authentication_error() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    let b = bundle(&env);
+    let mut bytes = fs::read(&b).unwrap();
+    let n = bytes.len();
+    bytes[n - 5] ^= 0x01;
+    fs::write(&b, &bytes).unwrap();
+    let out = env.run(&run_args(&k, &["--all", "--", "env"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("failed authentication"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("hint: ov auth machine-key seal --app myapp --env production"));
+    assert!(!stdout(&out).contains("s3cr3t"));
+    // Re-sealing repairs it.
+    env.ok(&[
+        "auth",
+        "machine-key",
+        "seal",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    env.ok(&run_args(&k, &["--all", "--", "true"]));
+}
+
+#[test]
+fn every_change_reseals_and_rotation_retires_the_old_key() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    env.ok(&[
+        "secrets",
+        "set",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "NEW",
+        "n",
+    ]);
+    let out = env.ok(&run_args(
+        &k,
+        &["--secrets", "NEW", "--", "sh", "-c", "echo $NEW"],
+    ));
+    assert_eq!(out, "n\n");
+    env.ok(&["secrets", "delete", "myapp/production", "NEW"]);
+    let out = env.run(&run_args(&k, &["--secrets", "NEW", "--", "true"]));
+    assert_eq!(out.status.code(), Some(1));
+
+    let old = env.root().join("old.key");
+    fs::copy(&key, &old).unwrap();
+    fs::set_permissions(&old, fs::Permissions::from_mode(0o600)).unwrap();
+    // Without --force the key is not replaced.
+    let out = env.run(&[
+        "auth",
+        "derive-machine-key",
+        "--out",
+        &k,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already exists"));
+    env.ok(&[
+        "auth",
+        "derive-machine-key",
+        "--out",
+        &k,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--force",
+    ]);
+    assert_ne!(fs::read(&key).unwrap(), fs::read(&old).unwrap());
+    env.ok(&run_args(&k, &["--all", "--", "true"]));
+    let o = old.display().to_string();
+    let out = env.run(&run_args(&o, &["--all", "--", "true"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("was not sealed for myapp/production with this machine key"));
+}
+
+#[test]
+fn run_needs_no_tty_no_dbus_and_no_home_config() {
+    let (env, key) = setup();
+    let b = bundle(&env);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ov"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.root().join("nonexistent"))
+        .args([
+            "run",
+            "--app",
+            "myapp",
+            "--env",
+            "production",
+            "--machine-key",
+        ])
+        .arg(&key)
+        .arg("--bundle")
+        .arg(&b)
+        .args([
+            "--secrets",
+            "API_KEY",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$API_KEY\"",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "s3cr3t value\n");
+}
+
+#[test]
+fn secrets_dir_files_are_private_and_removed() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    let out = env.ok(&run_args(
+        &k,
+        &[
+            "--all",
+            "--secrets-dir",
+            "--",
+            "sh",
+            "-c",
+            "echo $API_KEY_FILE; stat -c %a $(dirname $API_KEY_FILE) $API_KEY_FILE; cat $API_KEY_FILE; echo; echo ${API_KEY-unset}",
+        ],
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    let file = PathBuf::from(lines[0]);
+    assert!(file.starts_with(env.root().join("run")), "{out}");
+    assert_eq!(&lines[1..], ["700", "600", "s3cr3t value", "unset"]);
+    assert!(!file.parent().unwrap().exists());
+
+    // SIGTERM to ov reaches the child, and the directory still goes.
+    let mut cmd = env.command(&run_args(
+        &k,
+        &[
+            "--all",
+            "--secrets-dir",
+            "--",
+            "sh",
+            "-c",
+            "echo $API_KEY_FILE; exec sleep 30",
+        ],
+    ));
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let file = PathBuf::from(line.trim());
+    assert!(file.exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(15));
+    assert!(!file.parent().unwrap().exists());
+}
+
+#[test]
+fn doctor_checks_keys_and_bundles() {
+    let (env, key) = setup();
+    let out = env.run(&["doctor", "machine-key"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("machine-key.myapp.production.bundle"),
+        "{}",
+        stdout(&out)
+    );
+    // Stale: the bundle predates the last change.
+    let b = bundle(&env);
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(&b)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    env.ok(&["secrets", "list"]);
+    let reg = env.config_dir().join("machine-keys.json");
+    let text = fs::read_to_string(&reg).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let text = text.replace(
+        "\"changed\": {}",
+        &format!("\"changed\": {{\"myapp/production\": {now}}}"),
+    );
+    fs::write(&reg, text).unwrap();
+    let out = env.run(&["doctor", "machine-key", "--json"]);
+    let json = stdout(&out);
+    assert!(json.contains("is older than the last change"), "{json}");
+    assert!(
+        json.contains("ov auth machine-key seal --app myapp --env production"),
+        "{json}"
+    );
+    // A bad key mode fails with the same fix as ov run's error.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.run(&["doctor", "machine-key", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("machine key has permissions 0644 — must be 0600"));
+    assert!(stdout(&out).contains("chmod 600"));
+}
+
+#[test]
+fn run_without_a_machine_key_reads_the_store() {
+    let (env, _key) = setup();
+    let out = env.ok(&[
+        "run",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--secrets",
+        "DATABASE_URL",
+        "--",
+        "sh",
+        "-c",
+        "echo $DATABASE_URL",
+    ]);
+    assert_eq!(out, "postgres://db/x\n");
+    let out = env.run(&["run", "--app", "myapp", "--env", "production", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--secrets NAME,… or --all"));
+}
+
+#[test]
+fn identity_prints_an_age_secret_key() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    let out = env.ok(&[
+        "auth",
+        "machine-key",
+        "identity",
+        "--machine-key",
+        &k,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    assert!(out.starts_with("AGE-SECRET-KEY-1"), "{out}");
+    let other = env.ok(&[
+        "auth",
+        "machine-key",
+        "identity",
+        "--machine-key",
+        &k,
+        "--app",
+        "other",
+        "--env",
+        "production",
+    ]);
+    assert_ne!(out, other);
+}
+
+#[test]
+fn snapshots_of_run_help_and_a_key_error() {
+    let (env, key) = setup();
+    let out = env.run(&["run", "--help"]);
+    crate::snap!("help_run", stdout(&out));
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+    let k = key.display().to_string();
+    let out = env.run(&run_args(&k, &["--all", "--", "true"]));
+    crate::snap!("run_machine_key_mode_0640", env.transcript(&out));
+}
