@@ -128,6 +128,8 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
             .after("plugins.kdbx"),
         );
     }
+    // gpg.*: the GnuPG chain and the .secrets file of the current directory.
+    tasks.extend(ov_plugin_gpg::checks::tasks(".secrets".into()));
     for b in &host.backends {
         let name = b.desc.name.clone();
         let backend = Arc::clone(&b.backend);

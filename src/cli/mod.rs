@@ -4,6 +4,7 @@ mod doctor;
 mod kdbx;
 mod plugins;
 mod secrets;
+mod secrets_gpg;
 mod settings;
 
 use std::io::{IsTerminal, Write};
