@@ -214,7 +214,7 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
                 .filter(|(gr, _)| !info.iter().any(|i| &i.keygrip == gr && i.cached))
                 .map(|(gr, _)| gr.as_str())
                 .collect();
-            if not.is_empty() {
+            if !not.is_empty() {
                 with_fix(
                     report(
                         id,
