@@ -16,6 +16,31 @@ fn with_fix(mut r: CheckReport, fix: impl Into<String>) -> CheckReport {
     r
 }
 
+/// Is GnuPG in use here: a `.secrets` file, or a GnuPG home with a keyring?
+pub fn in_use(file: &Path) -> bool {
+    let home = agent::gnupg_home();
+    file.exists()
+        || ["pubring.kbx", "pubring.gpg", "private-keys-v1.d"]
+            .iter()
+            .any(|f| home.join(f).exists())
+}
+
+/// For `ov doctor`: the whole chain when GnuPG is in use, otherwise one
+/// line saying it is not (and no gpg-agent started for nothing).
+pub fn doctor_tasks(file: PathBuf) -> Vec<Task> {
+    if in_use(&file) {
+        return tasks(file);
+    }
+    vec![Task::single("gpg.used", "GnuPG for .secrets files", || {
+        report(
+            "gpg.used",
+            "GnuPG for .secrets files",
+            Status::Skip,
+            "not in use: no .secrets here and no GnuPG keyring (`ov secrets gpg setup` sets it up)",
+        )
+    })]
+}
+
 /// The doctor tasks for the `gpg` group; `file` is the `.secrets` to test
 /// (skipped when absent).
 pub fn tasks(file: PathBuf) -> Vec<Task> {
