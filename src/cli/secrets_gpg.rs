@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use ov_checks::{Summary, render_human};
 use ov_plugin_api::Secret;
 use ov_plugin_gpg::keystore::Keystore;
@@ -339,13 +340,18 @@ fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
         .unwrap_or_else(|| "vi".to_owned());
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("{editor} \"$1\""))
-        .arg("sh")
-        .arg(&tmp)
-        .status()
-        .map_err(|e| OvError::new(format!("cannot run the editor {editor}: {e}")))?;
+    // Ctrl-C in the editor must not kill ov before it removes the
+    // plaintext: ignore SIGINT and SIGQUIT while the editor runs (as git does).
+    let status = {
+        let _signals = IgnoreSignals::new();
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{editor} \"$1\""))
+            .arg("sh")
+            .arg(&tmp)
+            .status()
+            .map_err(|e| OvError::new(format!("cannot run the editor {editor}: {e}")))?
+    };
     if !status.success() {
         return Err(OvError::new(format!(
             "the editor {editor} failed ({status}); {} is unchanged",
@@ -374,6 +380,33 @@ fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
         recipients.join(", ")
     );
     Ok(0)
+}
+
+/// SIGINT and SIGQUIT ignored until drop. The editor inherits them ignored,
+/// as with git's editor launch; terminal editors handle those keys themselves.
+struct IgnoreSignals(Vec<(Signal, SigAction)>);
+
+impl IgnoreSignals {
+    fn new() -> Self {
+        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        let mut saved = Vec::new();
+        for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+            // SAFETY: ignoring a signal installs no handler code.
+            if let Ok(old) = unsafe { sigaction(sig, &ignore) } {
+                saved.push((sig, old));
+            }
+        }
+        IgnoreSignals(saved)
+    }
+}
+
+impl Drop for IgnoreSignals {
+    fn drop(&mut self) {
+        for (sig, old) in &self.0 {
+            // SAFETY: restores the disposition saved in `new`.
+            let _ = unsafe { sigaction(*sig, old) };
+        }
+    }
 }
 
 fn encrypt(gpg: &Gpg, a: &EncryptArgs) -> Result<i32> {

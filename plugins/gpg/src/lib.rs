@@ -14,7 +14,7 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
@@ -216,15 +216,23 @@ impl Gpg {
             }
             buf
         });
+        // Wait on a thread so the caller can give up at the deadline
+        // without polling (a poll interval would add to every gpg call).
         let limit = timeout();
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
-            }
-            if start.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(limit) {
+            Ok(status) => status?,
+            Err(_) => {
+                if let Ok(pid) = i32::try_from(pid) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
                 return Err(GpgError::new(format!(
                     "{} did not finish within {} s (a pinentry waiting for nobody?)",
                     program.display(),
@@ -232,7 +240,6 @@ impl Gpg {
                 ))
                 .hint(fix::DOCTOR));
             }
-            std::thread::sleep(Duration::from_millis(2));
         };
         let _ = writer.join();
         let stdout = reader.join().unwrap_or_default();
