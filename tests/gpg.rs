@@ -696,3 +696,29 @@ fn doctor_without_gpg_gives_one_clear_result() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("hint: sudo apt-get install gnupg"));
 }
+
+#[test]
+fn decrypt_writes_a_private_file_or_stdout_and_a_missing_file_says_how_to_create_it() {
+    let (env, _g, key) = gpg_env();
+    let out = env.run(&["secrets", "gpg", "show"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("hint: ov secrets gpg encrypt -r <KEY_ID> -i .env -o .secrets"),
+        "{}",
+        stderr(&out)
+    );
+    encrypt(&env, &key, "A=1\n");
+    assert_eq!(env.ok(&["secrets", "gpg", "decrypt"]), "A=1\n");
+    env.ok(&[
+        "secrets",
+        "gpg",
+        "decrypt",
+        "-i",
+        ".secrets",
+        "-o",
+        "plain.env",
+    ]);
+    let plain = env.root().join("plain.env");
+    assert_eq!(fs::read_to_string(&plain).expect("read"), "A=1\n");
+    assert_eq!(mode_of(&plain), 0o600);
+}
