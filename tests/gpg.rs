@@ -722,3 +722,34 @@ fn decrypt_writes_a_private_file_or_stdout_and_a_missing_file_says_how_to_create
     assert_eq!(fs::read_to_string(&plain).expect("read"), "A=1\n");
     assert_eq!(mode_of(&plain), 0o600);
 }
+
+#[test]
+fn setup_on_a_terminal_asks_for_the_new_key_passphrase_without_echo() {
+    require("expect", "expect");
+    let mut env = TestEnv::new();
+    let g = Gnupg::new(&mut env);
+    let out = common::expect(
+        &env,
+        r#"
+        set timeout 60
+        spawn $ov secrets gpg setup --skip-secret-service --uid "Tty <tty@example.com>"
+        expect "Passphrase for the new GPG key: "
+        send "typed secret\r"
+        expect "Again: "
+        send "typed secret\r"
+        expect "done. Next: ov secrets gpg encrypt -r "
+        expect eof
+        catch wait result
+        exit [lindex $result 3]
+        "#,
+    );
+    let screen = stdout(&out);
+    assert!(out.status.success(), "{screen}");
+    assert!(!screen.contains("typed secret"), "echoed: {screen}");
+    let keys = stdout(&g.gpg(&["--with-colons", "--with-keygrip", "-K"], ""));
+    assert!(keys.contains("Tty <tty@example.com>"), "{keys}");
+    for grip in keys.lines().filter(|l| l.starts_with("grp:")) {
+        let grip = grip.split(':').nth(9).expect("grip");
+        assert!(g.cached(grip), "{grip} not cached after setup");
+    }
+}
