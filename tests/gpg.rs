@@ -753,3 +753,13 @@ fn setup_on_a_terminal_asks_for_the_new_key_passphrase_without_echo() {
         assert!(g.cached(grip), "{grip} not cached after setup");
     }
 }
+
+#[test]
+fn help_and_the_not_openpgp_error_read_as_reviewed() {
+    let mut env = TestEnv::new();
+    let _g = Gnupg::new(&mut env);
+    crate::snap!("help_secrets_gpg", env.ok(&["secrets", "gpg", "--help"]));
+    env.write(&secrets(&env), "A=plaintext\n", 0o600);
+    let out = env.run(&["secrets", "gpg", "env"]);
+    crate::snap!("gpg_env_not_openpgp", env.transcript(&out));
+}
