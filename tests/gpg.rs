@@ -763,3 +763,60 @@ fn help_and_the_not_openpgp_error_read_as_reviewed() {
     let out = env.run(&["secrets", "gpg", "env"]);
     crate::snap!("gpg_env_not_openpgp", env.transcript(&out));
 }
+
+#[test]
+fn doctor_fails_on_a_file_no_key_here_can_open_and_names_the_fix() {
+    let (env, _g, _key) = gpg_env();
+    let other = Gnupg::bare();
+    let stranger = other.gen_key("Stranger <s@example.com>");
+    let out = other.gpg(
+        &[
+            "--trust-model",
+            "always",
+            "-e",
+            "-r",
+            &stranger.fpr,
+            "-o",
+            "-",
+        ],
+        "A=1\n",
+    );
+    fs::write(secrets(&env), &out.stdout).expect("write");
+    let out = no_tty(&env, &["secrets", "gpg", "doctor"]);
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with('✗') && l.contains("gpg.file.recipients")),
+        "{report}"
+    );
+    assert!(
+        report.contains("fix: ov secrets gpg import-key <path>"),
+        "{report}"
+    );
+}
+
+#[test]
+fn set_on_a_new_file_encrypts_to_your_own_key_or_the_ones_named() {
+    let (env, g, alice) = gpg_env();
+    let bob = g.gen_key("Bob <bob@example.com>");
+    env.ok(&["secrets", "gpg", "set", "A", "1"]);
+    let own = env.ok(&["secrets", "gpg", "recipients"]);
+    assert!(own.contains("Alice") && !own.contains("Bob"), "{own}");
+    env.ok(&[
+        "secrets",
+        "gpg",
+        "set",
+        "A",
+        "1",
+        "-f",
+        "two",
+        "-r",
+        &alice.keyid,
+        "-r",
+        &bob.keyid,
+    ]);
+    let both = env.ok(&["secrets", "gpg", "recipients", "-f", "two"]);
+    assert_eq!(both.lines().count(), 2, "{both}");
+}
