@@ -152,6 +152,8 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
             move || machine_key_reports(&p, &registry),
         ));
     }
+    // gpg.*: the GnuPG chain and the .secrets file of the current directory.
+    tasks.extend(ov_plugin_gpg::checks::doctor_tasks(".secrets".into()));
     for b in &host.backends {
         let name = b.desc.name.clone();
         let backend = Arc::clone(&b.backend);

@@ -402,7 +402,11 @@ fn the_cache_serves_a_fresh_session_keyring_and_lock_clears_it() {
     let out = in_fresh_session(&env, &["secrets", "get", "s", "k"], false);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "cached-read\n");
-    let doctor = stdout(&in_fresh_session(&env, &["doctor", "kdbx", "--timeout", "30000"], false));
+    let doctor = stdout(&in_fresh_session(
+        &env,
+        &["doctor", "kdbx", "--timeout", "30000"],
+        false,
+    ));
     assert!(
         doctor.contains("✓ kdbx.unlock") && doctor.contains("expires in"),
         "{doctor}"

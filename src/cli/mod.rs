@@ -7,6 +7,7 @@ mod kdbx;
 mod plugins;
 mod run;
 mod secrets;
+mod secrets_gpg;
 mod settings;
 
 use std::io::{IsTerminal, Write};

@@ -41,6 +41,9 @@ pub enum SecretsCommand {
     Export(ExportArgs),
     /// Print the KeePass database path (configured or default)
     Path(PathArgs),
+    /// GPG-encrypted .secrets files for direnv, keys and gpg-agent setup
+    #[command(subcommand)]
+    Gpg(crate::cli::secrets_gpg::GpgCommand),
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +179,11 @@ pub struct PathArgs {
 }
 
 pub fn run(cmd: SecretsCommand) -> Result<i32> {
+    // Needs no store: skip loading the backend plugins (direnv runs it on every cd).
+    let cmd = match cmd {
+        SecretsCommand::Gpg(c) => return crate::cli::secrets_gpg::run(c),
+        other => other,
+    };
     let engine = Engine::load()?;
     match cmd {
         SecretsCommand::Init(a) => {
@@ -195,6 +203,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
         SecretsCommand::Import(a) => import(&engine, &a),
         SecretsCommand::Export(a) => export(&engine, &a),
         SecretsCommand::Path(a) => path(&engine, &a),
+        SecretsCommand::Gpg(_) => unreachable!("dispatched above"),
     }
 }
 

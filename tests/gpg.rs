@@ -1,0 +1,822 @@
+//! `ov secrets gpg` against the real GnuPG: a private GNUPGHOME and agent
+//! per test (killed on drop, panics included), keys made with
+//! `--quick-gen-key`, and the private D-Bus + gnome-keyring fixture for the
+//! Secret Service parts.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::secret_service::{SecretService, require};
+use common::{TestEnv, mode_of, stderr, stdout};
+
+const PASS: &str = "correct horse battery";
+
+/// A GNUPGHOME with a short path (agent socket paths are limited) and the
+/// agent it starts; `gpgconf --kill all` on drop.
+struct Gnupg {
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Gnupg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .arg("--kill")
+            .arg("all")
+            .env("GNUPGHOME", self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+struct Key {
+    fpr: String,
+    keyid: String,
+    grips: Vec<String>,
+    enc_grip: String,
+}
+
+impl Gnupg {
+    fn new(env: &mut TestEnv) -> Gnupg {
+        let g = Gnupg::bare();
+        env.set_env("GNUPGHOME", g.home().display().to_string());
+        g
+    }
+
+    fn bare() -> Gnupg {
+        require("gpg", "gnupg");
+        require("gpg-connect-agent", "gnupg");
+        require("gpgconf", "gnupg");
+        let dir = tempfile::Builder::new()
+            .prefix("g.")
+            .tempdir_in("/tmp")
+            .expect("GNUPGHOME");
+        fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .expect("chmod");
+        fs::write(
+            dir.path().join("gpg-agent.conf"),
+            "allow-preset-passphrase\nallow-loopback-pinentry\n",
+        )
+        .expect("agent conf");
+        Gnupg { dir }
+    }
+
+    fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn cmd(&self, prog: &str, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(prog)
+            .args(args)
+            .env("GNUPGHOME", self.home())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("stdin");
+        child.wait_with_output().expect("wait")
+    }
+
+    fn gpg(&self, args: &[&str], stdin: &str) -> Output {
+        let mut all = vec!["--batch", "--no-tty"];
+        all.extend_from_slice(args);
+        self.cmd("gpg", &all, stdin)
+    }
+
+    fn gen_key(&self, uid: &str) -> Key {
+        let out = self.gpg(
+            &[
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase-fd",
+                "0",
+                "--quick-gen-key",
+                uid,
+                "future-default",
+                "default",
+                "never",
+            ],
+            PASS,
+        );
+        assert!(out.status.success(), "keygen: {}", stderr(&out));
+        let list = stdout(&self.gpg(
+            &["--with-colons", "--with-keygrip", "--list-secret-keys", uid],
+            "",
+        ));
+        let field = |l: &str| l.split(':').nth(9).unwrap_or("").to_owned();
+        let lines: Vec<&str> = list.lines().collect();
+        let fpr = field(lines.iter().find(|l| l.starts_with("fpr:")).expect("fpr"));
+        let keyid = lines
+            .iter()
+            .find(|l| l.starts_with("sec:"))
+            .and_then(|l| l.split(':').nth(4))
+            .expect("keyid")
+            .to_owned();
+        let grips: Vec<String> = lines
+            .iter()
+            .filter(|l| l.starts_with("grp:"))
+            .map(|l| field(l))
+            .collect();
+        let enc_grip = grips.last().expect("grip").clone();
+        Key {
+            fpr,
+            keyid,
+            grips,
+            enc_grip,
+        }
+    }
+
+    fn preset(&self, grip: &str) {
+        let out = self.cmd(
+            "/usr/lib/gnupg/gpg-preset-passphrase",
+            &["--preset", grip],
+            PASS,
+        );
+        assert!(out.status.success(), "preset: {}", stderr(&out));
+    }
+
+    fn clear(&self, grip: &str) {
+        self.cmd(
+            "gpg-connect-agent",
+            &[&format!("CLEAR_PASSPHRASE --mode=normal {grip}"), "/bye"],
+            "",
+        );
+    }
+
+    fn cached(&self, grip: &str) -> bool {
+        stdout(&self.cmd("gpg-connect-agent", &["KEYINFO --list", "/bye"], ""))
+            .lines()
+            .any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.get(2) == Some(&grip) && f.get(6) == Some(&"1")
+            })
+    }
+}
+
+/// A test environment with its own GnuPG home, one key, its passphrase
+/// cached in the agent.
+fn gpg_env() -> (TestEnv, Gnupg, Key) {
+    let mut env = TestEnv::new();
+    let g = Gnupg::new(&mut env);
+    let key = g.gen_key("Alice <alice@example.com>");
+    g.preset(&key.enc_grip);
+    (env, g, key)
+}
+
+/// `ov ARGS` without a controlling terminal and with stdin from /dev/null.
+fn no_tty(env: &TestEnv, args: &[&str]) -> Output {
+    let inner = env.command(args);
+    let mut cmd = Command::new("setsid");
+    cmd.arg("-w")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    cmd.env_clear();
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.current_dir(env.root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("setsid")
+}
+
+fn secrets(env: &TestEnv) -> PathBuf {
+    env.root().join(".secrets")
+}
+
+fn encrypt(env: &TestEnv, key: &Key, text: &str) {
+    env.write(&env.root().join(".env"), text, 0o600);
+    let out = env.run(&["secrets", "gpg", "encrypt", "-r", &key.keyid]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn env_prints_exports_a_shell_evaluates_back_to_the_exact_values() {
+    let (env, _g, key) = gpg_env();
+    encrypt(
+        &env,
+        &key,
+        "PLAIN=abc\nQUOTE=\"it's\"\nDOLLAR=\"$HOME \\$x `id`\"\nNL=\"a\\nb\"\nexport SPACE = ' lead and trail '\nEMPTY=\n",
+    );
+    let exports = env.ok(&["secrets", "gpg", "env"]);
+    assert!(exports.starts_with("export PLAIN='abc'\n"), "{exports}");
+    let script = format!(
+        "{exports}\nprintf '%s|' \"$PLAIN\" \"$QUOTE\" \"$DOLLAR\" \"$NL\" \"$SPACE\" \"$EMPTY\""
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("sh");
+    assert_eq!(
+        stdout(&out),
+        "abc|it's|$HOME $x `id`|a\nb| lead and trail ||"
+    );
+}
+
+#[test]
+fn env_without_a_file_prints_nothing_and_succeeds() {
+    let (env, _g, _key) = gpg_env();
+    let out = env.run(&["secrets", "gpg", "env", "-f", ".secrets.prod"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "");
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn set_unset_and_add_recipient_keep_entries_and_recipients() {
+    let (env, g, alice) = gpg_env();
+    let bob = g.gen_key("Bob <bob@example.com>");
+    encrypt(&env, &alice, "A=1\nB=2\n");
+    env.ok(&["secrets", "gpg", "set", "C", "three 3"]);
+    let out = env.run_stdin(&["secrets", "gpg", "set", "A"], "from stdin\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.ok(&["secrets", "gpg", "unset", "B"]);
+    assert_eq!(
+        env.ok(&["secrets", "gpg", "show"]),
+        "A=\"from stdin\"\nC=\"three 3\"\n"
+    );
+    let before = env.ok(&["secrets", "gpg", "recipients"]);
+    assert_eq!(before.lines().count(), 1, "{before}");
+    env.ok(&["secrets", "gpg", "add-recipient", &bob.keyid]);
+    let after = env.ok(&["secrets", "gpg", "recipients"]);
+    assert_eq!(after.lines().count(), 2, "{after}");
+    assert!(after.contains("Alice") && after.contains("Bob"), "{after}");
+    // Later writes keep both recipients.
+    env.ok(&["secrets", "gpg", "set", "D", "4"]);
+    assert_eq!(env.ok(&["secrets", "gpg", "recipients"]), after);
+    // Bob alone can read it: drop Alice's secret key.
+    let out = g.gpg(&["--yes", "--delete-secret-keys", &alice.fpr], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    g.preset(&bob.enc_grip);
+    assert!(env.ok(&["secrets", "gpg", "show"]).contains("D=4"));
+}
+
+#[test]
+fn a_file_that_is_not_openpgp_is_refused_with_the_fix_and_left_alone() {
+    let (env, _g, _key) = gpg_env();
+    env.write(&secrets(&env), "A=plaintext\n", 0o600);
+    for args in [
+        &["secrets", "gpg", "env"][..],
+        &["secrets", "gpg", "set", "B", "2"],
+        &["secrets", "gpg", "recipients"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("not an OpenPGP file"), "{args:?}: {err}");
+        assert!(err.contains("hint: ov secrets gpg encrypt"), "{err}");
+    }
+    assert_eq!(
+        fs::read_to_string(secrets(&env)).expect("read"),
+        "A=plaintext\n"
+    );
+}
+
+#[test]
+fn a_file_encrypted_to_a_key_we_lack_says_no_secret_key_and_how_to_import() {
+    let (env, _g, _key) = gpg_env();
+    let other = Gnupg::bare();
+    let stranger = other.gen_key("Stranger <s@example.com>");
+    let out = other.gpg(
+        &[
+            "--trust-model",
+            "always",
+            "-e",
+            "-r",
+            &stranger.fpr,
+            "-o",
+            "-",
+        ],
+        "A=1\n",
+    );
+    fs::write(secrets(&env), &out.stdout).expect("write");
+    let before = fs::read(secrets(&env)).expect("read");
+    let out = no_tty(&env, &["secrets", "gpg", "env"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("No secret key"), "{err}");
+    assert!(
+        err.contains("hint: ov secrets gpg import-key <path>"),
+        "{err}"
+    );
+    let out = env.run(&["secrets", "gpg", "set", "B", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(fs::read(secrets(&env)).expect("read"), before);
+}
+
+#[test]
+fn an_unparseable_plaintext_names_the_line_and_the_file_stays() {
+    let (env, g, key) = gpg_env();
+    let out = g.gpg(
+        &["--trust-model", "always", "-e", "-r", &key.fpr, "-o", "-"],
+        "A=1\nthis is not an assignment\nB=2\n",
+    );
+    fs::write(secrets(&env), &out.stdout).expect("write");
+    let before = fs::read(secrets(&env)).expect("read");
+    let out = env.run(&["secrets", "gpg", "env"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("line 2:"), "{err}");
+    assert!(
+        err.contains("hint: ov secrets gpg edit -f .secrets"),
+        "{err}"
+    );
+    assert_eq!(stdout(&out), "");
+    let out = env.run(&["secrets", "gpg", "set", "C", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(fs::read(secrets(&env)).expect("read"), before);
+}
+
+#[test]
+fn duplicate_keys_warn_and_the_last_wins() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\nA=2\n");
+    let out = env.run(&["secrets", "gpg", "env"]);
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "export A='2'\n");
+    assert!(
+        stderr(&out).contains("line 2: A repeats line 1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_unknown_recipient_is_an_error_and_nothing_is_written() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    let before = fs::read(secrets(&env)).expect("read");
+    let out = env.run(&["secrets", "gpg", "add-recipient", "0xDEADBEEFDEADBEEF"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("unknown recipient 0xDEADBEEFDEADBEEF"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: ov secrets gpg import-key <path>"),
+        "{err}"
+    );
+    assert_eq!(fs::read(secrets(&env)).expect("read"), before);
+    let out = env.run(&[
+        "secrets",
+        "gpg",
+        "encrypt",
+        "-r",
+        "nobody@example.com",
+        "-o",
+        "new",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!env.root().join("new").exists());
+}
+
+#[test]
+fn a_read_only_secrets_file_is_not_replaced() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    let before = fs::read(secrets(&env)).expect("read");
+    fs::set_permissions(
+        secrets(&env),
+        std::os::unix::fs::PermissionsExt::from_mode(0o444),
+    )
+    .expect("chmod");
+    for args in [
+        &["secrets", "gpg", "set", "B", "2"][..],
+        &["secrets", "gpg", "unset", "A"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains("is read-only"), "{}", stderr(&out));
+        assert!(stderr(&out).contains("hint: chmod u+w .secrets"));
+    }
+    assert_eq!(fs::read(secrets(&env)).expect("read"), before);
+    assert_eq!(mode_of(&secrets(&env)), 0o444);
+}
+
+#[test]
+fn without_a_terminal_and_no_cached_passphrase_decrypt_fails_fast_with_the_fix() {
+    let (env, g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    g.clear(&key.enc_grip);
+    assert!(!g.cached(&key.enc_grip));
+    let start = Instant::now();
+    let out = no_tty(&env, &["secrets", "gpg", "env"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("not cached in gpg-agent"), "{err}");
+    assert!(err.contains("hint: ov secrets gpg setup"), "{err}");
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn edit_re_encrypts_changes_and_leaves_the_file_alone_otherwise() {
+    let (mut env, _g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    let before = fs::read(secrets(&env)).expect("read");
+    let runtime = env.root().join("run");
+    let leftovers = || {
+        fs::read_dir(&runtime)
+            .expect("run dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("ov-gpg."))
+            .count()
+    };
+
+    env.set_env("EDITOR", "true");
+    let out = env.run(&["secrets", "gpg", "edit"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no changes"));
+    assert_eq!(fs::read(secrets(&env)).expect("read"), before);
+
+    env.set_env("EDITOR", "false");
+    let out = env.run(&["secrets", "gpg", "edit"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is unchanged"), "{}", stderr(&out));
+    assert_eq!(fs::read(secrets(&env)).expect("read"), before);
+
+    let editor = env.root().join("ed.sh");
+    env.write(&editor, "#!/bin/sh\nls -ld \"$(dirname \"$1\")\" > \"$1.mode\"; cp \"$1.mode\" \"$(dirname \"$1\")/../seen\"; printf 'B=2\\n' >> \"$1\"\n", 0o755);
+    env.set_env("EDITOR", editor.display().to_string());
+    let out = env.run(&["secrets", "gpg", "edit"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.ok(&["secrets", "gpg", "show"]), "A=1\nB=2\n");
+    assert_eq!(leftovers(), 0, "plaintext left behind");
+    let seen = fs::read_to_string(runtime.join("seen")).expect("editor ran in the runtime dir");
+    assert!(seen.starts_with("drwx------"), "{seen}");
+}
+
+#[test]
+fn setup_configures_the_agent_and_stores_the_passphrase_where_pinentry_looks() {
+    let mut env = TestEnv::new();
+    let ss = SecretService::start(&mut env);
+    let g = Gnupg::new(&mut env);
+    fs::write(
+        g.home().join("gpg-agent.conf"),
+        "# my own settings\nenable-ssh-support\ndefault-cache-ttl 60\n",
+    )
+    .expect("conf");
+    env.write(&env.root().join("pass"), &format!("{PASS}\n"), 0o600);
+    let out = no_tty(
+        &env,
+        &[
+            "secrets",
+            "gpg",
+            "setup",
+            "--passphrase-file",
+            "pass",
+            "--uid",
+            "Setup <s@example.com>",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conf = fs::read_to_string(g.home().join("gpg-agent.conf")).expect("conf");
+    assert!(
+        conf.starts_with("# my own settings\nenable-ssh-support\ndefault-cache-ttl 28800\n"),
+        "{conf}"
+    );
+    for line in [
+        "max-cache-ttl 43200",
+        "allow-preset-passphrase",
+        "allow-loopback-pinentry",
+        "pinentry-program /",
+    ] {
+        assert!(conf.contains(line), "{line} missing: {conf}");
+    }
+    assert!(g.home().join("gpg-agent.conf.bak").exists());
+    assert!(
+        stderr(&out).contains("no systemd user manager"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Idempotent: a second run changes nothing and keeps the same key.
+    let out = no_tty(
+        &env,
+        &["secrets", "gpg", "setup", "--passphrase-file", "pass"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("already set up"), "{}", stderr(&out));
+    assert_eq!(
+        fs::read_to_string(g.home().join("gpg-agent.conf")).expect("conf"),
+        conf
+    );
+    let keys = stdout(&g.gpg(&["--with-colons", "--with-keygrip", "-K"], ""));
+    assert_eq!(keys.lines().filter(|l| l.starts_with("sec:")).count(), 1);
+    let grips: Vec<String> = keys
+        .lines()
+        .filter(|l| l.starts_with("grp:"))
+        .map(|l| l.split(':').nth(9).expect("grip").to_owned())
+        .collect();
+    assert_eq!(grips.len(), 2);
+
+    for grip in &grips {
+        // pinentry's lookup (secmem/password-cache.c): schema
+        // org.gnupg.Passphrase, attribute key-grip = the agent's
+        // SETKEYINFO value, "n/<grip>" in normal cache mode.
+        let found = ss.lookup(&[
+            "xdg:schema",
+            "org.gnupg.Passphrase",
+            "key-grip",
+            &format!("n/{grip}"),
+        ]);
+        assert_eq!(found.as_deref(), Some(PASS.as_bytes()), "grip {grip}");
+        assert!(g.cached(grip), "{grip} not cached in the agent");
+    }
+    // The agent now decrypts without any pinentry.
+    let fpr = keys
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .expect("fpr")
+        .to_owned();
+    env.write(&env.root().join(".env"), "X=1\n", 0o600);
+    env.ok(&["secrets", "gpg", "encrypt", "-r", &fpr]);
+    assert_eq!(
+        no_tty(&env, &["secrets", "gpg", "env"]).stdout,
+        b"export X='1'\n"
+    );
+
+    let out = no_tty(&env, &["secrets", "gpg", "doctor"]);
+    let report = stdout(&out);
+    assert!(out.status.success(), "{report}");
+    for id in [
+        "gpg.binary",
+        "gpg.agent.conf",
+        "gpg.keys.cached",
+        "gpg.keys.stored",
+        "gpg.file.decrypt",
+    ] {
+        assert!(
+            report.lines().any(|l| l.contains(id) && l.starts_with('✓')),
+            "{id}: {report}"
+        );
+    }
+    // No key backup yet: a warning with its fix.
+    assert!(
+        report.contains("fix: ov secrets gpg export-key --to-keystore"),
+        "{report}"
+    );
+}
+
+#[test]
+fn setup_without_a_passphrase_or_terminal_fails_fast() {
+    let mut env = TestEnv::new();
+    let _g = Gnupg::new(&mut env);
+    let out = no_tty(&env, &["secrets", "gpg", "setup", "--skip-secret-service"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("hint: ov secrets gpg setup --passphrase-file <FILE>"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn export_to_a_directory_and_the_keystore_then_import_elsewhere() {
+    let mut env = TestEnv::new();
+    let ss = SecretService::start(&mut env);
+    let g = Gnupg::new(&mut env);
+    let key = g.gen_key("Carol <carol@example.com>");
+    env.write(&env.root().join("pass"), &format!("{PASS}\n"), 0o600);
+    let out = no_tty(
+        &env,
+        &[
+            "secrets",
+            "gpg",
+            "export-key",
+            "backup",
+            "--to-keystore",
+            "--passphrase-file",
+            "pass",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for f in ["public.asc", "secret.asc", "ownertrust.txt"] {
+        assert_eq!(mode_of(&env.root().join("backup").join(f)), 0o600, "{f}");
+    }
+    let stored = ss
+        .lookup(&["xdg:schema", "org.gnupg.Key", "keyid", &key.keyid])
+        .expect("org.gnupg.Key item");
+    assert!(String::from_utf8_lossy(&stored).contains("BEGIN PGP PRIVATE KEY BLOCK"));
+    for grip in &key.grips {
+        assert!(
+            ss.lookup(&[
+                "xdg:schema",
+                "org.gnupg.Passphrase",
+                "key-grip",
+                &format!("n/{grip}")
+            ])
+            .is_some()
+        );
+    }
+
+    // A fresh home restores the key from the Secret Service …
+    let fresh = Gnupg::new(&mut env);
+    let out = no_tty(
+        &env,
+        &[
+            "secrets",
+            "gpg",
+            "import-key",
+            "--from-keystore",
+            "--key-id",
+            &key.keyid,
+            "--passphrase-file",
+            "pass",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&fresh.gpg(&["-K", &key.fpr], "")).contains(&key.fpr));
+    // … and another from the directory.
+    let dir_home = Gnupg::new(&mut env);
+    let out = no_tty(
+        &env,
+        &[
+            "secrets",
+            "gpg",
+            "import-key",
+            "backup",
+            "--passphrase-file",
+            "pass",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&dir_home.gpg(&["-K", &key.fpr], "")).contains(&key.fpr));
+}
+
+#[test]
+fn the_passphrase_flag_warns_that_ps_shows_it() {
+    let mut env = TestEnv::new();
+    let g = Gnupg::new(&mut env);
+    g.gen_key("Dave <d@example.com>");
+    let out = no_tty(
+        &env,
+        &["secrets", "gpg", "export-key", "out", "--passphrase", PASS],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("visible to every user in ps"));
+}
+
+#[test]
+fn doctor_without_gpg_gives_one_clear_result() {
+    let mut env = TestEnv::new();
+    env.set_env("PATH", "/nonexistent");
+    let out = env.run(&["secrets", "gpg", "doctor"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = stdout(&out);
+    assert!(report.contains("gpg is not installed"), "{report}");
+    assert!(
+        report.contains("fix: sudo apt-get install gnupg"),
+        "{report}"
+    );
+    let out = env.run(&["secrets", "gpg", "show"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("hint: sudo apt-get install gnupg"));
+}
+
+#[test]
+fn decrypt_writes_a_private_file_or_stdout_and_a_missing_file_says_how_to_create_it() {
+    let (env, _g, key) = gpg_env();
+    let out = env.run(&["secrets", "gpg", "show"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("hint: ov secrets gpg encrypt -r <KEY_ID> -i .env -o .secrets"),
+        "{}",
+        stderr(&out)
+    );
+    encrypt(&env, &key, "A=1\n");
+    assert_eq!(env.ok(&["secrets", "gpg", "decrypt"]), "A=1\n");
+    env.ok(&[
+        "secrets",
+        "gpg",
+        "decrypt",
+        "-i",
+        ".secrets",
+        "-o",
+        "plain.env",
+    ]);
+    let plain = env.root().join("plain.env");
+    assert_eq!(fs::read_to_string(&plain).expect("read"), "A=1\n");
+    assert_eq!(mode_of(&plain), 0o600);
+}
+
+#[test]
+fn setup_on_a_terminal_asks_for_the_new_key_passphrase_without_echo() {
+    require("expect", "expect");
+    let mut env = TestEnv::new();
+    let g = Gnupg::new(&mut env);
+    let out = common::expect(
+        &env,
+        r#"
+        set timeout 60
+        spawn $ov secrets gpg setup --skip-secret-service --uid "Tty <tty@example.com>"
+        expect "Passphrase for the new GPG key: "
+        send "typed secret\r"
+        expect "Again: "
+        send "typed secret\r"
+        expect "done. Next: ov secrets gpg encrypt -r "
+        expect eof
+        catch wait result
+        exit [lindex $result 3]
+        "#,
+    );
+    let screen = stdout(&out);
+    assert!(out.status.success(), "{screen}");
+    assert!(!screen.contains("typed secret"), "echoed: {screen}");
+    let keys = stdout(&g.gpg(&["--with-colons", "--with-keygrip", "-K"], ""));
+    assert!(keys.contains("Tty <tty@example.com>"), "{keys}");
+    for grip in keys.lines().filter(|l| l.starts_with("grp:")) {
+        let grip = grip.split(':').nth(9).expect("grip");
+        assert!(g.cached(grip), "{grip} not cached after setup");
+    }
+}
+
+#[test]
+fn help_and_the_not_openpgp_error_read_as_reviewed() {
+    let mut env = TestEnv::new();
+    let _g = Gnupg::new(&mut env);
+    crate::snap!("help_secrets_gpg", env.ok(&["secrets", "gpg", "--help"]));
+    env.write(&secrets(&env), "A=plaintext\n", 0o600);
+    let out = env.run(&["secrets", "gpg", "env"]);
+    crate::snap!("gpg_env_not_openpgp", env.transcript(&out));
+}
+
+#[test]
+fn doctor_fails_on_a_file_no_key_here_can_open_and_names_the_fix() {
+    let (env, _g, _key) = gpg_env();
+    let other = Gnupg::bare();
+    let stranger = other.gen_key("Stranger <s@example.com>");
+    let out = other.gpg(
+        &[
+            "--trust-model",
+            "always",
+            "-e",
+            "-r",
+            &stranger.fpr,
+            "-o",
+            "-",
+        ],
+        "A=1\n",
+    );
+    fs::write(secrets(&env), &out.stdout).expect("write");
+    let out = no_tty(&env, &["secrets", "gpg", "doctor"]);
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with('✗') && l.contains("gpg.file.recipients")),
+        "{report}"
+    );
+    assert!(
+        report.contains("fix: ov secrets gpg import-key <path>"),
+        "{report}"
+    );
+}
+
+#[test]
+fn set_on_a_new_file_encrypts_to_your_own_key_or_the_ones_named() {
+    let (env, g, alice) = gpg_env();
+    let bob = g.gen_key("Bob <bob@example.com>");
+    env.ok(&["secrets", "gpg", "set", "A", "1"]);
+    let own = env.ok(&["secrets", "gpg", "recipients"]);
+    assert!(own.contains("Alice") && !own.contains("Bob"), "{own}");
+    env.ok(&[
+        "secrets",
+        "gpg",
+        "set",
+        "A",
+        "1",
+        "-f",
+        "two",
+        "-r",
+        &alice.keyid,
+        "-r",
+        &bob.keyid,
+    ]);
+    let both = env.ok(&["secrets", "gpg", "recipients", "-f", "two"]);
+    assert_eq!(both.lines().count(), 2, "{both}");
+}
