@@ -218,27 +218,12 @@ impl SecretService {
     /// gnome-keyring's private `CreateWithMasterPassword`.
     pub fn create_collection(&self, label: &str) -> OwnedObjectPath {
         let conn = self.connection();
-        let reply = conn
-            .call_method(
-                Some(SECRETS),
-                SERVICE_PATH,
-                Some("org.freedesktop.Secret.Service"),
-                "OpenSession",
-                &("plain", Value::from("")),
-            )
-            .expect("OpenSession");
-        let (_, session): (OwnedValue, OwnedObjectPath) =
-            reply.body().deserialize().expect("OpenSession reply");
+        let session = plain_session(&conn);
         let props: HashMap<&str, Value<'_>> = HashMap::from([(
             "org.freedesktop.Secret.Collection.Label",
             Value::from(label),
         )]);
-        let master: (ObjectPath<'_>, Vec<u8>, Vec<u8>, &str) = (
-            session.as_ref(),
-            Vec::new(),
-            PASSWORD.as_bytes().to_vec(),
-            "text/plain",
-        );
+        let master = master_password(&session);
         let reply = conn
             .call_method(
                 Some(SECRETS),
@@ -255,23 +240,8 @@ impl SecretService {
     /// private `UnlockWithMasterPassword`, as a person at the desktop would.
     pub fn unlock(&self, collection: &OwnedObjectPath) {
         let conn = self.connection();
-        let reply = conn
-            .call_method(
-                Some(SECRETS),
-                SERVICE_PATH,
-                Some("org.freedesktop.Secret.Service"),
-                "OpenSession",
-                &("plain", Value::from("")),
-            )
-            .expect("OpenSession");
-        let (_, session): (OwnedValue, OwnedObjectPath) =
-            reply.body().deserialize().expect("OpenSession reply");
-        let master: (ObjectPath<'_>, Vec<u8>, Vec<u8>, &str) = (
-            session.as_ref(),
-            Vec::new(),
-            PASSWORD.as_bytes().to_vec(),
-            "text/plain",
-        );
+        let session = plain_session(&conn);
+        let master = master_password(&session);
         conn.call_method(
             Some(SECRETS),
             SERVICE_PATH,
@@ -294,6 +264,33 @@ impl SecretService {
         )
         .expect("Lock");
     }
+}
+
+/// A plain (unencrypted) Secret Service session: enough on a private test
+/// bus to hand gnome-keyring a master password.
+fn plain_session(conn: &zbus::blocking::Connection) -> OwnedObjectPath {
+    let reply = conn
+        .call_method(
+            Some(SECRETS),
+            SERVICE_PATH,
+            Some("org.freedesktop.Secret.Service"),
+            "OpenSession",
+            &("plain", Value::from("")),
+        )
+        .expect("OpenSession");
+    let (_, session): (OwnedValue, OwnedObjectPath) =
+        reply.body().deserialize().expect("OpenSession reply");
+    session
+}
+
+/// The test keyrings' master password as a Secret Service secret struct.
+fn master_password(session: &OwnedObjectPath) -> (ObjectPath<'_>, Vec<u8>, Vec<u8>, &'static str) {
+    (
+        session.as_ref(),
+        Vec::new(),
+        PASSWORD.as_bytes().to_vec(),
+        "text/plain",
+    )
 }
 
 impl Drop for SecretService {
