@@ -44,37 +44,32 @@ pub fn doctor_tasks(file: PathBuf) -> Vec<Task> {
 /// The doctor tasks for the `gpg` group; `file` is the `.secrets` to test
 /// (skipped when absent).
 pub fn tasks(file: PathBuf) -> Vec<Task> {
-    let mut tasks = vec![Task::single("gpg.binary", "gpg installed", binary)];
-    tasks.push(
-        Task::batch(
-            "gpg.agent",
-            "gpg-agent and its configuration",
-            || match Gpg::find() {
-                Ok(g) => agent_checks(&g),
-                Err(_) => vec![],
-            },
-        )
-        .after("gpg.binary"),
-    );
-    tasks.push(
-        Task::batch(
-            "gpg.keys",
-            "secret keys, passphrases and backups",
-            || match Gpg::find() {
-                Ok(g) => key_checks(&g),
-                Err(_) => vec![],
-            },
-        )
-        .after("gpg.binary"),
-    );
-    tasks.push(
-        Task::batch("gpg.file", "the .secrets file", move || match Gpg::find() {
-            Ok(g) => file_checks(&g, &file),
-            Err(_) => vec![],
-        })
-        .after("gpg.binary"),
-    );
-    tasks
+    vec![
+        Task::single("gpg.binary", "gpg installed", binary),
+        after_binary("gpg.agent", "gpg-agent and its configuration", |g| {
+            agent_checks(g)
+        }),
+        after_binary("gpg.keys", "secret keys, passphrases and backups", |g| {
+            key_checks(g)
+        }),
+        after_binary("gpg.file", "the .secrets file", move |g| {
+            file_checks(g, &file)
+        }),
+    ]
+}
+
+/// A batch that needs gpg: it runs once `gpg.binary` passed (and reports
+/// nothing if gpg vanished in between).
+fn after_binary(
+    id: &str,
+    title: &str,
+    checks: impl FnOnce(&Gpg) -> Vec<CheckReport> + Send + 'static,
+) -> Task {
+    Task::batch(id, title, move || match Gpg::find() {
+        Ok(g) => checks(&g),
+        Err(_) => vec![],
+    })
+    .after("gpg.binary")
 }
 
 fn binary() -> CheckReport {
