@@ -63,6 +63,30 @@ fn a_value_stored_by_secret_tool_is_read_by_ov() {
 }
 
 #[test]
+fn a_read_never_carries_the_secret_in_clear_over_the_bus() {
+    let (env, ss) = keyring_env();
+    let value = "bus-eavesdroppers-see-nothing";
+    ss.store(&["service", "svc", "username", "k"], value.as_bytes());
+    let monitor = ss.monitor();
+    assert_eq!(
+        env.ok(&["secrets", "get", "svc", "k"]),
+        format!("{value}\n")
+    );
+    let seen = monitor.stop();
+    // The monitor saw the read itself, over an encrypted session…
+    assert!(seen.contains("member=GetSecret"), "{seen}");
+    assert!(
+        seen.contains("dh-ietf1024-sha256-aes128-cbc-pkcs7"),
+        "{seen}"
+    );
+    assert!(!seen.contains(r#"string "plain""#), "{seen}");
+    // …and the value in no form dbus-monitor prints bytes in.
+    let hex: Vec<String> = value.bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(!seen.contains(value), "{seen}");
+    assert!(!seen.contains(&hex[..8].join(" ")), "{seen}");
+}
+
+#[test]
 fn list_and_delete_go_through_the_keyring() {
     let (env, ss) = keyring_env();
     env.run_stdin(&["secrets", "set", "ov/a", "one"], "1\n");

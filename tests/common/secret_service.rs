@@ -54,6 +54,30 @@ fn bus_config(listen_dir: &Path) -> String {
     )
 }
 
+/// A running `dbus-monitor`.
+pub struct Monitor {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Monitor {
+    /// Stop recording; everything seen, as dbus-monitor prints it.
+    pub fn stop(mut self) -> String {
+        // It flushes after every message; give the last ones a moment.
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.log).expect("monitor log")
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub struct SecretService {
     /// `dbus-run-session … cat`: the bus lives until `cat` sees EOF, which
     /// also happens if the test process dies without running `Drop`.
@@ -171,6 +195,34 @@ impl SecretService {
         let dbus = zbus::blocking::fdo::DBusProxy::new(&conn).expect("bus proxy");
         dbus.name_has_owner(SECRETS.try_into().expect("name"))
             .unwrap_or(false)
+    }
+
+    /// Start recording every message on the bus (`dbus-monitor`, which the
+    /// test bus allows); [`Monitor::stop`] returns what it saw.
+    pub fn monitor(&self) -> Monitor {
+        require("dbus-monitor", "dbus");
+        let log = self
+            .root
+            .join(format!("monitor-{}.log", std::process::id()));
+        let mut cmd = Command::new("dbus-monitor");
+        self.daemon_env(&mut cmd);
+        let child = cmd
+            .args(["--address", &self.address])
+            .stdout(std::fs::File::create(&log).expect("monitor log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-monitor");
+        // It is listening once the bus has taken its name away (it became
+        // a monitor).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("NameLost")
+        {
+            assert!(Instant::now() < deadline, "dbus-monitor did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Monitor { child, log }
     }
 
     /// `secret-tool ARGS…` on this bus, with `stdin` as its input.

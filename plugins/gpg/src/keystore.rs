@@ -57,7 +57,7 @@ fn put(
 ) -> Result<(), BackendError> {
     let doing = format!("store {label:?} in the Secret Service");
     let coll = link
-        .ss
+        .ss()?
         .get_default_collection()
         .map_err(|e| map_error(&e, &doing))?;
     if coll.is_locked().map_err(|e| map_error(&e, &doing))? {
@@ -94,7 +94,7 @@ fn get(
 ) -> Result<Found, BackendError> {
     let doing = "search the Secret Service";
     let found = link
-        .ss
+        .ss()?
         .search_items(as_map(search))
         .map_err(|e| map_error(&e, doing))?;
     let mut out = Vec::new();

@@ -8,13 +8,15 @@
 //! the provider has missed a deadline, later calls in the same process fail
 //! at once instead of waiting again.
 
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
 use std::thread;
 use std::time::Duration;
 
 use ov_plugin_api::{BackendError, ErrorKind};
 use secret_service::EncryptionType;
 use secret_service::blocking::SecretService;
+
+use crate::session::{self, Session};
 
 /// Milliseconds to wait for the provider, overriding [`DEFAULT_TIMEOUT_MS`].
 pub const TIMEOUT_ENV: &str = "OV_KEYRING_TIMEOUT_MS";
@@ -24,11 +26,59 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 
 pub type Service = SecretService<'static>;
 
-/// One bus connection and the Secret Service session opened on it.
+/// One bus connection, and the Secret Service sessions opened on it when
+/// first needed: a read opens only ov's own (see [`crate::session`]).
 pub struct Link {
-    /// For calls to the bus itself (who owns the service name).
     pub dbus: zbus::blocking::Connection,
-    pub ss: Service,
+    ss: OnceLock<Service>,
+    read: OnceLock<Session>,
+}
+
+impl Link {
+    /// The `secret-service` crate's view of the provider, for writes,
+    /// lists and the doctor.
+    pub fn ss(&self) -> Result<&Service, BackendError> {
+        if let Some(ss) = self.ss.get() {
+            return Ok(ss);
+        }
+        let ss = SecretService::connect_with_existing(EncryptionType::Dh, self.dbus.clone())
+            .map_err(|e| map_error(&e, "open a Secret Service session"))?;
+        Ok(self.ss.get_or_init(|| ss))
+    }
+
+    /// Whether a provider owns the Secret Service name, or the bus can
+    /// start one for the first call (D-Bus activation).
+    pub fn provider(&self) -> Result<(), BackendError> {
+        let dbus = zbus::blocking::fdo::DBusProxy::new(&self.dbus)
+            .map_err(|e| map_error(&e.into(), "ask the session bus for the Secret Service"))?;
+        let name = zbus::names::BusName::from_static_str(session::DEST)
+            .map_err(|e| unavailable(e.to_string()))?;
+        let fdo = |e: zbus::fdo::Error| {
+            map_error(&e.into(), "ask the session bus for the Secret Service")
+        };
+        if dbus.name_has_owner(name).map_err(fdo)? {
+            return Ok(());
+        }
+        let activatable = dbus.list_activatable_names().map_err(fdo)?;
+        if activatable.iter().any(|n| n.as_str() == session::DEST) {
+            return Ok(());
+        }
+        Err(unavailable(format!(
+            "no Secret Service provider on the session bus: nothing owns {} and the bus cannot start one",
+            session::DEST
+        ))
+        .with_hint(START_PROVIDER))
+    }
+
+    /// ov's own encrypted session, for reads.
+    pub fn read_session(&self) -> Result<&Session, BackendError> {
+        if let Some(s) = self.read.get() {
+            return Ok(s);
+        }
+        let s = Session::open(&self.dbus)
+            .map_err(|e| map_session_error(e, "open a Secret Service session"))?;
+        Ok(self.read.get_or_init(|| s))
+    }
 }
 
 /// The command that starts a provider, for hints and doctor fixes.
@@ -146,9 +196,11 @@ impl Bus {
         let conn = zbus::blocking::connection::Builder::session()
             .and_then(|b| b.method_timeout(limit).build())
             .map_err(|e| connect_error(&e))?;
-        let ss = SecretService::connect_with_existing(EncryptionType::Dh, conn.clone())
-            .map_err(|e| map_error(&e, "open a Secret Service session"))?;
-        let link: &'static Link = Box::leak(Box::new(Link { dbus: conn, ss }));
+        let link: &'static Link = Box::leak(Box::new(Link {
+            dbus: conn,
+            ss: OnceLock::new(),
+            read: OnceLock::new(),
+        }));
         self.lock().service = Some(link);
         Ok(link)
     }
@@ -196,6 +248,17 @@ pub fn error_name(e: &secret_service::Error) -> Option<String> {
         secret_service::Error::Zbus(z) => zbus_name(z),
         secret_service::Error::ZbusFdo(f) => Some(f.name().as_str().to_owned()),
         _ => None,
+    }
+}
+
+/// [`map_error`] for the read path's own calls.
+pub fn map_session_error(e: session::Error, doing: &str) -> BackendError {
+    match e {
+        session::Error::Bus(z) => map_error(&secret_service::Error::Zbus(z), doing),
+        session::Error::Protocol(why) => BackendError::new(
+            ErrorKind::Io,
+            format!("cannot {doing}: the Secret Service provider misbehaved: {why}"),
+        ),
     }
 }
 

@@ -37,7 +37,12 @@ fn bus_address() -> String {
 }
 
 pub fn run(bus: &Bus, pin: Option<String>) -> Vec<CheckReport> {
-    match bus.run(move |link| Ok(inspect(link, pin.as_deref()))) {
+    let checked = bus.run(move |link| {
+        link.provider()?;
+        link.ss()?;
+        Ok(inspect(link, pin.as_deref()))
+    });
+    match checked {
         Ok(reports) => reports,
         Err(e) => failed(&e),
     }

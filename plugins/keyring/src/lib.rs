@@ -34,6 +34,7 @@
 
 pub mod bus;
 mod checks;
+mod session;
 mod wait;
 
 use std::collections::HashMap;
@@ -47,7 +48,7 @@ use ov_plugin_support::shell_quote;
 use secret_service::blocking::{Collection, Item};
 use zeroize::Zeroizing;
 
-use crate::bus::{Bus, Link, map_error, unavailable};
+use crate::bus::{Bus, Link, map_error, map_session_error, unavailable};
 
 pub const NAME: &str = "keyring";
 /// The setting that pins ov to one collection; empty means "search them all".
@@ -115,11 +116,11 @@ fn or_gone(e: &secret_service::Error, doing: &str) -> Result<BackendError, Backe
 }
 
 pub(crate) fn scan(link: &'static Link) -> Result<Scan, BackendError> {
-    let all = link
-        .ss
+    let ss = link.ss()?;
+    let all = ss
         .get_all_collections()
         .map_err(|e| map_error(&e, "list the keyring collections"))?;
-    let default = match link.ss.get_default_collection() {
+    let default = match ss.get_default_collection() {
         Ok(c) => Ok(Some(c.collection_path.to_string())),
         Err(secret_service::Error::NoResult) => Ok(None),
         Err(e) => Err(or_gone(&e, "read the default alias")?.message),
@@ -241,6 +242,15 @@ fn read_secret(item: &Item<'_>, entry: &EntryRef, place: &str) -> Result<Secret,
         item.get_secret()
             .map_err(|e| map_error(&e, &format!("read {entry} from {place}")))?,
     );
+    text_secret(bytes, entry, place)
+}
+
+/// A value as text, or a clear error for bytes that are not UTF-8.
+fn text_secret(
+    bytes: Zeroizing<Vec<u8>>,
+    entry: &EntryRef,
+    place: &str,
+) -> Result<Secret, BackendError> {
     match std::str::from_utf8(&bytes) {
         Ok(text) => Ok(Secret::from(text)),
         Err(_) => Err(BackendError::new(
@@ -259,40 +269,47 @@ fn read_secret(item: &Item<'_>, entry: &EntryRef, place: &str) -> Result<Secret,
     }
 }
 
-/// The common case in three calls: where the default alias points, one
-/// service-wide search, and the secret. `None` when it cannot decide (a
-/// pinned label, no unlocked match, a provider that refuses the search),
-/// and the caller walks the collections one by one instead.
+/// The common case, on ov's own session (see [`session`]): one
+/// service-wide search, then the key exchange and the secret. A miss costs
+/// the search alone. `None` when it cannot decide (no unlocked match, a
+/// provider that refuses the search), and the caller walks the collections
+/// one by one instead.
 fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Option<Secret>, BackendError> {
-    let Ok(found) = link.ss.search_items(lookup_attrs(entry)) else {
-        return Ok(None);
-    };
-    if found.unlocked.is_empty() {
-        return Ok(None);
-    }
-    let default = link
-        .ss
-        .get_default_collection()
-        .ok()
-        .map(|c| format!("{}/", c.collection_path.as_str()));
-    let in_default = |item: &&Item<'_>| {
-        default
-            .as_deref()
-            .is_some_and(|d| item.item_path.as_str().starts_with(d))
-    };
-    let item = found
-        .unlocked
-        .iter()
-        .find(in_default)
-        .or(found.unlocked.first());
-    match item {
-        Some(item) => {
-            let path = item.item_path.as_str();
-            let collection = path.rsplit_once('/').map_or(path, |(c, _)| c);
-            read_secret(item, entry, &format!("the collection {collection}")).map(Some)
+    let doing = format!("read {entry}");
+    let found = match session::search(&link.dbus, &lookup_attrs(entry)) {
+        Ok((unlocked, _)) => unlocked,
+        Err(e) => {
+            // Gone is gone; any other refusal gets the slow path's report.
+            let be = map_session_error(e, &doing);
+            return if be.kind == ErrorKind::Unavailable {
+                Err(be)
+            } else {
+                Ok(None)
+            };
         }
-        None => Ok(None),
-    }
+    };
+    let item = match found.as_slice() {
+        [] => return Ok(None),
+        [one] => one,
+        several => {
+            // The default collection's copy wins, as on the slow path.
+            let default = session::read_alias(&link.dbus, "default")
+                .ok()
+                .flatten()
+                .map(|c| format!("{}/", c.as_str()));
+            default
+                .and_then(|d| several.iter().find(|i| i.as_str().starts_with(&d)))
+                .unwrap_or(&several[0])
+        }
+    };
+    let path = item.as_str();
+    let collection = path.rsplit_once('/').map_or(path, |(c, _)| c);
+    let place = format!("the collection {collection}");
+    let bytes = link
+        .read_session()?
+        .secret(&link.dbus, item)
+        .map_err(|e| map_session_error(e, &format!("read {entry} from {place}")))?;
+    text_secret(bytes, entry, &place).map(Some)
 }
 
 fn get_in(
@@ -508,7 +525,7 @@ impl Backend for KeyringBackend {
     }
 
     fn probe(&self, _ctx: &Context) -> Availability {
-        match self.bus.run(|_| Ok(())) {
+        match self.bus.run(|link| link.provider()) {
             Ok(()) => Availability::Available {
                 location: Some(LOCATION.into()),
             },
