@@ -423,3 +423,58 @@ fn a_value_larger_than_the_limit_is_refused_before_the_keyring() {
     assert!(stderr(&out).contains("the limit is"), "{}", stderr(&out));
     assert_eq!(ss.lookup(&["service", "svc", "username", "big"]), None);
 }
+
+#[test]
+fn a_collection_whose_properties_cannot_be_read_is_skipped_and_reported() {
+    let (env, ss) = keyring_env();
+    let broken = ss.create_collection("Broken");
+    env.run_stdin(&["secrets", "set", "svc", "k"], "in-login\n");
+    env.ok(&["settings", "set", "keyring_collection_label", "Broken"]);
+    env.run_stdin(&["secrets", "set", "svc", "only-broken"], "in-broken\n");
+    env.ok(&["settings", "unset", "keyring_collection_label"]);
+    ss.deny_properties(&broken);
+
+    let doctor = env.run(&["doctor", "keyring"]);
+    let report = stdout(&doctor);
+    assert_eq!(
+        doctor.status.code(),
+        Some(0),
+        "a warning, not a failure: {report}"
+    );
+    let line = report
+        .lines()
+        .find(|l| l.contains("keyring.collection.Broken"))
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(line.starts_with('!'), "{report}");
+    assert!(line.contains("properties cannot be read"), "{report}");
+    assert!(
+        line.contains("AccessDenied"),
+        "the reason is kept: {report}"
+    );
+    assert!(report.contains("✓ keyring.collection.login"), "{report}");
+    assert!(
+        report.contains("ov settings set keyring_collection_label Login"),
+        "{report}"
+    );
+
+    // Reads go on: the readable collection, and items the provider still
+    // serves from the one whose properties are hidden.
+    assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "in-login\n");
+    assert_eq!(
+        env.ok(&["secrets", "get", "svc", "only-broken"]),
+        "in-broken\n"
+    );
+    assert_eq!(env.ok(&["secrets", "list"]), "svc/k\n");
+
+    // Pinned to it, ov cannot tell it is there: say so, and touch nothing.
+    env.ok(&["settings", "set", "keyring_collection_label", "Broken"]);
+    let out = env.run_stdin(&["secrets", "set", "svc", "k"], "overwritten\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("labels present: \"Login\", \"\"; 1 more could not be read"),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["settings", "unset", "keyring_collection_label"]);
+    assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "in-login\n");
+}

@@ -35,7 +35,7 @@ pub fn require(cmd: &str, package: &str) {
 
 /// A bus config with no service activation: nothing starts behind the
 /// test's back, so "no provider" really means none.
-fn bus_config(listen_dir: &Path) -> String {
+fn bus_config(listen_dir: &Path, extra_rules: &str) -> String {
     format!(
         r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -47,6 +47,7 @@ fn bus_config(listen_dir: &Path) -> String {
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
     <allow own="*"/>
+    {extra_rules}
   </policy>
 </busconfig>
 "#,
@@ -103,7 +104,7 @@ impl SecretService {
         require("dbus-daemon", "dbus");
         let root = env.root().to_path_buf();
         let conf = root.join("dbus.conf");
-        std::fs::write(&conf, bus_config(&root.join("run"))).expect("write bus config");
+        std::fs::write(&conf, bus_config(&root.join("run"), "")).expect("write bus config");
         let mut session = Command::new("dbus-run-session")
             .arg(format!("--config-file={}", conf.display()))
             .args([
@@ -169,6 +170,32 @@ impl SecretService {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Make the bus refuse property reads of one collection, as a
+    /// sandbox's D-Bus filter (AppArmor, a Flatpak proxy) would: the
+    /// provider lists the collection, but asking for its label or lock
+    /// state fails with `AccessDenied`. gnome-keyring itself never gets
+    /// into that state, so the test's own bus policy puts it there.
+    pub fn deny_properties(&self, collection: &OwnedObjectPath) {
+        let rule = format!(
+            r#"<deny send_destination="{SECRETS}" send_path="{}" send_interface="org.freedesktop.DBus.Properties"/>"#,
+            collection.as_str()
+        );
+        std::fs::write(
+            self.root.join("dbus.conf"),
+            bus_config(&self.root.join("run"), &rule),
+        )
+        .expect("write bus config");
+        self.connection()
+            .call_method(
+                Some("org.freedesktop.DBus"),
+                "/org/freedesktop/DBus",
+                Some("org.freedesktop.DBus"),
+                "ReloadConfig",
+                &(),
+            )
+            .expect("ReloadConfig");
     }
 
     /// Kill the provider, leaving the bus up.

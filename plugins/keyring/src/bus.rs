@@ -234,21 +234,38 @@ fn connect_error(e: &zbus::Error) -> BackendError {
     unavailable(format!("no D-Bus session bus: {why} at {}", bus_address())).with_hint(NO_BUS_FIX)
 }
 
-/// The D-Bus error name inside an error, when the provider sent one.
-pub fn error_name(e: &secret_service::Error) -> Option<String> {
+/// The D-Bus error inside an error (name and message), when the bus or
+/// the provider sent one; zbus nests them in a few ways.
+pub fn dbus_error(e: &secret_service::Error) -> Option<(String, Option<String>)> {
     use zbus::DBusError;
-    fn zbus_name(e: &zbus::Error) -> Option<String> {
+    fn from_zbus(e: &zbus::Error) -> Option<(String, Option<String>)> {
         match e {
-            zbus::Error::MethodError(name, _, _) => Some(name.as_str().to_owned()),
-            zbus::Error::FDO(f) => Some(f.name().as_str().to_owned()),
+            zbus::Error::MethodError(name, desc, _) => {
+                Some((name.as_str().to_owned(), desc.clone()))
+            }
+            zbus::Error::FDO(f) => from_fdo(f),
             _ => None,
         }
     }
+    fn from_fdo(f: &zbus::fdo::Error) -> Option<(String, Option<String>)> {
+        match f {
+            zbus::fdo::Error::ZBus(z) => from_zbus(z),
+            other => Some((
+                other.name().as_str().to_owned(),
+                other.description().map(str::to_owned),
+            )),
+        }
+    }
     match e {
-        secret_service::Error::Zbus(z) => zbus_name(z),
-        secret_service::Error::ZbusFdo(f) => Some(f.name().as_str().to_owned()),
+        secret_service::Error::Zbus(z) => from_zbus(z),
+        secret_service::Error::ZbusFdo(f) => from_fdo(f),
         _ => None,
     }
+}
+
+/// The D-Bus error name inside an error, when the provider sent one.
+pub fn error_name(e: &secret_service::Error) -> Option<String> {
+    dbus_error(e).map(|(name, _)| name)
 }
 
 /// [`map_error`] for the read path's own calls.
@@ -303,6 +320,13 @@ pub fn map_error(e: &secret_service::Error, doing: &str) -> BackendError {
             ErrorKind::Locked,
             format!("cannot {doing}: the provider asked for a prompt and it was dismissed"),
         ),
-        _ => BackendError::new(ErrorKind::Io, format!("cannot {doing}: {e}")),
+        _ => {
+            let why = match dbus_error(e) {
+                Some((name, Some(desc))) if !desc.is_empty() => format!("{desc} ({name})"),
+                Some((name, _)) => name,
+                None => e.to_string(),
+            };
+            BackendError::new(ErrorKind::Io, format!("cannot {doing}: {why}"))
+        }
     }
 }
