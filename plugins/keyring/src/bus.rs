@@ -143,6 +143,13 @@ impl Bus {
         if let Some(reason) = self.lock().unresponsive.clone() {
             return Err(unavailable(reason));
         }
+        if self.lock().service.is_none()
+            && let Some(missing) = missing_socket()
+        {
+            // The common headless case, decided without a thread or a
+            // connection attempt: every read on a server passes here.
+            return Err(missing);
+        }
         let limit = timeout();
         let (tx, rx) = mpsc::sync_channel(1);
         let bus = self.clone();
@@ -220,6 +227,38 @@ fn bus_address() -> String {
             _ => "no address (DBUS_SESSION_BUS_ADDRESS and XDG_RUNTIME_DIR are unset)".into(),
         },
     }
+}
+
+/// The session bus addresses zbus would try, as `unix:path=` socket paths;
+/// `None` when any address is of another kind (ov cannot tell in advance).
+fn socket_paths() -> Option<Vec<std::path::PathBuf>> {
+    let address = match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
+        Ok(a) if !a.is_empty() => a,
+        _ => {
+            let dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty())?;
+            return Some(vec![std::path::Path::new(&dir).join("bus")]);
+        }
+    };
+    address
+        .split(';')
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            let rest = a.strip_prefix("unix:")?;
+            let path = rest.split(',').find_map(|kv| kv.strip_prefix("path="))?;
+            // Escaped bytes (%2f…) are rare in paths; leave those to zbus.
+            (!path.contains('%')).then(|| path.into())
+        })
+        .collect()
+}
+
+/// An error when no session bus socket exists at any address.
+fn missing_socket() -> Option<BackendError> {
+    let paths = socket_paths()?;
+    if paths.is_empty() || paths.iter().any(|p| p.exists()) {
+        return None;
+    }
+    let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+    Some(connect_error(&zbus::Error::InputOutput(io.into())))
 }
 
 fn connect_error(e: &zbus::Error) -> BackendError {

@@ -269,27 +269,43 @@ fn text_secret(
     }
 }
 
+/// What the service-wide search decided.
+enum Fast {
+    Found(Secret),
+    /// No collection holds it, locked or not.
+    Nowhere,
+    /// Only locked copies, or a provider that refused the search: walk
+    /// the collections one by one to say which.
+    Undecided,
+}
+
 /// The common case, on ov's own session (see [`session`]): one
 /// service-wide search, then the key exchange and the secret. A miss costs
-/// the search alone. `None` when it cannot decide (no unlocked match, a
-/// provider that refuses the search), and the caller walks the collections
-/// one by one instead.
-fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Option<Secret>, BackendError> {
+/// the search alone.
+fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Fast, BackendError> {
     let doing = format!("read {entry}");
     let found = match session::search(&link.dbus, &lookup_attrs(entry)) {
-        Ok((unlocked, _)) => unlocked,
+        Ok((unlocked, locked)) => {
+            if unlocked.is_empty() {
+                return Ok(if locked.is_empty() {
+                    Fast::Nowhere
+                } else {
+                    Fast::Undecided
+                });
+            }
+            unlocked
+        }
         Err(e) => {
             // Gone is gone; any other refusal gets the slow path's report.
             let be = map_session_error(e, &doing);
             return if be.kind == ErrorKind::Unavailable {
                 Err(be)
             } else {
-                Ok(None)
+                Ok(Fast::Undecided)
             };
         }
     };
     let item = match found.as_slice() {
-        [] => return Ok(None),
         [one] => one,
         several => {
             // The default collection's copy wins, as on the slow path.
@@ -309,7 +325,7 @@ fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Option<Secret>, Bac
         .read_session()?
         .secret(&link.dbus, item)
         .map_err(|e| map_session_error(e, &format!("read {entry} from {place}")))?;
-    text_secret(bytes, entry, &place).map(Some)
+    text_secret(bytes, entry, &place).map(Fast::Found)
 }
 
 fn get_in(
@@ -317,10 +333,12 @@ fn get_in(
     pin: Option<&str>,
     entry: &EntryRef,
 ) -> Result<Option<Secret>, BackendError> {
-    if pin.is_none()
-        && let Some(found) = get_fast(link, entry)?
-    {
-        return Ok(Some(found));
+    if pin.is_none() {
+        match get_fast(link, entry)? {
+            Fast::Found(secret) => return Ok(Some(secret)),
+            Fast::Nowhere => return Ok(None),
+            Fast::Undecided => {}
+        }
     }
     let scan = scan(link)?;
     let colls = select(&scan, pin)?;
