@@ -156,17 +156,27 @@ impl Store {
         &self.host.backends
     }
 
+    /// Fill in where `source`'s backend keeps its values (its file, its
+    /// bus…), for `ov secrets which`.
+    pub fn locate(&self, source: &mut Source) {
+        if source.location.is_some() {
+            return;
+        }
+        if let Some(b) = self.chain().iter().find(|b| b.desc.name == source.backend) {
+            source.location = location(&b.backend.probe(&self.ctx));
+        }
+    }
+
     /// First hit in the chain, with its source; `Err(Miss)` when none has it.
     pub fn get(&self, entry: &EntryRef) -> Result<std::result::Result<(Secret, Source), Miss>> {
         let mut miss = Miss::default();
         for b in self.chain() {
             match self.call(b, |c| b.backend.get(c, entry))? {
                 Ok(Some(value)) => {
-                    let location = if b.desc.name == "env" {
-                        Some(format!("${}", variable_name(entry)))
-                    } else {
-                        location(&b.backend.probe(&self.ctx))
-                    };
+                    // Where a backend lives costs a probe (a bus round trip
+                    // for the keyring); `which` asks for it, a read does not.
+                    let location =
+                        (b.desc.name == "env").then(|| format!("${}", variable_name(entry)));
                     return Ok(Ok((
                         value,
                         Source {

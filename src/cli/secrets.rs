@@ -446,7 +446,8 @@ fn ensure(engine: &Engine, a: &EntryArgs) -> Result<i32> {
 fn which(engine: &Engine, a: &WhichArgs) -> Result<i32> {
     let entry = entry_of(&a.entry)?;
     match engine.store.get(&entry)? {
-        Ok((_, source)) => {
+        Ok((_, mut source)) => {
+            engine.store.locate(&mut source);
             if a.json {
                 print_json(&source)?;
             } else {
