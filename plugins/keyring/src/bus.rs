@@ -200,7 +200,7 @@ impl Bus {
         if let Some(ss) = self.lock().service {
             return Ok(ss);
         }
-        let conn = zbus::blocking::connection::Builder::session()
+        let conn = builder()
             .and_then(|b| b.method_timeout(limit).build())
             .map_err(|e| connect_error(&e))?;
         let link: &'static Link = Box::leak(Box::new(Link {
@@ -249,6 +249,23 @@ fn socket_paths() -> Option<Vec<std::path::PathBuf>> {
             (!path.contains('%')).then(|| path.into())
         })
         .collect()
+}
+
+/// A connection builder for the session bus. A plain socket path is
+/// connected here, which spares zbus a thread for the `connect` call; any
+/// other address is zbus's to dial.
+fn builder() -> zbus::Result<zbus::blocking::connection::Builder<'static>> {
+    let Some(paths) = socket_paths() else {
+        return zbus::blocking::connection::Builder::session();
+    };
+    let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
+    for path in paths {
+        match std::os::unix::net::UnixStream::connect(&path) {
+            Ok(stream) => return Ok(zbus::blocking::connection::Builder::unix_stream(stream)),
+            Err(e) => last = e,
+        }
+    }
+    Err(zbus::Error::InputOutput(last.into()))
 }
 
 /// An error when no session bus socket exists at any address.

@@ -280,9 +280,14 @@ enum Fast {
 }
 
 /// The common case, on ov's own session (see [`session`]): one
-/// service-wide search, then the key exchange and the secret. A miss costs
-/// the search alone.
+/// service-wide search and the secret. The key exchange, whose provider
+/// half is the slowest call of a read, runs on a second thread meanwhile;
+/// a miss does not wait for it.
 fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Fast, BackendError> {
+    // Its result is kept in the link; a failure shows again below.
+    let opener = std::thread::Builder::new()
+        .name("ov-keyring-session".into())
+        .spawn(move || link.read_session().map(|_| ()));
     let doing = format!("read {entry}");
     let found = match session::search(&link.dbus, &lookup_attrs(entry)) {
         Ok((unlocked, locked)) => {
@@ -321,6 +326,9 @@ fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Fast, BackendError>
     let path = item.as_str();
     let collection = path.rsplit_once('/').map_or(path, |(c, _)| c);
     let place = format!("the collection {collection}");
+    if let Ok(opener) = opener {
+        let _ = opener.join();
+    }
     let bytes = link
         .read_session()?
         .secret(&link.dbus, item)
