@@ -11,7 +11,7 @@ use ov_plugin_api::ffi::{ABI_VERSION, CallFn, EntryFn, FreeFn, entry_symbol_for_
 use ov_plugin_api::zeroize::Zeroize;
 use ov_plugin_api::{
     Availability, Backend, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
-    Request, Response, Secret,
+    Request, Response, Secret, SecretBytes,
 };
 use ov_plugin_support::shell_quote;
 
@@ -403,6 +403,27 @@ impl Backend for DynBackend {
         })
     }
 
+    fn get_bytes(
+        &self,
+        ctx: &Context,
+        entry: &EntryRef,
+    ) -> Result<Option<SecretBytes>, BackendError> {
+        let req = Request::GetBytes {
+            ctx: ctx.clone(),
+            entry: entry.clone(),
+        };
+        match self.ask(req, |r| match r {
+            Response::Bytes(v) => Some(v),
+            _ => None,
+        }) {
+            // A plugin older than the request: its values are text.
+            Err(e) if e.kind == ErrorKind::Unsupported => {
+                self.get(ctx, entry).map(|v| v.map(SecretBytes::from))
+            }
+            other => other,
+        }
+    }
+
     fn set(&self, ctx: &Context, entry: &EntryRef, value: &Secret) -> Result<(), BackendError> {
         let req = Request::Set {
             ctx: ctx.clone(),
@@ -504,6 +525,14 @@ impl<B: Backend> Backend for Guarded<B> {
 
     fn get(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Secret>, BackendError> {
         guard(&self.0.describe().name, || self.0.get(ctx, entry))
+    }
+
+    fn get_bytes(
+        &self,
+        ctx: &Context,
+        entry: &EntryRef,
+    ) -> Result<Option<SecretBytes>, BackendError> {
+        guard(&self.0.describe().name, || self.0.get_bytes(ctx, entry))
     }
 
     fn set(&self, ctx: &Context, entry: &EntryRef, value: &Secret) -> Result<(), BackendError> {

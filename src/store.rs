@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use ov_plugin_api::{Availability, Context, EntryRef, ErrorKind, Secret};
+use ov_plugin_api::{
+    Availability, BackendError, Context, EntryRef, ErrorKind, Secret, SecretBytes,
+};
 
 use crate::env_backend::variable_name;
 use crate::error::{OvError, Result};
@@ -169,9 +171,26 @@ impl Store {
 
     /// First hit in the chain, with its source; `Err(Miss)` when none has it.
     pub fn get(&self, entry: &EntryRef) -> Result<std::result::Result<(Secret, Source), Miss>> {
+        self.first(entry, |b, c| b.backend.get(c, entry))
+    }
+
+    /// [`Store::get`] as the bytes the store holds (`ov secrets get --raw`).
+    pub fn get_bytes(
+        &self,
+        entry: &EntryRef,
+    ) -> Result<std::result::Result<(SecretBytes, Source), Miss>> {
+        self.first(entry, |b, c| b.backend.get_bytes(c, entry))
+    }
+
+    /// Ask each backend in chain order with `read`; the first value wins.
+    fn first<T>(
+        &self,
+        entry: &EntryRef,
+        read: impl Fn(&Loaded, &Context) -> std::result::Result<Option<T>, BackendError>,
+    ) -> Result<std::result::Result<(T, Source), Miss>> {
         let mut miss = Miss::default();
         for b in self.chain() {
-            match self.call(b, |c| b.backend.get(c, entry))? {
+            match self.call(b, |c| read(b, c))? {
                 Ok(Some(value)) => {
                     // Where a backend lives costs a probe (a bus round trip
                     // for the keyring); `which` asks for it, a read does not.

@@ -39,6 +39,17 @@ fn contract(backend: &dyn Backend, name: &str, plaintext: bool) {
     backend.set(&ctx, &c, &Secret::from("3")).unwrap();
     assert_eq!(backend.get(&ctx, &a).unwrap().unwrap().expose(), tricky);
     assert_eq!(backend.get(&ctx, &b).unwrap().unwrap().expose(), "");
+    // The bytes as stored: the same text, for stores of text.
+    assert_eq!(
+        backend.get_bytes(&ctx, &a).unwrap().unwrap().expose(),
+        tricky.as_bytes()
+    );
+    assert_eq!(
+        backend
+            .get_bytes(&ctx, &EntryRef::new("ov/vnc", "absent"))
+            .unwrap(),
+        None
+    );
 
     // Overwrite.
     backend.set(&ctx, &c, &Secret::from("4")).unwrap();

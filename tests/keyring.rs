@@ -276,23 +276,31 @@ fn get_wait_unlock_returns_once_someone_unlocks_the_collection() {
 }
 
 #[test]
-fn a_secret_that_is_not_utf8_gets_a_clear_error() {
+fn a_secret_that_is_not_utf8_gets_a_clear_error_and_raw_gets_the_bytes() {
     let (env, ss) = keyring_env();
-    ss.store(
-        &["service", "bin", "username", "blob"],
-        &[0xff, 0xfe, 0x00, 0x01],
-    );
+    let blob = [0xff, 0xfe, 0x00, 0x01, b'\n'];
+    ss.store(&["service", "bin", "username", "blob"], &blob);
     let out = env.run(&["secrets", "get", "bin", "blob"]);
     assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
     let err = stderr(&out);
     assert!(
-        err.contains("holds 4 bytes that are not UTF-8 text"),
+        err.contains("holds 5 bytes that are not UTF-8 text"),
         "{err}"
     );
     assert!(
-        err.contains("secret-tool lookup service bin username blob"),
+        err.contains("hint: ov secrets get --raw bin blob > value.bin"),
         "{err}"
     );
+    // --raw: exactly the stored bytes, nothing added.
+    let out = env.run(&["secrets", "get", "--raw", "bin", "blob"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, blob);
+    // Text values too, without the newline `get` adds.
+    ss.store(&["service", "bin", "username", "text"], b"plain");
+    assert_eq!(env.ok(&["secrets", "get", "bin", "text"]), "plain\n");
+    let out = env.run(&["secrets", "get", "--raw", "bin", "text"]);
+    assert_eq!(out.stdout, b"plain");
 }
 
 #[test]

@@ -37,6 +37,8 @@ fn a_loaded_config_plugin_replaces_the_builtin_and_serves_secrets() {
         env.ok(&["secrets", "get", "ov/vnc", "pw"]),
         "through-the-so\n"
     );
+    let raw = env.run(&["secrets", "get", "--raw", "ov/vnc", "pw"]);
+    assert_eq!(raw.stdout, b"through-the-so");
     let json: serde_json::Value =
         serde_json::from_str(&env.ok(&["plugins", "list", "--json"])).unwrap();
     let loaded = json

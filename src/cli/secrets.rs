@@ -73,6 +73,10 @@ pub struct EntryArgs {
 pub struct GetArgs {
     #[command(flatten)]
     entry: EntryArgs,
+    /// Print the stored bytes exactly, with no newline added: for values
+    /// that are not UTF-8 text, or to write a key file (`> key.bin`)
+    #[arg(long)]
+    raw: bool,
     /// If the keyring holding it is locked, wait until someone unlocks it
     #[arg(long)]
     wait_unlock: bool,
@@ -212,11 +216,20 @@ fn entry_of(a: &EntryArgs) -> Result<EntryRef> {
 }
 
 /// Print a value and a newline, and nothing else.
-fn print_value(value: &Secret) {
+fn print_value(value: &Secret) -> Result<()> {
     let mut line = Zeroizing::new(String::with_capacity(value.len() + 1));
     line.push_str(value.expose());
     line.push('\n');
-    print!("{}", line.as_str());
+    print_raw(line.as_bytes())
+}
+
+/// Write `bytes` to stdout as they are.
+fn print_raw(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| OvError::new(format!("cannot write the value to standard output: {e}")))
 }
 
 /// The error for a secret no backend holds.
@@ -310,9 +323,20 @@ fn list(engine: &Engine, a: ListArgs) -> Result<i32> {
 
 fn get(engine: &Engine, a: &GetArgs) -> Result<i32> {
     let entry = entry_of(&a.entry)?;
-    let miss = match engine.store.get(&entry)? {
-        Ok((value, _)) => {
-            print_value(&value);
+    let found = if a.raw {
+        engine
+            .store
+            .get_bytes(&entry)?
+            .map(|(bytes, _)| print_raw(bytes.expose()))
+    } else {
+        engine
+            .store
+            .get(&entry)?
+            .map(|(value, _)| print_value(&value))
+    };
+    let miss = match found {
+        Ok(printed) => {
+            printed?;
             return Ok(0);
         }
         Err(miss) => miss,
@@ -330,7 +354,14 @@ fn get(engine: &Engine, a: &GetArgs) -> Result<i32> {
             };
             let ms = a.wait_timeout.saturating_mul(1000);
             if let Some(value) = b.backend.get_when_unlocked(&engine.store.ctx, &entry, ms)? {
-                print_value(&value);
+                if a.raw {
+                    // Unlocked now: read the bytes as stored.
+                    if let Some(bytes) = b.backend.get_bytes(&engine.store.ctx, &entry)? {
+                        print_raw(bytes.expose())?;
+                        return Ok(0);
+                    }
+                }
+                print_value(&value)?;
                 return Ok(0);
             }
         }
@@ -387,7 +418,7 @@ fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
     report_written(engine, &entry, &written);
     resealed(engine, &entry.service)?;
     if a.generate {
-        print_value(&value);
+        print_value(&value)?;
     }
     Ok(0)
 }
@@ -439,7 +470,7 @@ fn ensure(engine: &Engine, a: &EntryArgs) -> Result<i32> {
         report_written(engine, &entry, &w);
         resealed(engine, &entry.service)?;
     }
-    print_value(&value);
+    print_value(&value)?;
     Ok(0)
 }
 

@@ -2,7 +2,7 @@
 
 use crate::{
     Availability, BackendError, CheckReport, Context, Description, EntryRef, Request, Response,
-    Secret,
+    Secret, SecretBytes,
 };
 
 /// A secret store. Backends never print and never read the terminal: they
@@ -14,6 +14,16 @@ pub trait Backend: Send + Sync {
     fn probe(&self, ctx: &Context) -> Availability;
 
     fn get(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Secret>, BackendError>;
+
+    /// [`Backend::get`] as the bytes the store holds. Stores of text need
+    /// not override it; stores that may hold other bytes (the keyring) do.
+    fn get_bytes(
+        &self,
+        ctx: &Context,
+        entry: &EntryRef,
+    ) -> Result<Option<SecretBytes>, BackendError> {
+        self.get(ctx, entry).map(|v| v.map(SecretBytes::from))
+    }
 
     fn set(&self, _ctx: &Context, _entry: &EntryRef, _value: &Secret) -> Result<(), BackendError> {
         Err(BackendError::unsupported(format!(
@@ -87,6 +97,9 @@ pub fn dispatch(backend: &dyn Backend, request: Request) -> Response {
         Request::Describe => Response::Description(backend.describe()),
         Request::Probe { ctx } => Response::Availability(backend.probe(&ctx)),
         Request::Get { ctx, entry } => answer(backend.get(&ctx, &entry), Response::Value),
+        Request::GetBytes { ctx, entry } => {
+            answer(backend.get_bytes(&ctx, &entry), Response::Bytes)
+        }
         Request::Set { ctx, entry, value } => {
             answer(backend.set(&ctx, &entry, &value), |()| Response::Done)
         }

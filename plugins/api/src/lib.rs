@@ -15,5 +15,5 @@ pub use proto::{
     AutoFix, Availability, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
     Request, Response, Status,
 };
-pub use secret::Secret;
+pub use secret::{Secret, SecretBytes};
 pub use zeroize;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Secret;
+use crate::{Secret, SecretBytes};
 
 /// What the engine tells a backend about the machine and the user's settings.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -256,6 +256,11 @@ pub enum Request {
         entry: EntryRef,
         timeout_ms: u64,
     },
+    /// `get`, as the stored bytes (`ov secrets get --raw`).
+    GetBytes {
+        ctx: Context,
+        entry: EntryRef,
+    },
     /// Anything this side does not know.
     #[serde(other)]
     Unsupported,
@@ -268,6 +273,7 @@ pub enum Response {
     Description(Description),
     Availability(Availability),
     Value(Option<Secret>),
+    Bytes(Option<SecretBytes>),
     Done,
     Deleted(bool),
     Entries(Vec<EntryRef>),

@@ -42,7 +42,7 @@ use std::path::Path;
 
 use ov_plugin_api::{
     Availability, Backend, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
-    Secret, service_matches,
+    Secret, SecretBytes, service_matches,
 };
 use ov_plugin_support::shell_quote;
 use secret_service::blocking::{Collection, Item};
@@ -236,21 +236,24 @@ fn quoted_list(labels: &[String]) -> String {
         .join(", ")
 }
 
-/// `place` says where the item is, for messages: `the collection "Login"`.
-fn read_secret(item: &Item<'_>, entry: &EntryRef, place: &str) -> Result<Secret, BackendError> {
+/// A value as the provider holds it, and where it was found, for messages
+/// (`the collection "Login"`).
+struct Found {
+    bytes: Zeroizing<Vec<u8>>,
+    place: String,
+}
+
+fn read_secret(item: &Item<'_>, entry: &EntryRef, place: String) -> Result<Found, BackendError> {
     let bytes = Zeroizing::new(
         item.get_secret()
             .map_err(|e| map_error(&e, &format!("read {entry} from {place}")))?,
     );
-    text_secret(bytes, entry, place)
+    Ok(Found { bytes, place })
 }
 
 /// A value as text, or a clear error for bytes that are not UTF-8.
-fn text_secret(
-    bytes: Zeroizing<Vec<u8>>,
-    entry: &EntryRef,
-    place: &str,
-) -> Result<Secret, BackendError> {
+fn text_secret(found: Found, entry: &EntryRef) -> Result<Secret, BackendError> {
+    let Found { bytes, place } = found;
     match std::str::from_utf8(&bytes) {
         Ok(text) => Ok(Secret::from(text)),
         Err(_) => Err(BackendError::new(
@@ -262,7 +265,7 @@ fn text_secret(
             ),
         )
         .with_hint(format!(
-            "secret-tool lookup service {} username {} | od -c | head   # see what it holds",
+            "ov secrets get --raw {} {} > value.bin   # the bytes as stored",
             q(&entry.service),
             q(&entry.key)
         ))),
@@ -271,7 +274,7 @@ fn text_secret(
 
 /// What the service-wide search decided.
 enum Fast {
-    Found(Secret),
+    Found(Found),
     /// No collection holds it, locked or not.
     Nowhere,
     /// Only locked copies, or a provider that refused the search: walk
@@ -333,17 +336,17 @@ fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Fast, BackendError>
         .read_session()?
         .secret(&link.dbus, item)
         .map_err(|e| map_session_error(e, &format!("read {entry} from {place}")))?;
-    text_secret(bytes, entry, &place).map(Fast::Found)
+    Ok(Fast::Found(Found { bytes, place }))
 }
 
 fn get_in(
     link: &'static Link,
     pin: Option<&str>,
     entry: &EntryRef,
-) -> Result<Option<Secret>, BackendError> {
+) -> Result<Option<Found>, BackendError> {
     if pin.is_none() {
         match get_fast(link, entry)? {
-            Fast::Found(secret) => return Ok(Some(secret)),
+            Fast::Found(found) => return Ok(Some(found)),
             Fast::Nowhere => return Ok(None),
             Fast::Undecided => {}
         }
@@ -377,7 +380,7 @@ fn get_in(
             locked.push(c.label.clone());
             continue;
         }
-        return read_secret(item, entry, &format!("the collection {:?}", c.label)).map(Some);
+        return read_secret(item, entry, format!("the collection {:?}", c.label)).map(Some);
     }
     if !locked.is_empty() {
         return Err(BackendError::new(
@@ -534,6 +537,15 @@ fn list_in(
     Ok(out)
 }
 
+impl KeyringBackend {
+    fn find(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Found>, BackendError> {
+        let pin = pinned_label(ctx);
+        let entry = entry.clone();
+        self.bus
+            .run(move |link| get_in(link, pin.as_deref(), &entry))
+    }
+}
+
 impl Backend for KeyringBackend {
     fn describe(&self) -> Description {
         Description {
@@ -561,10 +573,17 @@ impl Backend for KeyringBackend {
     }
 
     fn get(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Secret>, BackendError> {
-        let pin = pinned_label(ctx);
-        let entry = entry.clone();
-        self.bus
-            .run(move |link| get_in(link, pin.as_deref(), &entry))
+        self.find(ctx, entry)?
+            .map(|found| text_secret(found, entry))
+            .transpose()
+    }
+
+    fn get_bytes(
+        &self,
+        ctx: &Context,
+        entry: &EntryRef,
+    ) -> Result<Option<SecretBytes>, BackendError> {
+        Ok(self.find(ctx, entry)?.map(|f| SecretBytes::new(f.bytes)))
     }
 
     fn get_when_unlocked(

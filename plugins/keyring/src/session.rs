@@ -212,7 +212,7 @@ mod tests {
         // p = 2^1024 - 2^960 - 1 + 2^64 * (floor(2^894 pi) + 129093):
         // check the ends and that it is the prime the protocol names.
         let p = Oakley1024::PARAMS.modulus().get();
-        assert_eq!(p.bits(), 1024);
+        assert_eq!(p.bit_width(), 1024);
         let bytes = p.to_be_bytes();
         assert_eq!(&bytes.as_ref()[..8], &[0xFF; 8]);
         assert_eq!(&bytes.as_ref()[120..], &[0xFF; 8]);
