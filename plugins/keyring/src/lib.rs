@@ -283,14 +283,11 @@ enum Fast {
 }
 
 /// The common case, on ov's own session (see [`session`]): one
-/// service-wide search and the secret. The key exchange, whose provider
-/// half is the slowest call of a read, runs on a second thread meanwhile;
-/// a miss does not wait for it.
+/// service-wide search, then the key exchange and the secret. A miss costs
+/// the search alone: the keyring comes first in the chain, so most reads of
+/// values kept elsewhere pass through here, and the provider's half of a
+/// key exchange is the slowest call of a read.
 fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Fast, BackendError> {
-    // Its result is kept in the link; a failure shows again below.
-    let opener = std::thread::Builder::new()
-        .name("ov-keyring-session".into())
-        .spawn(move || link.read_session().map(|_| ()));
     let doing = format!("read {entry}");
     let found = match session::search(&link.dbus, &lookup_attrs(entry)) {
         Ok((unlocked, locked)) => {
@@ -329,9 +326,6 @@ fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Fast, BackendError>
     let path = item.as_str();
     let collection = path.rsplit_once('/').map_or(path, |(c, _)| c);
     let place = format!("the collection {collection}");
-    if let Ok(opener) = opener {
-        let _ = opener.join();
-    }
     let bytes = link
         .read_session()?
         .secret(&link.dbus, item)
