@@ -472,6 +472,15 @@ impl Backend for DynBackend {
         })
     }
 
+    fn list_notices(&self, ctx: &Context) -> Vec<String> {
+        // A plugin too old to know the request has nothing to say.
+        self.ask(Request::ListNotices { ctx: ctx.clone() }, |r| match r {
+            Response::Notices(n) => Some(n),
+            _ => None,
+        })
+        .unwrap_or_default()
+    }
+
     fn write_notices(&self, ctx: &Context) -> Vec<String> {
         // A plugin too old to know the request has nothing to say.
         self.ask(Request::WriteNotices { ctx: ctx.clone() }, |r| match r {
@@ -560,6 +569,10 @@ impl<B: Backend> Backend for Guarded<B> {
 
     fn write_notices(&self, ctx: &Context) -> Vec<String> {
         catch_unwind(AssertUnwindSafe(|| self.0.write_notices(ctx))).unwrap_or_default()
+    }
+
+    fn list_notices(&self, ctx: &Context) -> Vec<String> {
+        catch_unwind(AssertUnwindSafe(|| self.0.list_notices(ctx))).unwrap_or_default()
     }
 
     fn checks(&self, ctx: &Context) -> Vec<CheckReport> {

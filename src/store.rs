@@ -305,6 +305,11 @@ impl Store {
             for e in self.call(b, |c| b.backend.list(c, service))?? {
                 out.entry(e).or_insert_with(|| b.desc.name.clone());
             }
+            // A listing that silently leaves out a locked collection looks
+            // like lost secrets; say what was not seen.
+            for n in b.backend.list_notices(&self.ctx) {
+                eprintln!("ov: note: {n}");
+            }
         }
         Ok(out)
     }

@@ -98,6 +98,11 @@ fn list_and_delete_go_through_the_keyring() {
     assert!(stderr(&out).contains("keyring"), "{}", stderr(&out));
     assert_eq!(ss.lookup(&["service", "ov/a", "username", "one"]), None);
     assert_eq!(env.ok(&["secrets", "list"]), "other/three\nov/b/two\n");
+    // Other tools' items under service + username are listed too (reads
+    // find them); items without that pair are not ov entries.
+    ss.store(&["service", "ov/c", "username", "TOKEN"], b"x");
+    ss.store(&["xdg:schema", "org.example.Other", "id", "7"], b"y");
+    assert_eq!(env.ok(&["secrets", "list", "ov"]), "ov/b/two\nov/c/TOKEN\n");
 }
 
 #[test]
@@ -212,6 +217,17 @@ fn a_locked_collection_is_reported_and_nothing_is_lost() {
     assert!(stderr(&out).contains("keyring locked"), "{}", stderr(&out));
     let doctor = stdout(&env.run(&["doctor", "keyring"]));
     assert!(doctor.contains("locked; reads skip it"), "{doctor}");
+    // A listing says what it could not see.
+    let out = env.run(&["secrets", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains(
+            r#"ov: note: the keyring collection "Work" is locked; its entries are not listed"#
+        ),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -472,7 +488,13 @@ fn a_collection_whose_properties_cannot_be_read_is_skipped_and_reported() {
         env.ok(&["secrets", "get", "svc", "only-broken"]),
         "in-broken\n"
     );
-    assert_eq!(env.ok(&["secrets", "list"]), "svc/k\n");
+    let out = env.run(&["secrets", "list"]);
+    assert_eq!(stdout(&out), "svc/k\n");
+    assert!(
+        stderr(&out).contains("collection/Broken cannot be read"),
+        "{}",
+        stderr(&out)
+    );
 
     // Pinned to it, ov cannot tell it is there: say so, and touch nothing.
     env.ok(&["settings", "set", "keyring_collection_label", "Broken"]);

@@ -62,6 +62,12 @@ pub trait Backend: Send + Sync {
         )))
     }
 
+    /// What the last `list` could not see (a locked or unreadable part of
+    /// the store), as sentences for stderr. Asked right after `list`.
+    fn list_notices(&self, _ctx: &Context) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Things the user should know before a write, such as a file format
     /// upgrade the write will make. Cheap, and never prompts.
     fn write_notices(&self, _ctx: &Context) -> Vec<String> {
@@ -109,6 +115,7 @@ pub fn dispatch(backend: &dyn Backend, request: Request) -> Response {
         }
         Request::Checks { ctx } => Response::Checks(backend.checks(&ctx)),
         Request::WriteNotices { ctx } => Response::Notices(backend.write_notices(&ctx)),
+        Request::ListNotices { ctx } => Response::Notices(backend.list_notices(&ctx)),
         Request::GetWhenUnlocked {
             ctx,
             entry,

@@ -256,6 +256,10 @@ pub enum Request {
         entry: EntryRef,
         timeout_ms: u64,
     },
+    /// What the last `list` could not see.
+    ListNotices {
+        ctx: Context,
+    },
     /// `get`, as the stored bytes (`ov secrets get --raw`).
     GetBytes {
         ctx: Context,

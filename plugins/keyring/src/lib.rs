@@ -64,6 +64,8 @@ const LOCATION: &str = "Secret Service (org.freedesktop.secrets) on the session 
 #[derive(Debug, Default)]
 pub struct KeyringBackend {
     bus: Bus,
+    /// What the last `list` could not see, for `list_notices`.
+    skipped: std::sync::Mutex<Vec<String>>,
 }
 
 /// A collection whose label and lock state could be read.
@@ -505,30 +507,62 @@ fn delete_in(
     Ok(!removed_from.is_empty())
 }
 
+/// The entry an item stands for: ov's own (`service` + `key`), or another
+/// tool's under the common `service` + `username` pair.
+fn entry_of(attrs: &HashMap<String, String>) -> Option<EntryRef> {
+    let service = attrs.get(ATTR_SERVICE)?;
+    let key = if attrs.get(ATTR_APPLICATION).map(String::as_str) == Some(APPLICATION) {
+        attrs.get(ATTR_KEY).or(attrs.get(ATTR_USERNAME))?
+    } else {
+        attrs.get(ATTR_USERNAME)?
+    };
+    (!service.is_empty() && !key.is_empty()).then(|| EntryRef::new(service.as_str(), key.as_str()))
+}
+
+/// Entries in every selected collection, and what could not be listed.
 fn list_in(
     link: &'static Link,
     pin: Option<&str>,
     service: Option<&str>,
-) -> Result<Vec<EntryRef>, BackendError> {
+) -> Result<(Vec<EntryRef>, Vec<String>), BackendError> {
     let scan = scan(link)?;
     let mut out = Vec::new();
-    for c in select(&scan, pin)?.into_iter().filter(|c| !c.locked) {
+    let mut notes = Vec::new();
+    for c in select(&scan, pin)? {
+        if c.locked {
+            notes.push(format!(
+                "the keyring collection {:?} is locked; its entries are not listed \
+                 (unlock: {})",
+                c.label,
+                unlock_hint(None)
+            ));
+            continue;
+        }
         let doing = format!("list the collection {:?}", c.label);
-        let items =
-            c.c.search_items(HashMap::from([(ATTR_APPLICATION, APPLICATION)]))
-                .map_err(|e| map_error(&e, &doing))?;
+        // Every item: ov's, and other tools' `service` + `username` ones,
+        // which reads find as well.
+        let items = c.c.get_all_items().map_err(|e| map_error(&e, &doing))?;
         for item in items {
             let attrs = item.get_attributes().map_err(|e| map_error(&e, &doing))?;
-            if let (Some(s), Some(k)) = (attrs.get(ATTR_SERVICE), attrs.get(ATTR_KEY))
-                && service_matches(s, service)
+            if let Some(e) = entry_of(&attrs)
+                && service_matches(&e.service, service)
             {
-                out.push(EntryRef::new(s.as_str(), k.as_str()));
+                out.push(e);
             }
+        }
+    }
+    if pin.is_none() {
+        for b in &scan.broken {
+            notes.push(format!(
+                "the keyring collection {} cannot be read ({}); its entries are not listed \
+                 (see: ov doctor keyring)",
+                b.path, b.reason
+            ));
         }
     }
     out.sort();
     out.dedup();
-    Ok(out)
+    Ok((out, notes))
 }
 
 impl KeyringBackend {
@@ -609,8 +643,15 @@ impl Backend for KeyringBackend {
     fn list(&self, ctx: &Context, service: Option<&str>) -> Result<Vec<EntryRef>, BackendError> {
         let pin = pinned_label(ctx);
         let service = service.map(str::to_owned);
-        self.bus
-            .run(move |link| list_in(link, pin.as_deref(), service.as_deref()))
+        let (entries, skipped) = self
+            .bus
+            .run(move |link| list_in(link, pin.as_deref(), service.as_deref()))?;
+        *self.skipped.lock().unwrap_or_else(|p| p.into_inner()) = skipped;
+        Ok(entries)
+    }
+
+    fn list_notices(&self, _ctx: &Context) -> Vec<String> {
+        std::mem::take(&mut *self.skipped.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn checks(&self, ctx: &Context) -> Vec<CheckReport> {
