@@ -118,3 +118,24 @@ pub fn read_stdin_line() -> Result<Secret> {
         .map_err(|_| OvError::new("the value on standard input is not valid UTF-8"))?;
     Ok(Secret::from(text))
 }
+
+/// Ask a yes/no question on the controlling terminal; Enter means yes.
+/// Without a terminal the answer is no.
+pub fn ask_yes_no(question: &str) -> Result<bool> {
+    let Ok(mut tty) = OpenOptions::new().read(true).write(true).open("/dev/tty") else {
+        return Ok(false);
+    };
+    write!(tty, "{question} [Y/n] ")
+        .and_then(|()| tty.flush())
+        .map_err(|e| OvError::new(format!("cannot write to the terminal: {e}")))?;
+    let mut answer = String::new();
+    let read = std::io::BufReader::new(&tty)
+        .read_line(&mut answer)
+        .map_err(|e| OvError::new(format!("cannot read from the terminal: {e}")))?;
+    if read == 0 {
+        // Ctrl-D: no.
+        return Ok(false);
+    }
+    let answer = answer.trim().to_ascii_lowercase();
+    Ok(answer.is_empty() || answer == "y" || answer == "yes")
+}

@@ -469,6 +469,73 @@ fn edit_re_encrypts_changes_and_leaves_the_file_alone_otherwise() {
 }
 
 #[test]
+fn edits_that_do_not_parse_are_never_lost() {
+    let (mut env, g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    let before = fs::read(secrets(&env)).expect("read");
+    // An editor session that leaves a line ov cannot read.
+    let editor = env.root().join("ed.sh");
+    env.write(
+        &editor,
+        "#!/bin/sh\nprintf 'B=my precious edit\\nnot an assignment\\n' >> \"$1\"\n",
+        0o755,
+    );
+    env.set_env("EDITOR", editor.display().to_string());
+
+    // No terminal to ask on: the file stays, the edits are kept encrypted.
+    let out = env.run(&["secrets", "gpg", "edit"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("line 3:"), "{err}");
+    assert!(
+        err.contains(
+            ".secrets is unchanged, and your edits are kept, encrypted, in .secrets.rejected"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "hint: ov secrets gpg edit -f .secrets.rejected && mv .secrets.rejected .secrets"
+        ),
+        "{err}"
+    );
+    assert_eq!(fs::read(secrets(&env)).expect("read"), before);
+    let rejected = env.root().join(".secrets.rejected");
+    let kept = g.gpg(&["--decrypt", &rejected.display().to_string()], "");
+    assert_eq!(
+        String::from_utf8_lossy(&kept.stdout),
+        "A=1\nB=my precious edit\nnot an assignment\n"
+    );
+    // A second failure does not overwrite the first.
+    env.run(&["secrets", "gpg", "edit"]);
+    assert!(env.root().join(".secrets.rejected.1").exists());
+
+    // On a terminal, ov offers the editor again on the same text; this
+    // editor fixes what it wrote the first time.
+    let fixer = env.root().join("fix.sh");
+    env.write(
+        &fixer,
+        "#!/bin/sh\nif grep -q '^C=' \"$1\"; then sed -i 's/^oops$/D=4/' \"$1\"; else printf 'C=3\\noops\\n' >> \"$1\"; fi\n",
+        0o755,
+    );
+    env.set_env("EDITOR", fixer.display().to_string());
+    let out = common::expect(
+        &env,
+        r#"
+        spawn $ov secrets gpg edit
+        expect "Edit again"
+        send "\r"
+        expect "re-encrypted"
+        expect eof
+        catch wait result
+        exit [lindex $result 3]
+        "#,
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(env.ok(&["secrets", "gpg", "show"]), "A=1\nC=3\nD=4\n");
+}
+
+#[test]
 fn setup_configures_the_agent_and_stores_the_passphrase_where_pinentry_looks() {
     let mut env = TestEnv::new();
     let ss = SecretService::start(&mut env);

@@ -11,7 +11,7 @@ use ov_checks::{Summary, render_human};
 use ov_plugin_api::Secret;
 use ov_plugin_gpg::keystore::Keystore;
 use ov_plugin_gpg::{Gpg, GpgError, SecretKey, agent, fix};
-use ov_plugin_support::{with_lock, write_atomic};
+use ov_plugin_support::{shell_quote, with_lock, write_atomic};
 use zeroize::Zeroizing;
 
 use crate::cli::warn;
@@ -319,6 +319,43 @@ fn recipients_for(gpg: &Gpg, file: &Path, given: &[String]) -> Result<Vec<String
     Ok(vec![key.fingerprint])
 }
 
+/// `FILE.rejected`, or `FILE.rejected.N` for the first N not taken.
+fn rejected_path(file: &Path) -> std::path::PathBuf {
+    let base = format!("{}.rejected", file.display());
+    std::iter::once(base.clone())
+        .chain((1..).map(|n| format!("{base}.{n}")))
+        .map(std::path::PathBuf::from)
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| base.into())
+}
+
+/// Run the user's editor on `tmp`; an editor that fails leaves `file` alone.
+fn run_editor(editor: &str, tmp: &Path, file: &Path) -> Result<()> {
+    // Ctrl-C in the editor must not kill ov before it removes the
+    // plaintext: ignore SIGINT and SIGQUIT while the editor runs (as git does).
+    let status = {
+        let _signals = IgnoreSignals::new();
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{editor} \"$1\""))
+            .arg("sh")
+            .arg(tmp)
+            .status()
+            .map_err(|e| OvError::new(format!("cannot run the editor {editor}: {e}")))?
+    };
+    if status.success() {
+        return Ok(());
+    }
+    Err(OvError::new(format!(
+        "the editor {editor} failed ({status}); {} is unchanged",
+        file.display()
+    ))
+    .hint(format!(
+        "EDITOR=nano ov secrets gpg edit -f {}",
+        file.display()
+    )))
+}
+
 fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
     let file = &a.f.file;
     check_writable(file)?;
@@ -340,39 +377,37 @@ fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
         .unwrap_or_else(|| "vi".to_owned());
-    // Ctrl-C in the editor must not kill ov before it removes the
-    // plaintext: ignore SIGINT and SIGQUIT while the editor runs (as git does).
-    let status = {
-        let _signals = IgnoreSignals::new();
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("{editor} \"$1\""))
-            .arg("sh")
-            .arg(&tmp)
-            .status()
-            .map_err(|e| OvError::new(format!("cannot run the editor {editor}: {e}")))?
-    };
-    if !status.success() {
-        return Err(OvError::new(format!(
-            "the editor {editor} failed ({status}); {} is unchanged",
-            file.display()
-        ))
-        .hint(format!(
-            "EDITOR=nano ov secrets gpg edit -f {}",
-            file.display()
+    let edited = loop {
+        run_editor(&editor, &tmp, file)?;
+        let edited = Zeroizing::new(std::fs::read(&tmp)?);
+        if edited.as_slice() == plain.as_slice() {
+            eprintln!("no changes; {} is unchanged", file.display());
+            return Ok(0);
+        }
+        let Err(mut e) = parse(&edited, file) else {
+            break edited;
+        };
+        // The edits are the user's work: never drop them. Offer the
+        // editor again on a terminal; otherwise keep them, encrypted.
+        if crate::prompt::stdin_is_tty() {
+            eprintln!("ov: error: {}", e.message);
+            if crate::prompt::ask_yes_no("Edit again?")? {
+                continue;
+            }
+        }
+        let kept = rejected_path(file);
+        write_secrets(gpg, &kept, &edited, &recipients)?;
+        e.message.push_str(&format!(
+            "; {} is unchanged, and your edits are kept, encrypted, in {}",
+            file.display(),
+            kept.display()
+        ));
+        return Err(e.hint(format!(
+            "ov secrets gpg edit -f {k} && mv {k} {f}   # fix them, then put them in place",
+            k = shell_quote(&kept),
+            f = shell_quote(file)
         )));
-    }
-    let edited = Zeroizing::new(std::fs::read(&tmp)?);
-    if edited.as_slice() == plain.as_slice() {
-        eprintln!("no changes; {} is unchanged", file.display());
-        return Ok(0);
-    }
-    parse(&edited, file).map_err(|e| {
-        let mut e = e;
-        e.message
-            .push_str(&format!("; {} is unchanged", file.display()));
-        e
-    })?;
+    };
     write_secrets(gpg, file, &edited, &recipients)?;
     eprintln!(
         "{} re-encrypted to {}",
