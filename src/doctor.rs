@@ -2,6 +2,7 @@
 //! the ones each backend contributes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ov_checks::{Status, Task, config_file_mode_check, report};
 use ov_plugin_api::{Availability, Context};
@@ -161,15 +162,22 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         if b.desc.needs_unlock {
             ctx.unlock = unlocker.as_ref().and_then(Unlocker::quiet_password);
         }
-        tasks.push(
-            Task::batch(name.clone(), format!("{name} backend checks"), move || {
-                backend.checks(&ctx)
-            })
-            .after(format!("plugins.{name}")),
-        );
+        let mut task = Task::batch(name.clone(), format!("{name} backend checks"), move || {
+            backend.checks(&ctx)
+        })
+        .after(format!("plugins.{name}"));
+        if b.desc.needs_unlock {
+            // Opening the store derives a key (Argon2 takes seconds on a
+            // small board): that is work, not a hang.
+            task = task.at_least(SLOW_CHECK_BUDGET);
+        }
+        tasks.push(task);
     }
     tasks
 }
+
+/// The least time a check that derives keys or starts an agent gets.
+pub const SLOW_CHECK_BUDGET: Duration = Duration::from_secs(15);
 
 fn missing_backends(missing: &[(&str, &str)]) -> ov_checks::CheckReport {
     let names: Vec<String> = missing

@@ -18,6 +18,8 @@ pub struct Task {
     pub title: String,
     /// Task ids that must finish first; a failure among them skips this task.
     pub depends_on: Vec<String>,
+    /// The least time this task gets, whatever the run's timeout.
+    min_timeout: Duration,
     run: RunFn,
 }
 
@@ -41,6 +43,7 @@ impl Task {
             id: id.into(),
             title: title.into(),
             depends_on: Vec::new(),
+            min_timeout: Duration::ZERO,
             run: Box::new(run),
         }
     }
@@ -56,6 +59,14 @@ impl Task {
 
     pub fn after(mut self, dep: impl Into<String>) -> Self {
         self.depends_on.push(dep.into());
+        self
+    }
+
+    /// Give this task at least `limit`, for checks whose honest work is
+    /// slow (a KeePass key derivation, gpg starting its agent): a short
+    /// default timeout would report a healthy store as hung.
+    pub fn at_least(mut self, limit: Duration) -> Self {
+        self.min_timeout = self.min_timeout.max(limit);
         self
     }
 }
@@ -155,7 +166,14 @@ pub fn run(tasks: Vec<Task>, timeout: Duration) -> Vec<Finished> {
             .collect();
         let in_cycle = cycles.contains(&task.id);
         let handle = thread::spawn(move || {
-            let Task { id, title, run, .. } = task;
+            let Task {
+                id,
+                title,
+                run,
+                min_timeout,
+                ..
+            } = task;
+            let timeout = timeout.max(min_timeout);
             let started = Instant::now();
             let reports = if in_cycle {
                 vec![report(
@@ -337,6 +355,28 @@ mod tests {
         assert_eq!(out[0].report.finding, "timed out after 200 ms");
         assert!(out[0].report.fix.is_some());
         assert_eq!(out[1].report.status, Status::Ok);
+    }
+
+    #[test]
+    fn a_slow_but_honest_check_gets_its_own_budget() {
+        let slow = |id: &str| {
+            let id = id.to_owned();
+            Task::single(id.clone(), "slow", move || {
+                thread::sleep(Duration::from_millis(300));
+                report(&id, "slow", Status::Ok, "done")
+            })
+        };
+        let out = run(
+            vec![
+                slow("budgeted").at_least(Duration::from_secs(5)),
+                slow("plain"),
+            ],
+            Duration::from_millis(50),
+        );
+        assert_eq!(out[0].report.status, Status::Ok);
+        assert_eq!(out[0].report.finding, "done");
+        assert_eq!(out[1].report.status, Status::Fail);
+        assert!(out[1].report.finding.contains("timed out after 50 ms"));
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub struct DoctorArgs {
     /// Apply the fixes that are safe to automate (such as chmod 600), then check again
     #[arg(long)]
     fix: bool,
-    /// Give up on a check after this many milliseconds
+    /// Give up on a check after this many milliseconds (checks that open
+    /// a KeePass database get at least 15 s, those that run gpg 10 s)
     #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     timeout: u64,
     /// List the checks and groups instead of running them
