@@ -508,3 +508,53 @@ fn a_collection_whose_properties_cannot_be_read_is_skipped_and_reported() {
     env.ok(&["settings", "unset", "keyring_collection_label"]);
     assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "in-login\n");
 }
+
+/// The same backend against KeePassXC's Secret Service, the second provider
+/// the issue names (KWallet's is not packaged for this machine).
+#[test]
+fn keepassxc_as_the_provider_serves_ov_and_secret_tool_alike() {
+    let mut env = TestEnv::new();
+    let mut ss = SecretService::bus_only(&mut env);
+    ss.start_keepassxc();
+    let doctor = stdout(&env.run(&["doctor", "keyring"]));
+    assert!(
+        doctor
+            .lines()
+            .any(|l| l.starts_with("✓ keyring.provider") && l.contains("keepassxc (pid")),
+        "{doctor}"
+    );
+
+    let out = env.run_stdin(&["secrets", "set", "kp/app", "TOKEN"], "in-keepassxc\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in keyring"), "{}", stderr(&out));
+    assert_eq!(
+        env.ok(&["secrets", "get", "kp/app", "TOKEN"]),
+        "in-keepassxc\n"
+    );
+    assert_eq!(
+        ss.lookup(&["service", "kp/app", "username", "TOKEN"]),
+        Some(b"in-keepassxc".to_vec())
+    );
+    ss.store(
+        &["service", "kp/app", "username", "OTHER"],
+        b"from-secret-tool",
+    );
+    assert_eq!(
+        env.ok(&["secrets", "get", "kp/app", "OTHER"]),
+        "from-secret-tool\n"
+    );
+    assert_eq!(
+        env.ok(&["secrets", "list", "kp"]),
+        "kp/app/OTHER\nkp/app/TOKEN\n"
+    );
+    assert!(
+        env.run(&["secrets", "delete", "kp/app", "TOKEN"])
+            .status
+            .success()
+    );
+    assert_eq!(ss.lookup(&["service", "kp/app", "username", "TOKEN"]), None);
+    assert!(
+        !env.credentials().exists(),
+        "nothing fell back to plaintext"
+    );
+}

@@ -198,6 +198,137 @@ impl SecretService {
             .expect("ReloadConfig");
     }
 
+    /// KeePassXC as the provider instead of gnome-keyring: its Secret
+    /// Service integration on (no confirmation dialogs), with one unlocked
+    /// database whose root group is exposed as a collection. Runs the GUI
+    /// on Qt's offscreen platform.
+    pub fn start_keepassxc(&mut self) {
+        require("keepassxc", "keepassxc");
+        require("keepassxc-cli", "keepassxc");
+        let dir = self.root.join("keepassxc");
+        std::fs::create_dir_all(&dir).expect("keepassxc dir");
+        let db = dir.join("desktop.kdbx");
+        let xml = dir.join("desktop.xml");
+        let kpx = |args: &[&str], stdin: &str| {
+            let mut cmd = Command::new("keepassxc-cli");
+            self.daemon_env(&mut cmd);
+            let mut child = cmd
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run keepassxc-cli");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(stdin.as_bytes())
+                .expect("password");
+            let out = child.wait_with_output().expect("keepassxc-cli");
+            assert!(
+                out.status.success(),
+                "keepassxc-cli {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        let plain = dir.join("plain.kdbx");
+        let (pw, pw2) = (format!("{PASSWORD}\n"), format!("{PASSWORD}\n{PASSWORD}\n"));
+        kpx(
+            &["db-create", "-q", "-p", &plain.display().to_string()],
+            &pw2,
+        );
+        // Which group the Secret Service sees lives in the database's own
+        // custom data, FDO_SECRETS_EXPOSED_GROUP = {root group UUID}; only
+        // the GUI sets it, so go through an XML export and import.
+        let exported = String::from_utf8(kpx(
+            &["export", "-q", "-f", "xml", &plain.display().to_string()],
+            &pw,
+        ))
+        .expect("xml");
+        let root_uuid = exported
+            .split("<Root>")
+            .nth(1)
+            .and_then(|r| r.split("<UUID>").nth(1))
+            .and_then(|r| r.split("</UUID>").next())
+            .expect("root group UUID");
+        let uuid = uuid_from_base64(root_uuid);
+        let item =
+            format!("<Item><Key>FDO_SECRETS_EXPOSED_GROUP</Key><Value>{{{uuid}}}</Value></Item>");
+        let (meta, rest) = exported.split_once("</Meta>").expect("Meta");
+        let meta = if meta.contains("<CustomData>") {
+            meta.replacen("<CustomData>", &format!("<CustomData>{item}"), 1)
+        } else {
+            format!("{meta}<CustomData>{item}</CustomData>")
+        };
+        std::fs::write(&xml, format!("{meta}</Meta>{rest}")).expect("write xml");
+        kpx(
+            &[
+                "import",
+                "-q",
+                "-p",
+                &xml.display().to_string(),
+                &db.display().to_string(),
+            ],
+            &pw2,
+        );
+        let ini = dir.join("keepassxc.ini");
+        std::fs::write(
+            &ini,
+            "[General]\nConfigVersion=2\nSingleInstance=false\nRememberLastDatabases=false\n\
+             [FdoSecrets]\nEnabled=true\nShowNotification=false\nConfirmAccessItem=false\n\
+             ConfirmDeleteItem=false\n[Security]\nLockDatabaseIdle=false\n",
+        )
+        .expect("ini");
+        let mut cmd = Command::new("keepassxc");
+        self.daemon_env(&mut cmd);
+        let mut child = cmd
+            .env("QT_QPA_PLATFORM", "offscreen")
+            .arg("--config")
+            .arg(&ini)
+            .arg("--localconfig")
+            .arg(dir.join("local.ini"))
+            .arg("--pw-stdin")
+            .arg(&db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start keepassxc");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(pw.as_bytes())
+            .expect("password");
+        self.keyring = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.collections().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "KeePassXC did not expose its database on the bus within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The provider's `Collections` property; empty when it cannot be read.
+    fn collections(&self) -> Vec<OwnedObjectPath> {
+        let conn = self.connection();
+        conn.call_method(
+            Some(SECRETS),
+            SERVICE_PATH,
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &("org.freedesktop.Secret.Service", "Collections"),
+        )
+        .ok()
+        .and_then(|m| m.body().deserialize::<OwnedValue>().ok())
+        .and_then(|v| Vec::<OwnedObjectPath>::try_from(v).ok())
+        .unwrap_or_default()
+    }
+
     /// Kill the provider, leaving the bus up.
     pub fn stop_keyring(&mut self) {
         if let Some(mut child) = self.keyring.take() {
@@ -378,6 +509,37 @@ impl Drop for SecretService {
         drop(self.session_stdin.take());
         let _ = self.session.wait();
     }
+}
+
+/// A KeePass UUID (base64 of 16 bytes) in its braced text form's body.
+fn uuid_from_base64(b64: &str) -> String {
+    let digit = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            _ => 63,
+        }
+    };
+    let mut bytes = Vec::new();
+    for chunk in b64.trim_end_matches('=').as_bytes().chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &c)| n | digit(c) << (18 - 6 * i));
+        bytes.extend_from_slice(&n.to_be_bytes()[1..=chunk.len() - 1]);
+    }
+    assert_eq!(bytes.len(), 16, "a UUID is 16 bytes: {b64}");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 /// A Unix socket whose listener accepts every connection and never says a
