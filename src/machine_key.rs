@@ -100,7 +100,20 @@ impl MachineKey {
         let ptr = std::ptr::NonNull::from(&mut *bytes).cast();
         // SAFETY: the range is one live heap allocation of KEY_LEN bytes,
         // unlocked again in Drop before it is freed.
-        let locked = unsafe { nix::sys::mman::mlock(ptr, KEY_LEN) }.is_ok();
+        let locked = match unsafe { nix::sys::mman::mlock(ptr, KEY_LEN) } {
+            Ok(()) => true,
+            Err(e) => {
+                // Still safe to use, but the page could reach swap: say so
+                // where the service's log will show it.
+                eprintln!(
+                    "ov: warning: cannot lock the machine key in memory ({}); it could be \
+                     written to swap. Raise the limit: LimitMEMLOCK=64K in the unit, or \
+                     ulimit -l 64",
+                    e.desc()
+                );
+                false
+            }
+        };
         MachineKey { bytes, locked }
     }
 

@@ -152,6 +152,39 @@ fn run_passes_only_the_named_secrets() {
 }
 
 #[test]
+fn a_key_that_cannot_be_locked_in_memory_is_used_with_a_warning() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    // No memlock allowance and no CAP_IPC_LOCK (tests may run as root).
+    let ov = env.command(&run_args(
+        &k,
+        &["--all", "--", "sh", "-c", "echo \"$API_KEY\""],
+    ));
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.args(["--memlock=0:0", "setpriv", "--bounding-set=-ipc_lock"])
+        .arg(ov.get_program())
+        .args(ov.get_args())
+        .env_clear()
+        .envs(ov.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let out = cmd.output().expect("prlimit and setpriv (util-linux)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "s3cr3t value\n");
+    assert!(
+        stderr(&out).contains("ov: warning: cannot lock the machine key in memory"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("LimitMEMLOCK=64K"),
+        "{}",
+        stderr(&out)
+    );
+    // With the allowance there is nothing to say.
+    let out = env.run(&run_args(&k, &["--all", "--", "true"]));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+#[test]
 fn secrets_are_not_in_the_childs_cmdline() {
     let (env, key) = setup();
     let k = key.display().to_string();
