@@ -229,6 +229,16 @@ impl fmt::Debug for DynBackend {
 }
 
 impl DynBackend {
+    /// A request answered with notices; a plugin too old to know it has
+    /// nothing to say.
+    fn notices(&self, req: Request) -> Vec<String> {
+        self.ask(req, |r| match r {
+            Response::Notices(n) => Some(n),
+            _ => None,
+        })
+        .unwrap_or_default()
+    }
+
     pub fn open(path: &Path) -> Result<DynBackend, LoadFailure> {
         let quoted = shell_quote(path);
         let remove = format!("rm {quoted}   # or reinstall the package that provides it");
@@ -473,21 +483,11 @@ impl Backend for DynBackend {
     }
 
     fn list_notices(&self, ctx: &Context) -> Vec<String> {
-        // A plugin too old to know the request has nothing to say.
-        self.ask(Request::ListNotices { ctx: ctx.clone() }, |r| match r {
-            Response::Notices(n) => Some(n),
-            _ => None,
-        })
-        .unwrap_or_default()
+        self.notices(Request::ListNotices { ctx: ctx.clone() })
     }
 
     fn write_notices(&self, ctx: &Context) -> Vec<String> {
-        // A plugin too old to know the request has nothing to say.
-        self.ask(Request::WriteNotices { ctx: ctx.clone() }, |r| match r {
-            Response::Notices(n) => Some(n),
-            _ => None,
-        })
-        .unwrap_or_default()
+        self.notices(Request::WriteNotices { ctx: ctx.clone() })
     }
 
     fn checks(&self, ctx: &Context) -> Vec<CheckReport> {

@@ -210,22 +210,7 @@ impl SecretService {
         let db = dir.join("desktop.kdbx");
         let xml = dir.join("desktop.xml");
         let kpx = |args: &[&str], stdin: &str| {
-            let mut cmd = Command::new("keepassxc-cli");
-            self.daemon_env(&mut cmd);
-            let mut child = cmd
-                .args(args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("run keepassxc-cli");
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(stdin.as_bytes())
-                .expect("password");
-            let out = child.wait_with_output().expect("keepassxc-cli");
+            let out = self.run_tool("keepassxc-cli", args, stdin.as_bytes());
             assert!(
                 out.status.success(),
                 "keepassxc-cli {args:?}: {}",
@@ -386,7 +371,12 @@ impl SecretService {
     /// `secret-tool ARGS…` on this bus, with `stdin` as its input.
     pub fn secret_tool(&self, args: &[&str], stdin: &[u8]) -> Output {
         require("secret-tool", "libsecret-tools");
-        let mut cmd = Command::new("secret-tool");
+        self.run_tool("secret-tool", args, stdin)
+    }
+
+    /// `PROGRAM ARGS…` in the daemons' environment, `stdin` as its input.
+    fn run_tool(&self, program: &str, args: &[&str], stdin: &[u8]) -> Output {
+        let mut cmd = Command::new(program);
         self.daemon_env(&mut cmd);
         let mut child = cmd
             .args(args)
@@ -394,14 +384,16 @@ impl SecretService {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("run secret-tool");
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
         child
             .stdin
             .take()
             .expect("stdin")
             .write_all(stdin)
             .expect("write stdin");
-        child.wait_with_output().expect("secret-tool output")
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("{program} output: {e}"))
     }
 
     /// `secret-tool store --label=L ATTRS… <<< value`, insisting on success.
