@@ -302,8 +302,27 @@ impl Store {
             if !b.backend.probe(&self.ctx).is_available() {
                 continue;
             }
+            let mut unnamable = Vec::new();
             for e in self.call(b, |c| b.backend.list(c, service))?? {
+                // Another tool's item can carry a name ov's commands would
+                // refuse (`https://host`): listing it would promise a `get`
+                // that cannot be typed.
+                if validate_entry(&e.service, &e.key).is_err() {
+                    unnamable.push(e);
+                    continue;
+                }
                 out.entry(e).or_insert_with(|| b.desc.name.clone());
+            }
+            if let Some(first) = unnamable.first() {
+                eprintln!(
+                    "ov: note: {} entr{} in {} not listed: the name is not one ov can address \
+                     (such as service {:?}, key {:?})",
+                    unnamable.len(),
+                    if unnamable.len() == 1 { "y" } else { "ies" },
+                    b.desc.name,
+                    first.service,
+                    first.key
+                );
             }
             // A listing that silently leaves out a locked collection looks
             // like lost secrets; say what was not seen.

@@ -103,6 +103,17 @@ fn list_and_delete_go_through_the_keyring() {
     ss.store(&["service", "ov/c", "username", "TOKEN"], b"x");
     ss.store(&["xdg:schema", "org.example.Other", "id", "7"], b"y");
     assert_eq!(env.ok(&["secrets", "list", "ov"]), "ov/b/two\nov/c/TOKEN\n");
+    // A name ov could not be asked for is left out, with a word why.
+    ss.store(&["service", "https://example.com", "username", "bob"], b"z");
+    let out = env.run(&["secrets", "list"]);
+    assert_eq!(stdout(&out), "other/three\nov/b/two\nov/c/TOKEN\n");
+    assert!(
+        stderr(&out).contains(
+            r#"ov: note: 1 entry in keyring not listed: the name is not one ov can address (such as service "https://example.com", key "bob")"#
+        ),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
