@@ -119,7 +119,7 @@ fn list_and_delete_go_through_the_keyring() {
 #[test]
 fn reads_find_secrets_in_any_collection_and_a_pin_restricts_them() {
     let (env, ss) = keyring_env();
-    ss.create_collection("Work");
+    let work = ss.create_collection("Work");
     // Stored in Work, not in the default collection: still found.
     env.ok(&["settings", "set", "keyring_collection_label", "Work"]);
     env.run_stdin(&["secrets", "set", "svc", "k"], "in-work\n");
@@ -147,6 +147,20 @@ fn reads_find_secrets_in_any_collection_and_a_pin_restricts_them() {
     );
     assert!(
         doctor.contains("ov secrets delete svc k && ov secrets set svc k"),
+        "{doctor}"
+    );
+
+    // Other tools' copies count too: once svc k agrees again, a foreign
+    // item held twice with different values is the one reported.
+    env.run_stdin(&["secrets", "set", "svc", "k"], "in-login\n");
+    env.ok(&["settings", "set", "keyring_collection_label", "Work"]);
+    env.run_stdin(&["secrets", "set", "svc", "k"], "in-login\n");
+    env.ok(&["settings", "unset", "keyring_collection_label"]);
+    ss.store(&["service", "tool", "username", "u"], b"one");
+    ss.store_in(&work, &[("service", "tool"), ("username", "u")], b"two");
+    let doctor = stdout(&env.run(&["doctor", "keyring"]));
+    assert!(
+        doctor.contains(r#"tool u has different values in the collections "Login", "Work""#),
         "{doctor}"
     );
 }

@@ -454,6 +454,36 @@ impl SecretService {
         .expect("UnlockWithMasterPassword");
     }
 
+    /// Store an item with `attrs` straight into `collection`, as another
+    /// tool writing to a non-default collection would (`secret-tool store`
+    /// only writes to the default one).
+    pub fn store_in(&self, collection: &OwnedObjectPath, attrs: &[(&str, &str)], value: &[u8]) {
+        let conn = self.connection();
+        let session = plain_session(&conn);
+        let attrs: HashMap<&str, &str> = attrs.iter().copied().collect();
+        let props: HashMap<&str, Value<'_>> = HashMap::from([
+            (
+                "org.freedesktop.Secret.Item.Label",
+                Value::from("stored by another tool"),
+            ),
+            ("org.freedesktop.Secret.Item.Attributes", Value::from(attrs)),
+        ]);
+        let secret = (
+            session.as_ref(),
+            Vec::<u8>::new(),
+            value.to_vec(),
+            "text/plain",
+        );
+        conn.call_method(
+            Some(SECRETS),
+            collection.as_str(),
+            Some("org.freedesktop.Secret.Collection"),
+            "CreateItem",
+            &(props, secret, true),
+        )
+        .expect("CreateItem");
+    }
+
     /// Lock a collection with the standard `Service.Lock`.
     pub fn lock(&self, collection: &OwnedObjectPath) {
         let conn = self.connection();

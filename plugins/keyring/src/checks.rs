@@ -10,9 +10,9 @@ use zeroize::Zeroizing;
 
 use crate::bus::{Bus, Link, NO_BUS_FIX, START_PROVIDER, TIMEOUT_ENV};
 use crate::{
-    APPLICATION, ATTR_APPLICATION, ATTR_KEY, ATTR_SERVICE, LABEL_SETTING, Scan, pin_error, q, scan,
-    unlock_hint,
+    APPLICATION, ATTR_APPLICATION, LABEL_SETTING, Scan, entries_in, pin_error, q, scan, unlock_hint,
 };
+use secret_service::blocking::Item;
 
 const BUS: &str = "keyring.session_bus";
 const PROVIDER: &str = "keyring.provider";
@@ -357,28 +357,27 @@ fn pinned(scan: &Scan, pin: Option<&str>) -> CheckReport {
 fn conflicts(scan: &Scan, pin: Option<&str>) -> CheckReport {
     let id = "keyring.duplicates";
     let title = "one value per secret across collections";
-    type Copies = Vec<(String, Zeroizing<Vec<u8>>)>;
-    let mut seen: BTreeMap<(String, String), Copies> = BTreeMap::new();
+    // Every entry (ov's and other tools'), by the collections holding it;
+    // values are fetched only where there are two copies to compare.
+    let mut held: BTreeMap<(String, String), Vec<(&str, Item<'_>)>> = BTreeMap::new();
     for c in scan.colls.iter().filter(|c| !c.locked) {
-        let Ok(items) =
-            c.c.search_items(HashMap::from([(ATTR_APPLICATION, APPLICATION)]))
-        else {
-            continue;
-        };
-        for item in items {
-            let (Ok(attrs), Ok(value)) = (item.get_attributes(), item.get_secret()) else {
-                continue;
-            };
-            let value = Zeroizing::new(value);
-            if let (Some(s), Some(k)) = (attrs.get(ATTR_SERVICE), attrs.get(ATTR_KEY)) {
-                seen.entry((s.clone(), k.clone()))
-                    .or_default()
-                    .push((c.label.clone(), value));
-            }
+        let Ok(entries) = entries_in(c) else { continue };
+        for (e, item) in entries {
+            held.entry((e.service, e.key))
+                .or_default()
+                .push((c.label.as_str(), item));
         }
     }
-    let differing: Vec<_> = seen
+    let differing: Vec<_> = held
         .iter()
+        .filter(|(_, items)| items.len() > 1)
+        .map(|(entry, items)| {
+            let copies: Vec<(&str, Zeroizing<Vec<u8>>)> = items
+                .iter()
+                .filter_map(|(label, item)| Some((*label, Zeroizing::new(item.get_secret().ok()?))))
+                .collect();
+            (entry, copies)
+        })
         .filter(|(_, copies)| copies.iter().any(|(_, v)| *v != copies[0].1))
         .collect();
     let Some(((service, key), copies)) = differing.first() else {
@@ -387,9 +386,9 @@ fn conflicts(scan: &Scan, pin: Option<&str>) -> CheckReport {
             title,
             Status::Ok,
             format!(
-                "{} ov entr{} with no conflicting copies",
-                seen.len(),
-                if seen.len() == 1 { "y" } else { "ies" }
+                "{} entr{} with no conflicting copies",
+                held.len(),
+                if held.len() == 1 { "y" } else { "ies" }
             ),
         );
     };

@@ -519,6 +519,20 @@ fn entry_of(attrs: &HashMap<String, String>) -> Option<EntryRef> {
     (!service.is_empty() && !key.is_empty()).then(|| EntryRef::new(service.as_str(), key.as_str()))
 }
 
+/// Every item of an unlocked collection that stands for an entry, with
+/// the item: ov's own and other tools' `service` + `username` ones.
+pub(crate) fn entries_in<'s>(c: &'s Coll) -> Result<Vec<(EntryRef, Item<'s>)>, BackendError> {
+    let doing = format!("list the collection {:?}", c.label);
+    let mut out = Vec::new();
+    for item in c.c.get_all_items().map_err(|e| map_error(&e, &doing))? {
+        let attrs = item.get_attributes().map_err(|e| map_error(&e, &doing))?;
+        if let Some(e) = entry_of(&attrs) {
+            out.push((e, item));
+        }
+    }
+    Ok(out)
+}
+
 /// Entries in every selected collection, and what could not be listed.
 fn list_in(
     link: &'static Link,
@@ -538,18 +552,12 @@ fn list_in(
             ));
             continue;
         }
-        let doing = format!("list the collection {:?}", c.label);
-        // Every item: ov's, and other tools' `service` + `username` ones,
-        // which reads find as well.
-        let items = c.c.get_all_items().map_err(|e| map_error(&e, &doing))?;
-        for item in items {
-            let attrs = item.get_attributes().map_err(|e| map_error(&e, &doing))?;
-            if let Some(e) = entry_of(&attrs)
-                && service_matches(&e.service, service)
-            {
-                out.push(e);
-            }
-        }
+        out.extend(
+            entries_in(c)?
+                .into_iter()
+                .map(|(e, _)| e)
+                .filter(|e| service_matches(&e.service, service)),
+        );
     }
     if pin.is_none() {
         for b in &scan.broken {
