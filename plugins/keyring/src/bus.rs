@@ -319,11 +319,6 @@ pub fn dbus_error(e: &secret_service::Error) -> Option<(String, Option<String>)>
     }
 }
 
-/// The D-Bus error name inside an error, when the provider sent one.
-pub fn error_name(e: &secret_service::Error) -> Option<String> {
-    dbus_error(e).map(|(name, _)| name)
-}
-
 /// [`map_error`] for the read path's own calls.
 pub fn map_session_error(e: session::Error, doing: &str) -> BackendError {
     match e {
@@ -340,9 +335,10 @@ pub fn map_session_error(e: session::Error, doing: &str) -> BackendError {
 /// chain moves on to the next backend.
 pub fn map_error(e: &secret_service::Error, doing: &str) -> BackendError {
     use secret_service::Error as E;
-    let name = error_name(e);
+    let dbus = dbus_error(e);
+    let name = dbus.as_ref().map(|(name, _)| name.as_str());
     let gone = matches!(
-        name.as_deref(),
+        name,
         Some(
             "org.freedesktop.DBus.Error.ServiceUnknown"
                 | "org.freedesktop.DBus.Error.NameHasNoOwner"
@@ -368,7 +364,7 @@ pub fn map_error(e: &secret_service::Error, doing: &str) -> BackendError {
         E::Zbus(zbus::Error::Address(_) | zbus::Error::Handshake(_)) => {
             unavailable(format!("cannot {doing}: {e}")).with_hint(NO_BUS_FIX)
         }
-        _ if name.as_deref() == Some("org.freedesktop.Secret.Error.IsLocked") => {
+        _ if name == Some("org.freedesktop.Secret.Error.IsLocked") => {
             BackendError::new(ErrorKind::Locked, format!("cannot {doing}: it is locked"))
         }
         E::Locked => BackendError::new(ErrorKind::Locked, format!("cannot {doing}: it is locked")),
@@ -377,7 +373,7 @@ pub fn map_error(e: &secret_service::Error, doing: &str) -> BackendError {
             format!("cannot {doing}: the provider asked for a prompt and it was dismissed"),
         ),
         _ => {
-            let why = match dbus_error(e) {
+            let why = match dbus {
                 Some((name, Some(desc))) if !desc.is_empty() => format!("{desc} ({name})"),
                 Some((name, _)) => name,
                 None => e.to_string(),

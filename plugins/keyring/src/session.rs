@@ -21,7 +21,7 @@ use crypto_bigint::modular::ConstMontyParams;
 use crypto_bigint::{U256, U1024, const_monty_form, const_monty_params};
 use zbus::blocking::Connection;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 pub const ALGORITHM: &str = "dh-ietf1024-sha256-aes128-cbc-pkcs7";
 pub const DEST: &str = "org.freedesktop.secrets";
@@ -132,7 +132,7 @@ impl Session {
                 "the provider sent a degenerate public key".into(),
             ));
         }
-        let mut shared = Zeroizing::new(
+        let shared = Zeroizing::new(
             Residue::new(&y)
                 .pow(&*x)
                 .retrieve()
@@ -144,7 +144,6 @@ impl Session {
         hkdf::Hkdf::<sha2::Sha256>::new(None, &shared)
             .expand(&[], key.as_mut())
             .map_err(|_| Error::Protocol("HKDF refused a 16-byte key".into()))?;
-        shared.zeroize();
         Ok(Session { path, key })
     }
 
