@@ -5,16 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use ov_checks::{CheckReport, Status, Task, report};
+use ov_checks::{CheckReport, Status, Task, report, with_fix};
 
 use crate::agent::{self, DEFAULT_CACHE_TTL, MAX_CACHE_TTL};
 use crate::keystore::Keystore;
 use crate::{Gpg, SecretKey, fix};
-
-fn with_fix(mut r: CheckReport, fix: impl Into<String>) -> CheckReport {
-    r.fix = Some(fix.into());
-    r
-}
 
 /// Is GnuPG in use here: a `.secrets` file, or a GnuPG home with a keyring?
 pub fn in_use(file: &Path) -> bool {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 
 use ov_plugin_api::{BackendError, CheckReport, Status};
-use ov_plugin_support::report;
+use ov_plugin_support::{report, with_fix};
 use zeroize::Zeroizing;
 
 use crate::bus::{Bus, Link, NO_BUS_FIX, START_PROVIDER, TIMEOUT_ENV};
@@ -21,11 +21,6 @@ const REPLACE_PROVIDER: &str =
 
 fn after(mut r: CheckReport, dep: &str) -> CheckReport {
     r.depends_on = vec![dep.to_owned()];
-    r
-}
-
-fn with_fix(mut r: CheckReport, fix: impl Into<String>) -> CheckReport {
-    r.fix = Some(fix.into());
     r
 }
 

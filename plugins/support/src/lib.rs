@@ -213,6 +213,12 @@ pub fn report(id: &str, title: &str, status: Status, finding: impl Into<String>)
     }
 }
 
+/// `r` with the command that fixes what it found.
+pub fn with_fix(mut r: CheckReport, fix: impl Into<String>) -> CheckReport {
+    r.fix = Some(fix.into());
+    r
+}
+
 /// `cannot parse FILE:LINE: reason` for a TOML syntax error.
 pub fn toml_error_message(path: &Path, text: &str, err: &toml_edit::TomlError) -> String {
     let at = err
