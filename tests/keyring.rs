@@ -41,6 +41,23 @@ fn a_value_stored_by_ov_is_read_by_secret_tool() {
 }
 
 #[test]
+fn a_bus_on_an_abstract_socket_serves_reads() {
+    let mut env = TestEnv::new();
+    let ss = SecretService::start_abstract(&mut env);
+    assert!(ss.address.starts_with("unix:abstract="), "{}", ss.address);
+    env.run_stdin(&["secrets", "set", "svc", "k"], "on-abstract\n");
+    assert_eq!(
+        ss.lookup(&["service", "svc", "username", "k"]).as_deref(),
+        Some(&b"on-abstract"[..])
+    );
+    assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "on-abstract\n");
+    assert!(
+        env.ok(&["secrets", "which", "svc", "k"])
+            .starts_with("keyring")
+    );
+}
+
+#[test]
 fn a_value_stored_by_secret_tool_is_read_by_ov() {
     let (env, ss) = keyring_env();
     ss.store(
@@ -80,6 +97,15 @@ fn a_read_never_carries_the_secret_in_clear_over_the_bus() {
         "{seen}"
     );
     assert!(!seen.contains(r#"string "plain""#), "{seen}");
+    // …in three calls to the provider: search, key exchange, secret…
+    let calls: Vec<&str> = seen
+        .lines()
+        .filter(|l| {
+            l.starts_with("method call") && l.contains("destination=org.freedesktop.secrets")
+        })
+        .filter_map(|l| l.split("member=").nth(1))
+        .collect();
+    assert_eq!(calls, ["SearchItems", "OpenSession", "GetSecret"], "{seen}");
     // …and the value in no form dbus-monitor prints bytes in.
     let hex: Vec<String> = value.bytes().map(|b| format!("{b:02x}")).collect();
     assert!(!seen.contains(value), "{seen}");

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,13 +35,13 @@ pub fn require(cmd: &str, package: &str) {
 
 /// A bus config with no service activation: nothing starts behind the
 /// test's back, so "no provider" really means none.
-fn bus_config(listen_dir: &Path, extra_rules: &str) -> String {
+fn bus_config(listen: &str, extra_rules: &str) -> String {
     format!(
         r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>session</type>
-  <listen>unix:dir={}</listen>
+  <listen>{listen}</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
@@ -50,8 +50,7 @@ fn bus_config(listen_dir: &Path, extra_rules: &str) -> String {
     {extra_rules}
   </policy>
 </busconfig>
-"#,
-        listen_dir.display()
+"#
     )
 }
 
@@ -86,6 +85,8 @@ pub struct SecretService {
     session_stdin: Option<ChildStdin>,
     keyring: Option<Child>,
     pub address: String,
+    /// Where the bus listens, as its config says.
+    listen: String,
     root: PathBuf,
 }
 
@@ -100,11 +101,25 @@ impl SecretService {
 
     /// A private bus with no Secret Service provider on it.
     pub fn bus_only(env: &mut TestEnv) -> SecretService {
+        let listen = format!("unix:dir={}", env.root().join("run").display());
+        SecretService::bus_listening(env, &listen)
+    }
+
+    /// A private bus on an abstract socket (what `unix:tmpdir=` gives on
+    /// Linux), with gnome-keyring on it.
+    pub fn start_abstract(env: &mut TestEnv) -> SecretService {
+        let listen = format!("unix:abstract={}/bus", env.root().display());
+        let mut s = SecretService::bus_listening(env, &listen);
+        s.start_keyring();
+        s
+    }
+
+    fn bus_listening(env: &mut TestEnv, listen: &str) -> SecretService {
         require("dbus-run-session", "dbus");
         require("dbus-daemon", "dbus");
         let root = env.root().to_path_buf();
         let conf = root.join("dbus.conf");
-        std::fs::write(&conf, bus_config(&root.join("run"), "")).expect("write bus config");
+        std::fs::write(&conf, bus_config(listen, "")).expect("write bus config");
         let mut session = Command::new("dbus-run-session")
             .arg(format!("--config-file={}", conf.display()))
             .args([
@@ -130,6 +145,7 @@ impl SecretService {
             session,
             keyring: None,
             address,
+            listen: listen.to_owned(),
             root,
         }
     }
@@ -182,11 +198,8 @@ impl SecretService {
             r#"<deny send_destination="{SECRETS}" send_path="{}" send_interface="org.freedesktop.DBus.Properties"/>"#,
             collection.as_str()
         );
-        std::fs::write(
-            self.root.join("dbus.conf"),
-            bus_config(&self.root.join("run"), &rule),
-        )
-        .expect("write bus config");
+        std::fs::write(self.root.join("dbus.conf"), bus_config(&self.listen, &rule))
+            .expect("write bus config");
         self.connection()
             .call_method(
                 Some("org.freedesktop.DBus"),

@@ -16,7 +16,8 @@ use ov_plugin_api::{BackendError, ErrorKind};
 use secret_service::EncryptionType;
 use secret_service::blocking::SecretService;
 
-use crate::session::{self, Session};
+use crate::session;
+use crate::wire::{self, Addr};
 
 /// Milliseconds to wait for the provider, overriding [`DEFAULT_TIMEOUT_MS`].
 pub const TIMEOUT_ENV: &str = "OV_KEYRING_TIMEOUT_MS";
@@ -26,12 +27,11 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 
 pub type Service = SecretService<'static>;
 
-/// One bus connection, and the Secret Service sessions opened on it when
-/// first needed: a read opens only ov's own (see [`crate::session`]).
+/// One bus connection, and the `secret-service` crate's session on it,
+/// opened when first needed. Reads take [`crate::wire`] instead.
 pub struct Link {
     pub dbus: zbus::blocking::Connection,
     ss: OnceLock<Service>,
-    read: OnceLock<Session>,
 }
 
 impl Link {
@@ -68,16 +68,6 @@ impl Link {
             session::DEST
         ))
         .with_hint(START_PROVIDER))
-    }
-
-    /// ov's own encrypted session, for reads.
-    pub fn read_session(&self) -> Result<&Session, BackendError> {
-        if let Some(s) = self.read.get() {
-            return Ok(s);
-        }
-        let s = Session::open(&self.dbus)
-            .map_err(|e| map_session_error(e, "open a Secret Service session"))?;
-        Ok(self.read.get_or_init(|| s))
     }
 }
 
@@ -140,16 +130,7 @@ impl Bus {
         &self,
         op: impl FnOnce(&'static Link) -> Result<T, BackendError> + Send + 'static,
     ) -> Result<T, BackendError> {
-        if let Some(reason) = self.lock().unresponsive.clone() {
-            return Err(unavailable(reason));
-        }
-        if self.lock().service.is_none()
-            && let Some(missing) = missing_socket()
-        {
-            // The common headless case, decided without a thread or a
-            // connection attempt: every read on a server passes here.
-            return Err(missing);
-        }
+        self.ready()?;
         let limit = timeout();
         let (tx, rx) = mpsc::sync_channel(1);
         let bus = self.clone();
@@ -174,24 +155,70 @@ impl Bus {
         }
         match rx.recv_timeout(limit) {
             Ok(result) => result,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let reason = format!(
-                    "the Secret Service provider did not answer within {} ms",
-                    limit.as_millis()
-                );
-                let mut s = self.lock();
-                s.unresponsive = Some(reason.clone());
-                s.service = None;
-                Err(unavailable(reason)
-                    .with_hint("ov doctor keyring")
-                    .with_hint(format!(
-                        "{TIMEOUT_ENV}=5000 ov …   # give a slow provider more time"
-                    )))
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(self.give_up(limit)),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(BackendError::new(
                 ErrorKind::Internal,
                 "the keyring call panicked; this is a bug in ov",
             )),
+        }
+    }
+
+    /// Whether the provider is worth a try: not after it missed a deadline
+    /// in this process, and not without a socket to dial.
+    pub fn ready(&self) -> Result<(), BackendError> {
+        let s = self.lock();
+        if let Some(reason) = &s.unresponsive {
+            return Err(unavailable(reason.clone()));
+        }
+        if s.service.is_none()
+            && let Some(missing) = missing_socket()
+        {
+            // The common headless case, decided without a thread or a
+            // connection attempt: every read on a server passes here.
+            return Err(missing);
+        }
+        Ok(())
+    }
+
+    /// The provider missed its deadline: remember that for the rest of the
+    /// process, so a run waits once, not once per call.
+    pub fn give_up(&self, limit: Duration) -> BackendError {
+        let reason = format!(
+            "the Secret Service provider did not answer within {} ms",
+            limit.as_millis()
+        );
+        let mut s = self.lock();
+        s.unresponsive = Some(reason.clone());
+        s.service = None;
+        unavailable(reason)
+            .with_hint("ov doctor keyring")
+            .with_hint(format!(
+                "{TIMEOUT_ENV}=5000 ov …   # give a slow provider more time"
+            ))
+    }
+
+    /// An error from the read path's own connection, as the engine sees it.
+    pub fn wire_error(&self, e: wire::Error, doing: &str, limit: Duration) -> BackendError {
+        match e {
+            wire::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => self.give_up(limit),
+            wire::Error::Io(io) => match io.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                    connect_error(&zbus::Error::InputOutput(io.into()))
+                }
+                _ => unavailable(format!(
+                    "the session bus connection failed: {io} (cannot {doing})"
+                ))
+                .with_hint(NO_BUS_FIX),
+            },
+            wire::Error::Auth(line) => unavailable(format!(
+                "the session bus refused ov's authentication ({line}) (cannot {doing})"
+            ))
+            .with_hint(NO_BUS_FIX),
+            wire::Error::Dbus(name, desc) => map_dbus(&name, desc.as_deref(), doing),
+            wire::Error::Protocol(why) => BackendError::new(
+                ErrorKind::Io,
+                format!("cannot {doing}: the Secret Service provider misbehaved: {why}"),
+            ),
         }
     }
 
@@ -206,7 +233,6 @@ impl Bus {
         let link: &'static Link = Box::leak(Box::new(Link {
             dbus: conn,
             ss: OnceLock::new(),
-            read: OnceLock::new(),
         }));
         self.lock().service = Some(link);
         Ok(link)
@@ -229,38 +255,24 @@ fn bus_address() -> String {
     }
 }
 
-/// The session bus addresses zbus would try, as `unix:path=` socket paths;
-/// `None` when any address is of another kind (ov cannot tell in advance).
-fn socket_paths() -> Option<Vec<std::path::PathBuf>> {
-    let address = match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
-        Ok(a) if !a.is_empty() => a,
-        _ => {
-            let dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty())?;
-            return Some(vec![std::path::Path::new(&dir).join("bus")]);
-        }
-    };
-    address
-        .split(';')
-        .filter(|a| !a.is_empty())
-        .map(|a| {
-            let rest = a.strip_prefix("unix:")?;
-            let path = rest.split(',').find_map(|kv| kv.strip_prefix("path="))?;
-            // Escaped bytes (%2f…) are rare in paths; leave those to zbus.
-            (!path.contains('%')).then(|| path.into())
-        })
-        .collect()
-}
-
-/// A connection builder for the session bus. A plain socket path is
+/// A connection builder for the session bus. A socket ov can dial is
 /// connected here, which spares zbus a thread for the `connect` call; any
 /// other address is zbus's to dial.
 fn builder() -> zbus::Result<zbus::blocking::connection::Builder<'static>> {
-    let Some(paths) = socket_paths() else {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    let Some(addrs) = wire::session_addresses() else {
         return zbus::blocking::connection::Builder::session();
     };
     let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
-    for path in paths {
-        match std::os::unix::net::UnixStream::connect(&path) {
+    for addr in addrs {
+        let stream = match &addr {
+            Addr::Path(p) => UnixStream::connect(p),
+            Addr::Abstract(name) => {
+                SocketAddr::from_abstract_name(name).and_then(|a| UnixStream::connect_addr(&a))
+            }
+        };
+        match stream {
             Ok(stream) => return Ok(zbus::blocking::connection::Builder::unix_stream(stream)),
             Err(e) => last = e,
         }
@@ -268,10 +280,12 @@ fn builder() -> zbus::Result<zbus::blocking::connection::Builder<'static>> {
     Err(zbus::Error::InputOutput(last.into()))
 }
 
-/// An error when no session bus socket exists at any address.
+/// An error when no session bus socket exists at any address (abstract
+/// sockets cannot be checked without dialling them).
 fn missing_socket() -> Option<BackendError> {
-    let paths = socket_paths()?;
-    if paths.is_empty() || paths.iter().any(|p| p.exists()) {
+    let addrs = wire::session_addresses()?;
+    let gone = |a: &Addr| matches!(a, Addr::Path(p) if !p.exists());
+    if addrs.is_empty() || !addrs.iter().all(gone) {
         return None;
     }
     let io = std::io::Error::from(std::io::ErrorKind::NotFound);
@@ -319,40 +333,15 @@ pub fn dbus_error(e: &secret_service::Error) -> Option<(String, Option<String>)>
     }
 }
 
-/// [`map_error`] for the read path's own calls.
-pub fn map_session_error(e: session::Error, doing: &str) -> BackendError {
-    match e {
-        session::Error::Bus(z) => map_error(&secret_service::Error::Zbus(z), doing),
-        session::Error::Protocol(why) => BackendError::new(
-            ErrorKind::Io,
-            format!("cannot {doing}: the Secret Service provider misbehaved: {why}"),
-        ),
-    }
-}
-
 /// Translate a `secret-service` error into the kinds the engine acts on:
 /// anything that means "no provider here" becomes `Unavailable`, so the
 /// chain moves on to the next backend.
 pub fn map_error(e: &secret_service::Error, doing: &str) -> BackendError {
     use secret_service::Error as E;
-    let dbus = dbus_error(e);
-    let name = dbus.as_ref().map(|(name, _)| name.as_str());
-    let gone = matches!(
-        name,
-        Some(
-            "org.freedesktop.DBus.Error.ServiceUnknown"
-                | "org.freedesktop.DBus.Error.NameHasNoOwner"
-                | "org.freedesktop.DBus.Error.NoReply"
-                | "org.freedesktop.DBus.Error.TimedOut"
-                | "org.freedesktop.DBus.Error.Disconnected"
-        )
-    );
+    if let Some((name, desc)) = dbus_error(e) {
+        return map_dbus(&name, desc.as_deref(), doing);
+    }
     match e {
-        _ if gone => unavailable(format!(
-            "no Secret Service provider answers on the session bus (cannot {doing}: {})",
-            name.unwrap_or_default()
-        ))
-        .with_hint(START_PROVIDER),
         E::Unavailable => unavailable(format!(
             "no Secret Service provider or session bus (cannot {doing})"
         ))
@@ -364,19 +353,33 @@ pub fn map_error(e: &secret_service::Error, doing: &str) -> BackendError {
         E::Zbus(zbus::Error::Address(_) | zbus::Error::Handshake(_)) => {
             unavailable(format!("cannot {doing}: {e}")).with_hint(NO_BUS_FIX)
         }
-        _ if name == Some("org.freedesktop.Secret.Error.IsLocked") => {
-            BackendError::new(ErrorKind::Locked, format!("cannot {doing}: it is locked"))
-        }
         E::Locked => BackendError::new(ErrorKind::Locked, format!("cannot {doing}: it is locked")),
         E::Prompt | E::PromptDisconnected => BackendError::new(
             ErrorKind::Locked,
             format!("cannot {doing}: the provider asked for a prompt and it was dismissed"),
         ),
+        _ => BackendError::new(ErrorKind::Io, format!("cannot {doing}: {e}")),
+    }
+}
+
+/// A D-Bus error reply (name and message) as the engine sees it.
+pub fn map_dbus(name: &str, desc: Option<&str>, doing: &str) -> BackendError {
+    match name {
+        "org.freedesktop.DBus.Error.ServiceUnknown"
+        | "org.freedesktop.DBus.Error.NameHasNoOwner"
+        | "org.freedesktop.DBus.Error.NoReply"
+        | "org.freedesktop.DBus.Error.TimedOut"
+        | "org.freedesktop.DBus.Error.Disconnected" => unavailable(format!(
+            "no Secret Service provider answers on the session bus (cannot {doing}: {name})"
+        ))
+        .with_hint(START_PROVIDER),
+        "org.freedesktop.Secret.Error.IsLocked" => {
+            BackendError::new(ErrorKind::Locked, format!("cannot {doing}: it is locked"))
+        }
         _ => {
-            let why = match dbus {
-                Some((name, Some(desc))) if !desc.is_empty() => format!("{desc} ({name})"),
-                Some((name, _)) => name,
-                None => e.to_string(),
+            let why = match desc {
+                Some(desc) if !desc.is_empty() => format!("{desc} ({name})"),
+                _ => name.to_owned(),
             };
             BackendError::new(ErrorKind::Io, format!("cannot {doing}: {why}"))
         }

@@ -36,6 +36,7 @@ pub mod bus;
 mod checks;
 mod session;
 mod wait;
+mod wire;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -48,7 +49,9 @@ use ov_plugin_support::shell_quote;
 use secret_service::blocking::{Collection, Item};
 use zeroize::Zeroizing;
 
-use crate::bus::{Bus, Link, map_error, map_session_error, unavailable};
+use crate::bus::{Bus, Link, map_error, unavailable};
+use crate::session::{KeyPair, SecretReply};
+use crate::wire::Wire;
 
 pub const NAME: &str = "keyring";
 /// The setting that pins ov to one collection; empty means "search them all".
@@ -284,14 +287,38 @@ enum Fast {
     Undecided,
 }
 
-/// The common case, on ov's own session (see [`session`]): one
-/// service-wide search, then the key exchange and the secret. A miss costs
-/// the search alone: the keyring comes first in the chain, so most reads of
-/// values kept elsewhere pass through here, and the provider's half of a
-/// key exchange is the slowest call of a read.
-fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Fast, BackendError> {
+/// The common case, on ov's own connection and session (see [`wire`] and
+/// [`session`]): one service-wide search, then the key exchange and the
+/// secret. A miss costs the search alone: the keyring comes first in the
+/// chain, so most reads of values kept elsewhere pass through here, and the
+/// provider's half of a key exchange is the slowest call of a read.
+fn get_fast(bus: &Bus, entry: &EntryRef) -> Result<Fast, BackendError> {
+    use session::{DEST, ITEM, SERVICE, SERVICE_PATH};
+    use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+    let Some(addrs) = wire::session_addresses() else {
+        return Ok(Fast::Undecided);
+    };
+    bus.ready()?;
+    let limit = bus::timeout();
     let doing = format!("read {entry}");
-    let found = match session::search(&link.dbus, &lookup_attrs(entry)) {
+    let fail = |e: wire::Error, doing: &str| bus.wire_error(e, doing, limit);
+    let mut wire =
+        Wire::open(&addrs, std::time::Instant::now() + limit).map_err(|e| fail(e, &doing))?;
+    // The handshake and the search leave in one write; our half of the key
+    // exchange is computed while the provider searches.
+    let search = wire
+        .queue(
+            DEST,
+            SERVICE_PATH,
+            SERVICE,
+            "SearchItems",
+            &(lookup_attrs(entry),),
+        )
+        .and_then(|serial| wire.flush().map(|()| serial))
+        .map_err(|e| fail(e, &doing))?;
+    let keys = KeyPair::new().map_err(|why| fail(wire::Error::Protocol(why), &doing))?;
+    type Paths = Vec<OwnedObjectPath>;
+    let found = match wire.reply::<(Paths, Paths)>(search) {
         Ok((unlocked, locked)) => {
             if unlocked.is_empty() {
                 return Ok(if locked.is_empty() {
@@ -302,9 +329,11 @@ fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Fast, BackendError>
             }
             unlocked
         }
+        // A bus that takes another authentication is zbus's to talk to.
+        Err(wire::Error::Auth(_)) => return Ok(Fast::Undecided),
         Err(e) => {
             // Gone is gone; any other refusal gets the slow path's report.
-            let be = map_session_error(e, &doing);
+            let be = fail(e, &doing);
             return if be.kind == ErrorKind::Unavailable {
                 Err(be)
             } else {
@@ -316,10 +345,16 @@ fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Fast, BackendError>
         [one] => one,
         several => {
             // The default collection's copy wins, as on the slow path.
-            let default = session::read_alias(&link.dbus, "default")
+            let default = wire
+                .call::<_, (OwnedObjectPath,)>(
+                    DEST,
+                    SERVICE_PATH,
+                    SERVICE,
+                    "ReadAlias",
+                    &("default",),
+                )
                 .ok()
-                .flatten()
-                .map(|c| format!("{}/", c.as_str()));
+                .map(|(c,)| format!("{}/", c.as_str()));
             default
                 .and_then(|d| several.iter().find(|i| i.as_str().starts_with(&d)))
                 .unwrap_or(&several[0])
@@ -328,10 +363,31 @@ fn get_fast(link: &'static Link, entry: &EntryRef) -> Result<Fast, BackendError>
     let path = item.as_str();
     let collection = path.rsplit_once('/').map_or(path, |(c, _)| c);
     let place = format!("the collection {collection}");
-    let bytes = link
-        .read_session()?
-        .secret(&link.dbus, item)
-        .map_err(|e| map_session_error(e, &format!("read {entry} from {place}")))?;
+    let doing = format!("read {entry} from {place}");
+    let (theirs, session_path): (OwnedValue, OwnedObjectPath) = wire
+        .call(
+            DEST,
+            SERVICE_PATH,
+            SERVICE,
+            "OpenSession",
+            &(session::ALGORITHM, Value::from(keys.public())),
+        )
+        .map_err(|e| fail(e, &doing))?;
+    let theirs: Vec<u8> = theirs.try_into().map_err(|_| {
+        fail(
+            wire::Error::Protocol("the provider's session reply holds no public key".into()),
+            &doing,
+        )
+    })?;
+    let session = keys
+        .agree(&theirs, session_path)
+        .map_err(|why| fail(wire::Error::Protocol(why), &doing))?;
+    let reply: SecretReply = wire
+        .call(DEST, path, ITEM, "GetSecret", &(&session.path,))
+        .map_err(|e| fail(e, &doing))?;
+    let bytes = session
+        .open(reply)
+        .map_err(|why| fail(wire::Error::Protocol(why), &doing))?;
     Ok(Fast::Found(Found { bytes, place }))
 }
 
@@ -340,13 +396,6 @@ fn get_in(
     pin: Option<&str>,
     entry: &EntryRef,
 ) -> Result<Option<Found>, BackendError> {
-    if pin.is_none() {
-        match get_fast(link, entry)? {
-            Fast::Found(found) => return Ok(Some(found)),
-            Fast::Nowhere => return Ok(None),
-            Fast::Undecided => {}
-        }
-    }
     let scan = scan(link)?;
     let colls = select(&scan, pin)?;
     let mut locked = Vec::new();
@@ -576,6 +625,13 @@ fn list_in(
 impl KeyringBackend {
     fn find(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Found>, BackendError> {
         let pin = pinned_label(ctx);
+        if pin.is_none() {
+            match get_fast(&self.bus, entry)? {
+                Fast::Found(found) => return Ok(Some(found)),
+                Fast::Nowhere => return Ok(None),
+                Fast::Undecided => {}
+            }
+        }
         let entry = entry.clone();
         self.bus
             .run(move |link| get_in(link, pin.as_deref(), &entry))

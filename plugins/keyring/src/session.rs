@@ -12,22 +12,20 @@
 //! peers accept any exponent.
 //!
 //! Reads need three calls: `SearchItems` (no session yet: a miss costs no
-//! key exchange), `OpenSession`, and the item's `GetSecret`. Writes, lists
-//! and the doctor keep using the crate.
-
-use std::collections::HashMap;
+//! key exchange), `OpenSession`, and the item's `GetSecret`; [`crate::wire`]
+//! carries them. This module is the arithmetic and the cipher, with no
+//! transport of its own. Writes, lists and the doctor keep using the crate.
 
 use crypto_bigint::modular::ConstMontyParams;
 use crypto_bigint::{U256, U1024, const_monty_form, const_monty_params};
-use zbus::blocking::Connection;
-use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
+use zbus::zvariant::OwnedObjectPath;
 use zeroize::Zeroizing;
 
 pub const ALGORITHM: &str = "dh-ietf1024-sha256-aes128-cbc-pkcs7";
 pub const DEST: &str = "org.freedesktop.secrets";
-const SERVICE_PATH: &str = "/org/freedesktop/secrets";
-const SERVICE: &str = "org.freedesktop.Secret.Service";
-const ITEM: &str = "org.freedesktop.Secret.Item";
+pub const SERVICE_PATH: &str = "/org/freedesktop/secrets";
+pub const SERVICE: &str = "org.freedesktop.Secret.Service";
+pub const ITEM: &str = "org.freedesktop.Secret.Item";
 
 const_monty_params!(
     Oakley1024,
@@ -40,23 +38,21 @@ const_monty_params!(
 );
 const_monty_form!(Residue, Oakley1024);
 
-/// What can go wrong: the bus (mapped by the caller like any other bus
-/// error), or a provider whose answers do not make sense.
-#[derive(Debug)]
-pub enum Error {
-    Bus(zbus::Error),
-    Protocol(String),
+/// A provider whose answers do not make sense: what was wrong.
+pub type Misbehaved = String;
+
+/// `GetSecret`'s answer: session, IV, encrypted value, content type.
+pub type SecretReply = (OwnedObjectPath, Vec<u8>, Vec<u8>, String);
+
+/// Our half of a key exchange, before the provider has answered.
+pub struct KeyPair {
+    x: Zeroizing<U256>,
+    public: Vec<u8>,
 }
 
-impl From<zbus::Error> for Error {
-    fn from(e: zbus::Error) -> Self {
-        Error::Bus(e)
-    }
-}
-
-impl From<zbus::zvariant::Error> for Error {
-    fn from(e: zbus::zvariant::Error) -> Self {
-        Error::Bus(e.into())
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair").finish_non_exhaustive()
     }
 }
 
@@ -74,27 +70,12 @@ impl std::fmt::Debug for Session {
     }
 }
 
-fn call<B, R>(
-    conn: &Connection,
-    path: &str,
-    iface: &str,
-    method: &str,
-    body: &B,
-) -> Result<R, Error>
-where
-    B: serde::Serialize + zbus::zvariant::DynamicType,
-    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
-{
-    let reply = conn.call_method(Some(DEST), path, Some(iface), method, body)?;
-    Ok(reply.body().deserialize::<R>()?)
-}
-
 /// A private exponent: 256 random bits, never zero.
-fn private_exponent() -> Result<Zeroizing<U256>, Error> {
+fn private_exponent() -> Result<Zeroizing<U256>, Misbehaved> {
     let mut bytes = Zeroizing::new([0u8; 32]);
     loop {
         getrandom::fill(bytes.as_mut())
-            .map_err(|e| Error::Protocol(format!("the system's random source failed: {e}")))?;
+            .map_err(|e| format!("the system's random source failed: {e}"))?;
         let x = Zeroizing::new(U256::from_be_slice(bytes.as_ref()));
         if *x != U256::ZERO {
             return Ok(x);
@@ -102,39 +83,40 @@ fn private_exponent() -> Result<Zeroizing<U256>, Error> {
     }
 }
 
-impl Session {
-    /// Negotiate a session with the provider.
-    pub fn open(conn: &Connection) -> Result<Self, Error> {
+impl KeyPair {
+    /// A fresh private exponent and the public key `OpenSession` sends.
+    pub fn new() -> Result<Self, Misbehaved> {
         let x = private_exponent()?;
-        let ours = Residue::new(&U1024::from_u8(2)).pow(&*x).retrieve();
-        let (output, path): (OwnedValue, OwnedObjectPath) = call(
-            conn,
-            SERVICE_PATH,
-            SERVICE,
-            "OpenSession",
-            &(ALGORITHM, Value::from(ours.to_be_bytes().to_vec())),
-        )?;
-        let theirs: Vec<u8> = output.try_into().map_err(|_| {
-            Error::Protocol("the provider's session reply holds no public key".into())
-        })?;
+        let public = Residue::new(&U1024::from_u8(2))
+            .pow(&*x)
+            .retrieve()
+            .to_be_bytes()
+            .to_vec();
+        Ok(KeyPair { x, public })
+    }
+
+    pub fn public(&self) -> &[u8] {
+        &self.public
+    }
+
+    /// The session, from the provider's public key and session path.
+    pub fn agree(self, theirs: &[u8], path: OwnedObjectPath) -> Result<Session, Misbehaved> {
         if theirs.len() > 128 {
-            return Err(Error::Protocol(format!(
+            return Err(format!(
                 "the provider's public key is {} bytes, more than the group's 128",
                 theirs.len()
-            )));
+            ));
         }
-        let y = U1024::from_be_slice(&left_pad(&theirs));
+        let y = U1024::from_be_slice(&left_pad(theirs));
         // 0, 1 and p-1 (and anything not below p) would make the shared
         // secret guessable: a broken or hostile peer.
         let p = Oakley1024::PARAMS.modulus().get();
         if y <= U1024::ONE || y >= p.wrapping_sub(&U1024::ONE) {
-            return Err(Error::Protocol(
-                "the provider sent a degenerate public key".into(),
-            ));
+            return Err("the provider sent a degenerate public key".into());
         }
         let shared = Zeroizing::new(
             Residue::new(&y)
-                .pow(&*x)
+                .pow(&*self.x)
                 .retrieve()
                 .to_be_bytes()
                 .as_ref()
@@ -143,38 +125,35 @@ impl Session {
         let mut key = Zeroizing::new([0u8; 16]);
         hkdf::Hkdf::<sha2::Sha256>::new(None, &shared)
             .expand(&[], key.as_mut())
-            .map_err(|_| Error::Protocol("HKDF refused a 16-byte key".into()))?;
+            .map_err(|_| "HKDF refused a 16-byte key".to_owned())?;
         Ok(Session { path, key })
     }
+}
 
-    /// Ask the provider for one item's secret and decrypt it.
-    pub fn secret(
-        &self,
-        conn: &Connection,
-        item: &ObjectPath<'_>,
-    ) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let (session, iv, value, _content_type): (OwnedObjectPath, Vec<u8>, Vec<u8>, String) =
-            call(conn, item.as_str(), ITEM, "GetSecret", &(&self.path,))?;
+impl Session {
+    /// The value inside a `GetSecret` answer.
+    pub fn open(&self, reply: SecretReply) -> Result<Zeroizing<Vec<u8>>, Misbehaved> {
+        let (session, iv, value, _content_type) = reply;
         if session != self.path {
-            return Err(Error::Protocol(
-                "the provider answered for a different session".into(),
-            ));
+            return Err("the provider answered for a different session".into());
         }
         self.decrypt(&iv, Zeroizing::new(value))
     }
 
-    fn decrypt(&self, iv: &[u8], mut buf: Zeroizing<Vec<u8>>) -> Result<Zeroizing<Vec<u8>>, Error> {
+    fn decrypt(
+        &self,
+        iv: &[u8],
+        mut buf: Zeroizing<Vec<u8>>,
+    ) -> Result<Zeroizing<Vec<u8>>, Misbehaved> {
         use aes::cipher::block_padding::Pkcs7;
         use aes::cipher::{BlockModeDecrypt, KeyIvInit};
-        let iv: [u8; 16] = iv.try_into().map_err(|_| {
-            Error::Protocol(format!("the secret's IV is {} bytes, not 16", iv.len()))
-        })?;
+        let iv: [u8; 16] = iv
+            .try_into()
+            .map_err(|_| format!("the secret's IV is {} bytes, not 16", iv.len()))?;
         let cipher = cbc::Decryptor::<aes::Aes128>::new(&(*self.key).into(), &iv.into());
         let len = cipher
             .decrypt_padded::<Pkcs7>(&mut buf)
-            .map_err(|_| {
-                Error::Protocol("the secret does not decrypt with the session key".into())
-            })?
+            .map_err(|_| "the secret does not decrypt with the session key".to_owned())?
             .len();
         buf.truncate(len);
         Ok(buf)
@@ -185,21 +164,6 @@ fn left_pad(bytes: &[u8]) -> [u8; 128] {
     let mut out = [0u8; 128];
     out[128 - bytes.len()..].copy_from_slice(bytes);
     out
-}
-
-/// `SearchItems` on the service: (unlocked, locked) item paths across every
-/// collection.
-pub fn search(
-    conn: &Connection,
-    attrs: &HashMap<&str, &str>,
-) -> Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>), Error> {
-    call(conn, SERVICE_PATH, SERVICE, "SearchItems", &(attrs,))
-}
-
-/// Where an alias points; `None` when it is not set (the provider says `/`).
-pub fn read_alias(conn: &Connection, name: &str) -> Result<Option<OwnedObjectPath>, Error> {
-    let (path,): (OwnedObjectPath,) = call(conn, SERVICE_PATH, SERVICE, "ReadAlias", &(name,))?;
-    Ok((path.as_str() != "/").then_some(path))
 }
 
 #[cfg(test)]
@@ -218,14 +182,33 @@ mod tests {
         assert_eq!(&bytes.as_ref()[8..12], &[0xC9, 0x0F, 0xDA, 0xA2]);
     }
 
+    fn path() -> OwnedObjectPath {
+        OwnedObjectPath::try_from("/s").unwrap()
+    }
+
     #[test]
     fn both_sides_derive_the_same_key() {
-        let a = private_exponent().unwrap();
-        let b = private_exponent().unwrap();
-        let g = Residue::new(&U1024::from_u8(2));
-        let (ga, gb) = (g.pow(&*a), g.pow(&*b));
-        assert_ne!(ga.retrieve(), gb.retrieve());
-        assert_eq!(gb.pow(&*a).retrieve(), ga.pow(&*b).retrieve());
+        let (a, b) = (KeyPair::new().unwrap(), KeyPair::new().unwrap());
+        let (pa, pb) = (a.public().to_vec(), b.public().to_vec());
+        assert_ne!(pa, pb);
+        let (sa, sb) = (a.agree(&pb, path()).unwrap(), b.agree(&pa, path()).unwrap());
+        assert_eq!(*sa.key, *sb.key);
+    }
+
+    #[test]
+    fn degenerate_or_oversized_peer_keys_are_refused() {
+        let p = Oakley1024::PARAMS.modulus().get();
+        let p_minus_1 = p.wrapping_sub(&U1024::ONE).to_be_bytes().to_vec();
+        for theirs in [
+            vec![],
+            vec![1],
+            p_minus_1,
+            p.to_be_bytes().to_vec(),
+            vec![2; 129],
+        ] {
+            let err = KeyPair::new().unwrap().agree(&theirs, path()).unwrap_err();
+            assert!(err.contains("public key"), "{err}");
+        }
     }
 
     #[test]
@@ -233,7 +216,7 @@ mod tests {
         use aes::cipher::block_padding::Pkcs7;
         use aes::cipher::{BlockModeEncrypt, KeyIvInit};
         let s = Session {
-            path: OwnedObjectPath::try_from("/s").unwrap(),
+            path: path(),
             key: Zeroizing::new([7; 16]),
         };
         let iv = [9u8; 16];
@@ -245,5 +228,10 @@ mod tests {
         *bad.last_mut().unwrap() ^= 1;
         assert!(s.decrypt(&iv, Zeroizing::new(bad)).is_err());
         assert!(s.decrypt(&[0; 8], Zeroizing::new(vec![0; 16])).is_err());
+        let other = OwnedObjectPath::try_from("/other").unwrap();
+        let err = s
+            .open((other, iv.to_vec(), vec![0; 16], String::new()))
+            .unwrap_err();
+        assert!(err.contains("different session"), "{err}");
     }
 }
