@@ -50,7 +50,7 @@ use secret_service::blocking::{Collection, Item};
 use zeroize::Zeroizing;
 
 use crate::bus::{Bus, Link, map_error, unavailable};
-use crate::session::{KeyPair, SecretReply};
+use crate::session::{KeyPair, PeerKey, SecretReply};
 use crate::wire::Wire;
 
 pub const NAME: &str = "keyring";
@@ -307,14 +307,13 @@ fn get_fast(bus: &Bus, entry: &EntryRef) -> Result<Fast, BackendError> {
     // The handshake and the search leave in one write; our half of the key
     // exchange is computed while the provider searches.
     let search = wire
-        .queue(
+        .send(
             DEST,
             SERVICE_PATH,
             SERVICE,
             "SearchItems",
             &(lookup_attrs(entry),),
         )
-        .and_then(|serial| wire.flush().map(|()| serial))
         .map_err(|e| fail(e, &doing))?;
     let keys = KeyPair::new().map_err(|why| fail(wire::Error::Protocol(why), &doing))?;
     type Paths = Vec<OwnedObjectPath>;
@@ -379,12 +378,16 @@ fn get_fast(bus: &Bus, entry: &EntryRef) -> Result<Fast, BackendError> {
             &doing,
         )
     })?;
-    let session = keys
-        .agree(&theirs, session_path)
-        .map_err(|why| fail(wire::Error::Protocol(why), &doing))?;
-    let reply: SecretReply = wire
-        .call(DEST, path, ITEM, "GetSecret", &(&session.path,))
+    // The provider encrypts while we finish the exchange: the secret is
+    // asked for as soon as the provider's key has passed its checks.
+    let peer = PeerKey::new(&theirs).map_err(|why| fail(wire::Error::Protocol(why), &doing))?;
+    let get = wire
+        .send(DEST, path, ITEM, "GetSecret", &(&session_path,))
         .map_err(|e| fail(e, &doing))?;
+    let session = keys
+        .agree(&peer, session_path)
+        .map_err(|why| fail(wire::Error::Protocol(why), &doing))?;
+    let reply: SecretReply = wire.reply(get).map_err(|e| fail(e, &doing))?;
     let bytes = session
         .open(reply)
         .map_err(|why| fail(wire::Error::Protocol(why), &doing))?;

@@ -100,22 +100,9 @@ impl KeyPair {
     }
 
     /// The session, from the provider's public key and session path.
-    pub fn agree(self, theirs: &[u8], path: OwnedObjectPath) -> Result<Session, Misbehaved> {
-        if theirs.len() > 128 {
-            return Err(format!(
-                "the provider's public key is {} bytes, more than the group's 128",
-                theirs.len()
-            ));
-        }
-        let y = U1024::from_be_slice(&left_pad(theirs));
-        // 0, 1 and p-1 (and anything not below p) would make the shared
-        // secret guessable: a broken or hostile peer.
-        let p = Oakley1024::PARAMS.modulus().get();
-        if y <= U1024::ONE || y >= p.wrapping_sub(&U1024::ONE) {
-            return Err("the provider sent a degenerate public key".into());
-        }
+    pub fn agree(self, theirs: &PeerKey, path: OwnedObjectPath) -> Result<Session, Misbehaved> {
         let shared = Zeroizing::new(
-            Residue::new(&y)
+            Residue::new(&theirs.0)
                 .pow(&*self.x)
                 .retrieve()
                 .to_be_bytes()
@@ -127,6 +114,31 @@ impl KeyPair {
             .expand(&[], key.as_mut())
             .map_err(|_| "HKDF refused a 16-byte key".to_owned())?;
         Ok(Session { path, key })
+    }
+}
+
+/// The provider's public key, checked: cheap to check, so a caller can
+/// ask for the secret before spending the exponentiation on the key.
+#[derive(Debug)]
+pub struct PeerKey(U1024);
+
+impl PeerKey {
+    pub fn new(theirs: &[u8]) -> Result<Self, Misbehaved> {
+        if theirs.len() > 128 {
+            return Err(format!(
+                "the provider's public key is {} bytes, more than the group's 128",
+                theirs.len()
+            ));
+        }
+        let y = U1024::from_be_slice(&left_pad(theirs));
+        // 0, 1 and p-1 (and anything not below p) would make the shared
+        // secret guessable: a broken or hostile peer. Only a key that
+        // passes here is worth sending the secret under.
+        let p = Oakley1024::PARAMS.modulus().get();
+        if y <= U1024::ONE || y >= p.wrapping_sub(&U1024::ONE) {
+            return Err("the provider sent a degenerate public key".into());
+        }
+        Ok(PeerKey(y))
     }
 }
 
@@ -191,6 +203,7 @@ mod tests {
         let (a, b) = (KeyPair::new().unwrap(), KeyPair::new().unwrap());
         let (pa, pb) = (a.public().to_vec(), b.public().to_vec());
         assert_ne!(pa, pb);
+        let (pa, pb) = (PeerKey::new(&pa).unwrap(), PeerKey::new(&pb).unwrap());
         let (sa, sb) = (a.agree(&pb, path()).unwrap(), b.agree(&pa, path()).unwrap());
         assert_eq!(*sa.key, *sb.key);
     }
@@ -206,7 +219,7 @@ mod tests {
             p.to_be_bytes().to_vec(),
             vec![2; 129],
         ] {
-            let err = KeyPair::new().unwrap().agree(&theirs, path()).unwrap_err();
+            let err = PeerKey::new(&theirs).unwrap_err();
             assert!(err.contains("public key"), "{err}");
         }
     }

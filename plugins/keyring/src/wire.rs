@@ -204,7 +204,7 @@ impl Wire {
     }
 
     /// Queue a method call; its serial, for [`Wire::reply`].
-    pub fn queue<B>(
+    fn queue<B>(
         &mut self,
         dest: &str,
         path: &str,
@@ -224,7 +224,7 @@ impl Wire {
     }
 
     /// Send everything queued.
-    pub fn flush(&mut self) -> Result<(), Error> {
+    fn flush(&mut self) -> Result<(), Error> {
         let left = self.left()?;
         self.stream.set_write_timeout(Some(left))?;
         self.stream
@@ -234,7 +234,24 @@ impl Wire {
         Ok(())
     }
 
-    /// Queue, send and wait for one call's reply.
+    /// Queue a call and send everything queued; its serial.
+    pub fn send<B>(
+        &mut self,
+        dest: &str,
+        path: &str,
+        iface: &str,
+        method: &str,
+        body: &B,
+    ) -> Result<u32, Error>
+    where
+        B: serde::Serialize + DynamicType,
+    {
+        let serial = self.queue(dest, path, iface, method, body)?;
+        self.flush()?;
+        Ok(serial)
+    }
+
+    /// Send one call and wait for its reply.
     pub fn call<B, R>(
         &mut self,
         dest: &str,
@@ -247,8 +264,7 @@ impl Wire {
         B: serde::Serialize + DynamicType,
         R: DeserializeOwned + Type,
     {
-        let serial = self.queue(dest, path, iface, method, body)?;
-        self.flush()?;
+        let serial = self.send(dest, path, iface, method, body)?;
         self.reply(serial)
     }
 
