@@ -28,7 +28,7 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 pub type Service = SecretService<'static>;
 
 /// One bus connection, and the `secret-service` crate's session on it,
-/// opened when first needed. Reads take [`crate::wire`] instead.
+/// opened when first needed. Reads take their own socket (`wire.rs`).
 pub struct Link {
     pub dbus: zbus::blocking::Connection,
     ss: OnceLock<Service>,

@@ -28,9 +28,11 @@
 //!
 //! # Never hanging
 //!
-//! Every operation runs against a deadline (see [`bus`]); a missing bus, a
-//! missing provider or one that does not answer is `Unavailable`, and the
-//! engine moves on to the next backend.
+//! Every operation runs against a deadline: reads on their own socket with
+//! its timeouts (see `wire.rs`), everything else on a worker thread the
+//! caller stops waiting for (see [`bus`]). A missing bus, a missing
+//! provider or one that does not answer is `Unavailable`, and the engine
+//! moves on to the next backend.
 
 pub mod bus;
 mod checks;
