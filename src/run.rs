@@ -130,13 +130,25 @@ pub fn exec_with_env(cmd: &[OsString], secrets: &[(String, Secret)]) -> Result<i
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
+/// A signal that arrived before the child's pid was known.
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
 extern "C" fn forward(sig: nix::libc::c_int) {
-    let pid = CHILD.load(Ordering::SeqCst);
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe {
-            nix::libc::kill(pid, sig);
+    let mut pid = CHILD.load(Ordering::SeqCst);
+    if pid <= 0 {
+        // The child may be running already (its first output can reach
+        // whoever sends the signal before `spawn` returns here): keep the
+        // signal for the spawner, then look again in case it has just
+        // taken the pid and found nothing pending.
+        PENDING.store(sig, Ordering::SeqCst);
+        pid = CHILD.load(Ordering::SeqCst);
+        if pid <= 0 || PENDING.swap(0, Ordering::SeqCst) == 0 {
+            return;
         }
+    }
+    // SAFETY: kill is async-signal-safe.
+    unsafe {
+        nix::libc::kill(pid, sig);
     }
 }
 
@@ -201,11 +213,21 @@ pub fn run_with_files(
         SigSet::empty(),
     );
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only reads an atomic and calls kill.
+        // SAFETY: the handler only touches atomics and calls kill.
         unsafe { sigaction(sig, &action) }.map_err(|e| OvError::new(format!("sigaction: {e}")))?;
     }
+    // Not blocked around the spawn: the child would inherit the mask.
     let mut child = c.spawn().map_err(|e| spawn_error(cmd, &e))?;
-    CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+    let pid = i32::try_from(child.id()).unwrap_or(0);
+    CHILD.store(pid, Ordering::SeqCst);
+    // A signal that came before the handler knew the pid waits in PENDING.
+    let sig = PENDING.swap(0, Ordering::SeqCst);
+    if sig != 0 {
+        // SAFETY: plain kill of the child ov just started.
+        unsafe {
+            nix::libc::kill(pid, sig);
+        }
+    }
     let status = loop {
         match child.wait() {
             Ok(s) => break s,
