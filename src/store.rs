@@ -69,8 +69,9 @@ pub struct Source {
 pub struct Miss {
     /// Backends that could not be asked, with the reason.
     pub unavailable: Vec<(String, String)>,
-    /// Backends that are locked, with the reason.
-    pub locked: Vec<(String, String)>,
+    /// Backends that are locked, with their error (its message says what
+    /// is locked, its hints how to unlock it).
+    pub locked: Vec<(String, BackendError)>,
 }
 
 /// What a write did, so the CLI can warn about plaintext once.
@@ -209,7 +210,7 @@ impl Store {
                     miss.unavailable.push((b.desc.name.clone(), e.message));
                 }
                 Err(e) if e.kind == ErrorKind::Locked => {
-                    miss.locked.push((b.desc.name.clone(), e.message));
+                    miss.locked.push((b.desc.name.clone(), e));
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -5,8 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::secret_service::{SecretService, SilentBus};
+use common::secret_service::{PASSWORD, SecretService, SilentBus};
 use common::{TestEnv, stderr, stdout};
+use zbus::zvariant::OwnedObjectPath;
 
 fn keyring_env() -> (TestEnv, SecretService) {
     let mut env = TestEnv::new();
@@ -261,11 +262,26 @@ fn a_locked_collection_is_reported_and_nothing_is_lost() {
     );
     assert!(!env.credentials().exists());
 
-    // A read says it is locked rather than "not found".
+    // A read says where it is locked rather than "not found", and how to
+    // unlock it.
     env.ok(&["settings", "unset", "keyring_collection_label"]);
     let out = env.run(&["secrets", "get", "svc", "k"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("keyring locked"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            r#"ov: error: no secret svc k (svc/k is in the locked keyring collection "Work")"#
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: secret-tool search --unlock service svc username k"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: ov secrets get svc k --wait-unlock"),
+        "{err}"
+    );
     let doctor = stdout(&env.run(&["doctor", "keyring"]));
     assert!(doctor.contains("locked; reads skip it"), "{doctor}");
     // A listing says what it could not see.
@@ -279,6 +295,32 @@ fn a_locked_collection_is_reported_and_nothing_is_lost() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn without_a_desktop_the_unlock_hint_unlocks_the_login_keyring_itself() {
+    let (env, ss) = keyring_env();
+    env.run_stdin(&["secrets", "set", "svc", "k"], "in-login\n");
+    let login = OwnedObjectPath::try_from("/org/freedesktop/secrets/collection/login").unwrap();
+    ss.lock(&login);
+    // ov runs here without DISPLAY or WAYLAND_DISPLAY, as over ssh: no
+    // prompter could ask for the password.
+    let out = env.run(&["secrets", "get", "svc", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let hint = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("hint: "))
+        .find(|h| h.contains("gnome-keyring-daemon --replace --unlock"))
+        .unwrap_or_else(|| panic!("no headless unlock hint in {err}"));
+    // The hint, run as given, with the password typed on stdin.
+    let ran = ss.run_shell(hint, format!("{PASSWORD}\n").as_bytes());
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "in-login\n");
 }
 
 #[test]

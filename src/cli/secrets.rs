@@ -232,23 +232,32 @@ fn print_raw(bytes: &[u8]) -> Result<()> {
         .map_err(|e| OvError::new(format!("cannot write the value to standard output: {e}")))
 }
 
-/// The error for a secret no backend holds.
+/// The error for a secret no backend holds, or none could be asked for:
+/// a locked backend says what is locked and how to unlock it.
 fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
     let mut msg = format!("no secret {} {}", entry.service, entry.key);
     if !miss.locked.is_empty() {
-        let names: Vec<&str> = miss.locked.iter().map(|(n, _)| n.as_str()).collect();
-        msg.push_str(&format!(" (not searched: {} locked)", names.join(", ")));
+        let why: Vec<&str> = miss
+            .locked
+            .iter()
+            .map(|(_, e)| e.message.as_str())
+            .collect();
+        msg.push_str(&format!(" ({})", why.join("; ")));
     }
     let mut e = OvError::new(msg);
-    for (name, _) in &miss.locked {
-        e = if name == "kdbx" {
-            e.hint("ov secrets unlock")
-        } else {
-            e.hint(format!(
-                "ov secrets get {} {} --wait-unlock   # then unlock the {name} in your session",
+    let mut hints: Vec<String> = Vec::new();
+    for (name, locked) in &miss.locked {
+        hints.extend(locked.hints.iter().cloned());
+        if name != "kdbx" {
+            hints.push(format!(
+                "ov secrets get {} {} --wait-unlock   # then unlock the {name}; ov reads it at once",
                 entry.service, entry.key
-            ))
-        };
+            ));
+        }
+    }
+    hints.dedup();
+    for h in hints {
+        e = e.hint(h);
     }
     e.hint(format!("ov secrets set {} {}", entry.service, entry.key))
         .hint(format!(

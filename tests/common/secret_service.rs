@@ -409,6 +409,12 @@ impl SecretService {
             .unwrap_or_else(|e| panic!("{program} output: {e}"))
     }
 
+    /// `bash -c SCRIPT` beside the daemon (its bus, its runtime
+    /// directory), `stdin` as typed by a user.
+    pub fn run_shell(&self, script: &str, stdin: &[u8]) -> Output {
+        self.run_tool("bash", &["-c", script], stdin)
+    }
+
     /// `secret-tool store --label=L ATTRS… <<< value`, insisting on success.
     pub fn store(&self, attrs: &[&str], value: &[u8]) {
         let mut args = vec!["store", "--label=stored by secret-tool"];

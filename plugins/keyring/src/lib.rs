@@ -53,7 +53,7 @@ use zeroize::Zeroizing;
 
 use crate::bus::{Bus, Link, map_error, unavailable};
 use crate::session::{KeyPair, PeerKey, SecretReply};
-use crate::wire::Wire;
+use crate::wire::{Method, Wire};
 
 pub const NAME: &str = "keyring";
 /// The setting that pins ov to one collection; empty means "search them all".
@@ -220,19 +220,52 @@ fn write_attrs(entry: &EntryRef) -> HashMap<&str, &str> {
     ])
 }
 
-/// The command that makes the provider ask for the password of the
-/// collection holding `entry`.
-pub(crate) fn unlock_hint(entry: Option<&EntryRef>) -> String {
-    match entry {
+/// Commands that unlock the collection holding `entry` (any locked
+/// collection for `None`), best first. At a desktop the provider asks for
+/// the password; without one (ssh, a server) nothing could ask, so the
+/// first is GNOME Keyring's own way to take the login password on stdin.
+pub(crate) fn unlock_hints(entry: Option<&EntryRef>) -> Vec<String> {
+    let desktop = ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
+    let asks = if desktop {
+        "# the keyring asks for its password"
+    } else {
+        "# at the desktop: the keyring asks for its password"
+    };
+    let prompt = match entry {
         Some(e) => format!(
-            "secret-tool search --unlock service {} username {}   # the keyring asks for its password",
+            "secret-tool search --unlock service {} username {}   {asks}",
             q(&e.service),
             q(&e.key)
         ),
-        None => format!(
-            "secret-tool search --all --unlock {ATTR_APPLICATION} {APPLICATION}   # the keyring asks for its password"
-        ),
+        None => {
+            format!("secret-tool search --all --unlock {ATTR_APPLICATION} {APPLICATION}   {asks}")
+        }
+    };
+    if desktop {
+        vec![prompt]
+    } else {
+        vec![HEADLESS_UNLOCK.to_owned(), prompt]
     }
+}
+
+/// The first of [`unlock_hints`], where there is room for one command.
+pub(crate) fn unlock_hint(entry: Option<&EntryRef>) -> String {
+    unlock_hints(entry).swap_remove(0)
+}
+
+/// Unlocks GNOME Keyring's login collection with no desktop prompter: the
+/// replacement daemon reads the password on stdin (`read` is a shell
+/// builtin, so it never shows in `ps`).
+pub const HEADLESS_UNLOCK: &str = "read -rs PW && printf '%s' \"$PW\" | gnome-keyring-daemon --replace --unlock --components=secrets; unset PW   # no desktop to ask: GNOME Keyring takes the login password on stdin";
+
+fn locked_error(message: String, entry: Option<&EntryRef>) -> BackendError {
+    unlock_hints(entry)
+        .into_iter()
+        .fold(BackendError::new(ErrorKind::Locked, message), |e, h| {
+            e.with_hint(h)
+        })
 }
 
 fn quoted_list(labels: &[String]) -> String {
@@ -308,14 +341,14 @@ fn get_fast(bus: &Bus, entry: &EntryRef) -> Result<Fast, BackendError> {
         Wire::open(&addrs, std::time::Instant::now() + limit).map_err(|e| fail(e, &doing))?;
     // The handshake and the search leave in one write; our half of the key
     // exchange is computed while the provider searches.
+    let service = |member| Method {
+        dest: DEST,
+        path: SERVICE_PATH,
+        iface: SERVICE,
+        member,
+    };
     let search = wire
-        .send(
-            DEST,
-            SERVICE_PATH,
-            SERVICE,
-            "SearchItems",
-            &(lookup_attrs(entry),),
-        )
+        .send(service("SearchItems"), &(lookup_attrs(entry),))
         .map_err(|e| fail(e, &doing))?;
     let keys = KeyPair::new().map_err(|why| fail(wire::Error::Protocol(why), &doing))?;
     type Paths = Vec<OwnedObjectPath>;
@@ -347,13 +380,7 @@ fn get_fast(bus: &Bus, entry: &EntryRef) -> Result<Fast, BackendError> {
         several => {
             // The default collection's copy wins, as on the slow path.
             let default = wire
-                .call::<_, (OwnedObjectPath,)>(
-                    DEST,
-                    SERVICE_PATH,
-                    SERVICE,
-                    "ReadAlias",
-                    &("default",),
-                )
+                .call::<_, (OwnedObjectPath,)>(service("ReadAlias"), &("default",))
                 .ok()
                 .map(|(c,)| format!("{}/", c.as_str()));
             default
@@ -367,10 +394,7 @@ fn get_fast(bus: &Bus, entry: &EntryRef) -> Result<Fast, BackendError> {
     let doing = format!("read {entry} from {place}");
     let (theirs, session_path): (OwnedValue, OwnedObjectPath) = wire
         .call(
-            DEST,
-            SERVICE_PATH,
-            SERVICE,
-            "OpenSession",
+            service("OpenSession"),
             &(session::ALGORITHM, Value::from(keys.public())),
         )
         .map_err(|e| fail(e, &doing))?;
@@ -384,7 +408,15 @@ fn get_fast(bus: &Bus, entry: &EntryRef) -> Result<Fast, BackendError> {
     // asked for as soon as the provider's key has passed its checks.
     let peer = PeerKey::new(&theirs).map_err(|why| fail(wire::Error::Protocol(why), &doing))?;
     let get = wire
-        .send(DEST, path, ITEM, "GetSecret", &(&session_path,))
+        .send(
+            Method {
+                dest: DEST,
+                path,
+                iface: ITEM,
+                member: "GetSecret",
+            },
+            &(&session_path,),
+        )
         .map_err(|e| fail(e, &doing))?;
     let session = keys
         .agree(&peer, session_path)
@@ -433,15 +465,14 @@ fn get_in(
         return read_secret(item, entry, format!("the collection {:?}", c.label)).map(Some);
     }
     if !locked.is_empty() {
-        return Err(BackendError::new(
-            ErrorKind::Locked,
+        return Err(locked_error(
             format!(
                 "{entry} is in the locked keyring collection{} {}",
                 if locked.len() == 1 { "" } else { "s" },
                 quoted_list(&locked)
             ),
-        )
-        .with_hint(unlock_hint(Some(entry))));
+            Some(entry),
+        ));
     }
     if !unreadable.is_empty() {
         return Err(unavailable(format!(
@@ -487,11 +518,10 @@ fn set_in(
     let target = write_target(&scan, pin)?;
     let label = &target.label;
     if target.locked {
-        return Err(BackendError::new(
-            ErrorKind::Locked,
+        return Err(locked_error(
             format!("the keyring collection {label:?} is locked; nothing was written"),
-        )
-        .with_hint(unlock_hint(None)));
+            None,
+        ));
     }
     let doing = format!("store {entry} in the collection {label:?}");
     let existing = target
@@ -548,15 +578,14 @@ fn delete_in(
         } else {
             format!(" (removed from {})", quoted_list(&removed_from))
         };
-        return Err(BackendError::new(
-            ErrorKind::Locked,
+        return Err(locked_error(
             format!(
                 "{entry} is still in the locked keyring collection{} {}{done}",
                 if locked.len() == 1 { "" } else { "s" },
                 quoted_list(&locked)
             ),
-        )
-        .with_hint(unlock_hint(Some(entry))));
+            Some(entry),
+        ));
     }
     Ok(!removed_from.is_empty())
 }

@@ -101,16 +101,13 @@ impl KeyPair {
 
     /// The session, from the provider's public key and session path.
     pub fn agree(self, theirs: &PeerKey, path: OwnedObjectPath) -> Result<Session, Misbehaved> {
-        let shared = Zeroizing::new(
-            Residue::new(&theirs.0)
-                .pow(&*self.x)
-                .retrieve()
-                .to_be_bytes()
-                .as_ref()
-                .to_vec(),
-        );
+        // The shared secret in each form it takes here (Montgomery form,
+        // integer, bytes) is wiped when dropped.
+        let monty = Zeroizing::new(Residue::new(&theirs.0).pow(&*self.x));
+        let shared = Zeroizing::new(monty.retrieve());
+        let bytes = Zeroizing::new(shared.to_be_bytes());
         let mut key = Zeroizing::new([0u8; 16]);
-        hkdf::Hkdf::<sha2::Sha256>::new(None, &shared)
+        hkdf::Hkdf::<sha2::Sha256>::new(None, bytes.as_ref())
             .expand(&[], key.as_mut())
             .map_err(|_| "HKDF refused a 16-byte key".to_owned())?;
         Ok(Session { path, key })

@@ -35,15 +35,6 @@ pub enum Addr {
     Abstract(Vec<u8>),
 }
 
-impl std::fmt::Display for Addr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Addr::Path(p) => write!(f, "unix:path={}", p.display()),
-            Addr::Abstract(n) => write!(f, "unix:abstract={}", String::from_utf8_lossy(n)),
-        }
-    }
-}
-
 /// The session bus addresses, in the order to try them; `None` when any is
 /// of a kind ov does not dial (zbus then does).
 pub fn session_addresses() -> Option<Vec<Addr>> {
@@ -118,6 +109,15 @@ impl From<zbus::zvariant::Error> for Error {
     fn from(e: zbus::zvariant::Error) -> Self {
         Error::Protocol(e.to_string())
     }
+}
+
+/// A method to call: destination, object, interface, member.
+#[derive(Debug, Clone, Copy)]
+pub struct Method<'a> {
+    pub dest: &'a str,
+    pub path: &'a str,
+    pub iface: &'a str,
+    pub member: &'a str,
 }
 
 /// One connection to the session bus.
@@ -199,25 +199,24 @@ impl Wire {
             authenticated: false,
             hello: 0,
         };
-        wire.hello = wire.queue(DBUS_NAME, DBUS_PATH, DBUS_NAME, "Hello", &())?;
+        let hello = Method {
+            dest: DBUS_NAME,
+            path: DBUS_PATH,
+            iface: DBUS_NAME,
+            member: "Hello",
+        };
+        wire.hello = wire.queue(hello, &())?;
         Ok(wire)
     }
 
     /// Queue a method call; its serial, for [`Wire::reply`].
-    fn queue<B>(
-        &mut self,
-        dest: &str,
-        path: &str,
-        iface: &str,
-        method: &str,
-        body: &B,
-    ) -> Result<u32, Error>
+    fn queue<B>(&mut self, m: Method<'_>, body: &B) -> Result<u32, Error>
     where
         B: serde::Serialize + DynamicType,
     {
-        let msg = zbus::Message::method_call(path, method)?
-            .destination(dest)?
-            .interface(iface)?
+        let msg = zbus::Message::method_call(m.path, m.member)?
+            .destination(m.dest)?
+            .interface(m.iface)?
             .build(body)?;
         self.out.extend_from_slice(msg.data());
         Ok(msg.primary_header().serial_num().get())
@@ -235,36 +234,22 @@ impl Wire {
     }
 
     /// Queue a call and send everything queued; its serial.
-    pub fn send<B>(
-        &mut self,
-        dest: &str,
-        path: &str,
-        iface: &str,
-        method: &str,
-        body: &B,
-    ) -> Result<u32, Error>
+    pub fn send<B>(&mut self, m: Method<'_>, body: &B) -> Result<u32, Error>
     where
         B: serde::Serialize + DynamicType,
     {
-        let serial = self.queue(dest, path, iface, method, body)?;
+        let serial = self.queue(m, body)?;
         self.flush()?;
         Ok(serial)
     }
 
     /// Send one call and wait for its reply.
-    pub fn call<B, R>(
-        &mut self,
-        dest: &str,
-        path: &str,
-        iface: &str,
-        method: &str,
-        body: &B,
-    ) -> Result<R, Error>
+    pub fn call<B, R>(&mut self, m: Method<'_>, body: &B) -> Result<R, Error>
     where
         B: serde::Serialize + DynamicType,
         R: DeserializeOwned + Type,
     {
-        let serial = self.send(dest, path, iface, method, body)?;
+        let serial = self.send(m, body)?;
         self.reply(serial)
     }
 
