@@ -2,6 +2,7 @@
 //! [`cli::main`]; everything testable lives here.
 
 pub mod cli;
+pub mod cmdline;
 pub mod doctor;
 pub mod dotenv;
 pub mod env_backend;

@@ -744,7 +744,22 @@ fn the_passphrase_flag_warns_that_ps_shows_it() {
         &["secrets", "gpg", "export-key", "out", "--passphrase", PASS],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("visible to every user in ps"));
+    assert!(stderr(&out).contains("visible to every user in ps until ov hid it"));
+    // While ov runs, ps shows x's in its place, in either spelling.
+    for args in [
+        &["secrets", "gpg", "export-key", "out", "--passphrase", PASS][..],
+        &[
+            "secrets",
+            "gpg",
+            "export-key",
+            "out",
+            &format!("--passphrase={PASS}"),
+        ],
+    ] {
+        let shown = common::cmdline_while_blocked(&env, args);
+        assert!(!shown.contains(PASS), "{shown}");
+        assert!(shown.contains(&"x".repeat(PASS.len())), "{shown}");
+    }
 }
 
 #[test]

@@ -33,12 +33,28 @@ fn set_get_list_delete_round_trip() {
 }
 
 #[test]
+fn an_inline_value_is_hidden_from_ps_while_ov_runs() {
+    let env = TestEnv::new();
+    let value = "inline-value-ps-must-not-show";
+    let shown =
+        common::cmdline_while_blocked(&env, &["secrets", "set", "ov/secret", "PASSWORD", value]);
+    assert!(!shown.contains(value), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "secrets set ov/secret PASSWORD {}",
+            "x".repeat(value.len())
+        )),
+        "{shown}"
+    );
+}
+
+#[test]
 fn inline_value_works_and_warns_about_argv() {
     let env = TestEnv::new();
     let out = env.run(&["secrets", "set", "ov/secret", "WEBUI_ADMIN_PASSWORD", "pw"]);
     assert!(out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("visible in ps"), "{err}");
+    assert!(err.contains("visible in ps until ov hid it"), "{err}");
     // The plaintext warning comes once per command.
     assert_eq!(err.matches("plaintext").count(), 1, "{err}");
     assert_eq!(

@@ -413,8 +413,9 @@ fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
     let value = if a.generate {
         random_hex(16)?
     } else if let Some(v) = given {
+        crate::cmdline::hide(&v);
         warn(
-            "a value given on the command line is visible in ps and your shell history; leave it out to be prompted",
+            "a value given on the command line was visible in ps until ov hid it, and stays in your shell history; leave it out to be prompted",
         );
         Secret::new(v)
     } else if prompt::stdin_is_tty() {

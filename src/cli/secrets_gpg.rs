@@ -127,7 +127,7 @@ pub struct AddRecipientArgs {
 
 #[derive(Debug, Args)]
 pub struct PassphraseArgs {
-    /// The key's passphrase (visible in ps; prefer --passphrase-file)
+    /// The key's passphrase (ov hides it from ps once started; prefer --passphrase-file)
     #[arg(long, value_name = "VALUE")]
     passphrase: Option<String>,
     /// Read the passphrase from the first line of FILE (`-` for stdin)
@@ -564,8 +564,9 @@ fn recipients(gpg: &Gpg, file: &Path) -> Result<i32> {
 /// `--passphrase` / `--passphrase-file`; the flag warns that argv is public.
 fn passphrase(p: &PassphraseArgs) -> Result<Option<Secret>> {
     if let Some(v) = &p.passphrase {
+        crate::cmdline::hide(v);
         warn(
-            "--passphrase is visible to every user in ps; prefer --passphrase-file FILE or --passphrase-file - (stdin)",
+            "--passphrase was visible to every user in ps until ov hid it, and stays in your shell history; prefer --passphrase-file FILE or --passphrase-file - (stdin)",
         );
         return Ok(Some(Secret::new(v.clone())));
     }

@@ -238,3 +238,61 @@ macro_rules! snap {
         })
     };
 }
+
+/// A pipe whose buffer is already full. A child given its write end as
+/// stderr blocks on its first message, so a test can look at the running
+/// process; dropping the read end lets it go on (to EPIPE).
+pub fn full_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (r, w) = nix::unistd::pipe().expect("pipe");
+    fcntl(&w, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("O_NONBLOCK");
+    // Big writes first, then single bytes: a write of up to PIPE_BUF bytes
+    // is all or nothing, so only the last bytes fill the final gap.
+    for chunk in [&[b'.'; 4096][..], &b"."[..]] {
+        loop {
+            match nix::unistd::write(&w, chunk) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(e) => panic!("filling the pipe: {e}"),
+            }
+        }
+    }
+    fcntl(&w, FcntlArg::F_SETFL(OFlag::empty())).expect("blocking again");
+    (r, w)
+}
+
+/// Run `args` with stderr on a full pipe and return what `ps` shows as its
+/// command line once ov is blocked writing its first message (a warning
+/// printed after it has read, and hidden, its secret arguments). The
+/// process is killed before returning.
+pub fn cmdline_while_blocked(env: &TestEnv, args: &[&str]) -> String {
+    let (reader, writer) = full_pipe();
+    let mut child = env
+        .command(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(writer))
+        .spawn()
+        .expect("spawn ov");
+    let pid = child.id();
+    // Blocked in write(2) on the pipe: the kernel says so in wchan
+    // (`pipe_write`, or `anon_pipe_write` on newer kernels).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let wchan = format!("/proc/{pid}/wchan");
+    while !std::fs::read_to_string(&wchan)
+        .unwrap_or_default()
+        .ends_with("pipe_write")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ov never blocked on its stderr (wchan {:?})",
+            std::fs::read_to_string(&wchan)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(reader);
+    String::from_utf8_lossy(&cmdline).replace('\0', " ")
+}
