@@ -250,7 +250,10 @@ fn bus_address() -> String {
             Ok(d) if !d.is_empty() => {
                 format!("unix:path={d}/bus (DBUS_SESSION_BUS_ADDRESS is unset)")
             }
-            _ => "no address (DBUS_SESSION_BUS_ADDRESS and XDG_RUNTIME_DIR are unset)".into(),
+            _ => format!(
+                "unix:path={} (DBUS_SESSION_BUS_ADDRESS and XDG_RUNTIME_DIR are unset)",
+                wire::fallback_socket().display()
+            ),
         },
     }
 }

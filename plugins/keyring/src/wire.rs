@@ -36,15 +36,23 @@ pub enum Addr {
 }
 
 /// The session bus addresses, in the order to try them; `None` when any is
-/// of a kind ov does not dial (zbus then does).
+/// of a kind ov does not dial (zbus then does). Without an address, the
+/// socket in the runtime directory, as zbus and libsystemd look for it.
 pub fn session_addresses() -> Option<Vec<Addr>> {
     match std::env::var("DBUS_SESSION_BUS_ADDRESS") {
         Ok(a) if !a.is_empty() => parse_addresses(&a),
-        _ => {
-            let dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty())?;
-            Some(vec![Addr::Path(PathBuf::from(dir).join("bus"))])
-        }
+        _ => Some(vec![Addr::Path(
+            match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+                Some(dir) => PathBuf::from(dir).join("bus"),
+                None => fallback_socket(),
+            },
+        )]),
     }
+}
+
+/// `/run/user/UID/bus`: where the session bus is when nothing says.
+pub fn fallback_socket() -> PathBuf {
+    PathBuf::from(format!("/run/user/{}/bus", nix::unistd::geteuid()))
 }
 
 /// `unix:path=…` and `unix:abstract=…` entries of a D-Bus address list.
