@@ -111,6 +111,32 @@ fn a_read_never_carries_the_secret_in_clear_over_the_bus() {
     let hex: Vec<String> = value.bytes().map(|b| format!("{b:02x}")).collect();
     assert!(!seen.contains(value), "{seen}");
     assert!(!seen.contains(&hex[..8].join(" ")), "{seen}");
+
+    // Pinned to a label: the same read, narrowed by the collections'
+    // labels (read while the search runs), not the slow walk.
+    env.ok(&["settings", "set", "keyring_collection_label", "Login"]);
+    let monitor = ss.monitor();
+    assert_eq!(
+        env.ok(&["secrets", "get", "svc", "k"]),
+        format!("{value}\n")
+    );
+    let seen = monitor.stop();
+    let calls: Vec<&str> = seen
+        .lines()
+        .filter(|l| {
+            l.starts_with("method call") && l.contains("destination=org.freedesktop.secrets")
+        })
+        .filter_map(|l| l.split("member=").nth(1))
+        .collect();
+    let (first, rest) = calls.split_first().expect("calls");
+    assert_eq!(*first, "SearchItems", "{seen}");
+    assert_eq!(
+        rest[rest.len() - 2..],
+        ["OpenSession", "GetSecret"],
+        "{seen}"
+    );
+    assert!(rest[..rest.len() - 2].len() >= 2, "{seen}");
+    assert!(rest[..rest.len() - 2].iter().all(|c| *c == "Get"), "{seen}");
 }
 
 #[test]

@@ -326,8 +326,10 @@ enum Fast {
 /// [`session`]): one service-wide search, then the key exchange and the
 /// secret. A miss costs the search alone: the keyring comes first in the
 /// chain, so most reads of values kept elsewhere pass through here, and the
-/// provider's half of a key exchange is the slowest call of a read.
-fn get_fast(bus: &Bus, entry: &EntryRef) -> Result<Fast, BackendError> {
+/// provider's half of a key exchange is the slowest call of a read. With a
+/// pinned label, the collections' labels (one batch of calls, sent while
+/// the search runs) narrow the search's answer to the pinned ones.
+fn get_fast(bus: &Bus, pin: Option<&str>, entry: &EntryRef) -> Result<Fast, BackendError> {
     use session::{DEST, ITEM, SERVICE, SERVICE_PATH};
     use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
     let Some(addrs) = wire::session_addresses() else {
@@ -347,34 +349,63 @@ fn get_fast(bus: &Bus, entry: &EntryRef) -> Result<Fast, BackendError> {
         iface: SERVICE,
         member,
     };
-    let search = wire
-        .send(service("SearchItems"), &(lookup_attrs(entry),))
-        .map_err(|e| fail(e, &doing))?;
-    let keys = KeyPair::new().map_err(|why| fail(wire::Error::Protocol(why), &doing))?;
-    type Paths = Vec<OwnedObjectPath>;
-    let found = match wire.reply::<(Paths, Paths)>(search) {
-        Ok((unlocked, locked)) => {
-            if unlocked.is_empty() {
-                return Ok(if locked.is_empty() {
-                    Fast::Nowhere
-                } else {
-                    Fast::Undecided
-                });
-            }
-            unlocked
+    // Gone is gone; any other refusal gets the slow path's report, and a
+    // bus that takes another authentication is zbus's to talk to.
+    let undecided = |e: wire::Error| -> Result<Fast, BackendError> {
+        if matches!(e, wire::Error::Auth(_)) {
+            return Ok(Fast::Undecided);
         }
-        // A bus that takes another authentication is zbus's to talk to.
-        Err(wire::Error::Auth(_)) => return Ok(Fast::Undecided),
-        Err(e) => {
-            // Gone is gone; any other refusal gets the slow path's report.
-            let be = fail(e, &doing);
-            return if be.kind == ErrorKind::Unavailable {
-                Err(be)
-            } else {
-                Ok(Fast::Undecided)
-            };
+        let be = fail(e, &doing);
+        if be.kind == ErrorKind::Unavailable {
+            Err(be)
+        } else {
+            Ok(Fast::Undecided)
         }
     };
+    let search = wire
+        .queue(service("SearchItems"), &(lookup_attrs(entry),))
+        .and_then(|search| {
+            let listed = match pin {
+                Some(_) => Some(wire.queue(props(SERVICE_PATH), &(SERVICE, "Collections"))?),
+                None => None,
+            };
+            wire.flush().map(|()| (search, listed))
+        });
+    let (search, listed) = match search {
+        Ok(serials) => serials,
+        Err(e) => return undecided(e),
+    };
+    let keys = KeyPair::new().map_err(|why| fail(wire::Error::Protocol(why), &doing))?;
+    type Paths = Vec<OwnedObjectPath>;
+    let (mut found, mut locked) = match wire.reply::<(Paths, Paths)>(search) {
+        Ok(answer) => answer,
+        Err(e) => return undecided(e),
+    };
+    if let (Some(pin), Some(listed)) = (pin, listed) {
+        let pinned = match pinned_collections(&mut wire, listed, pin) {
+            Ok(Some(pinned)) => pinned,
+            // No such label (the slow path lists those present), or a
+            // collection that would not say its label.
+            Ok(None) => return Ok(Fast::Undecided),
+            Err(e) => return undecided(e),
+        };
+        let inside = |item: &OwnedObjectPath| {
+            pinned.iter().any(|c| {
+                item.as_str()
+                    .strip_prefix(c.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+        };
+        found.retain(inside);
+        locked.retain(inside);
+    }
+    if found.is_empty() {
+        return Ok(if locked.is_empty() {
+            Fast::Nowhere
+        } else {
+            Fast::Undecided
+        });
+    }
     let item = match found.as_slice() {
         [one] => one,
         several => {
@@ -426,6 +457,44 @@ fn get_fast(bus: &Bus, entry: &EntryRef) -> Result<Fast, BackendError> {
         .open(reply)
         .map_err(|why| fail(wire::Error::Protocol(why), &doing))?;
     Ok(Fast::Found(Found { bytes, place }))
+}
+
+/// `org.freedesktop.DBus.Properties.Get` on `path`.
+fn props(path: &str) -> Method<'_> {
+    Method {
+        dest: session::DEST,
+        path,
+        iface: "org.freedesktop.DBus.Properties",
+        member: "Get",
+    }
+}
+
+/// The collections labelled `pin`, from the `Collections` property (the
+/// reply to `listed`) and one batch of `Label` reads. `None` when no
+/// collection has that label.
+fn pinned_collections(
+    wire: &mut Wire,
+    listed: u32,
+    pin: &str,
+) -> Result<Option<Vec<zbus::zvariant::OwnedObjectPath>>, wire::Error> {
+    use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+    let misread = |what: &str| wire::Error::Protocol(format!("{what} is not what the API says"));
+    let (all,): (OwnedValue,) = wire.reply(listed)?;
+    let all: Vec<OwnedObjectPath> = all.try_into().map_err(|_| misread("Collections"))?;
+    let mut asked = Vec::with_capacity(all.len());
+    for c in &all {
+        asked.push(wire.queue(props(c.as_str()), &(session::COLLECTION, "Label"))?);
+    }
+    wire.flush()?;
+    let mut pinned = Vec::new();
+    for (c, serial) in all.into_iter().zip(asked) {
+        let (label,): (OwnedValue,) = wire.reply(serial)?;
+        let label: String = label.try_into().map_err(|_| misread("a Label"))?;
+        if label == pin {
+            pinned.push(c);
+        }
+    }
+    Ok((!pinned.is_empty()).then_some(pinned))
 }
 
 fn get_in(
@@ -659,12 +728,10 @@ fn list_in(
 impl KeyringBackend {
     fn find(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Found>, BackendError> {
         let pin = pinned_label(ctx);
-        if pin.is_none() {
-            match get_fast(&self.bus, entry)? {
-                Fast::Found(found) => return Ok(Some(found)),
-                Fast::Nowhere => return Ok(None),
-                Fast::Undecided => {}
-            }
+        match get_fast(&self.bus, pin.as_deref(), entry)? {
+            Fast::Found(found) => return Ok(Some(found)),
+            Fast::Nowhere => return Ok(None),
+            Fast::Undecided => {}
         }
         let entry = entry.clone();
         self.bus

@@ -26,6 +26,7 @@ pub const DEST: &str = "org.freedesktop.secrets";
 pub const SERVICE_PATH: &str = "/org/freedesktop/secrets";
 pub const SERVICE: &str = "org.freedesktop.Secret.Service";
 pub const ITEM: &str = "org.freedesktop.Secret.Item";
+pub const COLLECTION: &str = "org.freedesktop.Secret.Collection";
 
 const_monty_params!(
     Oakley1024,

@@ -138,6 +138,9 @@ pub struct Wire {
     input: Vec<u8>,
     authenticated: bool,
     hello: u32,
+    /// Replies read while waiting for another one (several calls can be
+    /// in flight), until asked for.
+    early: Vec<Incoming>,
 }
 
 impl std::fmt::Debug for Wire {
@@ -206,6 +209,7 @@ impl Wire {
             input: Vec::with_capacity(4096),
             authenticated: false,
             hello: 0,
+            early: Vec::new(),
         };
         let hello = Method {
             dest: DBUS_NAME,
@@ -218,7 +222,7 @@ impl Wire {
     }
 
     /// Queue a method call; its serial, for [`Wire::reply`].
-    fn queue<B>(&mut self, m: Method<'_>, body: &B) -> Result<u32, Error>
+    pub fn queue<B>(&mut self, m: Method<'_>, body: &B) -> Result<u32, Error>
     where
         B: serde::Serialize + DynamicType,
     {
@@ -231,7 +235,7 @@ impl Wire {
     }
 
     /// Send everything queued.
-    fn flush(&mut self) -> Result<(), Error> {
+    pub fn flush(&mut self) -> Result<(), Error> {
         let left = self.left()?;
         self.stream.set_write_timeout(Some(left))?;
         self.stream
@@ -310,8 +314,9 @@ impl Wire {
         }
     }
 
-    /// The reply to call `serial`, skipping signals and other replies. An
-    /// error reply to it, or to `Hello`, is [`Error::Dbus`].
+    /// The reply to call `serial`, whatever order the replies come in;
+    /// signals are skipped. An error reply to it, or to `Hello`, is
+    /// [`Error::Dbus`].
     pub fn reply<R>(&mut self, serial: u32) -> Result<R, Error>
     where
         R: DeserializeOwned + Type,
@@ -319,18 +324,26 @@ impl Wire {
         if !self.authenticated {
             self.authenticate()?;
         }
-        loop {
-            let msg = self.next_message()?;
-            let Some(to) = msg.reply_serial else { continue };
-            match msg.kind {
-                ERROR if to == serial || to == self.hello => {
-                    let text = msg.body::<(String,)>().ok().map(|(t,)| t);
-                    return Err(Error::Dbus(msg.error_name.unwrap_or_default(), text));
+        let msg = match self
+            .early
+            .iter()
+            .position(|m| m.reply_serial == Some(serial))
+        {
+            Some(i) => self.early.swap_remove(i),
+            None => loop {
+                let msg = self.next_message()?;
+                match (msg.kind, msg.reply_serial) {
+                    (METHOD_RETURN | ERROR, Some(to)) if to == serial => break msg,
+                    (ERROR, Some(to)) if to == self.hello => return Err(msg.error()),
+                    (METHOD_RETURN | ERROR, Some(to)) if to != self.hello => self.early.push(msg),
+                    _ => {}
                 }
-                METHOD_RETURN if to == serial => return msg.body::<R>(),
-                _ => {}
-            }
+            },
+        };
+        if msg.kind == ERROR {
+            return Err(msg.error());
         }
+        msg.body::<R>()
     }
 
     /// Take the next whole message off the input.
@@ -410,6 +423,13 @@ struct Incoming {
 }
 
 impl Incoming {
+    /// An error reply as [`Error::Dbus`]: its name, and its message when
+    /// it carries one.
+    fn error(&self) -> Error {
+        let text = self.body::<(String,)>().ok().map(|(t,)| t);
+        Error::Dbus(self.error_name.clone().unwrap_or_default(), text)
+    }
+
     /// The body as `R`, when its signature is `R`'s (a reply's arguments
     /// are a struct without the parentheses).
     fn body<R: DeserializeOwned + Type>(&self) -> Result<R, Error> {
