@@ -80,6 +80,16 @@ fn a_value_stored_by_secret_tool_is_read_by_ov() {
     );
 }
 
+/// The methods called on the provider, in order, from dbus-monitor's log.
+fn provider_calls(seen: &str) -> Vec<&str> {
+    seen.lines()
+        .filter(|l| {
+            l.starts_with("method call") && l.contains("destination=org.freedesktop.secrets")
+        })
+        .filter_map(|l| l.split("member=").nth(1))
+        .collect()
+}
+
 #[test]
 fn a_read_never_carries_the_secret_in_clear_over_the_bus() {
     let (env, ss) = keyring_env();
@@ -99,13 +109,7 @@ fn a_read_never_carries_the_secret_in_clear_over_the_bus() {
     );
     assert!(!seen.contains(r#"string "plain""#), "{seen}");
     // …in three calls to the provider: search, key exchange, secret…
-    let calls: Vec<&str> = seen
-        .lines()
-        .filter(|l| {
-            l.starts_with("method call") && l.contains("destination=org.freedesktop.secrets")
-        })
-        .filter_map(|l| l.split("member=").nth(1))
-        .collect();
+    let calls = provider_calls(&seen);
     assert_eq!(calls, ["SearchItems", "OpenSession", "GetSecret"], "{seen}");
     // …and the value in no form dbus-monitor prints bytes in.
     let hex: Vec<String> = value.bytes().map(|b| format!("{b:02x}")).collect();
@@ -121,13 +125,7 @@ fn a_read_never_carries_the_secret_in_clear_over_the_bus() {
         format!("{value}\n")
     );
     let seen = monitor.stop();
-    let calls: Vec<&str> = seen
-        .lines()
-        .filter(|l| {
-            l.starts_with("method call") && l.contains("destination=org.freedesktop.secrets")
-        })
-        .filter_map(|l| l.split("member=").nth(1))
-        .collect();
+    let calls = provider_calls(&seen);
     let (first, rest) = calls.split_first().expect("calls");
     assert_eq!(*first, "SearchItems", "{seen}");
     assert_eq!(
