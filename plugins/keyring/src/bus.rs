@@ -166,12 +166,17 @@ impl Bus {
     /// Whether the provider is worth a try: not after it missed a deadline
     /// in this process, and not without a socket to dial.
     pub fn ready(&self) -> Result<(), BackendError> {
+        self.ready_at(wire::session_addresses().as_deref())
+    }
+
+    /// [`Bus::ready`] for addresses the caller has already read.
+    pub fn ready_at(&self, addrs: Option<&[Addr]>) -> Result<(), BackendError> {
         let s = self.lock();
         if let Some(reason) = &s.unresponsive {
             return Err(unavailable(reason.clone()));
         }
         if s.service.is_none()
-            && let Some(missing) = missing_socket()
+            && let Some(missing) = missing_socket(addrs)
         {
             // The common headless case, decided without a thread or a
             // connection attempt: every read on a server passes here.
@@ -262,31 +267,18 @@ fn bus_address() -> String {
 /// connected here, which spares zbus a thread for the `connect` call; any
 /// other address is zbus's to dial.
 fn builder() -> zbus::Result<zbus::blocking::connection::Builder<'static>> {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::net::{SocketAddr, UnixStream};
     let Some(addrs) = wire::session_addresses() else {
         return zbus::blocking::connection::Builder::session();
     };
-    let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
-    for addr in addrs {
-        let stream = match &addr {
-            Addr::Path(p) => UnixStream::connect(p),
-            Addr::Abstract(name) => {
-                SocketAddr::from_abstract_name(name).and_then(|a| UnixStream::connect_addr(&a))
-            }
-        };
-        match stream {
-            Ok(stream) => return Ok(zbus::blocking::connection::Builder::unix_stream(stream)),
-            Err(e) => last = e,
-        }
-    }
-    Err(zbus::Error::InputOutput(last.into()))
+    let stream = wire::connect_first(&addrs, std::time::Instant::now() + timeout())
+        .map_err(|e| zbus::Error::InputOutput(e.into()))?;
+    Ok(zbus::blocking::connection::Builder::unix_stream(stream))
 }
 
 /// An error when no session bus socket exists at any address (abstract
 /// sockets cannot be checked without dialling them).
-fn missing_socket() -> Option<BackendError> {
-    let addrs = wire::session_addresses()?;
+fn missing_socket(addrs: Option<&[Addr]>) -> Option<BackendError> {
+    let addrs = addrs?;
     let gone = |a: &Addr| matches!(a, Addr::Path(p) if !p.exists());
     if addrs.is_empty() || !addrs.iter().all(gone) {
         return None;

@@ -335,7 +335,7 @@ fn get_fast(bus: &Bus, pin: Option<&str>, entry: &EntryRef) -> Result<Fast, Back
     let Some(addrs) = wire::session_addresses() else {
         return Ok(Fast::Undecided);
     };
-    bus.ready()?;
+    bus.ready_at(Some(&addrs))?;
     let limit = bus::timeout();
     let doing = format!("read {entry}");
     let fail = |e: wire::Error, doing: &str| bus.wire_error(e, doing, limit);

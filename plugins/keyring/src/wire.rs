@@ -179,27 +179,29 @@ fn dial(addr: &Addr, limit: Duration) -> io::Result<UnixStream> {
     Ok(UnixStream::from(fd))
 }
 
+/// The first of `addrs` that accepts a connection before `deadline`; the
+/// last error when none does.
+pub fn connect_first(addrs: &[Addr], deadline: Instant) -> io::Result<UnixStream> {
+    let mut last = io::Error::from(io::ErrorKind::NotFound);
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        match dial(addr, left) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(e),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 impl Wire {
     /// Dial the first address that accepts, and queue the handshake;
     /// nothing is sent before the first [`Wire::flush`].
     pub fn open(addrs: &[Addr], deadline: Instant) -> Result<Self, Error> {
-        let mut last = io::Error::from(io::ErrorKind::NotFound);
-        let mut stream = None;
-        for addr in addrs {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(timed_out().into());
-            }
-            match dial(addr, left) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(e.into()),
-                Err(e) => last = e,
-            }
-        }
-        let stream = stream.ok_or(Error::Io(last))?;
+        let stream = connect_first(addrs, deadline)?;
         let uid = nix::unistd::geteuid().as_raw().to_string();
         let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
         let mut wire = Wire {
