@@ -41,6 +41,7 @@ impl Backend for EnvBackend {
             plaintext: false,
             needs_unlock: false,
             listable: false,
+            waits: false,
         }
     }
 

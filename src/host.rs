@@ -306,6 +306,7 @@ impl DynBackend {
                 plaintext: false,
                 needs_unlock: false,
                 listable: false,
+                waits: false,
             },
             _lib: std::mem::ManuallyDrop::new(lib),
         };

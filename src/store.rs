@@ -72,6 +72,9 @@ pub struct Miss {
     /// Backends that are locked, with their error (its message says what
     /// is locked, its hints how to unlock it).
     pub locked: Vec<(String, BackendError)>,
+    /// Backends `get --wait-unlock` waited on in vain, with why the wait
+    /// ended.
+    pub waited: Vec<(String, BackendError)>,
 }
 
 /// What a write did, so the CLI can warn about plaintext once.

@@ -344,7 +344,86 @@ fn without_a_desktop_the_unlock_hint_unlocks_the_login_keyring_itself() {
         "{}",
         String::from_utf8_lossy(&ran.stderr)
     );
-    assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "in-login\n");
+    // The old daemon has left the bus by now, but the new one may not
+    // have claimed the name yet: a script reads with --wait-unlock, which
+    // waits for the provider to come onto the bus.
+    assert_eq!(
+        env.ok(&[
+            "secrets",
+            "get",
+            "svc",
+            "k",
+            "--wait-unlock",
+            "--wait-timeout",
+            "20"
+        ]),
+        "in-login\n"
+    );
+}
+
+#[test]
+fn get_wait_unlock_waits_for_a_provider_to_come_onto_the_bus() {
+    let (env, mut ss) = keyring_env();
+    env.run_stdin(&["secrets", "set", "svc", "k"], "in-keyring\n");
+    ss.stop_keyring();
+
+    let child = env
+        .command(&[
+            "secrets",
+            "get",
+            "svc",
+            "k",
+            "--wait-unlock",
+            "--wait-timeout",
+            "20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let started = Instant::now();
+    // The same keyring files, unlocked with the login password, as at login.
+    ss.start_keyring();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "in-keyring\n");
+    assert!(
+        stderr(&out)
+            .contains("waiting up to 20 s for keyring to come up (no Secret Service provider"),
+        "{}",
+        stderr(&out)
+    );
+    // Woken by the bus's name-owner signal, not by a slow poll.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn get_wait_unlock_without_a_provider_ends_with_the_start_command() {
+    let (env, mut ss) = keyring_env();
+    ss.stop_keyring();
+    let out = env.run(&[
+        "secrets",
+        "get",
+        "svc",
+        "k",
+        "--wait-unlock",
+        "--wait-timeout",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "ov: error: no secret svc k (no Secret Service provider came onto the session bus within 1 s)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("hint: gnome-keyring-daemon --start"), "{err}");
 }
 
 #[test]
@@ -483,6 +562,24 @@ fn no_session_bus_falls_back_to_config_quickly() {
         stdout(&doctor).contains("no D-Bus session bus: no such socket at unix:path="),
         "{}",
         stdout(&doctor)
+    );
+    // With no bus there is nothing to wait on: --wait-unlock says why at
+    // once instead of announcing a wait.
+    let out = env.run(&[
+        "secrets",
+        "get",
+        "svc",
+        "gone",
+        "--wait-unlock",
+        "--wait-timeout",
+        "60",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(!err.contains("waiting"), "{err}");
+    assert!(
+        err.contains("ov: error: no secret svc gone (no D-Bus session bus: no such socket at"),
+        "{err}"
     );
 }
 

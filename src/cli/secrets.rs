@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use clap::{Args, Subcommand, ValueEnum};
-use ov_plugin_api::{EntryRef, Secret};
+use ov_plugin_api::{EntryRef, ErrorKind, Secret};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -77,7 +77,8 @@ pub struct GetArgs {
     /// that are not UTF-8 text, or to write a key file (`> key.bin`)
     #[arg(long)]
     raw: bool,
-    /// If the keyring holding it is locked, wait until someone unlocks it
+    /// If the keyring is locked or its provider is not running yet, wait
+    /// until someone unlocks or starts it
     #[arg(long)]
     wait_unlock: bool,
     /// How long --wait-unlock waits, in seconds
@@ -236,16 +237,20 @@ fn print_raw(bytes: &[u8]) -> Result<()> {
 /// a locked backend says what is locked and how to unlock it.
 fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
     let mut msg = format!("no secret {} {}", entry.service, entry.key);
-    if !miss.locked.is_empty() {
-        let why: Vec<&str> = miss
-            .locked
-            .iter()
-            .map(|(_, e)| e.message.as_str())
-            .collect();
+    let why: Vec<&str> = miss
+        .locked
+        .iter()
+        .chain(&miss.waited)
+        .map(|(_, e)| e.message.as_str())
+        .collect();
+    if !why.is_empty() {
         msg.push_str(&format!(" ({})", why.join("; ")));
     }
     let mut e = OvError::new(msg);
     let mut hints: Vec<String> = Vec::new();
+    for (_, waited) in &miss.waited {
+        hints.extend(waited.hints.iter().cloned());
+    }
     for (name, locked) in &miss.locked {
         hints.extend(locked.hints.iter().cloned());
         if name != "kdbx" {
@@ -350,22 +355,67 @@ fn get(engine: &Engine, a: &GetArgs) -> Result<i32> {
         }
         Err(miss) => miss,
     };
-    if a.wait_unlock && !miss.locked.is_empty() {
-        let names: Vec<&str> = miss.locked.iter().map(|(n, _)| n.as_str()).collect();
+    if a.wait_unlock {
+        return wait_and_get(engine, a, &entry, miss);
+    }
+    Err(not_found(&entry, &miss))
+}
+
+/// `get --wait-unlock` after a miss: wait on each backend that can wait
+/// (locked ones first, then ones whose service is not up yet, such as a
+/// keyring provider that is starting), and print the value once one has it.
+fn wait_and_get(engine: &Engine, a: &GetArgs, entry: &EntryRef, mut miss: Miss) -> Result<i32> {
+    let waitable = |name: &str| engine.store.host.backend(name).filter(|b| b.desc.waits);
+    let locked: Vec<String> = miss
+        .locked
+        .iter()
+        .map(|(n, _)| n.clone())
+        .filter(|n| waitable(n).is_some())
+        .collect();
+    if !locked.is_empty() {
         eprintln!(
             "waiting up to {} s for {} to be unlocked…",
             a.wait_timeout,
-            names.join(", ")
+            locked.join(", ")
         );
-        for name in names {
-            let Some(b) = engine.store.host.backend(name) else {
-                continue;
-            };
-            let ms = a.wait_timeout.saturating_mul(1000);
-            if let Some(value) = b.backend.get_when_unlocked(&engine.store.ctx, &entry, ms)? {
+    }
+    let absent: Vec<(String, String)> = miss
+        .unavailable
+        .iter()
+        .filter(|(n, _)| waitable(n).is_some())
+        .cloned()
+        .collect();
+    let ms = a.wait_timeout.saturating_mul(1000);
+    let waits = locked
+        .iter()
+        .map(|n| (n, None))
+        .chain(absent.iter().map(|(n, why)| (n, Some(why))));
+    for (name, absent_because) in waits {
+        let Some(b) = waitable(name) else { continue };
+        let (backend, ctx) = (&b.backend, &engine.store.ctx);
+        let wait = || backend.get_when_unlocked(ctx, entry, ms);
+        let got = match absent_because {
+            None => wait(),
+            // Say so only once the backend is really waiting: one that
+            // cannot wait here (no bus at all) answers at once.
+            Some(why) => std::thread::scope(|scope| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                scope.spawn(move || tx.send(wait()));
+                rx.recv_timeout(ANNOUNCE_AFTER).or_else(|_| {
+                    eprintln!(
+                        "waiting up to {} s for {name} to come up ({why})…",
+                        a.wait_timeout
+                    );
+                    rx.recv()
+                })
+            })
+            .map_err(|_| OvError::new(format!("the {name} backend failed while waiting")))?,
+        };
+        match got {
+            Ok(Some(value)) => {
                 if a.raw {
-                    // Unlocked now: read the bytes as stored.
-                    if let Some(bytes) = b.backend.get_bytes(&engine.store.ctx, &entry)? {
+                    // Readable now: print the bytes as stored.
+                    if let Some(bytes) = b.backend.get_bytes(&engine.store.ctx, entry)? {
                         print_raw(bytes.expose())?;
                         return Ok(0);
                     }
@@ -373,10 +423,23 @@ fn get(engine: &Engine, a: &GetArgs) -> Result<i32> {
                 print_value(&value)?;
                 return Ok(0);
             }
+            Ok(None) => {}
+            // Still locked or still absent: the miss says so, with the
+            // wait's own words and hints.
+            Err(e) if matches!(e.kind, ErrorKind::Locked | ErrorKind::Unavailable) => {
+                miss.locked.retain(|(n, _)| n != name);
+                miss.unavailable.retain(|(n, _)| n != name);
+                miss.waited.push((name.clone(), e));
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    Err(not_found(&entry, &miss))
+    Err(not_found(entry, &miss))
 }
+
+/// How long a wait on an absent backend runs before `ov` says it is
+/// waiting.
+const ANNOUNCE_AFTER: std::time::Duration = std::time::Duration::from_millis(150);
 
 fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
     let (entry, given) = if let Some(svc) = a.app.service()? {

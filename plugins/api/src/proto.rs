@@ -83,6 +83,10 @@ pub struct Description {
     /// The backend can enumerate its entries.
     #[serde(default)]
     pub listable: bool,
+    /// `get_when_unlocked` waits for something outside `ov`: an unlock,
+    /// or the service behind the store coming up.
+    #[serde(default)]
+    pub waits: bool,
 }
 
 /// Whether a backend can serve requests right now.

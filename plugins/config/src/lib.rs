@@ -126,6 +126,7 @@ impl Backend for ConfigBackend {
             plaintext: true,
             needs_unlock: false,
             listable: true,
+            waits: false,
         }
     }
 

@@ -383,6 +383,7 @@ impl Backend for KdbxBackend {
             plaintext: false,
             needs_unlock: true,
             listable: true,
+            waits: false,
         }
     }
 

@@ -752,6 +752,7 @@ impl Backend for KeyringBackend {
             plaintext: false,
             needs_unlock: false,
             listable: true,
+            waits: true,
         }
     }
 
