@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::secret_service::{PASSWORD, SecretService, SilentBus};
@@ -361,18 +362,15 @@ fn without_a_desktop_the_unlock_hint_unlocks_the_login_keyring_itself() {
     );
 }
 
-#[test]
-fn get_wait_unlock_waits_for_a_provider_to_come_onto_the_bus() {
-    let (env, mut ss) = keyring_env();
-    env.run_stdin(&["secrets", "set", "svc", "k"], "in-keyring\n");
-    ss.stop_keyring();
-
+/// `ov secrets get svc KEY --wait-unlock` started first, then `act` once
+/// ov is waiting: ov's output, and how long it took after `act` began.
+fn get_waiting_while(env: &TestEnv, key: &str, act: impl FnOnce()) -> (Output, Duration) {
     let child = env
         .command(&[
             "secrets",
             "get",
             "svc",
-            "k",
+            key,
             "--wait-unlock",
             "--wait-timeout",
             "20",
@@ -380,12 +378,22 @@ fn get_wait_unlock_waits_for_a_provider_to_come_onto_the_bus() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .expect("start ov");
     std::thread::sleep(Duration::from_millis(800));
     let started = Instant::now();
+    act();
+    let out = child.wait_with_output().expect("wait for ov");
+    (out, started.elapsed())
+}
+
+#[test]
+fn get_wait_unlock_waits_for_a_provider_to_come_onto_the_bus() {
+    let (env, mut ss) = keyring_env();
+    env.run_stdin(&["secrets", "set", "svc", "k"], "in-keyring\n");
+    ss.stop_keyring();
+
     // The same keyring files, unlocked with the login password, as at login.
-    ss.start_keyring();
-    let out = child.wait_with_output().unwrap();
+    let (out, took) = get_waiting_while(&env, "k", || ss.start_keyring());
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "in-keyring\n");
     assert!(
@@ -395,11 +403,7 @@ fn get_wait_unlock_waits_for_a_provider_to_come_onto_the_bus() {
         stderr(&out)
     );
     // Woken by the bus's name-owner signal, not by a slow poll.
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
 #[test]
@@ -440,33 +444,12 @@ fn get_wait_unlock_returns_once_someone_unlocks_the_collection() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--wait-unlock"), "{}", stderr(&out));
 
-    let child = env
-        .command(&[
-            "secrets",
-            "get",
-            "svc",
-            "waited",
-            "--wait-unlock",
-            "--wait-timeout",
-            "20",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    let started = Instant::now();
-    ss.unlock(&work);
-    let out = child.wait_with_output().unwrap();
+    let (out, took) = get_waiting_while(&env, "waited", || ss.unlock(&work));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "after-unlock\n");
     assert!(stderr(&out).contains("waiting up to 20 s for keyring to be unlocked"));
     // Woken by the unlock signal, not by a slow poll.
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
 
     // Still locked when the time runs out: a clear error.
     ss.lock(&work);
