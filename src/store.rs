@@ -72,6 +72,9 @@ pub struct Miss {
     /// Backends that are locked, with their error (its message says what
     /// is locked, its hints how to unlock it).
     pub locked: Vec<(String, BackendError)>,
+    /// Backends not asked because their service is not up yet (also in
+    /// `unavailable`), with their error.
+    pub starting: Vec<(String, BackendError)>,
     /// Backends `get --wait-unlock` waited on in vain, with why the wait
     /// ended.
     pub waited: Vec<(String, BackendError)>,
@@ -210,6 +213,9 @@ impl Store {
                 }
                 Ok(None) => {}
                 Err(e) if e.kind == ErrorKind::Unavailable => {
+                    if e.transient {
+                        miss.starting.push((b.desc.name.clone(), e.clone()));
+                    }
                     miss.unavailable.push((b.desc.name.clone(), e.message));
                 }
                 Err(e) if e.kind == ErrorKind::Locked => {

@@ -234,14 +234,20 @@ fn print_raw(bytes: &[u8]) -> Result<()> {
 }
 
 /// The error for a secret no backend holds, or none could be asked for:
-/// a locked backend says what is locked and how to unlock it.
+/// a locked backend says what is locked and how to unlock it, and one
+/// whose service is not up yet says it was not searched.
 fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
     let mut msg = format!("no secret {} {}", entry.service, entry.key);
-    let why: Vec<&str> = miss
+    let why: Vec<String> = miss
         .locked
         .iter()
         .chain(&miss.waited)
-        .map(|(_, e)| e.message.as_str())
+        .map(|(_, e)| e.message.clone())
+        .chain(
+            miss.starting
+                .iter()
+                .map(|(name, e)| format!("{name} not searched: {}", e.message)),
+        )
         .collect();
     if !why.is_empty() {
         msg.push_str(&format!(" ({})", why.join("; ")));
@@ -259,6 +265,13 @@ fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
                 entry.service, entry.key
             ));
         }
+    }
+    for (name, starting) in &miss.starting {
+        hints.extend(starting.hints.iter().cloned());
+        hints.push(format!(
+            "ov secrets get {} {} --wait-unlock   # waits for the {name} to come up",
+            entry.service, entry.key
+        ));
     }
     hints.dedup();
     for h in hints {
@@ -379,39 +392,23 @@ fn wait_and_get(engine: &Engine, a: &GetArgs, entry: &EntryRef, mut miss: Miss) 
             locked.join(", ")
         );
     }
-    let absent: Vec<(String, String)> = miss
-        .unavailable
+    let starting: Vec<(String, String)> = miss
+        .starting
         .iter()
         .filter(|(n, _)| waitable(n).is_some())
-        .cloned()
+        .map(|(n, e)| (n.clone(), e.message.clone()))
         .collect();
+    for (name, why) in &starting {
+        eprintln!(
+            "waiting up to {} s for {name} to come up ({why})…",
+            a.wait_timeout
+        );
+    }
     let ms = a.wait_timeout.saturating_mul(1000);
-    let waits = locked
-        .iter()
-        .map(|n| (n, None))
-        .chain(absent.iter().map(|(n, why)| (n, Some(why))));
-    for (name, absent_because) in waits {
+    let waits = locked.iter().chain(starting.iter().map(|(n, _)| n));
+    for name in waits {
         let Some(b) = waitable(name) else { continue };
-        let (backend, ctx) = (&b.backend, &engine.store.ctx);
-        let wait = || backend.get_when_unlocked(ctx, entry, ms);
-        let got = match absent_because {
-            None => wait(),
-            // Say so only once the backend is really waiting: one that
-            // cannot wait here (no bus at all) answers at once.
-            Some(why) => std::thread::scope(|scope| {
-                let (tx, rx) = std::sync::mpsc::channel();
-                scope.spawn(move || tx.send(wait()));
-                rx.recv_timeout(ANNOUNCE_AFTER).or_else(|_| {
-                    eprintln!(
-                        "waiting up to {} s for {name} to come up ({why})…",
-                        a.wait_timeout
-                    );
-                    rx.recv()
-                })
-            })
-            .map_err(|_| OvError::new(format!("the {name} backend failed while waiting")))?,
-        };
-        match got {
+        match b.backend.get_when_unlocked(&engine.store.ctx, entry, ms) {
             Ok(Some(value)) => {
                 if a.raw {
                     // Readable now: print the bytes as stored.
@@ -428,6 +425,7 @@ fn wait_and_get(engine: &Engine, a: &GetArgs, entry: &EntryRef, mut miss: Miss) 
             // wait's own words and hints.
             Err(e) if matches!(e.kind, ErrorKind::Locked | ErrorKind::Unavailable) => {
                 miss.locked.retain(|(n, _)| n != name);
+                miss.starting.retain(|(n, _)| n != name);
                 miss.unavailable.retain(|(n, _)| n != name);
                 miss.waited.push((name.clone(), e));
             }
@@ -436,10 +434,6 @@ fn wait_and_get(engine: &Engine, a: &GetArgs, entry: &EntryRef, mut miss: Miss) 
     }
     Err(not_found(entry, &miss))
 }
-
-/// How long a wait on an absent backend runs before `ov` says it is
-/// waiting.
-const ANNOUNCE_AFTER: std::time::Duration = std::time::Duration::from_millis(150);
 
 fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
     let (entry, given) = if let Some(svc) = a.app.service()? {

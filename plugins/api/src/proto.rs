@@ -147,6 +147,11 @@ pub struct BackendError {
     pub message: String,
     #[serde(default)]
     pub hints: Vec<String>,
+    /// The condition may pass with nothing done here: the service behind
+    /// the store is starting (a keyring provider at login). A miss says
+    /// so, and `get --wait-unlock` can wait for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transient: bool,
 }
 
 impl BackendError {
@@ -155,11 +160,18 @@ impl BackendError {
             kind,
             message: message.into(),
             hints: Vec::new(),
+            transient: false,
         }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hints.push(hint.into());
+        self
+    }
+
+    /// Mark the error as one that may pass by itself.
+    pub fn transient(mut self) -> Self {
+        self.transient = true;
         self
     }
 

@@ -63,12 +63,20 @@ impl Link {
         if activatable.iter().any(|n| n.as_str() == session::DEST) {
             return Ok(());
         }
-        Err(unavailable(format!(
-            "no Secret Service provider on the session bus: nothing owns {} and the bus cannot start one",
-            session::DEST
-        ))
-        .with_hint(START_PROVIDER))
+        Err(absent())
     }
+}
+
+/// No provider owns the Secret Service name and the bus cannot start one.
+/// Transient: a provider may be on its way (at login, or while the
+/// headless unlock hint replaces gnome-keyring).
+pub fn absent() -> BackendError {
+    unavailable(format!(
+        "no Secret Service provider is running on the session bus (nothing owns {})",
+        session::DEST
+    ))
+    .with_hint(START_PROVIDER)
+    .transient()
 }
 
 /// The command that starts a provider, for hints and doctor fixes.
@@ -360,9 +368,10 @@ pub fn map_error(e: &secret_service::Error, doing: &str) -> BackendError {
 /// A D-Bus error reply (name and message) as the engine sees it.
 pub fn map_dbus(name: &str, desc: Option<&str>, doing: &str) -> BackendError {
     match name {
+        // Nothing owns the name: no provider yet, or one being replaced.
         "org.freedesktop.DBus.Error.ServiceUnknown"
-        | "org.freedesktop.DBus.Error.NameHasNoOwner"
-        | "org.freedesktop.DBus.Error.NoReply"
+        | "org.freedesktop.DBus.Error.NameHasNoOwner" => absent(),
+        "org.freedesktop.DBus.Error.NoReply"
         | "org.freedesktop.DBus.Error.TimedOut"
         | "org.freedesktop.DBus.Error.Disconnected" => unavailable(format!(
             "no Secret Service provider answers on the session bus (cannot {doing}: {name})"
