@@ -14,24 +14,9 @@ use ov_plugin_api::{BackendError, ErrorKind};
 use crate::bus::{self, START_PROVIDER, unavailable};
 use crate::session::DEST;
 
-/// How long an `Unavailable` read waits for word that the provider left
-/// the bus. The bus sends that signal before it refuses the read, but the
-/// watching thread may not have passed it on yet.
-const GONE_GRACE: Duration = Duration::from_millis(250);
-
-/// What the watching thread saw.
-#[derive(Debug, PartialEq, Eq)]
-enum Event {
-    /// A signal from the provider (collection changed, properties changed…).
-    Signal,
-    /// The Secret Service name gained (`true`) or lost (`false`) its owner.
-    Owner(bool),
-}
-
 /// Watch the bus: every signal the provider sends, and every change of
-/// who owns the Secret Service name. Answers whether a provider owns the
-/// name now, asked after subscribing so no change in between is missed.
-fn subscribe() -> Result<(mpsc::Receiver<Event>, bool), BackendError> {
+/// who owns the Secret Service name, as wake-ups on a channel.
+fn subscribe() -> Result<mpsc::Receiver<()>, BackendError> {
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
     let (tx, rx) = mpsc::channel();
     // Connecting and subscribing may hang on a bus that never answers: do
@@ -39,7 +24,7 @@ fn subscribe() -> Result<(mpsc::Receiver<Event>, bool), BackendError> {
     thread::Builder::new()
         .name("ov-keyring-signals".into())
         .spawn(move || {
-            let setup = (|| -> zbus::Result<(zbus::blocking::MessageIterator, bool)> {
+            let setup = (|| -> zbus::Result<zbus::blocking::MessageIterator> {
                 let conn = zbus::blocking::Connection::session()?;
                 // Every message the connection receives, filtered below;
                 // the bus sends only what the two rules ask for.
@@ -55,12 +40,11 @@ fn subscribe() -> Result<(mpsc::Receiver<Event>, bool), BackendError> {
                         .arg(0, DEST)?
                         .build(),
                 )?;
-                let present = dbus.name_has_owner(zbus::names::BusName::from_static_str(DEST)?)?;
-                Ok((iter, present))
+                Ok(iter)
             })();
             let iter = match setup {
-                Ok((iter, present)) => {
-                    let _ = ready_tx.send(Ok(present));
+                Ok(iter) => {
+                    let _ = ready_tx.send(Ok(()));
                     iter
                 }
                 Err(e) => {
@@ -70,10 +54,7 @@ fn subscribe() -> Result<(mpsc::Receiver<Event>, bool), BackendError> {
             };
             for msg in iter {
                 let Ok(msg) = msg else { break };
-                if msg.message_type() != zbus::message::Type::Signal {
-                    continue;
-                }
-                if tx.send(event_of(&msg)).is_err() {
+                if msg.message_type() == zbus::message::Type::Signal && tx.send(()).is_err() {
                     break;
                 }
             }
@@ -82,7 +63,7 @@ fn subscribe() -> Result<(mpsc::Receiver<Event>, bool), BackendError> {
             BackendError::new(ErrorKind::Internal, format!("cannot start a thread: {e}"))
         })?;
     match ready_rx.recv_timeout(bus::timeout()) {
-        Ok(Ok(present)) => Ok((rx, present)),
+        Ok(Ok(())) => Ok(rx),
         Ok(Err(e)) => Err(
             unavailable(format!("cannot watch the keyring for an unlock: {e}"))
                 .with_hint(bus::NO_BUS_FIX),
@@ -91,20 +72,6 @@ fn subscribe() -> Result<(mpsc::Receiver<Event>, bool), BackendError> {
             "the session bus did not answer the subscription",
         )),
     }
-}
-
-/// A signal as an event: `NameOwnerChanged(name, old, new)` for the Secret
-/// Service name says whether a provider owns it now; anything else is a
-/// reason to look again.
-fn event_of(msg: &zbus::message::Message) -> Event {
-    let header = msg.header();
-    if header.member().map(|m| m.as_str()) == Some("NameOwnerChanged")
-        && let Ok((name, _old, new)) = msg.body().deserialize::<(&str, &str, &str)>()
-        && name == DEST
-    {
-        return Event::Owner(!new.is_empty());
-    }
-    Event::Signal
 }
 
 /// Read with `read` until the keyring answers — unlocked, or its provider
@@ -116,7 +83,7 @@ pub fn read_when_unlocked<T>(
 ) -> Result<T, BackendError> {
     let deadline = Instant::now() + timeout;
     // Subscribe before the first read: an unlock between the two is seen.
-    let (events, mut present) = match subscribe() {
+    let signals = match subscribe() {
         Ok(watch) => watch,
         // Nothing to watch (no session bus): the read's own answer says
         // why better than the failed subscription.
@@ -131,20 +98,15 @@ pub fn read_when_unlocked<T>(
     loop {
         let waiting_for = match read() {
             Err(e) if e.kind == ErrorKind::Locked => Waiting::Unlock,
-            Err(e) if e.kind == ErrorKind::Unavailable => {
-                // Waiting helps only while no provider is on the bus; one
-                // that is there and fails (a hung one, say) is reported.
-                if !provider_gone(&events, &mut present) {
-                    return Err(e);
-                }
-                Waiting::Provider
-            }
+            // Nothing owned the name when the bus routed the read: wait
+            // for an owner. A provider that is there and fails (a hung
+            // one, say) is reported at once.
+            Err(e) if e.kind == ErrorKind::Unavailable && e.transient => Waiting::Provider,
             other => return other,
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        match events.recv_timeout(left) {
-            Ok(Event::Owner(owned)) => present = owned,
-            Ok(Event::Signal) => {}
+        match signals.recv_timeout(left) {
+            Ok(()) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => return Err(waiting_for.timed_out(timeout)),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(unavailable(
@@ -153,25 +115,6 @@ pub fn read_when_unlocked<T>(
             }
         }
     }
-}
-
-/// Whether no provider owns the Secret Service name, after the events
-/// already sent, or sent within [`GONE_GRACE`], are taken in.
-fn provider_gone(events: &mpsc::Receiver<Event>, present: &mut bool) -> bool {
-    while let Ok(ev) = events.try_recv() {
-        if let Event::Owner(owned) = ev {
-            *present = owned;
-        }
-    }
-    let until = Instant::now() + GONE_GRACE;
-    while *present {
-        match events.recv_timeout(until.saturating_duration_since(Instant::now())) {
-            Ok(Event::Owner(owned)) => *present = owned,
-            Ok(Event::Signal) => {}
-            Err(_) => break,
-        }
-    }
-    !*present
 }
 
 /// What a read was waiting for when time ran out.
