@@ -306,7 +306,7 @@ fn backends_available(
             Availability::Locked { reason } => {
                 other.push(format!("{} locked ({reason})", desc.name))
             }
-            Availability::Unavailable { reason } => {
+            Availability::Unavailable { reason, .. } => {
                 other.push(format!("{} unavailable ({reason})", desc.name));
             }
         }

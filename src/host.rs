@@ -400,7 +400,10 @@ impl Backend for DynBackend {
             Response::Availability(a) => Some(a),
             _ => None,
         })
-        .unwrap_or_else(|e| Availability::Unavailable { reason: e.message })
+        .unwrap_or_else(|e| Availability::Unavailable {
+            reason: e.message,
+            transient: e.transient,
+        })
     }
 
     fn get(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Secret>, BackendError> {
@@ -526,11 +529,8 @@ impl<B: Backend> Backend for Guarded<B> {
     }
 
     fn probe(&self, ctx: &Context) -> Availability {
-        catch_unwind(AssertUnwindSafe(|| self.0.probe(ctx))).unwrap_or_else(|_| {
-            Availability::Unavailable {
-                reason: "the backend panicked (a bug in ov)".into(),
-            }
-        })
+        catch_unwind(AssertUnwindSafe(|| self.0.probe(ctx)))
+            .unwrap_or_else(|_| Availability::unavailable("the backend panicked (a bug in ov)"))
     }
 
     fn get(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Secret>, BackendError> {

@@ -80,6 +80,16 @@ pub struct Miss {
     pub waited: Vec<(String, BackendError)>,
 }
 
+/// What a delete did.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Backends the entry was removed from.
+    pub removed: Vec<String>,
+    /// Writable backends not searched because their service is not up yet
+    /// (name, why): a copy there remains.
+    pub not_searched: Vec<(String, String)>,
+}
+
 /// What a write did, so the CLI can warn about plaintext once.
 #[derive(Debug, Clone)]
 pub struct Written {
@@ -229,6 +239,13 @@ impl Store {
 
     /// The backend that receives writes.
     pub fn write_target(&self) -> Result<&Loaded> {
+        self.pick_writer().map(|(target, _)| target)
+    }
+
+    /// The backend that receives writes, and the ones before it in the
+    /// chain that were passed over only because their service is not up
+    /// yet (name, why): a write that lands further down says so.
+    fn pick_writer(&self) -> Result<(&Loaded, Vec<(String, String)>)> {
         if let Some(name) = &self.forced {
             let b = self.host.backend(name).ok_or_else(|| {
                 OvError::new(format!(
@@ -241,8 +258,8 @@ impl Store {
                 return Err(OvError::new(format!("the {name} backend is read-only")));
             }
             return match b.backend.probe(&self.ctx) {
-                Availability::Available { .. } => Ok(b),
-                Availability::Locked { reason } | Availability::Unavailable { reason } => {
+                Availability::Available { .. } => Ok((b, Vec::new())),
+                Availability::Locked { reason } | Availability::Unavailable { reason, .. } => {
                     Err(OvError::new(format!(
                         "secret_backend is set to '{name}', which cannot be used now: {reason}"
                     ))
@@ -252,10 +269,15 @@ impl Store {
             };
         }
         let mut reasons = Vec::new();
+        let mut passed_over = Vec::new();
         for b in self.chain().iter().filter(|b| b.desc.writable) {
-            match b.backend.probe(&self.ctx) {
-                Availability::Available { .. } => return Ok(b),
-                Availability::Locked { reason } | Availability::Unavailable { reason } => {
+            let probe = b.backend.probe(&self.ctx);
+            if let Some(why) = probe.starting() {
+                passed_over.push((b.desc.name.clone(), why.to_owned()));
+            }
+            match probe {
+                Availability::Available { .. } => return Ok((b, passed_over)),
+                Availability::Locked { reason } | Availability::Unavailable { reason, .. } => {
                     reasons.push(format!("{}: {reason}", b.desc.name));
                 }
             }
@@ -273,8 +295,12 @@ impl Store {
 
     pub fn set(&self, entry: &EntryRef, value: &Secret) -> Result<Written> {
         validate_value(value)?;
-        let target = self.write_target()?;
-        self.set_in(target, entry, value)
+        let (target, passed_over) = self.pick_writer()?;
+        let mut written = self.set_in(target, entry, value)?;
+        for (name, why) in passed_over {
+            written.notices.insert(0, format!("{name} not used: {why}"));
+        }
+        Ok(written)
     }
 
     pub fn set_in(&self, target: &Loaded, entry: &EntryRef, value: &Secret) -> Result<Written> {
@@ -291,17 +317,22 @@ impl Store {
     /// Remove the entry from every writable backend that holds it, so a
     /// stale copy further down the chain cannot answer the next read.
     /// Returns the backends it was removed from.
-    pub fn delete(&self, entry: &EntryRef) -> Result<Vec<String>> {
-        let mut removed = Vec::new();
+    pub fn delete(&self, entry: &EntryRef) -> Result<Deleted> {
+        let mut done = Deleted::default();
         for b in self.chain().iter().filter(|b| b.desc.writable) {
-            if !b.backend.probe(&self.ctx).is_available() {
+            let probe = b.backend.probe(&self.ctx);
+            if let Some(why) = probe.starting() {
+                done.not_searched
+                    .push((b.desc.name.clone(), why.to_owned()));
+            }
+            if !probe.is_available() {
                 continue;
             }
             if self.call(b, |c| b.backend.delete(c, entry))?? {
-                removed.push(b.desc.name.clone());
+                done.removed.push(b.desc.name.clone());
             }
         }
-        Ok(removed)
+        Ok(done)
     }
 
     /// Entries across every listable backend; the first backend in the chain
@@ -309,7 +340,13 @@ impl Store {
     pub fn list(&self, service: Option<&str>) -> Result<BTreeMap<EntryRef, String>> {
         let mut out = BTreeMap::new();
         for b in self.chain().iter().filter(|b| b.desc.listable) {
-            if !b.backend.probe(&self.ctx).is_available() {
+            let probe = b.backend.probe(&self.ctx);
+            if let Some(why) = probe.starting() {
+                // Not the quiet absence of a server's keyring: this one
+                // may hold entries, so an empty listing must not look final.
+                eprintln!("ov: note: {} not listed: {why}", b.desc.name);
+            }
+            if !probe.is_available() {
                 continue;
             }
             let mut unnamable = Vec::new();

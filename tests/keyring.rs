@@ -604,6 +604,63 @@ fn a_bus_without_a_provider_is_unavailable() {
 }
 
 #[test]
+fn while_the_provider_is_down_list_set_and_delete_say_the_keyring_was_not_searched() {
+    let (env, mut ss) = keyring_env();
+    env.run_stdin(&["secrets", "set", "svc", "k"], "in-keyring\n");
+    ss.stop_keyring();
+    let down = "keyring not searched: no Secret Service provider is running on the session bus";
+
+    // An empty listing says it is not the whole story.
+    let out = env.run(&["secrets", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out)
+            .contains("ov: note: keyring not listed: no Secret Service provider is running"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Deleting what only the keyring holds is not "no stored secret".
+    let out = env.run(&["secrets", "delete", "svc", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("ov: error: no stored secret svc k ({down}")),
+        "{err}"
+    );
+    assert!(err.contains("hint: ov doctor keyring"), "{err}");
+    assert!(
+        err.contains("hint: ov secrets delete svc k   # again, once the keyring is up"),
+        "{err}"
+    );
+
+    // A write lands in config, and says why the keyring was not used.
+    let out = env.run_stdin(&["secrets", "set", "svc", "k"], "in-config\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ov: note: keyring not used: no Secret Service provider is running"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("plaintext"), "{}", stderr(&out));
+
+    // Deleting now removes the config copy and warns that the keyring's
+    // copy stays: it answers again once the provider is back.
+    let out = env.run(&["secrets", "delete", "svc", "k"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a copy there is not deleted: run `ov secrets delete svc k` again"),
+        "{}",
+        stderr(&out)
+    );
+    ss.start_keyring();
+    assert_eq!(env.ok(&["secrets", "get", "svc", "k"]), "in-keyring\n");
+    env.ok(&["secrets", "delete", "svc", "k"]);
+    assert_eq!(ss.lookup(&["service", "svc", "username", "k"]), None);
+}
+
+#[test]
 fn a_provider_that_never_answers_times_out_and_falls_back() {
     let mut env = TestEnv::new();
     env.run_stdin(&["secrets", "set", "svc", "k"], "plain\n");

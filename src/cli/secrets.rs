@@ -12,7 +12,7 @@ use crate::cli::{Engine, print_json, warn};
 use crate::env_backend::variable_name;
 use crate::error::{EXIT_ERROR, OvError, Result};
 use crate::prompt;
-use crate::store::{Miss, Written, random_hex, validate_entry, validate_value};
+use crate::store::{Deleted, Miss, Written, random_hex, validate_entry, validate_value};
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
@@ -490,14 +490,45 @@ fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Backend names for a sentence: `keyring`, `keyring, kdbx`.
+fn names_of(backends: &[(String, String)]) -> String {
+    backends
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn delete(engine: &Engine, a: &EntryArgs) -> Result<i32> {
     let entry = entry_of(a)?;
-    let removed = engine.store.delete(&entry)?;
+    let Deleted {
+        removed,
+        not_searched,
+    } = engine.store.delete(&entry)?;
     let var = variable_name(&entry);
     let in_env = std::env::var_os(&var).is_some_and(|v| !v.is_empty());
+    let not_searched_why: Vec<String> = not_searched
+        .iter()
+        .map(|(name, why)| format!("{name} not searched: {why}"))
+        .collect();
     if removed.is_empty() {
-        let mut e = OvError::new(format!("no stored secret {} {}", entry.service, entry.key))
-            .hint(format!("ov secrets list {}", entry.service));
+        let mut msg = format!("no stored secret {} {}", entry.service, entry.key);
+        if !not_searched.is_empty() {
+            msg.push_str(&format!(" ({})", not_searched_why.join("; ")));
+        }
+        let mut e = OvError::new(msg);
+        for (name, _) in &not_searched {
+            e = e.hint(format!("ov doctor {name}   # how to start it"));
+        }
+        if !not_searched.is_empty() {
+            e = e.hint(format!(
+                "ov secrets delete {} {}   # again, once the {} is up",
+                entry.service,
+                entry.key,
+                names_of(&not_searched)
+            ));
+        }
+        e = e.hint(format!("ov secrets list {}", entry.service));
         if in_env {
             e = e.hint(format!(
                 "unset {var}   # the value you see comes from the environment"
@@ -511,6 +542,15 @@ fn delete(engine: &Engine, a: &EntryArgs) -> Result<i32> {
         entry.key,
         removed.join(", ")
     );
+    if !not_searched.is_empty() {
+        // The copy there would answer the next read once it is up.
+        warn(&format!(
+            "{}; a copy there is not deleted: run `ov secrets delete {} {}` again once it is up",
+            not_searched_why.join("; "),
+            entry.service,
+            entry.key
+        ));
+    }
     resealed(engine, &entry.service)?;
     if in_env {
         warn(&format!(
@@ -774,7 +814,7 @@ fn path(engine: &Engine, a: &PathArgs) -> Result<i32> {
                     location.unwrap_or_else(|| "-".into())
                 }
                 ov_plugin_api::Availability::Locked { reason } => format!("locked: {reason}"),
-                ov_plugin_api::Availability::Unavailable { reason } => {
+                ov_plugin_api::Availability::Unavailable { reason, .. } => {
                     format!("unavailable: {reason}")
                 }
             };

@@ -99,17 +99,38 @@ pub enum Availability {
         location: Option<String>,
     },
     /// The store exists but needs unlocking first.
-    Locked {
-        reason: String,
-    },
+    Locked { reason: String },
     Unavailable {
         reason: String,
+        /// The service behind the store is not up yet and may come (see
+        /// [`BackendError::transient`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        transient: bool,
     },
 }
 
 impl Availability {
     pub fn is_available(&self) -> bool {
         matches!(self, Availability::Available { .. })
+    }
+
+    /// Unavailable for a reason that will not pass by itself.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Availability::Unavailable {
+            reason: reason.into(),
+            transient: false,
+        }
+    }
+
+    /// Why a backend that may come up soon is not usable now.
+    pub fn starting(&self) -> Option<&str> {
+        match self {
+            Availability::Unavailable {
+                reason,
+                transient: true,
+            } => Some(reason),
+            _ => None,
+        }
     }
 }
 

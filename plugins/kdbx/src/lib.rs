@@ -393,15 +393,11 @@ impl Backend for KdbxBackend {
             Ok(m) if m.is_file() => Availability::Available {
                 location: Some(path.display().to_string()),
             },
-            Ok(_) => Availability::Unavailable {
-                reason: format!("{} is not a regular file", path.display()),
-            },
-            Err(_) => Availability::Unavailable {
-                reason: format!(
-                    "no database at {} (create one with `ov secrets init`)",
-                    path.display()
-                ),
-            },
+            Ok(_) => Availability::unavailable(format!("{} is not a regular file", path.display())),
+            Err(_) => Availability::unavailable(format!(
+                "no database at {} (create one with `ov secrets init`)",
+                path.display()
+            )),
         }
     }
 

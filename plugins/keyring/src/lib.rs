@@ -762,7 +762,10 @@ impl Backend for KeyringBackend {
                 location: Some(LOCATION.into()),
             },
             Err(e) if e.kind == ErrorKind::Locked => Availability::Locked { reason: e.message },
-            Err(e) => Availability::Unavailable { reason: e.message },
+            Err(e) => Availability::Unavailable {
+                reason: e.message,
+                transient: e.transient,
+            },
         }
     }
 
