@@ -391,15 +391,41 @@ pub fn absolute(path: &Path) -> PathBuf {
 /// The secrets of one app/env in the user's store, in name order.
 pub fn collect(store: &Store, app: &str, env: &str) -> Result<Vec<(String, Secret)>> {
     let svc = service(app, env);
+    read_listed(store, &svc, store.list(Some(&svc))?)
+}
+
+/// Every secret of an app/env, or an error when part of the store could
+/// not be seen (a locked keyring collection, a provider not up yet): a
+/// bundle sealed from a partial listing would drop secrets without a word.
+fn collect_complete(store: &Store, app: &str, env: &str) -> Result<Vec<(String, Secret)>> {
+    let svc = service(app, env);
+    let listing = store.listing(Some(&svc))?;
+    if !listing.unseen.is_empty() {
+        return Err(OvError::new(format!(
+            "cannot seal {app}/{env} now: {}; the bundle keeps the secrets it had",
+            listing.unseen.join("; ")
+        ))
+        .hint("ov doctor   # what is locked or not running")
+        .hint(format!("{}   # once it is", seal_command(app, env))));
+    }
+    read_listed(store, &svc, listing.entries)
+}
+
+/// The values of listed entries of `svc`, from the backend that holds each.
+fn read_listed(
+    store: &Store,
+    svc: &str,
+    listed: std::collections::BTreeMap<EntryRef, String>,
+) -> Result<Vec<(String, Secret)>> {
     let mut out = Vec::new();
-    for (entry, source) in store.list(Some(&svc))? {
+    for (entry, source) in listed {
         if entry.service != svc {
             continue;
         }
         let Some(b) = store.host.backend(&source) else {
             continue;
         };
-        if let Some(v) = store.get_from(b, &EntryRef::new(&svc, &entry.key))? {
+        if let Some(v) = store.get_from(b, &EntryRef::new(svc, &entry.key))? {
             out.push((entry.key.clone(), v));
         }
     }
@@ -441,7 +467,7 @@ pub fn seal(
         }
         return Ok(None);
     }
-    let secrets = collect(store, app, env)?;
+    let secrets = collect_complete(store, app, env)?;
     let mut plain = Zeroizing::new(format!("{BUNDLE_MAGIC}{app}/{env}\n"));
     plain.push_str(&Zeroizing::new(dotenv::render(&secrets)));
     let encryptor =
@@ -483,7 +509,14 @@ pub fn after_change(paths: &Paths, store: &Store, service_name: &str) -> Result<
                 "the secret was stored, but re-sealing failed: {}",
                 e.message
             );
-            e.hint(seal_command(app, env))
+            if e.hints
+                .iter()
+                .any(|h| h.starts_with(&seal_command(app, env)))
+            {
+                e
+            } else {
+                e.hint(seal_command(app, env))
+            }
         })
     })
 }

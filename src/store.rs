@@ -80,6 +80,16 @@ pub struct Miss {
     pub waited: Vec<(String, BackendError)>,
 }
 
+/// A listing across backends.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Each entry and the first backend in the chain that holds it.
+    pub entries: BTreeMap<EntryRef, String>,
+    /// What could not be seen, as sentences: a locked collection, a
+    /// backend whose service is not up yet.
+    pub unseen: Vec<String>,
+}
+
 /// What a delete did.
 #[derive(Debug, Default)]
 pub struct Deleted {
@@ -336,15 +346,26 @@ impl Store {
     }
 
     /// Entries across every listable backend; the first backend in the chain
-    /// that holds an entry is its source.
+    /// that holds an entry is its source. What could not be seen (a locked
+    /// collection, a keyring whose provider is not up yet) is said on stderr.
     pub fn list(&self, service: Option<&str>) -> Result<BTreeMap<EntryRef, String>> {
-        let mut out = BTreeMap::new();
+        let listing = self.listing(service)?;
+        for n in &listing.unseen {
+            eprintln!("ov: note: {n}");
+        }
+        Ok(listing.entries)
+    }
+
+    /// Entries across every listable backend, and what could not be seen.
+    pub fn listing(&self, service: Option<&str>) -> Result<Listing> {
+        let mut out = Listing::default();
         for b in self.chain().iter().filter(|b| b.desc.listable) {
             let probe = b.backend.probe(&self.ctx);
             if let Some(why) = probe.starting() {
                 // Not the quiet absence of a server's keyring: this one
                 // may hold entries, so an empty listing must not look final.
-                eprintln!("ov: note: {} not listed: {why}", b.desc.name);
+                out.unseen
+                    .push(format!("{} not listed: {why}", b.desc.name));
             }
             if !probe.is_available() {
                 continue;
@@ -358,7 +379,7 @@ impl Store {
                     unnamable.push(e);
                     continue;
                 }
-                out.entry(e).or_insert_with(|| b.desc.name.clone());
+                out.entries.entry(e).or_insert_with(|| b.desc.name.clone());
             }
             if let Some(first) = unnamable.first() {
                 eprintln!(
@@ -373,9 +394,7 @@ impl Store {
             }
             // A listing that silently leaves out a locked collection looks
             // like lost secrets; say what was not seen.
-            for n in b.backend.list_notices(&self.ctx) {
-                eprintln!("ov: note: {n}");
-            }
+            out.unseen.extend(b.backend.list_notices(&self.ctx));
         }
         Ok(out)
     }

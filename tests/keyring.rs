@@ -661,6 +661,75 @@ fn while_the_provider_is_down_list_set_and_delete_say_the_keyring_was_not_search
 }
 
 #[test]
+fn a_bundle_is_never_resealed_from_a_keyring_it_cannot_see() {
+    let (env, mut ss) = keyring_env();
+    let app = ["--app", "myapp", "--env", "prod"];
+    let set = |name: &str, value: &str| {
+        let mut args = vec!["secrets", "set"];
+        args.extend_from_slice(&app);
+        args.push(name);
+        env.run_stdin(&args, &format!("{value}\n"))
+    };
+    assert!(set("DB", "in-keyring").status.success());
+    let key = env.root().join("m.key").display().to_string();
+    let mut derive = vec!["auth", "derive-machine-key", "--out", &key];
+    derive.extend_from_slice(&app);
+    env.ok(&derive);
+    let sealed_db = || {
+        let mut run = vec!["run", "--machine-key", &key];
+        run.extend_from_slice(&app);
+        run.extend_from_slice(&["--all", "--", "sh", "-c", "printf '%s' \"$DB\""]);
+        env.ok(&run)
+    };
+    assert_eq!(sealed_db(), "in-keyring");
+
+    // The provider is down: the new secret lands in config, and the bundle
+    // is not resealed without DB.
+    ss.stop_keyring();
+    let out = set("API", "in-config");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "ov: error: the secret was stored, but re-sealing failed: cannot seal myapp/prod now: keyring not listed: no Secret Service provider is running"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: ov auth machine-key seal --app myapp --env prod   # once it is"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("hint: ov auth machine-key seal").count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(sealed_db(), "in-keyring");
+
+    // Back up, the seal command takes both.
+    ss.start_keyring();
+    let mut seal = vec!["auth", "machine-key", "seal"];
+    seal.extend_from_slice(&app);
+    env.ok(&seal);
+    let mut run = vec!["run", "--machine-key", &key];
+    run.extend_from_slice(&app);
+    run.extend_from_slice(&["--all", "--", "sh", "-c", "printf '%s %s' \"$DB\" \"$API\""]);
+    assert_eq!(env.ok(&run), "in-keyring in-config");
+
+    // A locked collection is the same: sealing refuses rather than drop.
+    let login = OwnedObjectPath::try_from("/org/freedesktop/secrets/collection/login").unwrap();
+    ss.lock(&login);
+    let out = env.run(&seal);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot seal myapp/prod now: the keyring collection"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.ok(&run), "in-keyring in-config");
+}
+
+#[test]
 fn a_provider_that_never_answers_times_out_and_falls_back() {
     let mut env = TestEnv::new();
     env.run_stdin(&["secrets", "set", "svc", "k"], "plain\n");
