@@ -661,7 +661,7 @@ fn while_the_provider_is_down_list_set_and_delete_say_the_keyring_was_not_search
 }
 
 #[test]
-fn a_bundle_is_never_resealed_from_a_keyring_it_cannot_see() {
+fn sealing_and_run_all_refuse_a_keyring_they_cannot_see() {
     let (env, mut ss) = keyring_env();
     let app = ["--app", "myapp", "--env", "prod"];
     let set = |name: &str, value: &str| {
@@ -705,6 +705,23 @@ fn a_bundle_is_never_resealed_from_a_keyring_it_cannot_see() {
         "{err}"
     );
     assert_eq!(sealed_db(), "in-keyring");
+    // Started from the store, --all is every secret or nothing; named
+    // secrets that can be read are given.
+    let mut from_store = vec!["run"];
+    from_store.extend_from_slice(&app);
+    let mut all = from_store.clone();
+    all.extend_from_slice(&["--all", "--", "true"]);
+    let out = env.run(&all);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "ov: error: cannot give the command every secret of myapp/prod: keyring not listed"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    from_store.extend_from_slice(&["--secrets", "API", "--", "sh", "-c", "printf '%s' \"$API\""]);
+    assert_eq!(env.ok(&from_store), "in-config");
 
     // Back up, the seal command takes both.
     ss.start_keyring();
