@@ -320,6 +320,17 @@ fn a_locked_collection_is_reported_and_nothing_is_lost() {
         "{}",
         stderr(&out)
     );
+    // An export is a backup: it refuses rather than leave "Work" out.
+    let out = env.run(&["secrets", "export"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains(
+            r#"ov: error: cannot export every entry: the keyring collection "Work" is locked"#
+        ),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

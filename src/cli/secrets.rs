@@ -753,7 +753,18 @@ fn yaml_scalar(s: &str) -> String {
 }
 
 fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
-    let entries = engine.store.list(None)?;
+    let listing = engine.store.listing(None)?;
+    if !listing.unseen.is_empty() {
+        // An export is a backup: one that leaves out a locked collection
+        // and still exits 0 is found out only at restore time.
+        return Err(OvError::new(format!(
+            "cannot export every entry: {}",
+            listing.unseen.join("; ")
+        ))
+        .hint("ov doctor   # what is locked or not running")
+        .hint("ov secrets export   # again, once it is readable"));
+    }
+    let entries = listing.entries;
     let mut tree: BTreeMap<String, BTreeMap<String, Secret>> = BTreeMap::new();
     for (entry, source) in &entries {
         let Some(b) = engine.store.host.backend(source) else {
