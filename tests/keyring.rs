@@ -373,19 +373,15 @@ fn without_a_desktop_the_unlock_hint_unlocks_the_login_keyring_itself() {
     );
 }
 
-/// `ov secrets get svc KEY --wait-unlock` started first, then `act` once
-/// ov is waiting: ov's output, and how long it took after `act` began.
-fn get_waiting_while(env: &TestEnv, key: &str, act: impl FnOnce()) -> (Output, Duration) {
+/// `ov secrets get SERVICE KEY [--raw] --wait-unlock` started first, then
+/// `act` once ov is waiting: ov's output, and how long it took after
+/// `act` began.
+fn get_waiting_while(env: &TestEnv, entry: &[&str], act: impl FnOnce()) -> (Output, Duration) {
+    let mut args = vec!["secrets", "get"];
+    args.extend_from_slice(entry);
+    args.extend_from_slice(&["--wait-unlock", "--wait-timeout", "20"]);
     let child = env
-        .command(&[
-            "secrets",
-            "get",
-            "svc",
-            key,
-            "--wait-unlock",
-            "--wait-timeout",
-            "20",
-        ])
+        .command(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -404,7 +400,7 @@ fn get_wait_unlock_waits_for_a_provider_to_come_onto_the_bus() {
     ss.stop_keyring();
 
     // The same keyring files, unlocked with the login password, as at login.
-    let (out, took) = get_waiting_while(&env, "k", || ss.start_keyring());
+    let (out, took) = get_waiting_while(&env, &["svc", "k"], || ss.start_keyring());
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "in-keyring\n");
     assert!(
@@ -455,7 +451,7 @@ fn get_wait_unlock_returns_once_someone_unlocks_the_collection() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--wait-unlock"), "{}", stderr(&out));
 
-    let (out, took) = get_waiting_while(&env, "waited", || ss.unlock(&work));
+    let (out, took) = get_waiting_while(&env, &["svc", "waited"], || ss.unlock(&work));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "after-unlock\n");
     assert!(stderr(&out).contains("waiting up to 20 s for keyring to be unlocked"));
@@ -507,6 +503,12 @@ fn a_secret_that_is_not_utf8_gets_a_clear_error_and_raw_gets_the_bytes() {
     assert_eq!(env.ok(&["secrets", "get", "bin", "text"]), "plain\n");
     let out = env.run(&["secrets", "get", "--raw", "bin", "text"]);
     assert_eq!(out.stdout, b"plain");
+    // The same bytes when the read had to wait for an unlock.
+    let login = OwnedObjectPath::try_from("/org/freedesktop/secrets/collection/login").unwrap();
+    ss.lock(&login);
+    let (out, _) = get_waiting_while(&env, &["--raw", "bin", "blob"], || ss.unlock(&login));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, blob);
 }
 
 #[test]

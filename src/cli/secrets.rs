@@ -409,18 +409,6 @@ fn wait_and_get(engine: &Engine, a: &GetArgs, entry: &EntryRef, mut miss: Miss) 
     for name in waits {
         let Some(b) = waitable(name) else { continue };
         match b.backend.get_when_unlocked(&engine.store.ctx, entry, ms) {
-            Ok(Some(value)) => {
-                if a.raw {
-                    // Readable now: print the bytes as stored.
-                    if let Some(bytes) = b.backend.get_bytes(&engine.store.ctx, entry)? {
-                        print_raw(bytes.expose())?;
-                        return Ok(0);
-                    }
-                }
-                print_value(&value)?;
-                return Ok(0);
-            }
-            Ok(None) => {}
             // Still locked or still absent: the miss says so, with the
             // wait's own words and hints.
             Err(e) if matches!(e.kind, ErrorKind::Locked | ErrorKind::Unavailable) => {
@@ -428,6 +416,19 @@ fn wait_and_get(engine: &Engine, a: &GetArgs, entry: &EntryRef, mut miss: Miss) 
                 miss.starting.retain(|(n, _)| n != name);
                 miss.unavailable.retain(|(n, _)| n != name);
                 miss.waited.push((name.clone(), e));
+            }
+            Ok(None) => {}
+            // Readable now. --raw prints the bytes as stored, also when
+            // they are not the text the wait read them as.
+            _ if a.raw => {
+                if let Some(bytes) = b.backend.get_bytes(&engine.store.ctx, entry)? {
+                    print_raw(bytes.expose())?;
+                    return Ok(0);
+                }
+            }
+            Ok(Some(value)) => {
+                print_value(&value)?;
+                return Ok(0);
             }
             Err(e) => return Err(e.into()),
         }
