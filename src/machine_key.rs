@@ -513,7 +513,7 @@ pub fn after_change(paths: &Paths, store: &Store, service_name: &str) -> Result<
         registry.save(paths)?;
         seal(paths, &registry, store, app, env).map_err(|mut e| {
             e.message = format!(
-                "the secret was stored, but re-sealing failed: {}",
+                "{service_name} was changed, but re-sealing its bundle failed: {}",
                 e.message
             );
             if e.hints
