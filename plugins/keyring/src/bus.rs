@@ -274,7 +274,7 @@ fn bus_address() -> String {
 /// A connection builder for the session bus. A socket ov can dial is
 /// connected here, which spares zbus a thread for the `connect` call; any
 /// other address is zbus's to dial.
-fn builder() -> zbus::Result<zbus::blocking::connection::Builder<'static>> {
+pub(crate) fn builder() -> zbus::Result<zbus::blocking::connection::Builder<'static>> {
     let Some(addrs) = wire::session_addresses() else {
         return zbus::blocking::connection::Builder::session();
     };

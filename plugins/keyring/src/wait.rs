@@ -25,7 +25,8 @@ fn subscribe() -> Result<mpsc::Receiver<()>, BackendError> {
         .name("ov-keyring-signals".into())
         .spawn(move || {
             let setup = (|| -> zbus::Result<zbus::blocking::MessageIterator> {
-                let conn = zbus::blocking::Connection::session()?;
+                // Dialled like every other keyring connection.
+                let conn = bus::builder()?.build()?;
                 // Every message the connection receives, filtered below;
                 // the bus sends only what the two rules ask for.
                 let iter = zbus::blocking::MessageIterator::from(&conn);
