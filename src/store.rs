@@ -67,17 +67,22 @@ pub struct Source {
 /// Outcome of a read that found nothing: why each backend had nothing.
 #[derive(Debug, Default)]
 pub struct Miss {
-    /// Backends that could not be asked, with the reason.
-    pub unavailable: Vec<(String, String)>,
+    /// Backends that could not be asked, with their error (`transient`
+    /// when the service behind one is not up yet).
+    pub unavailable: Vec<(String, BackendError)>,
     /// Backends that are locked, with their error (its message says what
     /// is locked, its hints how to unlock it).
     pub locked: Vec<(String, BackendError)>,
-    /// Backends not asked because their service is not up yet (also in
-    /// `unavailable`), with their error.
-    pub starting: Vec<(String, BackendError)>,
     /// Backends `get --wait-unlock` waited on in vain, with why the wait
     /// ended.
     pub waited: Vec<(String, BackendError)>,
+}
+
+impl Miss {
+    /// The backends not asked because their service is not up yet.
+    pub fn starting(&self) -> impl Iterator<Item = &(String, BackendError)> {
+        self.unavailable.iter().filter(|(_, e)| e.transient)
+    }
 }
 
 /// A listing across backends.
@@ -233,10 +238,7 @@ impl Store {
                 }
                 Ok(None) => {}
                 Err(e) if e.kind == ErrorKind::Unavailable => {
-                    if e.transient {
-                        miss.starting.push((b.desc.name.clone(), e.clone()));
-                    }
-                    miss.unavailable.push((b.desc.name.clone(), e.message));
+                    miss.unavailable.push((b.desc.name.clone(), e));
                 }
                 Err(e) if e.kind == ErrorKind::Locked => {
                     miss.locked.push((b.desc.name.clone(), e));

@@ -244,8 +244,7 @@ fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
         .chain(&miss.waited)
         .map(|(_, e)| e.message.clone())
         .chain(
-            miss.starting
-                .iter()
+            miss.starting()
                 .map(|(name, e)| format!("{name} not searched: {}", e.message)),
         )
         .collect();
@@ -266,7 +265,7 @@ fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
             ));
         }
     }
-    for (name, starting) in &miss.starting {
+    for (name, starting) in miss.starting() {
         hints.extend(starting.hints.iter().cloned());
         hints.push(format!(
             "ov secrets get {} {} --wait-unlock   # waits for the {name} to come up",
@@ -393,8 +392,7 @@ fn wait_and_get(engine: &Engine, a: &GetArgs, entry: &EntryRef, mut miss: Miss) 
         );
     }
     let starting: Vec<(String, String)> = miss
-        .starting
-        .iter()
+        .starting()
         .filter(|(n, _)| waitable(n).is_some())
         .map(|(n, e)| (n.clone(), e.message.clone()))
         .collect();
@@ -413,7 +411,6 @@ fn wait_and_get(engine: &Engine, a: &GetArgs, entry: &EntryRef, mut miss: Miss) 
             // wait's own words and hints.
             Err(e) if matches!(e.kind, ErrorKind::Locked | ErrorKind::Unavailable) => {
                 miss.locked.retain(|(n, _)| n != name);
-                miss.starting.retain(|(n, _)| n != name);
                 miss.unavailable.retain(|(n, _)| n != name);
                 miss.waited.push((name.clone(), e));
             }
