@@ -394,21 +394,21 @@ pub fn collect(store: &Store, app: &str, env: &str) -> Result<Vec<(String, Secre
     read_listed(store, &svc, store.list(Some(&svc))?)
 }
 
-/// An app/env's secrets by name, or the sentences that say what part of
-/// the store could not be seen.
-pub type Complete = std::result::Result<Vec<(String, Secret)>, Vec<String>>;
-
-/// Every secret of an app/env, or what part of the store could not be
-/// seen (a locked keyring collection, a provider not up yet): a bundle
-/// sealed, or a command started, from a partial listing would go without
-/// some secrets and not a word said.
-pub fn collect_complete(store: &Store, app: &str, env: &str) -> Result<Complete> {
+/// Every secret of an app/env, or (inside) the error that says what part
+/// of the store could not be seen (a locked keyring collection, a provider
+/// not up yet) for `doing`: a bundle sealed, or a command started, from a
+/// partial listing would go without some secrets and not a word said.
+pub fn collect_complete(
+    store: &Store,
+    app: &str,
+    env: &str,
+    doing: &str,
+) -> Result<Result<Vec<(String, Secret)>>> {
     let svc = service(app, env);
-    let listing = store.listing(Some(&svc))?;
-    if !listing.unseen.is_empty() {
-        return Ok(Err(listing.unseen));
-    }
-    read_listed(store, &svc, listing.entries).map(Ok)
+    Ok(match store.listing(Some(&svc))?.complete(doing) {
+        Ok(listed) => Ok(read_listed(store, &svc, listed)?),
+        Err(unseen) => Err(unseen),
+    })
 }
 
 /// The values of listed entries of `svc`, from the backend that holds each.
@@ -467,14 +467,11 @@ pub fn seal(
         }
         return Ok(None);
     }
-    let secrets = collect_complete(store, app, env)?.map_err(|unseen| {
-        OvError::new(format!(
-            "cannot seal {app}/{env} now: {}; the bundle keeps the secrets it had",
-            unseen.join("; ")
-        ))
-        .hint("ov doctor   # what is locked or not running")
-        .hint(format!("{}   # once it is", seal_command(app, env)))
-    })?;
+    let secrets =
+        collect_complete(store, app, env, &format!("seal {app}/{env} now"))?.map_err(|mut e| {
+            e.message.push_str("; the bundle keeps the secrets it had");
+            e.hint(format!("{}   # once it is", seal_command(app, env)))
+        })?;
     let mut plain = Zeroizing::new(format!("{BUNDLE_MAGIC}{app}/{env}\n"));
     plain.push_str(&Zeroizing::new(dotenv::render(&secrets)));
     let encryptor =

@@ -95,6 +95,20 @@ pub struct Listing {
     pub unseen: Vec<String>,
 }
 
+impl Listing {
+    /// The entries, or an error saying what could not be seen, for a
+    /// command that must not act on part of the store.
+    pub fn complete(self, doing: &str) -> Result<BTreeMap<EntryRef, String>> {
+        if self.unseen.is_empty() {
+            return Ok(self.entries);
+        }
+        Err(
+            OvError::new(format!("cannot {doing}: {}", self.unseen.join("; ")))
+                .hint("ov doctor   # what is locked or not running"),
+        )
+    }
+}
+
 /// What a delete did.
 #[derive(Debug, Default)]
 pub struct Deleted {

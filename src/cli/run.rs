@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::cli::Engine;
-use crate::error::{OvError, Result};
+use crate::error::Result;
 use crate::machine_key::{self as mk, DEFAULT_ENV};
 use crate::paths::Paths;
 use crate::run;
@@ -74,18 +74,17 @@ pub fn run(a: RunArgs) -> Result<i32> {
         let all = match &selection {
             // --all means every secret: not the ones that happened to be
             // readable while the keyring was down or locked.
-            run::Selection::All => {
-                mk::collect_complete(&engine.store, app, env)?.map_err(|unseen| {
-                    OvError::new(format!(
-                        "cannot give the command every secret of {app}/{env}: {}",
-                        unseen.join("; ")
-                    ))
-                    .hint("ov doctor   # what is locked or not running")
-                    .hint(format!(
-                        "ov run --app {app} --env {env} --secrets NAME,… -- …   # or name the secrets it needs"
-                    ))
-                })?
-            }
+            run::Selection::All => mk::collect_complete(
+                &engine.store,
+                app,
+                env,
+                &format!("give the command every secret of {app}/{env}"),
+            )?
+            .map_err(|e| {
+                e.hint(format!(
+                    "ov run --app {app} --env {env} --secrets NAME,… -- …   # or name the secrets it needs"
+                ))
+            })?,
             run::Selection::Names(_) => mk::collect(&engine.store, app, env)?,
         };
         run::select(all, &selection, app, env, &|name| {

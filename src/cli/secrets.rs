@@ -751,18 +751,13 @@ fn yaml_scalar(s: &str) -> String {
 }
 
 fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
-    let listing = engine.store.listing(None)?;
-    if !listing.unseen.is_empty() {
-        // An export is a backup: one that leaves out a locked collection
-        // and still exits 0 is found out only at restore time.
-        return Err(OvError::new(format!(
-            "cannot export every entry: {}",
-            listing.unseen.join("; ")
-        ))
-        .hint("ov doctor   # what is locked or not running")
-        .hint("ov secrets export   # again, once it is readable"));
-    }
-    let entries = listing.entries;
+    // An export is a backup: one that leaves out a locked collection and
+    // still exits 0 is found out only at restore time.
+    let entries = engine
+        .store
+        .listing(None)?
+        .complete("export every entry")
+        .map_err(|e| e.hint("ov secrets export   # again, once it is readable"))?;
     let mut tree: BTreeMap<String, BTreeMap<String, Secret>> = BTreeMap::new();
     for (entry, source) in &entries {
         let Some(b) = engine.store.host.backend(source) else {
