@@ -94,28 +94,41 @@ pub fn ask_hidden_twice(prompt: &str) -> Result<Secret> {
     Ok(first)
 }
 
-/// One line from standard input (a pipe or a file), without its line ending.
-pub fn read_stdin_line() -> Result<Secret> {
+/// A value from standard input (a pipe or a file): everything up to end of
+/// input, less one trailing newline, as `secret-tool store` reads it. A
+/// PEM key or any other multi-line value is kept whole; a value over
+/// [`MAX_VALUE_BYTES`] is refused without reading the rest.
+pub fn read_stdin_value() -> Result<Secret> {
+    read_value_from(&mut std::io::stdin().lock())
+}
+
+fn read_value_from(input: &mut dyn Read) -> Result<Secret> {
+    // One byte for the trailing newline, one more to see that it is over.
     let limit = u64::try_from(MAX_VALUE_BYTES + 2).unwrap_or(u64::MAX);
     let mut raw = Zeroizing::new(Vec::new());
-    std::io::stdin()
-        .lock()
+    input
         .take(limit)
-        .read_until(b'\n', &mut raw)
+        .read_to_end(&mut raw)
         .map_err(|e| OvError::new(format!("cannot read the value from standard input: {e}")))?;
     if raw.is_empty() {
         return Err(OvError::new("no value on standard input")
             .hint("printf '%s\\n' \"$VALUE\" | ov secrets set SERVICE KEY")
+            .hint("ov secrets set SERVICE KEY < FILE   # the whole file, less one final newline")
             .hint("ov secrets set SERVICE KEY --generate"));
     }
     if raw.last() == Some(&b'\n') {
         raw.pop();
-        if raw.last() == Some(&b'\r') {
-            raw.pop();
-        }
     }
-    let text = std::str::from_utf8(&raw)
-        .map_err(|_| OvError::new("the value on standard input is not valid UTF-8"))?;
+    if raw.len() > MAX_VALUE_BYTES {
+        return Err(OvError::usage(format!(
+            "the value on standard input is over the limit of {MAX_VALUE_BYTES} bytes (1 MiB); nothing was stored"
+        ))
+        .hint("store a path to the file instead, or keep large files in an encrypted volume"));
+    }
+    let text = std::str::from_utf8(&raw).map_err(|_| {
+        OvError::new("the value on standard input is not valid UTF-8 text; nothing was stored")
+            .hint("base64 < FILE | ov secrets set SERVICE KEY   # binary data, stored as text")
+    })?;
     Ok(Secret::from(text))
 }
 
@@ -138,4 +151,44 @@ pub fn ask_yes_no(question: &str) -> Result<bool> {
     }
     let answer = answer.trim().to_ascii_lowercase();
     Ok(answer.is_empty() || answer == "y" || answer == "yes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: &[u8]) -> Result<Secret> {
+        read_value_from(&mut &bytes[..])
+    }
+
+    #[test]
+    fn a_piped_value_is_kept_whole_less_one_newline() {
+        let pem = "-----BEGIN KEY-----\nabc\n-----END KEY-----\n";
+        assert_eq!(read(pem.as_bytes()).unwrap().expose(), pem.trim_end());
+        assert_eq!(read(b"a\n\n").unwrap().expose(), "a\n");
+        assert_eq!(read(b"a\r\n").unwrap().expose(), "a\r");
+        assert_eq!(read(b"no newline").unwrap().expose(), "no newline");
+        assert_eq!(read(b"\n").unwrap().expose(), "");
+        assert!(read(b"").is_err());
+    }
+
+    #[test]
+    fn the_size_limit_counts_the_value_not_its_newline() {
+        let mut at = vec![b'v'; MAX_VALUE_BYTES];
+        assert_eq!(read(&at).unwrap().len(), MAX_VALUE_BYTES);
+        at.push(b'\n');
+        assert_eq!(read(&at).unwrap().len(), MAX_VALUE_BYTES);
+        let over = vec![b'v'; MAX_VALUE_BYTES + 1];
+        let e = read(&over).unwrap_err();
+        assert!(e.message.contains("over the limit"), "{}", e.message);
+        let mut far_over = vec![b'v'; MAX_VALUE_BYTES * 3];
+        far_over.push(b'\n');
+        assert!(read(&far_over).is_err());
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_are_refused() {
+        let e = read(b"\xff\xfe\n").unwrap_err();
+        assert!(e.message.contains("not valid UTF-8"), "{}", e.message);
+    }
 }

@@ -364,3 +364,45 @@ fn no_temp_files_are_left_next_to_the_credentials() {
         0o700
     );
 }
+
+#[test]
+fn a_piped_multi_line_value_is_stored_whole() {
+    let env = TestEnv::new();
+    let pem = "-----BEGIN KEY-----\nabc\n-----END KEY-----\n";
+    let out = env.run_stdin(&["secrets", "set", "certs", "tls_key"], pem);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Printed with one newline added, as every value is.
+    assert_eq!(env.ok(&["secrets", "get", "certs", "tls_key"]), pem);
+    let raw = env
+        .ov(&["secrets", "get", "certs", "tls_key", "--raw"])
+        .output()
+        .unwrap();
+    assert_eq!(raw.stdout, pem.trim_end().as_bytes());
+}
+
+#[test]
+fn a_piped_value_over_the_limit_is_refused_and_nothing_is_stored() {
+    let env = TestEnv::new();
+    let limit = 1024 * 1024;
+    let at = "v".repeat(limit) + "\n";
+    let out = env.run_stdin(&["secrets", "set", "big", "at_limit"], &at);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        env.ok(&["secrets", "get", "big", "at_limit"]).len(),
+        limit + 1
+    );
+
+    let over = "v".repeat(limit + 1);
+    let out = env.run_stdin(&["secrets", "set", "big", "over"], &over);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("over the limit of 1048576 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("hint: "), "{}", stderr(&out));
+    assert_eq!(
+        env.run(&["secrets", "get", "big", "over"]).status.code(),
+        Some(1)
+    );
+}

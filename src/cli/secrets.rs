@@ -26,7 +26,7 @@ pub enum SecretsCommand {
     List(ListArgs),
     /// Print a secret's value
     Get(GetArgs),
-    /// Store a secret; without VALUE, prompt on a terminal or read one line from stdin
+    /// Store a secret; without VALUE, prompt on a terminal or read all of stdin (less one final newline)
     Set(SetArgs),
     /// Remove a secret from every writable backend that holds it
     #[command(alias = "rm")]
@@ -476,7 +476,7 @@ fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
     } else if prompt::stdin_is_tty() {
         prompt::ask_hidden_twice(&format!("Value for {} {}: ", entry.service, entry.key))?
     } else {
-        prompt::read_stdin_line()?
+        prompt::read_stdin_value()?
     };
     validate_value(&value)?;
     let written = engine.store.set(&entry, &value)?;

@@ -488,7 +488,7 @@ fn set(gpg: &Gpg, a: SetArgs) -> Result<i32> {
             if prompt::stdin_is_tty() {
                 prompt::ask_hidden(&format!("{}: ", a.key))?
             } else {
-                prompt::read_stdin_line()?
+                prompt::read_stdin_value()?
             }
         }
     };
@@ -572,7 +572,7 @@ fn passphrase(p: &PassphraseArgs) -> Result<Option<Secret>> {
     }
     match &p.passphrase_file {
         None => Ok(None),
-        Some(f) if f.as_os_str() == "-" => Ok(Some(prompt::read_stdin_line()?)),
+        Some(f) if f.as_os_str() == "-" => Ok(Some(prompt::read_stdin_value()?)),
         Some(f) => {
             let text = Zeroizing::new(
                 std::fs::read_to_string(f)
