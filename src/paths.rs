@@ -68,7 +68,7 @@ impl Paths {
 
     /// The lock that makes `ov secrets ensure` race-free across processes.
     pub fn ensure_lock(&self) -> PathBuf {
-        self.config_dir.join("ensure")
+        self.config_dir.join("secrets-ensure")
     }
 
     /// Directories searched for plugin libraries, in order:

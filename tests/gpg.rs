@@ -902,3 +902,26 @@ fn set_on_a_new_file_encrypts_to_your_own_key_or_the_ones_named() {
     let both = env.ok(&["secrets", "gpg", "recipients", "-f", "two"]);
     assert_eq!(both.lines().count(), 2, "{both}");
 }
+
+#[test]
+fn encrypt_and_set_leave_no_lock_file_in_the_project() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    env.ok(&["secrets", "gpg", "set", "B", "2"]);
+    let beside: Vec<String> = std::fs::read_dir(env.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("lock"))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+    // The lock lives in the runtime directory, named after the file it guards.
+    let locks: Vec<String> = std::fs::read_dir(env.root().join("run/ov/locks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert!(
+        locks[0].starts_with("secrets.") && locks[0].ends_with(".lock"),
+        "{locks:?}"
+    );
+}

@@ -4,19 +4,22 @@
 //!   holds secrets is safe to read, and the one place that words the fix, so
 //!   an error and a doctor finding about the same file say the same thing.
 //! - [`with_lock`] and [`write_atomic`]: writers take an exclusive lock on a
-//!   sidecar lock file, write a temp file in the same directory, fsync it and
+//!   lock file ([`lock_path`]: beside the file in ov's own directories,
+//!   under the user's runtime directory for any other file), write a temp file in the same directory, fsync it and
 //!   rename it over the target, so a reader sees the old or the new content
 //!   and concurrent writers never lose each other's changes.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 use nix::unistd::{Gid, Uid, User, fchown};
 use ov_plugin_api::{AutoFix, CheckReport, Status};
+use sha2::{Digest, Sha256};
 
 /// Why a file that should be private to its owner is not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,13 +257,89 @@ pub fn create_dir_all_mode(dir: &Path, mode: u32) -> io::Result<()> {
         .map_err(|e| io_context("create directory", dir, e))
 }
 
-/// The lock file that guards `path`: `.<name>.lock` beside it.
+/// ov's own directories, where a lock file may sit beside the file it
+/// guards: `$XDG_CONFIG_HOME/ov`, `$XDG_DATA_HOME/ov`, `$XDG_STATE_HOME/ov`
+/// (with their defaults under `$HOME`) and `/etc/ov` (`OV_SYSCONFDIR`).
+fn own_dirs() -> Vec<PathBuf> {
+    let xdg = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let home = xdg("HOME");
+    let under_home = |var: &str, default: &str| {
+        xdg(var)
+            .or_else(|| home.as_ref().map(|h| h.join(default)))
+            .map(|d| d.join("ov"))
+    };
+    [
+        under_home("XDG_CONFIG_HOME", ".config"),
+        under_home("XDG_DATA_HOME", ".local/share"),
+        under_home("XDG_STATE_HOME", ".local/state"),
+        Some(xdg("OV_SYSCONFDIR").unwrap_or_else(|| PathBuf::from("/etc/ov"))),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|d| fs::canonicalize(&d).unwrap_or(d))
+    .collect()
+}
+
+/// Where locks for files outside ov's own directories live: the user's
+/// runtime directory (`$XDG_RUNTIME_DIR`, else `/run/user/UID` when it is
+/// the user's), else `~/.cache/ov/locks`. Never the file's own directory,
+/// where a lock file would be committed with a project.
+fn lock_dir() -> Option<PathBuf> {
+    let uid = Uid::effective().as_raw();
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            let run = PathBuf::from(format!("/run/user/{uid}"));
+            fs::metadata(&run)
+                .is_ok_and(|m| m.is_dir() && m.uid() == uid)
+                .then_some(run)
+        });
+    match runtime {
+        Some(r) => Some(r.join("ov").join("locks")),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|c| c.join("ov").join("locks")),
+    }
+}
+
+/// The lock file that guards `path`. In ov's own directories it is
+/// `.<name>.lock` beside the file; for any other file (a project's
+/// `.secrets`, a KeePass database in a synced folder) it is
+/// `<name>.<hash of the full path>.lock` in ov's lock directory under the
+/// user's runtime directory, so nothing appears beside the user's file.
 pub fn lock_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "ov".to_owned());
-    path.with_file_name(format!(".{name}.lock"))
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    // The same file reached by another spelling takes the same lock.
+    let dir = fs::canonicalize(&dir).unwrap_or(dir);
+    if own_dirs().contains(&dir) {
+        return dir.join(format!(".{name}.lock"));
+    }
+    let Some(locks) = lock_dir() else {
+        return dir.join(format!(".{name}.lock"));
+    };
+    let digest = Sha256::digest(dir.join(&name).as_os_str().as_bytes());
+    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    // Shown in `ls`: which file the lock guards, then which copy of that name.
+    let name: String = name
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .take(64)
+        .collect();
+    locks.join(format!("{}.{short}.lock", name.trim_start_matches('.')))
 }
 
 /// Run `f` while holding an exclusive lock on `path`'s lock file. The lock
