@@ -406,3 +406,86 @@ fn a_piped_value_over_the_limit_is_refused_and_nothing_is_stored() {
         Some(1)
     );
 }
+
+#[test]
+fn a_symlinked_credentials_file_is_written_through_not_replaced() {
+    let env = TestEnv::new();
+    let real = env.root().join("dotfiles/credentials.toml");
+    fs::create_dir_all(real.parent().unwrap()).unwrap();
+    env.write(&real, "[\"svc\"]\na = \"1\"\n", 0o600);
+    fs::create_dir_all(env.config_dir()).unwrap();
+    std::os::unix::fs::symlink(&real, env.credentials()).unwrap();
+    let out = env.run_stdin(&["secrets", "set", "svc", "b"], "2\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        fs::symlink_metadata(env.credentials())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let text = fs::read_to_string(&real).unwrap();
+    assert!(
+        text.contains("a = \"1\"") && text.contains("b = \"2\""),
+        "{text}"
+    );
+    assert_eq!(mode_of(&real), 0o600);
+    env.ok(&["secrets", "delete", "svc", "a"]);
+    assert!(
+        fs::symlink_metadata(env.credentials())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(!fs::read_to_string(&real).unwrap().contains("a = "));
+}
+
+#[test]
+fn a_credentials_symlink_to_nothing_is_refused_and_left() {
+    let env = TestEnv::new();
+    fs::create_dir_all(env.config_dir()).unwrap();
+    let gone = env.root().join("unmounted/credentials.toml");
+    std::os::unix::fs::symlink(&gone, env.credentials()).unwrap();
+    let out = env.run_stdin(&["secrets", "set", "svc", "k"], "v\n");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("which does not exist; ov does not replace it"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_link(env.credentials()).unwrap(), gone);
+    assert!(!gone.exists());
+}
+
+#[test]
+fn entries_of_a_shape_ov_did_not_write_are_never_replaced() {
+    let env = TestEnv::new();
+    let original = "svc = \"top-level value\"\n[\"other\"]\nport = 5432\nnested = { a = \"b\" }\n";
+    env.write(&env.credentials(), original, 0o600);
+    for (args, what) in [
+        (
+            ["secrets", "set", "svc", "k"],
+            "top-level \"svc\" is a string",
+        ),
+        (
+            ["secrets", "set", "other", "port"],
+            "[\"other\"] port is an integer",
+        ),
+        (
+            ["secrets", "set", "other", "nested"],
+            "[\"other\"] nested is an inline table",
+        ),
+    ] {
+        let out = env.run_stdin(&args, "new\n");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(what) && err.contains("ov leaves it as it is"),
+            "{err}"
+        );
+        assert!(err.contains("hint: "), "{err}");
+        assert_eq!(fs::read_to_string(env.credentials()).unwrap(), original);
+    }
+    let out = env.run(&["secrets", "delete", "other", "port"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(env.credentials()).unwrap(), original);
+}

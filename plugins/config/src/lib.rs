@@ -92,16 +92,17 @@ fn lookup(
     }
 }
 
-/// Lock, load, change, write back. `change` returns whether it changed anything.
+/// Lock, load, change, write back. `change` returns whether it changed
+/// anything, or refuses.
 fn modify<T>(
     path: &Path,
-    change: impl FnOnce(&mut DocumentMut) -> (T, bool),
+    change: impl FnOnce(&mut DocumentMut) -> Result<(T, bool), BackendError>,
 ) -> Result<T, BackendError> {
     with_lock(path, || {
         let existing = load(path)?;
         let is_new = existing.is_none();
         let mut doc = existing.unwrap_or_default();
-        let (out, changed) = change(&mut doc);
+        let (out, changed) = change(&mut doc)?;
         if changed {
             let mut text = doc.to_string();
             if is_new {
@@ -113,6 +114,28 @@ fn modify<T>(
         }
         Ok(out)
     })
+}
+
+/// An item ov did not write (a top-level `svc = "x"`, a number, a nested
+/// table) is the user's: ov neither replaces nor removes it.
+fn foreign_shape(path: &Path, what: &str, item: &Item) -> BackendError {
+    let shape = item.type_name();
+    BackendError::new(
+        ErrorKind::InvalidInput,
+        format!(
+            "{}: {what} is {} {shape}, not what ov writes there; ov leaves it as it is",
+            path.display(),
+            if shape.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            },
+        ),
+    )
+    .with_hint(format!(
+        "{}   # move it into a [\"service\"] table as key = \"value\", or rename it",
+        edit_command(path)
+    ))
 }
 
 impl Backend for ConfigBackend {
@@ -145,34 +168,56 @@ impl Backend for ConfigBackend {
     }
 
     fn set(&self, ctx: &Context, entry: &EntryRef, secret: &Secret) -> Result<(), BackendError> {
-        modify(&credentials_path(ctx), |doc| {
+        let path = credentials_path(ctx);
+        modify(&path, |doc| {
             let table = doc
                 .entry(&entry.service)
                 .or_insert_with(|| Item::Table(Table::new()));
-            if !table.is_table_like() {
-                *table = Item::Table(Table::new());
+            let Some(t) = table.as_table_like_mut() else {
+                return Err(foreign_shape(
+                    &path,
+                    &format!("top-level {:?}", entry.service),
+                    table,
+                ));
+            };
+            if let Some(old) = t.get(&entry.key)
+                && !old.is_str()
+            {
+                return Err(foreign_shape(
+                    &path,
+                    &format!("[{:?}] {}", entry.service, entry.key),
+                    old,
+                ));
             }
-            if let Some(t) = table.as_table_like_mut() {
-                t.insert(&entry.key, value(secret.expose()));
-            }
-            ((), true)
+            t.insert(&entry.key, value(secret.expose()));
+            Ok(((), true))
         })
     }
 
     fn delete(&self, ctx: &Context, entry: &EntryRef) -> Result<bool, BackendError> {
-        modify(&credentials_path(ctx), |doc| {
+        let path = credentials_path(ctx);
+        modify(&path, |doc| {
             let Some(table) = doc
                 .get_mut(&entry.service)
                 .and_then(Item::as_table_like_mut)
             else {
-                return (false, false);
+                return Ok((false, false));
             };
+            if let Some(old) = table.get(&entry.key)
+                && !old.is_str()
+            {
+                return Err(foreign_shape(
+                    &path,
+                    &format!("[{:?}] {}", entry.service, entry.key),
+                    old,
+                ));
+            }
             let removed = table.remove(&entry.key).is_some();
             let now_empty = table.is_empty();
             if now_empty {
                 doc.remove(&entry.service);
             }
-            (removed, removed)
+            Ok((removed, removed))
         })
     }
 

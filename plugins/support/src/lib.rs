@@ -323,8 +323,17 @@ pub fn lock_path(path: &Path) -> PathBuf {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    // The same file reached by another spelling takes the same lock.
-    let dir = fs::canonicalize(&dir).unwrap_or(dir);
+    // The same file reached by another spelling, or through a symlink,
+    // takes the same lock.
+    let (dir, name) = match fs::canonicalize(path) {
+        Ok(real) if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => (
+            real.parent().map(Path::to_path_buf).unwrap_or(dir),
+            real.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(name),
+        ),
+        _ => (fs::canonicalize(&dir).unwrap_or(dir), name),
+    };
     if own_dirs().contains(&dir) {
         return dir.join(format!(".{name}.lock"));
     }
@@ -361,7 +370,7 @@ pub fn with_lock<T, E: From<io::Error>>(
         .map_err(|e| io_context("open lock file", &lock, e))?;
     let guard = Flock::lock(file, FlockArg::LockExclusive)
         .map_err(|(_, errno)| io_context("lock", &lock, io::Error::from(errno)))?;
-    remove_stale_temps(path);
+    remove_stale_temps(&write_target(path).unwrap_or_else(|_| path.to_path_buf()));
     let result = f();
     drop(guard);
     result
@@ -390,11 +399,66 @@ fn remove_stale_temps(path: &Path) {
     }
 }
 
+/// The file a write to `path` replaces. A symlink is written through to
+/// its target, so the link the user made keeps pointing at the new
+/// content; the target must be a regular file owned by the user. Anything
+/// else that is not a regular file (a directory, a FIFO, a link to nothing)
+/// is refused rather than replaced.
+pub fn write_target(path: &Path) -> io::Result<PathBuf> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if is_missing(&e) => return Ok(path.to_path_buf()),
+        Err(e) => return Err(io_context("inspect", path, e)),
+    };
+    let refuse = |why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: {why}; ov does not replace it", path.display()),
+        )
+    };
+    if meta.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if !meta.file_type().is_symlink() {
+        return Err(refuse("not a regular file".into()));
+    }
+    let target = match fs::canonicalize(path) {
+        Ok(t) => t,
+        Err(e) if is_missing(&e) => {
+            let to = fs::read_link(path).unwrap_or_default();
+            return Err(refuse(format!(
+                "a symlink to {}, which does not exist",
+                to.display()
+            )));
+        }
+        Err(e) => return Err(io_context("resolve the symlink", path, e)),
+    };
+    let tmeta = fs::metadata(&target).map_err(|e| io_context("inspect", &target, e))?;
+    if !tmeta.is_file() {
+        return Err(refuse(format!(
+            "a symlink to {}, which is not a regular file",
+            target.display()
+        )));
+    }
+    let uid = Uid::effective().as_raw();
+    if tmeta.uid() != uid {
+        return Err(refuse(format!(
+            "a symlink to {}, which {} owns, not {}",
+            target.display(),
+            user_name(tmeta.uid()),
+            user_name(uid)
+        )));
+    }
+    Ok(target)
+}
+
 /// Replace `path` with `contents` atomically: temp file in the same
 /// directory, fsync, rename, fsync the directory. An existing file keeps its
 /// owner; its mode becomes `mode` (or stays as it was when `mode` is `None`,
-/// with 0600 for a new file).
+/// with 0600 for a new file). A symlink is written through ([`write_target`]).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Result<()> {
+    let target = write_target(path)?;
+    let path = target.as_path();
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
