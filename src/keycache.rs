@@ -59,7 +59,9 @@ pub fn store(desc: &str, password: &Secret, ttl_secs: u64) -> Result<(), String>
         .build();
     key.set_perms(perms)
         .map_err(|e| format!("cannot set permissions on {desc}: {e:?}"))?;
-    key.set_timeout(usize::try_from(ttl_secs).unwrap_or(usize::MAX))
+    // The kernel keeps the timeout in 32 bits; a larger number would wrap.
+    let ttl = u32::try_from(ttl_secs).unwrap_or(u32::MAX);
+    key.set_timeout(usize::try_from(ttl).unwrap_or(usize::MAX))
         .map_err(|e| format!("cannot set the timeout on {desc}: {e:?}"))?;
     Ok(())
 }

@@ -29,9 +29,13 @@ impl Kind {
         match self {
             Kind::Choice(c) => format!("one of {}", c.join(", ")),
             Kind::Text => "text".into(),
-            Kind::Path => "a file path".into(),
+            Kind::Path => "an absolute file path or one starting with ~/".into(),
             Kind::Bool => "true or false".into(),
-            Kind::Seconds => "a whole number of seconds, at least 1".into(),
+            Kind::Seconds => {
+                format!(
+                    "a whole number of seconds from 1 to {MAX_SECONDS} (the kernel keyring's limit)"
+                )
+            }
         }
     }
 }
@@ -42,6 +46,11 @@ pub struct KeySpec {
     pub kind: Kind,
     pub about: &'static str,
 }
+
+/// The longest time a `Seconds` setting may name: a kernel key's timeout
+/// is an unsigned 32-bit number, and larger values wrap (2^32 would mean
+/// "never expires", 2^32 + 1 one second).
+pub const MAX_SECONDS: i64 = u32::MAX as i64;
 
 pub const BACKEND_CHOICES: &[&str] = &["auto", "keyring", "kdbx", "config"];
 
@@ -157,7 +166,8 @@ pub fn parse_value(spec: &KeySpec, raw: &str) -> Result<Value> {
             }
         }
         Kind::Path => {
-            if raw.trim().is_empty() || raw.chars().any(char::is_control) {
+            let anchored = raw == "~" || raw.starts_with("~/") || Path::new(raw).is_absolute();
+            if raw.trim().is_empty() || raw.chars().any(char::is_control) || !anchored {
                 Err(bad().hint(format!(
                     "ov settings set {} ~/.config/ov/secrets.kdbx",
                     spec.name
@@ -172,7 +182,7 @@ pub fn parse_value(spec: &KeySpec, raw: &str) -> Result<Value> {
             _ => Err(bad().hint(format!("ov settings set {} false", spec.name))),
         },
         Kind::Seconds => match raw.trim().parse::<i64>() {
-            Ok(n) if n >= 1 => Ok(Value::Int(n)),
+            Ok(n) if (1..=MAX_SECONDS).contains(&n) => Ok(Value::Int(n)),
             _ => Err(bad().hint(format!("ov settings set {} 3600", spec.name))),
         },
     }
@@ -182,7 +192,9 @@ pub fn parse_value(spec: &KeySpec, raw: &str) -> Result<Value> {
 fn typed_from_toml(spec: &KeySpec, item: &toml_edit::Value) -> Option<Value> {
     let v = match (spec.kind, item) {
         (Kind::Bool, toml_edit::Value::Boolean(b)) => Value::Bool(*b.value()),
-        (Kind::Seconds, toml_edit::Value::Integer(i)) if *i.value() >= 1 => Value::Int(*i.value()),
+        (Kind::Seconds, toml_edit::Value::Integer(i)) if (1..=MAX_SECONDS).contains(i.value()) => {
+            Value::Int(*i.value())
+        }
         (Kind::Choice(_) | Kind::Text | Kind::Path, toml_edit::Value::String(s)) => {
             return parse_value(spec, s.value()).ok();
         }
@@ -369,6 +381,24 @@ impl Settings {
 /// Write a value into the user's file, keeping everything else in it.
 pub fn set_user(paths: &Paths, name: &str, raw: &str) -> Result<Value> {
     let spec = spec(name).ok_or_else(|| unknown_key(name))?;
+    // A relative path is taken from where the command runs and stored
+    // absolute, so what it names never depends on the current directory.
+    let anchored;
+    let raw = match spec.kind {
+        Kind::Path
+            if !raw.trim().is_empty()
+                && raw != "~"
+                && !raw.starts_with("~/")
+                && !Path::new(raw).is_absolute() =>
+        {
+            anchored = std::path::absolute(raw)
+                .map_err(|e| OvError::usage(format!("cannot resolve {raw}: {e}")))?
+                .display()
+                .to_string();
+            anchored.as_str()
+        }
+        _ => raw,
+    };
     let value = parse_value(spec, raw)?;
     edit_user_file(paths, |doc| {
         let mut parts: Vec<&str> = name.split('.').collect();

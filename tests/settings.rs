@@ -147,3 +147,71 @@ fn forced_backend_that_is_missing_is_an_error_with_fixes() {
     let out = env.run_stdin(&["secrets", "set", "s", "k"], "v\n");
     crate::snap!("forced_backend_missing", env.transcript(&out));
 }
+
+#[test]
+fn a_relative_path_is_stored_absolute() {
+    let env = TestEnv::new();
+    let sub = env.root().join("project");
+    fs::create_dir_all(&sub).unwrap();
+    let out = env
+        .ov(&["settings", "set", "secrets.kdbx_path", "rel.kdbx"])
+        .current_dir(&sub)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = format!("{}\n", sub.join("rel.kdbx").display());
+    // Read back from elsewhere: the same database.
+    assert_eq!(env.ok(&["settings", "get", "secrets.kdbx_path"]), want);
+    assert_eq!(env.ok(&["secrets", "path"]), want);
+    // ~/ stays as typed: it does not depend on the directory either.
+    env.ok(&["settings", "set", "secrets.kdbx_path", "~/vault.kdbx"]);
+    assert_eq!(
+        env.ok(&["secrets", "path"]),
+        format!("{}\n", env.home().join("vault.kdbx").display())
+    );
+    // A relative path written into the file by hand is refused with the file named.
+    env.write(
+        &env.user_config(),
+        "[secrets]\nkdbx_path = \"rel.kdbx\"\n",
+        0o600,
+    );
+    let out = env.run(&["secrets", "path"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .contains("kdbx_path = \"rel.kdbx\" is not valid: expected an absolute file path"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_cache_timeout_is_bounded_by_what_the_kernel_keeps() {
+    let env = TestEnv::new();
+    for bad in ["4294967296", "4294967297", "0", "99999999999999999999"] {
+        let out = env.run(&["settings", "set", "secrets.kdbx_cache_timeout", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("from 1 to 4294967295"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    env.ok(&[
+        "settings",
+        "set",
+        "secrets.kdbx_cache_timeout",
+        "4294967295",
+    ]);
+    assert_eq!(
+        env.ok(&["settings", "get", "secrets.kdbx_cache_timeout"]),
+        "4294967295\n"
+    );
+    env.write(
+        &env.user_config(),
+        "[secrets]\nkdbx_cache_timeout = 4294967296\n",
+        0o600,
+    );
+    let out = env.run(&["settings", "get", "secrets.kdbx_cache_timeout"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
