@@ -52,6 +52,9 @@ pub struct KeySpec {
 /// "never expires", 2^32 + 1 one second).
 pub const MAX_SECONDS: i64 = u32::MAX as i64;
 
+/// Which database `secrets.kdbx_key_file` was made for.
+pub const KEY_FILE_DB: &str = "secrets.kdbx_key_file_db";
+
 pub const BACKEND_CHOICES: &[&str] = &["auto", "keyring", "kdbx", "config"];
 
 /// Every setting ov knows. Anything else is refused.
@@ -75,6 +78,11 @@ pub const KEYS: &[KeySpec] = &[
         name: "secrets.kdbx_key_file",
         kind: Kind::Path,
         about: "key file for the KeePass database (optional)",
+    },
+    KeySpec {
+        name: KEY_FILE_DB,
+        kind: Kind::Path,
+        about: "the database secrets.kdbx_key_file belongs to (set with it); the key file is never applied to another database",
     },
     KeySpec {
         name: "secrets.kdbx_cache",
@@ -350,11 +358,35 @@ impl Settings {
         self.get_str("secret_backend").filter(|b| *b != "auto")
     }
 
-    /// The settings as the plugins see them.
-    /// The settings as the plugins see them: paths with `~` expanded.
+    /// A path setting as the plugins see it: `~` expanded.
+    pub fn path(&self, paths: &Paths, name: &str) -> Option<PathBuf> {
+        self.get_str(name)
+            .filter(|t| !t.is_empty())
+            .map(|t| crate::paths::expand_tilde(paths, t))
+    }
+
+    /// `secrets.kdbx_key_file` when it was made for another database than
+    /// the one `secrets.kdbx_path` names: (key file, its database). Such a
+    /// key file is not applied, so switching databases never turns every
+    /// password into a wrong one.
+    pub fn foreign_key_file(&self, paths: &Paths) -> Option<(PathBuf, PathBuf)> {
+        let key_file = self.path(paths, "secrets.kdbx_key_file")?;
+        let bound = self.path(paths, KEY_FILE_DB)?;
+        let db = self.path(paths, "secrets.kdbx_path")?;
+        let same = match (std::fs::canonicalize(&bound), std::fs::canonicalize(&db)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => bound == db,
+        };
+        (!same).then_some((key_file, bound))
+    }
+
+    /// The settings as the plugins see them: paths with `~` expanded, and
+    /// no key file that belongs to another database.
     pub fn to_context_map(&self, paths: &Paths) -> BTreeMap<String, serde_json::Value> {
+        let foreign = self.foreign_key_file(paths).is_some();
         self.values
             .iter()
+            .filter(|(k, _)| !(foreign && **k == "secrets.kdbx_key_file"))
             .map(|(k, (v, _))| {
                 let value = match (spec(k).map(|s| s.kind), v) {
                     (Some(Kind::Path), Value::Text(t)) if !t.is_empty() => {
@@ -429,6 +461,13 @@ pub fn set_user(paths: &Paths, name: &str, raw: &str) -> Result<Value> {
         }
         true
     })?;
+    if name == "secrets.kdbx_key_file" {
+        // Bind the key file to the database it is set for.
+        let settings = Settings::load(paths)?;
+        if let Some(db) = settings.path(paths, "secrets.kdbx_path") {
+            set_user(paths, KEY_FILE_DB, &db.display().to_string())?;
+        }
+    }
     Ok(value)
 }
 
@@ -455,6 +494,9 @@ pub fn unset_user(paths: &Paths, name: &str) -> Result<bool> {
         removed = table.remove(leaf).is_some();
         removed
     })?;
+    if name == "secrets.kdbx_key_file" {
+        unset_user(paths, KEY_FILE_DB)?;
+    }
     Ok(removed)
 }
 

@@ -641,3 +641,102 @@ fn import_moves_config_entries_into_kdbx_and_export_reads_them() {
         serde_json::from_str(&env.ok(&["secrets", "export", "--format", "json"])).unwrap();
     assert_eq!(json["ov/vnc"]["pw"], "from-config");
 }
+
+#[test]
+fn a_second_database_never_silently_takes_over() {
+    let env = with_db();
+    env.run_stdin(&["secrets", "set", "ov/vnc", "password"], "old-value\n");
+    env.run_stdin(&["secrets", "set", "ov/vnc", "user"], "me\n");
+    let other = env.root().join("other.kdbx");
+    let other_s = other.display().to_string();
+    let out = env.run(&["secrets", "init", &other_s]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("which holds 2 entries"), "{err}");
+    assert!(
+        err.contains(&format!("hint: ov secrets init {other_s} --switch")),
+        "{err}"
+    );
+    assert!(!other.exists(), "nothing is created");
+    assert_eq!(
+        env.ok(&["secrets", "get", "ov/vnc", "password"]),
+        "old-value\n"
+    );
+
+    // --switch onto a directory is refused like any other init there.
+    let dir = env.root().join("a-dir");
+    fs::create_dir(&dir).unwrap();
+    let out = env.run(&["secrets", "init", &dir.display().to_string(), "--switch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+
+    // With --switch the new one takes over and says the old one stays.
+    let out = env.run(&["secrets", "init", &other_s, "--switch"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is left as it was"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        env.run(&["secrets", "get", "ov/vnc", "password"])
+            .status
+            .code(),
+        Some(1)
+    );
+    // The copy hint, pasted: keepassxc-cli brings the entries across, and ov reads them.
+    let old_s = db(&env).display().to_string();
+    let merged = kpx(&["merge", "-q", &other_s, &old_s], &format!("{PW}\n{PW}\n"));
+    assert!(merged.status.success(), "{}", stderr(&merged));
+    assert_eq!(
+        env.ok(&["secrets", "get", "ov/vnc", "password"]),
+        "old-value\n"
+    );
+    assert_eq!(
+        env.ok(&["secrets", "list"]),
+        "ov/vnc/password\nov/vnc/user\n"
+    );
+}
+
+#[test]
+fn a_current_database_that_is_empty_is_replaced_without_switch() {
+    let env = with_db();
+    let other = env.root().join("fresh.kdbx");
+    let out = env.run(&["secrets", "init", &other.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        env.ok(&["settings", "get", "secrets.kdbx_path"]),
+        format!("{}\n", other.display())
+    );
+}
+
+#[test]
+fn a_key_file_is_never_applied_to_another_database() {
+    let mut env = TestEnv::new();
+    env.set_env("OV_KDBX_PASSWORD", PW);
+    let key = env.root().join("a.key");
+    env.ok(&["secrets", "init", "--key-file", &key.display().to_string()]);
+    env.run_stdin(&["secrets", "set", "s", "a"], "from-a\n");
+    // A second database made by KeePassXC, password only.
+    let b = env.root().join("b.kdbx");
+    let b_s = b.display().to_string();
+    assert!(
+        kpx(&["db-create", "-q", "-p", &b_s], &format!("{PW}\n{PW}\n"))
+            .status
+            .success()
+    );
+    let out = env.run(&["settings", "set", "secrets.kdbx_path", &b_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("belongs to"), "{}", stderr(&out));
+    let out = env.run_stdin(&["secrets", "set", "s", "b"], "from-b\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(kpx_show(&b, "s/b", &[], &format!("{PW}\n")), "from-b\n");
+    // Back to the first database: its key file applies again.
+    env.ok(&[
+        "settings",
+        "set",
+        "secrets.kdbx_path",
+        &db(&env).display().to_string(),
+    ]);
+    assert_eq!(env.ok(&["secrets", "get", "s", "a"]), "from-a\n");
+}

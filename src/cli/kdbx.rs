@@ -59,6 +59,7 @@ pub fn init(
     force: bool,
     key_file: Option<PathBuf>,
     no_password: bool,
+    switch: bool,
 ) -> Result<i32> {
     let mut ctx = engine.store.ctx.clone();
     let path = match path {
@@ -73,16 +74,28 @@ pub fn init(
             )),
         );
     }
+    let current = ov_plugin_kdbx::db_path(&ctx);
+    let switching = !same_file(&path, &current);
     if !force && std::fs::symlink_metadata(&path).is_ok() {
-        return Err(OvError::new(format!(
+        let mut e = OvError::new(format!(
             "{} already exists; refusing to overwrite it",
             path.display()
-        ))
-        .hint("ov secrets unlock   # to use it")
-        .hint(format!(
+        ));
+        e = if switching {
+            e.hint(format!(
+                "ov settings set secrets.kdbx_path {}   # to use it",
+                shell_quote(&path)
+            ))
+        } else {
+            e.hint("ov secrets unlock   # to use it")
+        };
+        return Err(e.hint(format!(
             "ov secrets init {} --force   # replaces it: its secrets are lost",
             shell_quote(&path)
         )));
+    }
+    if switching && !switch {
+        refuse_to_hide(engine, &current, &path)?;
     }
     let key_file = key_file.map(absolute).transpose()?;
     if let Some(kf) = &key_file
@@ -120,6 +133,7 @@ pub fn init(
         "secrets.kdbx_path",
         &created.display().to_string(),
     )?;
+    // The key file belongs to this database alone (set_user binds it).
     match &key_file {
         Some(kf) => {
             settings::set_user(
@@ -131,6 +145,13 @@ pub fn init(
         None => {
             settings::unset_user(&engine.paths, "secrets.kdbx_key_file")?;
         }
+    }
+    if switching {
+        eprintln!(
+            "reads and writes now use {}; {} is left as it was",
+            created.display(),
+            current.display()
+        );
     }
     if let Some((pw, From::Prompt)) = &password
         && engine.store.unlocker.cache_enabled()
@@ -149,6 +170,49 @@ pub fn init(
     eprintln!("make it the active backend:  ov settings set secret_backend kdbx");
     eprintln!("copy existing secrets in:    ov secrets import --dry-run");
     Ok(0)
+}
+
+/// Whether two paths name one file (also through symlinks or `..`).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
+
+/// `init NEW` while the settings name another database: the new, empty one
+/// would answer every read from now on and the current one's entries would
+/// vanish from them. Refuse unless the current one is known to be empty,
+/// saying how many entries it holds and how to bring them along.
+fn refuse_to_hide(engine: &Engine, current: &Path, new: &Path) -> Result<()> {
+    if !current.is_file() {
+        return Ok(());
+    }
+    let mut ctx = engine.store.ctx.clone();
+    ctx.unlock = engine.store.unlocker.quiet_password();
+    let count = ov_plugin_api::Backend::list(&ov_plugin_kdbx::KdbxBackend, &ctx, None)
+        .ok()
+        .map(|entries| entries.len());
+    if count == Some(0) {
+        return Ok(());
+    }
+    let holds = match count {
+        Some(n) => format!("holds {n} entr{}", if n == 1 { "y" } else { "ies" }),
+        None => "may hold entries (it is locked, so ov cannot count them)".into(),
+    };
+    let (cur, new_q) = (shell_quote(current), shell_quote(new));
+    Err(OvError::new(format!(
+        "secrets.kdbx_path names {}, which {holds}; a new database at {} would take its place and those entries would vanish from reads",
+        current.display(),
+        new.display()
+    ))
+    .hint(format!(
+        "ov secrets init {new_q} --switch   # switch anyway; {cur} stays as it is"
+    ))
+    .hint(format!(
+        "keepassxc-cli merge --same-credentials {new_q} {cur}   # after the switch: copy the entries across, encrypted"
+    ))
+    .hint("ov secrets unlock   # to keep using the current database"))
 }
 
 fn kdbx_backend(engine: &Engine) -> Result<&crate::host::Loaded> {

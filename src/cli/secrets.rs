@@ -59,6 +59,10 @@ pub struct InitArgs {
     /// Use the key file alone, with no password
     #[arg(long, requires = "key_file")]
     no_password: bool,
+    /// Make the new database the active one even though the current one
+    /// holds entries (they stay in the old file, no longer read)
+    #[arg(long)]
+    switch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -191,9 +195,14 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
     };
     let engine = Engine::load()?;
     match cmd {
-        SecretsCommand::Init(a) => {
-            crate::cli::kdbx::init(&engine, a.path, a.force, a.key_file, a.no_password)
-        }
+        SecretsCommand::Init(a) => crate::cli::kdbx::init(
+            &engine,
+            a.path,
+            a.force,
+            a.key_file,
+            a.no_password,
+            a.switch,
+        ),
         SecretsCommand::Unlock => crate::cli::kdbx::unlock(&engine),
         SecretsCommand::Lock => crate::cli::kdbx::lock(&engine),
         SecretsCommand::List(a) => list(&engine, a),

@@ -45,6 +45,17 @@ pub fn run(cmd: SettingsCommand) -> Result<i32> {
         SettingsCommand::Set { key, value } => {
             let v = settings::set_user(&paths, &key, &value)?;
             eprintln!("{key} = {v}  ({})", paths.tilde(&paths.user_config()));
+            if let Some((key_file, db)) = Settings::load(&paths)?.foreign_key_file(&paths) {
+                eprintln!(
+                    "ov: note: secrets.kdbx_key_file {} belongs to {}, so it is not used for this database",
+                    paths.tilde(&key_file),
+                    paths.tilde(&db)
+                );
+                eprintln!(
+                    "hint: ov settings set secrets.kdbx_key_file {}   # if this database uses it too",
+                    ov_plugin_support::shell_quote(&key_file)
+                );
+            }
         }
         SettingsCommand::Unset { key } => {
             if settings::unset_user(&paths, &key)? {
