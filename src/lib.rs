@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod dotenv;
 pub mod env_backend;
 pub mod error;
+pub mod held;
 pub mod host;
 pub mod keycache;
 pub mod machine_key;

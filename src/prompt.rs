@@ -121,7 +121,7 @@ fn read_value_from(input: &mut dyn Read) -> Result<Secret> {
     }
     if raw.len() > MAX_VALUE_BYTES {
         return Err(OvError::usage(format!(
-            "the value on standard input is over the limit of {MAX_VALUE_BYTES} bytes (1 MiB); nothing was stored"
+            "the value on standard input is longer than the limit; the limit is {MAX_VALUE_BYTES} bytes (1 MiB), and nothing was stored"
         ))
         .hint("store a path to the file instead, or keep large files in an encrypted volume"));
     }
@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(read(&at).unwrap().len(), MAX_VALUE_BYTES);
         let over = vec![b'v'; MAX_VALUE_BYTES + 1];
         let e = read(&over).unwrap_err();
-        assert!(e.message.contains("over the limit"), "{}", e.message);
+        assert!(e.message.contains("the limit is"), "{}", e.message);
         let mut far_over = vec![b'v'; MAX_VALUE_BYTES * 3];
         far_over.push(b'\n');
         assert!(read(&far_over).is_err());

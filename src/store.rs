@@ -10,6 +10,7 @@ use ov_plugin_api::{
 
 use crate::env_backend::variable_name;
 use crate::error::{OvError, Result};
+use crate::held::Held;
 use crate::host::{Host, Loaded};
 use crate::paths::Paths;
 use crate::settings::Settings;
@@ -93,6 +94,8 @@ pub struct Listing {
     /// What could not be seen, as sentences: a locked collection, a
     /// backend whose service is not up yet.
     pub unseen: Vec<String>,
+    /// Backends that cannot be reached but held entries when last seen.
+    pub unreachable: Vec<String>,
 }
 
 impl Listing {
@@ -102,10 +105,14 @@ impl Listing {
         if self.unseen.is_empty() {
             return Ok(self.entries);
         }
-        Err(
-            OvError::new(format!("cannot {doing}: {}", self.unseen.join("; ")))
-                .hint("ov doctor   # what is locked or not running"),
-        )
+        let mut e = OvError::new(format!("cannot {doing}: {}", self.unseen.join("; ")))
+            .hint("ov doctor   # what is locked or not running");
+        for name in &self.unreachable {
+            e = e.hint(format!(
+                "ov secrets forget {name}   # only if the {name} is gone for good: forget what it held"
+            ));
+        }
+        Err(e)
     }
 }
 
@@ -332,6 +339,9 @@ impl Store {
     pub fn set_in(&self, target: &Loaded, entry: &EntryRef, value: &Secret) -> Result<Written> {
         let notices = target.backend.write_notices(&self.ctx);
         self.call(target, |c| target.backend.set(c, entry, value))??;
+        if target.desc.listable {
+            Held::new(&self.ctx.data_dir).holds(&target.desc.name, &entry.service);
+        }
         Ok(Written {
             backend: target.desc.name.clone(),
             plaintext: target.desc.plaintext,
@@ -375,6 +385,7 @@ impl Store {
     /// Entries across every listable backend, and what could not be seen.
     pub fn listing(&self, service: Option<&str>) -> Result<Listing> {
         let mut out = Listing::default();
+        let held = Held::new(&self.ctx.data_dir);
         for b in self.chain().iter().filter(|b| b.desc.listable) {
             let probe = b.backend.probe(&self.ctx);
             if let Some(why) = probe.starting() {
@@ -382,12 +393,29 @@ impl Store {
                 // may hold entries, so an empty listing must not look final.
                 out.unseen
                     .push(format!("{} not listed: {why}", b.desc.name));
+            } else if let Availability::Unavailable { reason, .. }
+            | Availability::Locked { reason } = &probe
+            {
+                // Unreachable is not empty: a backend that held entries the
+                // last time ov saw it (a keyring over ssh, where there is no
+                // session bus) must not count as holding none.
+                let services = held.services(&b.desc.name, service);
+                if !services.is_empty() {
+                    out.unreachable.push(b.desc.name.clone());
+                    out.unseen.push(format!(
+                        "{} not listed: it held entries of {} when ov last saw it, and cannot be reached now ({reason})",
+                        b.desc.name,
+                        name_some(&services)
+                    ));
+                }
             }
             if !probe.is_available() {
                 continue;
             }
             let mut unnamable = Vec::new();
+            let mut found = std::collections::BTreeSet::new();
             for e in self.call(b, |c| b.backend.list(c, service))?? {
+                found.insert(e.service.clone());
                 // Another tool's item can carry a name ov's commands would
                 // refuse (`https://host`): listing it would promise a `get`
                 // that cannot be typed.
@@ -410,7 +438,16 @@ impl Store {
             }
             // A listing that silently leaves out a locked collection looks
             // like lost secrets; say what was not seen.
-            out.unseen.extend(b.backend.list_notices(&self.ctx));
+            let notices = b.backend.list_notices(&self.ctx);
+            if notices.is_empty() {
+                held.listed(&b.desc.name, service, found);
+            } else {
+                // Part of it was seen: what it holds can only grow.
+                for svc in &found {
+                    held.holds(&b.desc.name, svc);
+                }
+            }
+            out.unseen.extend(notices);
         }
         Ok(out)
     }
@@ -418,6 +455,16 @@ impl Store {
     /// Entries of one backend, for import.
     pub fn list_in(&self, b: &Loaded) -> Result<Vec<EntryRef>> {
         Ok(self.call(b, |c| b.backend.list(c, None))??)
+    }
+}
+
+/// `a/prod`, `a/prod and b/prod`, `a/prod, b/prod and 3 more`.
+fn name_some(services: &[String]) -> String {
+    match services {
+        [] => String::new(),
+        [one] => one.clone(),
+        [a, b] => format!("{a} and {b}"),
+        [a, b, rest @ ..] => format!("{a}, {b} and {} more", rest.len()),
     }
 }
 

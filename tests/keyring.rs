@@ -927,3 +927,105 @@ fn keepassxc_as_the_provider_serves_ov_and_secret_tool_alike() {
         "nothing fell back to plaintext"
     );
 }
+
+/// The everyday case: an app's secrets live in the keyring, and a
+/// later command runs where the session bus cannot be reached (ssh, cron)
+/// or hangs. Sealing, `run --all` and `export` refuse rather than act on
+/// part of the secrets; `ov secrets forget` is the way out once the
+/// keyring is gone for good.
+#[test]
+fn an_unreachable_keyring_that_held_entries_is_never_taken_for_an_empty_one() {
+    let (mut env, ss) = keyring_env();
+    let app = ["--app", "myapp", "--env", "prod"];
+    let mut set = vec!["secrets", "set"];
+    set.extend_from_slice(&app);
+    set.push("DB");
+    let out = env.run_stdin(&set, "in-keyring\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in keyring"), "{}", stderr(&out));
+    let key = env.root().join("m.key").display().to_string();
+    let mut derive = vec!["auth", "derive-machine-key", "--out", &key];
+    derive.extend_from_slice(&app);
+    env.ok(&derive);
+    let mut sealed_run = vec!["run", "--machine-key", &key];
+    sealed_run.extend_from_slice(&app);
+    sealed_run.extend_from_slice(&["--all", "--", "sh", "-c", "printf '%s' \"$DB\""]);
+    assert_eq!(env.ok(&sealed_run), "in-keyring");
+
+    let silent = env.root().join("silent.sock");
+    for (bus, why) in [
+        ("unix:path=/nonexistent/bus".to_owned(), "no session bus"),
+        (String::new(), "a hung bus"),
+    ] {
+        let _hung = if bus.is_empty() {
+            Some(SilentBus::start(&mut env))
+        } else {
+            env.set_env("DBUS_SESSION_BUS_ADDRESS", &bus);
+            None
+        };
+        env.set_env("OV_KEYRING_TIMEOUT_MS", "300");
+        // A change through --app lands in config, and the bundle keeps DB.
+        let mut api = vec!["secrets", "set"];
+        api.extend_from_slice(&app);
+        api.push("API");
+        let out = env.run_stdin(&api, "in-config\n");
+        assert!(!out.status.success(), "{why}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("cannot seal myapp/prod now: keyring not listed: it held entries of myapp/prod when ov last saw it, and cannot be reached now"),
+            "{why}: {err}"
+        );
+        assert!(
+            err.contains("hint: ov secrets forget keyring"),
+            "{why}: {err}"
+        );
+        assert_eq!(env.ok(&sealed_run), "in-keyring", "{why}");
+        // run --all from the store, and export, refuse too.
+        let mut all = vec!["run"];
+        all.extend_from_slice(&app);
+        all.extend_from_slice(&["--all", "--", "true"]);
+        let out = env.run(&all);
+        assert!(!out.status.success(), "{why}");
+        assert!(
+            stderr(&out).contains("keyring not listed: it held entries"),
+            "{why}: {}",
+            stderr(&out)
+        );
+        let out = env.run(&["secrets", "export"]);
+        assert!(!out.status.success(), "{why}");
+        assert_eq!(stdout(&out), "", "{why}");
+        assert!(
+            stderr(&out).contains("cannot export every entry: keyring not listed"),
+            "{why}: {}",
+            stderr(&out)
+        );
+        // A plain list says what it could not see.
+        let out = env.run(&["secrets", "list"]);
+        assert!(
+            stderr(&out).contains("ov: note: keyring not listed: it held entries"),
+            "{why}: {}",
+            stderr(&out)
+        );
+        env.unset_env("DBUS_SESSION_BUS_ADDRESS");
+        env.unset_env("OV_KEYRING_TIMEOUT_MS");
+        let _ = std::fs::remove_file(&silent);
+    }
+
+    // Back on the desktop, sealing takes both.
+    env.set_env("DBUS_SESSION_BUS_ADDRESS", &ss.address);
+    let mut seal = vec!["auth", "machine-key", "seal"];
+    seal.extend_from_slice(&app);
+    env.ok(&seal);
+    let mut both = vec!["run", "--machine-key", &key];
+    both.extend_from_slice(&app);
+    both.extend_from_slice(&["--all", "--", "sh", "-c", "printf '%s %s' \"$DB\" \"$API\""]);
+    assert_eq!(env.ok(&both), "in-keyring in-config");
+
+    // Gone for good: the hint, pasted, lets the rest be sealed again.
+    env.set_env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    assert!(!env.run(&seal).status.success());
+    let out = env.run(&["secrets", "forget", "keyring"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&seal);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

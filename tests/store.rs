@@ -396,7 +396,7 @@ fn a_piped_value_over_the_limit_is_refused_and_nothing_is_stored() {
     let out = env.run_stdin(&["secrets", "set", "big", "over"], &over);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("over the limit of 1048576 bytes"),
+        stderr(&out).contains("the limit is 1048576 bytes"),
         "{}",
         stderr(&out)
     );

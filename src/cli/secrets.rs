@@ -41,6 +41,9 @@ pub enum SecretsCommand {
     Export(ExportArgs),
     /// Print the KeePass database path (configured or default)
     Path(PathArgs),
+    /// Forget which services a backend held, once it is gone for good
+    /// (sealing, run --all and export refuse while it cannot be reached)
+    Forget(ForgetArgs),
     /// GPG-encrypted .secrets files for direnv, keys and gpg-agent setup
     #[command(subcommand)]
     Gpg(crate::cli::secrets_gpg::GpgCommand),
@@ -181,6 +184,12 @@ pub struct ExportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The backend, as `ov secrets path --all` names it
+    backend: String,
+}
+
+#[derive(Debug, Args)]
 pub struct PathArgs {
     /// Print every backend's location instead
     #[arg(long)]
@@ -217,6 +226,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
         SecretsCommand::Import(a) => import(&engine, &a),
         SecretsCommand::Export(a) => export(&engine, &a),
         SecretsCommand::Path(a) => path(&engine, &a),
+        SecretsCommand::Forget(a) => forget(&engine, &a),
         SecretsCommand::Gpg(_) => unreachable!("dispatched above"),
     }
 }
@@ -816,6 +826,19 @@ fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
         }
     }
     print!("{}", out.as_str());
+    Ok(0)
+}
+
+fn forget(engine: &Engine, a: &ForgetArgs) -> Result<i32> {
+    let held = crate::held::Held::new(&engine.paths.data_dir);
+    if held.forget(&a.backend) {
+        eprintln!(
+            "forgot which services {} held; sealing, run --all and export no longer wait for it",
+            a.backend
+        );
+    } else {
+        eprintln!("ov has no record of entries in {}", a.backend);
+    }
     Ok(0)
 }
 
