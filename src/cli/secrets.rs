@@ -837,7 +837,10 @@ fn forget(engine: &Engine, a: &ForgetArgs) -> Result<i32> {
             a.backend
         );
     } else {
-        eprintln!("ov has no record of entries in {}", a.backend);
+        eprintln!(
+            "ov has no record of entries in {}",
+            a.backend.escape_debug()
+        );
     }
     Ok(0)
 }
