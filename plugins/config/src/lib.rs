@@ -22,7 +22,7 @@ use ov_plugin_support::{
     FileProblem, check_private_file, edit_command, private_file_report, report, toml_error_message,
     with_lock, write_atomic,
 };
-use toml_edit::{DocumentMut, Item, Table, value};
+use toml_edit::{DocumentMut, Item, Table, TableLike, value};
 
 pub const FILE_NAME: &str = "credentials.toml";
 const HEADER: &str = "# ov plaintext credentials: one [\"service\"] table per service, key = \"value\".\n\
@@ -138,6 +138,18 @@ fn foreign_shape(path: &Path, what: &str, item: &Item) -> BackendError {
     ))
 }
 
+/// The entry's key in its service table is absent or a string ov wrote.
+fn ours(path: &Path, table: &dyn TableLike, entry: &EntryRef) -> Result<(), BackendError> {
+    match table.get(&entry.key) {
+        Some(old) if !old.is_str() => Err(foreign_shape(
+            path,
+            &format!("[{:?}] {}", entry.service, entry.key),
+            old,
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Backend for ConfigBackend {
     fn describe(&self) -> Description {
         Description {
@@ -180,15 +192,7 @@ impl Backend for ConfigBackend {
                     table,
                 ));
             };
-            if let Some(old) = t.get(&entry.key)
-                && !old.is_str()
-            {
-                return Err(foreign_shape(
-                    &path,
-                    &format!("[{:?}] {}", entry.service, entry.key),
-                    old,
-                ));
-            }
+            ours(&path, &*t, entry)?;
             t.insert(&entry.key, value(secret.expose()));
             Ok(((), true))
         })
@@ -203,15 +207,7 @@ impl Backend for ConfigBackend {
             else {
                 return Ok((false, false));
             };
-            if let Some(old) = table.get(&entry.key)
-                && !old.is_str()
-            {
-                return Err(foreign_shape(
-                    &path,
-                    &format!("[{:?}] {}", entry.service, entry.key),
-                    old,
-                ));
-            }
+            ours(&path, &*table, entry)?;
             let removed = table.remove(&entry.key).is_some();
             let now_empty = table.is_empty();
             if now_empty {
