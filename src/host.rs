@@ -112,7 +112,14 @@ impl Host {
         }
         for dir in search_path {
             for file in plugin_files(dir) {
-                match DynBackend::open(&file) {
+                let opened = crate::trust::check_plugin(&file, Some(dir))
+                    .map_err(|u| LoadFailure {
+                        error: format!("refused to load plugin {}: {}", file.display(), u.reason),
+                        fix: u.fix,
+                        abi: None,
+                    })
+                    .and_then(|_| DynBackend::open(&file));
+                match opened {
                     Ok(backend) => host.add(Arc::new(backend), Origin::Path(file)),
                     Err(failure) => host.plugins.push(PluginInfo {
                         name: file
@@ -247,8 +254,10 @@ impl DynBackend {
             fix: remove.clone(),
             abi,
         };
-        // SAFETY: loading a library runs its initialisers; plugin
-        // directories are trusted like the ov binary itself.
+        // SAFETY: loading a library runs its initialisers. The host calls
+        // this only for a file `trust::check_plugin` accepted: it and every
+        // directory above it belong to root or the user and nobody else
+        // can write them, so its code is as trusted as ov's own.
         let lib = unsafe { Library::new(path) }
             .map_err(|e| fail(format!("cannot load plugin {}: {e}", path.display()), None))?;
         let stem = path

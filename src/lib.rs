@@ -16,4 +16,5 @@ pub mod prompt;
 pub mod run;
 pub mod settings;
 pub mod store;
+pub mod trust;
 pub mod unlock;

@@ -143,3 +143,152 @@ fn a_hung_plugin_check_times_out_and_the_doctor_finishes() {
     assert!(text.contains("timed out after 300 ms"), "{text}");
     assert!(text.contains("✓ settings.parse"), "{text}");
 }
+
+/// A shared library whose constructor writes `marker` the moment it is
+/// loaded, built with the system C compiler.
+fn constructor_library(env: &TestEnv, path: &std::path::Path, marker: &std::path::Path) {
+    let src = env.root().join("evil.c");
+    fs::write(
+        &src,
+        format!(
+            "#include <stdio.h>\n__attribute__((constructor)) static void planted(void) {{\n\
+             FILE *f = fopen(\"{}\", \"w\"); if (f) {{ fputs(\"ran\", f); fclose(f); }} }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(path)
+        .arg(&src)
+        .output()
+        .expect("cc (Debian package gcc; ./scripts/test installs it)");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn chown_nobody(path: &std::path::Path) {
+    let out = std::process::Command::new("chown")
+        .arg("nobody")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chown needs root: {}", stderr(&out));
+}
+
+/// Run a hint's command line exactly as printed, through sh.
+fn paste(hint: &str) {
+    let cmd = hint.split("   #").next().unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{cmd}: {}", stderr(&out));
+}
+
+fn hint_of(err: &str) -> String {
+    err.lines()
+        .find_map(|l| l.strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("no hint in {err}"))
+        .to_owned()
+}
+
+#[test]
+fn a_constructor_in_a_plugin_anyone_could_write_never_runs() {
+    let mut env = TestEnv::new();
+    let marker = env.root().join("constructor-ran");
+    let lib = env.plugin_dir().join("libov_plugin_evil.so");
+    constructor_library(&env, &lib, &marker);
+    env.set_env("OV_PLUGIN_PATH", env.plugin_dir().display().to_string());
+    // Built here and loaded, the constructor runs: the marker works.
+    env.run(&["plugins", "list"]);
+    assert!(
+        marker.exists(),
+        "the fixture's constructor must write the marker"
+    );
+    fs::remove_file(&marker).unwrap();
+
+    set_mode(&env.plugin_dir(), 0o777);
+    let out = env.run(&["plugins", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = env.normalize(&stderr(&out));
+    assert!(
+        err.contains("refused to load plugin [TMP]/plugins/libov_plugin_evil.so: [TMP]/plugins is writable by its group and everyone (mode 777)"),
+        "{err}"
+    );
+    let doctor = env.run(&["doctor", "plugins"]);
+    assert!(
+        stdout(&doctor).contains("✗ plugins.libov_plugin_evil"),
+        "{}",
+        stdout(&doctor)
+    );
+    assert!(
+        stdout(&doctor).contains("refused to load plugin"),
+        "{}",
+        stdout(&doctor)
+    );
+    assert!(!marker.exists(), "a refused plugin's constructor ran");
+
+    // Group-writable library in a safe directory, and one owned by someone else.
+    set_mode(&env.plugin_dir(), 0o755);
+    set_mode(&lib, 0o775);
+    let out = env.run(&["plugins", "list"]);
+    assert!(
+        stderr(&out).contains("is writable by its group (mode 775)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!marker.exists());
+    set_mode(&lib, 0o755);
+    chown_nobody(&lib);
+    let out = env.run(&["plugins", "list"]);
+    assert!(
+        stderr(&out).contains("belongs to nobody, not to root or root"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!marker.exists());
+
+    // A sticky world-writable directory: only a library of the user's own.
+    set_mode(&env.plugin_dir(), 0o1777);
+    let out = env.run(&["plugins", "list"]);
+    assert!(
+        stderr(&out).contains("belongs to nobody"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn the_fix_for_an_open_plugin_directory_pasted_makes_it_load() {
+    let mut env = TestEnv::new();
+    env.install_plugin("ov_plugin_config", "libov_plugin_config.so");
+    set_mode(&env.plugin_dir(), 0o777);
+    let out = env.run(&["plugins", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let hint = hint_of(&stderr(&out));
+    assert!(hint.starts_with("chmod go-w "), "{hint}");
+    paste(&hint);
+    let list = env.normalize(&env.ok(&["plugins", "list"]));
+    assert!(
+        list.lines()
+            .any(|l| l.contains("[TMP]/plugins/libov_plugin_config.so") && l.contains("loaded")),
+        "{list}"
+    );
+
+    // The same for a group-writable library.
+    set_mode(&env.plugin_dir().join("libov_plugin_config.so"), 0o664);
+    let out = env.run(&["plugins", "list"]);
+    let hint = hint_of(&stderr(&out));
+    paste(&hint);
+    env.ok(&["plugins", "list"]);
+    // A sticky world-writable directory with the user's own library loads.
+    set_mode(&env.plugin_dir(), 0o1777);
+    env.ok(&["plugins", "list"]);
+}
