@@ -422,6 +422,15 @@ fn read_listed(
         if entry.service != svc {
             continue;
         }
+        if !dotenv::valid_name(&entry.key) {
+            // Written by another tool: as a variable it would override
+            // another one, and a bundle holding it would not open.
+            eprintln!(
+                "ov: note: left out {svc} entry {:?}: not an environment variable name (letters, digits and '_'); rename it where it is stored",
+                entry.key.escape_debug().to_string()
+            );
+            continue;
+        }
         let Some(b) = store.host.backend(&source) else {
             continue;
         };

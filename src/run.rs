@@ -2,7 +2,7 @@
 //! as files), never in argv.
 
 use std::ffi::OsString;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -167,14 +167,58 @@ fn tmpfs_base(runtime_dir: Option<&Path>) -> PathBuf {
         .map_or_else(|| PathBuf::from("/dev/shm"), Path::to_path_buf)
 }
 
+/// Every signal that asks a process to end or tells it something, which
+/// `ov run --secrets-dir` passes to the command instead of dying with the
+/// files left behind.
+pub const FORWARDED: [nix::sys::signal::Signal; 7] = {
+    use nix::sys::signal::Signal::*;
+    [SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
+};
+
+/// Write one secret as `NAME` inside the directory open at `dir`: relative
+/// to the directory's descriptor, never through a symlink, never over an
+/// existing file, so a name cannot put a file anywhere else.
+fn write_secret_file(dir: &std::os::fd::OwnedFd, name: &str, value: &Secret) -> Result<()> {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::Mode;
+    if !dotenv::valid_name(name) {
+        return Err(OvError::new(format!(
+            "{name:?} is not an environment variable name; no file was written for it"
+        )));
+    }
+    let fd = openat(
+        dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )
+    .map_err(|e| OvError::new(format!("cannot create the file for {name}: {e}")))?;
+    let mut f = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut f, value.expose().as_bytes())
+        .map_err(|e| OvError::new(format!("cannot write the file for {name}: {e}")))
+}
+
 /// Write each secret as a 0600 file in a fresh 0700 directory, set
-/// `NAME_FILE` for the child, wait for it while forwarding SIGINT and
-/// SIGTERM, remove the directory, and return its exit status.
+/// `NAME_FILE` for the child, wait for it while forwarding [`FORWARDED`]
+/// signals, remove the directory on every way out (the command's exit, a
+/// signal to ov, an error, a panic), and return the command's status.
 pub fn run_with_files(
     cmd: &[OsString],
     secrets: Vec<(String, Secret)>,
     runtime_dir: Option<&Path>,
 ) -> Result<i32> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    // First of all: a signal from here on is held for the command, so
+    // none can end ov between creating the files and removing them.
+    let action = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in FORWARDED {
+        // SAFETY: the handler only touches atomics and calls kill.
+        unsafe { sigaction(sig, &action) }.map_err(|e| OvError::new(format!("sigaction: {e}")))?;
+    }
     let base = tmpfs_base(runtime_dir);
     let name = format!(
         "ov-run.{}.{}",
@@ -193,29 +237,23 @@ pub fn run_with_files(
             .hint("export XDG_RUNTIME_DIR=/run/user/$(id -u)   # a private tmpfs")
         })?;
     let dir = SecretsDir(path);
+    let dir_fd = nix::fcntl::open(
+        &dir.0,
+        nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_DIRECTORY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| OvError::new(format!("cannot open {}: {e}", dir.0.display())))?;
     let mut c = command(cmd)?;
     for (k, v) in &secrets {
-        let file = dir.0.join(k);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&file)?;
-        std::io::Write::write_all(&mut f, v.expose().as_bytes())?;
-        c.env(format!("{k}_FILE"), &file);
+        write_secret_file(&dir_fd, k, v)?;
+        c.env(format!("{k}_FILE"), dir.0.join(k));
     }
+    drop(dir_fd);
     // The values are in the files now; none stay in ov's memory while it waits.
     drop(secrets);
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(
-        SigHandler::Handler(forward),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only touches atomics and calls kill.
-        unsafe { sigaction(sig, &action) }.map_err(|e| OvError::new(format!("sigaction: {e}")))?;
-    }
     // Not blocked around the spawn: the child would inherit the mask.
     let mut child = c.spawn().map_err(|e| spawn_error(cmd, &e))?;
     let pid = i32::try_from(child.id()).unwrap_or(0);

@@ -698,3 +698,135 @@ fn snapshots_of_run_help_and_a_key_error() {
     let out = env.run(&run_args(&k, &["--all", "--", "true"]));
     crate::snap!("run_machine_key_mode_0640", env.transcript(&out));
 }
+
+#[test]
+fn every_forwarded_signal_reaches_the_command_and_the_files_go() {
+    use nix::sys::signal::Signal;
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    for (sig, name) in [
+        (Signal::SIGHUP, "HUP"),
+        (Signal::SIGINT, "INT"),
+        (Signal::SIGTERM, "TERM"),
+        (Signal::SIGQUIT, "QUIT"),
+        (Signal::SIGUSR1, "USR1"),
+        (Signal::SIGUSR2, "USR2"),
+        (Signal::SIGWINCH, "WINCH"),
+    ] {
+        // The command says which signal it got and exits 42.
+        let script = format!(
+            "trap 'echo got-{name}; exit 42' {name}; echo $API_KEY_FILE; i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done"
+        );
+        let mut cmd = env.command(&run_args(
+            &k,
+            &["--all", "--secrets-dir", "--", "sh", "-c", &script],
+        ));
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let file = PathBuf::from(line.trim());
+        assert!(file.exists(), "{name}: {line}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            sig,
+        )
+        .unwrap();
+        // ov's own end first: had it died of the signal, the command would
+        // still be running (for 10 s at most) with the files on disk.
+        let status = child.wait().unwrap();
+        let mut rest = String::new();
+        out.read_line(&mut rest).unwrap();
+        assert_eq!(rest.trim(), format!("got-{name}"), "{name}");
+        assert_eq!(status.code(), Some(42), "{name}: {status:?}");
+        assert!(
+            !file.parent().unwrap().exists(),
+            "{name}: the secrets directory stayed"
+        );
+    }
+}
+
+#[test]
+fn names_another_tool_stored_never_leave_the_directory_or_override_a_variable() {
+    let env = TestEnv::new();
+    // Written by another tool: ov refuses such names itself.
+    env.write(
+        &env.credentials(),
+        "[\"myapp/production\"]\nGOOD = \"ok\"\n\"../../planted\" = \"outside\"\n\"PATH=/tmp/evil:\" = \"x\"\n\"bad name\" = \"y\"\n",
+        0o600,
+    );
+    let planted = env.root().join("planted");
+    let out = env.run(&[
+        "run",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--all",
+        "--secrets-dir",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s|%s' \"$PATH\" \"$(cat $GOOD_FILE)\"",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let path = std::env::var("PATH").unwrap();
+    assert_eq!(stdout(&out), format!("{path}|ok"));
+    assert!(!planted.exists());
+    assert!(!env.root().join("run/planted").exists());
+    let err = stderr(&out);
+    for bad in ["../../planted", "PATH=/tmp/evil:", "bad name"] {
+        assert!(
+            err.contains(&format!("left out myapp/production entry \"{bad}\"")),
+            "{err}"
+        );
+    }
+    // Without --secrets-dir: the environment, and PATH is the caller's.
+    let out = env.run(&[
+        "run",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s|%s' \"$PATH\" \"$GOOD\"",
+    ]);
+    assert_eq!(stdout(&out), format!("{path}|ok"), "{}", stderr(&out));
+
+    // A bundle sealed from this store opens, without the bad names.
+    let key = env.root().join("m.key").display().to_string();
+    let out = env.run(&[
+        "auth",
+        "derive-machine-key",
+        "--out",
+        &key,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.run(&[
+        "run",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--machine-key",
+        &key,
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s' \"$GOOD\"",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ok");
+}

@@ -91,6 +91,23 @@ pub fn run(a: RunArgs) -> Result<i32> {
             vec![format!("ov secrets set --app {app} --env {env} {name}")]
         })?
     };
+    // Another tool may have stored an entry under a name that is no
+    // variable name (`PATH=/tmp/evil:`, `../x`): as an environment entry it
+    // would override another variable, as a file land outside the
+    // directory. It is left out, with a note.
+    let secrets: Vec<_> = secrets
+        .into_iter()
+        .filter(|(name, _)| {
+            let ok = crate::dotenv::valid_name(name);
+            if !ok {
+                eprintln!(
+                    "ov: note: left out {app}/{env} entry {:?}: not an environment variable name (letters, digits and '_'); rename it where it is stored",
+                    name.escape_debug().to_string()
+                );
+            }
+            ok
+        })
+        .collect();
     if a.secrets_dir {
         run::run_with_files(&a.command, secrets, runtime_dir.as_deref())
     } else {
