@@ -250,7 +250,7 @@ fn set_unset_and_add_recipient_keep_entries_and_recipients() {
     env.ok(&["secrets", "gpg", "unset", "B"]);
     assert_eq!(
         env.ok(&["secrets", "gpg", "show"]),
-        "A=\"from stdin\"\nC=\"three 3\"\n"
+        "A='from stdin'\nC='three 3'\n"
     );
     let before = env.ok(&["secrets", "gpg", "recipients"]);
     assert_eq!(before.lines().count(), 1, "{before}");
@@ -901,4 +901,125 @@ fn set_on_a_new_file_encrypts_to_your_own_key_or_the_ones_named() {
     ]);
     let both = env.ok(&["secrets", "gpg", "recipients", "-f", "two"]);
     assert_eq!(both.lines().count(), 2, "{both}");
+}
+
+/// The values of `keys` after `sh -c` (or bash, dash) sources `file` with
+/// `set -a`, NUL-separated; and whether sourcing ran a command.
+fn sourced(shell: &str, dir: &Path, file: &str, keys: &[&str]) -> (Vec<String>, bool) {
+    require(shell, shell);
+    let marker = dir.join("pwned");
+    let _ = fs::remove_file(&marker);
+    let prints: String = keys.iter().map(|k| format!(" \"${k}\"")).collect();
+    let out = Command::new(shell)
+        .arg("-c")
+        .arg(format!("set -a; . ./{file}; printf '%s\\0'{prints}"))
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent-home")
+        .output()
+        .expect(shell);
+    assert!(out.status.success(), "{shell}: {}", stderr(&out));
+    let vals = stdout(&out)
+        .split('\0')
+        .take(keys.len())
+        .map(str::to_owned)
+        .collect();
+    (vals, marker.exists())
+}
+
+/// The values direnv's own dotenv parser reads from `file`.
+fn direnv_dotenv(dir: &Path, file: &str) -> serde_json::Value {
+    require("direnv", "direnv");
+    let out = Command::new("direnv")
+        .args(["dotenv", "json", file])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .output()
+        .expect("direnv");
+    assert!(out.status.success(), "direnv: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("direnv json")
+}
+
+/// Values with everything a shell or direnv could act on.
+const TRICKY: &[(&str, &str)] = &[
+    ("BACKTICK", "a `touch pwned` b"),
+    ("SUBST", "$(touch pwned) and ${HOME}"),
+    ("VAR", "$HOME/x $1 $$"),
+    ("BACKSLASH", "c:\\new\\table \\n \\"),
+    ("SQUOTE", "it's `touch pwned` \"dq\" ü ✓"),
+    ("DQUOTE", "say \"hi\" # not a comment"),
+    ("UNICODE", "пароль ✓ 🔑 \t tab"),
+    ("SPACES", "  lead and trail  "),
+    ("EMPTY", ""),
+];
+
+#[test]
+fn set_writes_values_sh_bash_dash_and_direnv_read_back_and_none_runs() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "# mine\nFIRST=1\n");
+    for (k, v) in TRICKY {
+        let out = env.run(&["secrets", "gpg", "set", k, v]);
+        assert!(out.status.success(), "{k}: {}", stderr(&out));
+    }
+    env.ok(&["secrets", "gpg", "decrypt", "-o", "plain.env"]);
+    let keys: Vec<&str> = TRICKY.iter().map(|(k, _)| *k).collect();
+    let want: Vec<String> = TRICKY.iter().map(|(_, v)| (*v).to_owned()).collect();
+    for shell in ["sh", "bash", "dash"] {
+        let (got, ran) = sourced(shell, env.root(), "plain.env", &keys);
+        assert!(!ran, "{shell} ran a command from the file");
+        assert_eq!(got, want, "{shell}");
+    }
+    let json = direnv_dotenv(env.root(), "plain.env");
+    for (k, v) in TRICKY {
+        assert_eq!(json[*k].as_str(), Some(*v), "direnv {k}: {json}");
+    }
+    // ov reads them back the same, and `env` is safe for eval in each shell.
+    fs::write(
+        env.root().join("exports.sh"),
+        env.ok(&["secrets", "gpg", "env"]),
+    )
+    .expect("write");
+    for shell in ["sh", "bash", "dash"] {
+        let (got, ran) = sourced(shell, env.root(), "exports.sh", &keys);
+        assert!(!ran, "{shell} ran a command from `env`");
+        assert_eq!(got, want, "{shell} eval of env");
+    }
+}
+
+#[test]
+fn set_and_unset_change_one_entry_and_keep_comments_order_and_exports() {
+    let (env, _g, key) = gpg_env();
+    let original = "# API keys for the staging box\n\nexport A=1\n# b is rotated monthly\nexport B=\"old b\"  # note\nPEM=\"-----BEGIN\nxyz\n-----END\"\n\nZ='last'\n";
+    encrypt(&env, &key, original);
+    env.ok(&["secrets", "gpg", "set", "B", "new b"]);
+    env.ok(&["secrets", "gpg", "set", "NEW", "n"]);
+    env.ok(&["secrets", "gpg", "unset", "Z"]);
+    assert_eq!(
+        env.ok(&["secrets", "gpg", "show"]),
+        "# API keys for the staging box\n\nexport A=1\n# b is rotated monthly\nexport B='new b'\nPEM=\"-----BEGIN\nxyz\n-----END\"\n\nNEW='n'\n"
+    );
+}
+
+#[test]
+fn set_refuses_a_value_no_quoting_reads_back_and_changes_nothing() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    let before = fs::read(secrets(&env)).expect("read");
+    for (value, why) in [
+        ("line one\nline two", "line break"),
+        ("it's $HOME", "single quote"),
+        ("it's c:\\dir", "single quote"),
+    ] {
+        let out = env.run(&["secrets", "gpg", "set", "BAD", value]);
+        assert_eq!(out.status.code(), Some(1), "{value:?}");
+        let err = stderr(&out);
+        assert!(err.starts_with("ov: error: "), "{err}");
+        assert!(err.contains(why), "{err}");
+        assert!(err.contains("\nhint: "), "{err}");
+        assert!(!err.contains(value), "the value leaked: {err}");
+        assert_eq!(fs::read(secrets(&env)).expect("read"), before);
+    }
 }

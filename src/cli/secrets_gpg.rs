@@ -493,29 +493,54 @@ fn set(gpg: &Gpg, a: SetArgs) -> Result<i32> {
         }
     };
     let recipients = recipients_for(gpg, file, &a.recipient)?;
-    let mut entries = if file.exists() {
-        load(gpg, file)?
+    let mut doc = if file.exists() {
+        document(gpg, file)?
     } else {
-        Vec::new()
+        dotenv::Document::default()
     };
-    match entries.iter_mut().find(|(k, _)| *k == a.key) {
-        Some(e) => e.1 = value,
-        None => entries.push((a.key.clone(), value)),
-    }
-    let text = Zeroizing::new(dotenv::render(&entries));
+    doc.set(&a.key, value.expose())
+        .map_err(|why| unwritable(&a.key, file, why))?;
+    let text = Zeroizing::new(doc.render());
     write_secrets(gpg, file, text.as_bytes(), &recipients)?;
     eprintln!("set {} in {}", a.key, file.display());
     Ok(0)
+}
+
+/// A value no quoting writes so that every reader gets it back.
+fn unwritable(key: &str, file: &Path, why: dotenv::Unwritable) -> OvError {
+    let f = file.display();
+    let e = OvError::new(format!(
+        "the value of {key} cannot be written to {f} so that sh, bash, dash and direnv all read it back unchanged: {why}; {f} is unchanged"
+    ));
+    match why {
+        dotenv::Unwritable::LineBreak => e
+            .hint(format!(
+                "base64 -w0 < FILE | ov secrets gpg set {key} -f {f}   # store it encoded, decode where it is used"
+            ))
+            .hint(format!(
+                "ov secrets gpg edit -f {f}   # or write the line yourself, for the readers you use"
+            )),
+        _ => e.hint(format!(
+            "ov secrets gpg edit -f {f}   # write the line yourself, for the readers you use"
+        )),
+    }
+}
+
+/// Decrypt `file` as a line-keeping document.
+fn document(gpg: &Gpg, file: &Path) -> Result<dotenv::Document> {
+    let plain = decrypted(gpg, file)?;
+    parse(&plain, file)?;
+    let text = std::str::from_utf8(&plain).unwrap_or_default();
+    dotenv::Document::parse(text)
+        .map_err(|_| OvError::new(format!("{} is not a valid env file", file.display())))
 }
 
 fn unset(gpg: &Gpg, a: &UnsetArgs) -> Result<i32> {
     let file = &a.f.file;
     check_writable(file)?;
     let recipients = recipients_for(gpg, file, &[])?;
-    let mut entries = load(gpg, file)?;
-    let before = entries.len();
-    entries.retain(|(k, _)| *k != a.key);
-    if entries.len() == before {
+    let mut doc = document(gpg, file)?;
+    if !doc.unset(&a.key) {
         return Err(OvError::new(format!(
             "{} has no {}; nothing was changed",
             file.display(),
@@ -523,7 +548,7 @@ fn unset(gpg: &Gpg, a: &UnsetArgs) -> Result<i32> {
         ))
         .hint(format!("ov secrets gpg show -f {}", file.display())));
     }
-    let text = Zeroizing::new(dotenv::render(&entries));
+    let text = Zeroizing::new(doc.render());
     write_secrets(gpg, file, text.as_bytes(), &recipients)?;
     eprintln!("removed {} from {}", a.key, file.display());
     Ok(0)
