@@ -265,7 +265,7 @@ fn set_unset_and_add_recipient_keep_entries_and_recipients() {
     let out = g.gpg(&["--yes", "--delete-secret-keys", &alice.fpr], "");
     assert!(out.status.success(), "{}", stderr(&out));
     g.preset(&bob.enc_grip);
-    assert!(env.ok(&["secrets", "gpg", "show"]).contains("D=4"));
+    assert!(env.ok(&["secrets", "gpg", "show"]).contains("D='4'"));
 }
 
 #[test]
