@@ -1023,3 +1023,127 @@ fn set_refuses_a_value_no_quoting_reads_back_and_changes_nothing() {
         assert_eq!(fs::read(secrets(&env)).expect("read"), before);
     }
 }
+
+/// Ask the real `pinentry-gnome3` for the passphrase of `grip` as gpg-agent
+/// does (Assuan on stdin/stdout), on the test's bus, with no display and no
+/// terminal: what it answers is what it found in the Secret Service.
+fn pinentry_getpin(ss: &SecretService, grip: &str) -> String {
+    require("pinentry-gnome3", "pinentry-gnome3");
+    require("setsid", "util-linux");
+    let out = ss.run_shell(
+        "unset DISPLAY WAYLAND_DISPLAY; exec setsid -w pinentry-gnome3 2>/dev/null",
+        format!("OPTION allow-external-password-cache\nSETKEYINFO n/{grip}\nGETPIN\nBYE\n")
+            .as_bytes(),
+    );
+    stdout(&out)
+}
+
+#[test]
+fn the_real_pinentry_gnome3_finds_the_passphrase_setup_and_export_key_store() {
+    let mut env = TestEnv::new();
+    let ss = SecretService::start(&mut env);
+    let g = Gnupg::new(&mut env);
+    let exported = g.gen_key("Erin <erin@example.com>");
+    let set_up = g.gen_key("Frank <frank@example.com>");
+    env.write(&env.root().join("pass"), &format!("{PASS}\n"), 0o600);
+    let out = no_tty(
+        &env,
+        &[
+            "secrets",
+            "gpg",
+            "export-key",
+            "--to-keystore",
+            "--key-id",
+            &exported.fpr,
+            "--passphrase-file",
+            "pass",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = no_tty(
+        &env,
+        &[
+            "secrets",
+            "gpg",
+            "setup",
+            "--key-id",
+            &set_up.fpr,
+            "--passphrase-file",
+            "pass",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for grip in exported.grips.iter().chain(&set_up.grips) {
+        let answer = pinentry_getpin(&ss, grip);
+        assert!(
+            answer.lines().any(|l| l == format!("D {PASS}")),
+            "pinentry-gnome3 did not find the passphrase of {grip}:\n{answer}"
+        );
+        // Newer pinentry looks up `key-grip` instead: found as well.
+        let found = ss.lookup(&[
+            "xdg:schema",
+            "org.gnupg.Passphrase",
+            "key-grip",
+            &format!("n/{grip}"),
+        ]);
+        assert_eq!(found.as_deref(), Some(PASS.as_bytes()), "grip {grip}");
+    }
+    // A grip nothing was stored for: pinentry finds nothing (the test
+    // really asks the Secret Service).
+    let none = pinentry_getpin(&ss, &"0".repeat(40));
+    assert!(!none.lines().any(|l| l.starts_with("D ")), "{none}");
+}
+
+#[test]
+fn doctor_flags_a_passphrase_stored_where_debian_pinentry_does_not_look_and_setup_fixes_it() {
+    let mut env = TestEnv::new();
+    let ss = SecretService::start(&mut env);
+    let g = Gnupg::new(&mut env);
+    let key = g.gen_key("Gina <gina@example.com>");
+    // What ov stored before: key-grip=n/<GRIP> and keygrip=<GRIP> (bare).
+    for grip in &key.grips {
+        ss.store(
+            &[
+                "xdg:schema",
+                "org.gnupg.Passphrase",
+                "key-grip",
+                &format!("n/{grip}"),
+                "keygrip",
+                grip,
+            ],
+            PASS.as_bytes(),
+        );
+    }
+    assert!(!pinentry_getpin(&ss, &key.enc_grip).contains(&format!("D {PASS}")));
+    let stored_line = |report: &str| {
+        report
+            .lines()
+            .find(|l| l.contains("gpg.keys.stored"))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let report = stdout(&no_tty(&env, &["secrets", "gpg", "doctor"]));
+    let line = stored_line(&report);
+    assert!(!line.is_empty() && !line.starts_with('✓'), "{report}");
+    assert!(
+        report.contains("keygrip and key-grip n/<KEYGRIP>"),
+        "{report}"
+    );
+
+    env.write(&env.root().join("pass"), &format!("{PASS}\n"), 0o600);
+    let out = no_tty(
+        &env,
+        &["secrets", "gpg", "setup", "--passphrase-file", "pass"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&no_tty(&env, &["secrets", "gpg", "doctor"]));
+    assert!(stored_line(&report).starts_with('✓'), "{report}");
+    assert!(pinentry_getpin(&ss, &key.enc_grip).contains(&format!("D {PASS}")));
+    // The old items were rewritten in place, not duplicated.
+    let out = ss.secret_tool(
+        &["search", "--all", "xdg:schema", "org.gnupg.Passphrase"],
+        b"",
+    );
+    let items = stdout(&out).lines().filter(|l| l.starts_with('[')).count();
+    assert_eq!(items, key.grips.len(), "{}", stdout(&out));
+}

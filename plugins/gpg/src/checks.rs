@@ -276,7 +276,7 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
             "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC and unlock its database",
         ),
         (None, false) => with_fix(
-            report(id, title, Status::Warn, format!("no org.gnupg.Passphrase for keygrip {} (pinentry will ask)", missing.join(", "))),
+            report(id, title, Status::Warn, format!("no org.gnupg.Passphrase with keygrip and key-grip n/<KEYGRIP> for keygrip {} (pinentry will ask)", missing.join(", "))),
             fix::SETUP,
         ),
         (None, true) => report(id, title, Status::Ok, format!("org.gnupg.Passphrase stored for {} keygrip(s)", grips.len())),
