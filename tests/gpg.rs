@@ -1147,3 +1147,69 @@ fn doctor_flags_a_passphrase_stored_where_debian_pinentry_does_not_look_and_setu
     let items = stdout(&out).lines().filter(|l| l.starts_with('[')).count();
     assert_eq!(items, key.grips.len(), "{}", stdout(&out));
 }
+
+#[test]
+fn without_a_terminal_a_restarted_agent_decrypts_with_the_stored_passphrase() {
+    let mut env = TestEnv::new();
+    let ss = SecretService::start(&mut env);
+    let g = Gnupg::new(&mut env);
+    let key = g.gen_key("Hank <hank@example.com>");
+    encrypt(&env, &key, "TOKEN='t0k3n'\n");
+    let restart = || {
+        let out = g.cmd("gpgconf", &["--kill", "gpg-agent"], "");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!g.cached(&key.enc_grip));
+    };
+
+    // Nothing stored: fails fast, as before, with the fix.
+    restart();
+    let start = Instant::now();
+    let out = no_tty(&env, &["secrets", "gpg", "env"]);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("hint: ov secrets gpg setup"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Stored (by setup), agent restarted so nothing is cached: works.
+    env.write(&env.root().join("pass"), &format!("{PASS}\n"), 0o600);
+    let out = no_tty(
+        &env,
+        &["secrets", "gpg", "setup", "--passphrase-file", "pass"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for args in [&["secrets", "gpg", "env"][..], &["secrets", "gpg", "show"]] {
+        restart();
+        let out = no_tty(&env, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).contains("t0k3n"), "{}", stdout(&out));
+        assert!(!stderr(&out).contains(PASS));
+    }
+
+    // A wrong stored passphrase: a clear error, never the passphrase.
+    for grip in &key.grips {
+        ss.store(
+            &[
+                "xdg:schema",
+                "org.gnupg.Passphrase",
+                "key-grip",
+                &format!("n/{grip}"),
+                "keygrip",
+                &format!("n/{grip}"),
+                "stored-by",
+                "ov",
+            ],
+            b"wrong passphrase",
+        );
+    }
+    restart();
+    let out = no_tty(&env, &["secrets", "gpg", "env"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("Secret Service"), "{err}");
+    assert!(err.contains("hint: ov secrets gpg setup"), "{err}");
+    assert!(!err.contains("wrong passphrase"), "{err}");
+    assert_eq!(stdout(&out), "");
+}

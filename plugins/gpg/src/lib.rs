@@ -291,9 +291,82 @@ impl Gpg {
     }
 
     /// Decrypt `file`; the errors say which `ov secrets gpg` command fixes
-    /// them.
+    /// them. With nobody to answer a pinentry (no terminal, no display) and
+    /// the passphrase not cached in the agent, the passphrase stored in the
+    /// Secret Service for the file's keygrip is handed to gpg on a pipe
+    /// (`--pinentry-mode loopback --passphrase-fd 0`); with none stored the
+    /// decryption fails at once, as before.
     pub fn decrypt(&self, file: &Path) -> Result<Zeroizing<Vec<u8>>> {
-        self.decrypt_with(file, can_prompt())
+        if can_prompt() {
+            return self.decrypt_with(file, true);
+        }
+        let path = file.to_string_lossy();
+        let r = self.run(
+            &[
+                "--yes",
+                "--pinentry-mode",
+                "error",
+                "--decrypt",
+                "--",
+                &path,
+            ],
+            None,
+        )?;
+        if r.ok {
+            return Ok(r.stdout);
+        }
+        let first = self.diagnose(file, &r);
+        if !needs_pinentry(&r) {
+            return Err(first);
+        }
+        let enc_to: Vec<String> = r
+            .status_args("ENC_TO")
+            .into_iter()
+            .filter_map(|a| a.first().map(|k| k.to_ascii_uppercase()))
+            .collect();
+        let keys = self.secret_keys().unwrap_or_default();
+        let grips: Vec<&str> = keys
+            .iter()
+            .flat_map(|k| k.subkeys.iter())
+            .filter(|s| enc_to.contains(&s.keyid.to_ascii_uppercase()))
+            .map(|s| s.keygrip.as_str())
+            .collect();
+        let ks = keystore::Keystore::new();
+        for grip in grips {
+            let pass = match ks.passphrase(grip) {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                // No Secret Service here (cron, a bare ssh session): the
+                // first error says what to do.
+                Err(_) => break,
+            };
+            let r = self.run(
+                &[
+                    "--yes",
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase-fd",
+                    "0",
+                    "--decrypt",
+                    "--",
+                    &path,
+                ],
+                Some(&pass),
+            )?;
+            if r.ok {
+                return Ok(r.stdout);
+            }
+            if r.has_status("BAD_PASSPHRASE") || r.messages.contains("Bad passphrase") {
+                return Err(GpgError::new(format!(
+                    "decrypting {} failed: the passphrase stored in the Secret Service for keygrip {grip} does not open the key",
+                    file.display()
+                ))
+                .hint(format!("{}   # stores the right passphrase", fix::SETUP))
+                .hint(fix::DOCTOR));
+            }
+            return Err(self.diagnose(file, &r));
+        }
+        Err(first)
     }
 
     /// Decrypt; with `ask` false the agent may only use a cached passphrase.
@@ -346,17 +419,7 @@ impl Gpg {
             ));
         }
         let text = &r.messages;
-        if r.has_status("PINENTRY_LAUNCHED") && text.contains("Timeout")
-            || text.contains("No pinentry")
-            || text.contains("Operation cancelled")
-            || text.contains("Inappropriate ioctl")
-            || r.status_args("ERROR").iter().any(|a| {
-                // gpg-error codes: 85 no pinentry, 99 cancelled, 62 timeout.
-                a.get(1)
-                    .and_then(|c| c.parse::<u32>().ok())
-                    .is_some_and(|c| matches!(c & 0xffff, 85 | 99 | 62))
-            })
-        {
+        if needs_pinentry(r) {
             let mut e = GpgError::new(format!(
                 "decrypting {name} failed: the key's passphrase is not cached in gpg-agent and no pinentry can ask for it{}",
                 if can_prompt() { "" } else { " (no terminal)" }
@@ -641,6 +704,22 @@ impl Gpg {
             .unwrap_or_default();
         self.pick_key(Some(&fpr))
     }
+}
+
+/// Did gpg fail for want of a pinentry (passphrase not cached, nobody to
+/// ask, or the asking timed out or was cancelled)?
+fn needs_pinentry(r: &Run) -> bool {
+    let text = &r.messages;
+    r.has_status("PINENTRY_LAUNCHED") && text.contains("Timeout")
+        || text.contains("No pinentry")
+        || text.contains("Operation cancelled")
+        || text.contains("Inappropriate ioctl")
+        || r.status_args("ERROR").iter().any(|a| {
+            // gpg-error codes: 85 no pinentry, 99 cancelled, 62 timeout.
+            a.get(1)
+                .and_then(|c| c.parse::<u32>().ok())
+                .is_some_and(|c| matches!(c & 0xffff, 85 | 99 | 62))
+        })
 }
 
 /// `\x3a` and friends in colon listings.
