@@ -457,15 +457,79 @@ fn edit_re_encrypts_changes_and_leaves_the_file_alone_otherwise() {
     assert!(stderr(&out).contains("is unchanged"), "{}", stderr(&out));
     assert_eq!(fs::read(secrets(&env)).expect("read"), before);
 
+    // The test's XDG_RUNTIME_DIR is under /tmp, usually a disk: the
+    // plaintext must go to a memory filesystem all the same.
     let editor = env.root().join("ed.sh");
-    env.write(&editor, "#!/bin/sh\nls -ld \"$(dirname \"$1\")\" > \"$1.mode\"; cp \"$1.mode\" \"$(dirname \"$1\")/../seen\"; printf 'B=2\\n' >> \"$1\"\n", 0o755);
+    env.write(
+        &editor,
+        "#!/bin/sh\nd=$(dirname \"$1\")\n{ ls -ld \"$d\"; stat -f -c %T \"$d\"; echo \"$d\"; } > \"$SEEN\"\nprintf 'B=2\\n' >> \"$1\"\n",
+        0o755,
+    );
     env.set_env("EDITOR", editor.display().to_string());
+    env.set_env("SEEN", env.root().join("seen").display().to_string());
     let out = env.run(&["secrets", "gpg", "edit"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(env.ok(&["secrets", "gpg", "show"]), "A=1\nB=2\n");
     assert_eq!(leftovers(), 0, "plaintext left behind");
-    let seen = fs::read_to_string(runtime.join("seen")).expect("editor ran in the runtime dir");
-    assert!(seen.starts_with("drwx------"), "{seen}");
+    let seen = fs::read_to_string(env.root().join("seen")).expect("the editor ran");
+    let lines: Vec<&str> = seen.lines().collect();
+    assert!(lines[0].starts_with("drwx------"), "{seen}");
+    assert!(matches!(lines[1], "tmpfs" | "ramfs"), "plaintext on {seen}");
+    assert!(!Path::new(lines[2]).exists(), "{} left behind", lines[2]);
+}
+
+/// Start `ov secrets gpg edit` with an editor that records the plaintext's
+/// path and waits; return ov and that path once the editor runs.
+fn edit_waiting(env: &TestEnv) -> (std::process::Child, PathBuf) {
+    let mark = env.root().join("editing");
+    let _ = fs::remove_file(&mark);
+    let mut cmd = env.command(&["secrets", "gpg", "edit"]);
+    cmd.env("EDITOR", env.root().join("wait.sh"))
+        .env("MARK", &mark)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    env.write(
+        &env.root().join("wait.sh"),
+        "#!/bin/sh\necho \"$1\" > \"$MARK.tmp\"; mv \"$MARK.tmp\" \"$MARK\"\nexec sleep 30\n",
+        0o755,
+    );
+    let child = cmd.spawn().expect("spawn ov");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !mark.exists() {
+        assert!(Instant::now() < deadline, "the editor never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let path = PathBuf::from(fs::read_to_string(&mark).expect("mark").trim());
+    (child, path)
+}
+
+#[test]
+fn edit_removes_the_plaintext_when_ov_is_killed_by_a_signal() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    let before = fs::read(secrets(&env)).expect("read");
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let (mut ov, plaintext) = edit_waiting(&env);
+        assert!(plaintext.exists(), "{}", plaintext.display());
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(ov.id()).expect("pid"));
+        nix::sys::signal::kill(pid, sig).expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = ov.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "ov did not end on {sig}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!status.success(), "{sig}");
+        let dir = plaintext.parent().expect("dir");
+        assert!(!dir.exists(), "{sig}: {} left behind", dir.display());
+        assert_eq!(fs::read(secrets(&env)).expect("read"), before);
+    }
 }
 
 #[test]

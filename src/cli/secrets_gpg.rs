@@ -335,13 +335,31 @@ fn run_editor(editor: &str, tmp: &Path, file: &Path) -> Result<()> {
     // plaintext: ignore SIGINT and SIGQUIT while the editor runs (as git does).
     let status = {
         let _signals = IgnoreSignals::new();
-        std::process::Command::new("sh")
+        let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("{editor} \"$1\""))
             .arg("sh")
             .arg(tmp)
-            .status()
-            .map_err(|e| OvError::new(format!("cannot run the editor {editor}: {e}")))?
+            .spawn()
+            .map_err(|e| OvError::new(format!("cannot run the editor {editor}: {e}")))?;
+        EDITOR_PID.store(
+            i32::try_from(child.id()).unwrap_or(0),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        // A signal that came before the pid was known goes to it now.
+        let early = CAUGHT.load(std::sync::atomic::Ordering::SeqCst);
+        if early != 0 {
+            let _ = child.kill();
+        }
+        let status = loop {
+            match child.wait() {
+                Ok(s) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(OvError::new(format!("waiting for the editor: {e}"))),
+            }
+        };
+        EDITOR_PID.store(0, std::sync::atomic::Ordering::SeqCst);
+        status
     };
     if status.success() {
         return Ok(());
@@ -356,6 +374,79 @@ fn run_editor(editor: &str, tmp: &Path, file: &Path) -> Result<()> {
     )))
 }
 
+/// The editor's pid while it runs, for the signal handler.
+static EDITOR_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+/// The first terminating signal caught while `edit` holds plaintext.
+static CAUGHT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn caught(sig: nix::libc::c_int) {
+    use std::sync::atomic::Ordering;
+    let _ = CAUGHT.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+    let pid = EDITOR_PID.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            nix::libc::kill(pid, sig);
+        }
+    }
+}
+
+/// While `edit` has plaintext on disk: SIGTERM, SIGHUP, SIGINT and SIGQUIT
+/// do not kill ov at once; they end the editor, and ov removes the
+/// plaintext, then dies of the same signal ([`PlaintextGuard::check`]).
+struct PlaintextGuard(Vec<(Signal, SigAction)>);
+
+impl PlaintextGuard {
+    fn install() -> Self {
+        CAUGHT.store(0, std::sync::atomic::Ordering::SeqCst);
+        let action = SigAction::new(
+            SigHandler::Handler(caught),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        let mut saved = Vec::new();
+        for sig in [
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGINT,
+            Signal::SIGQUIT,
+        ] {
+            // SAFETY: the handler only touches atomics and calls kill.
+            if let Ok(old) = unsafe { sigaction(sig, &action) } {
+                saved.push((sig, old));
+            }
+        }
+        PlaintextGuard(saved)
+    }
+
+    /// If a signal came: remove `dir` (the plaintext) and die of it.
+    fn check(&self, dir: &mut Option<tempfile::TempDir>) {
+        let sig = CAUGHT.load(std::sync::atomic::Ordering::SeqCst);
+        if sig == 0 {
+            return;
+        }
+        if let Some(d) = dir.take() {
+            let _ = d.close();
+        }
+        if let Ok(s) = Signal::try_from(sig) {
+            let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+            // SAFETY: restores the default action, then raises it.
+            let _ = unsafe { sigaction(s, &dfl) };
+            let _ = nix::sys::signal::raise(s);
+        }
+        std::process::exit(128 + sig);
+    }
+}
+
+impl Drop for PlaintextGuard {
+    fn drop(&mut self) {
+        for (sig, old) in &self.0 {
+            // SAFETY: restores the disposition saved in `install`.
+            let _ = unsafe { sigaction(*sig, old) };
+        }
+    }
+}
+
 fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
     let file = &a.f.file;
     check_writable(file)?;
@@ -368,17 +459,25 @@ fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
             recipients_for(gpg, file, &a.recipient)?,
         )
     };
-    // The plaintext lives in a 0700 directory (on the runtime tmpfs when
-    // there is one) that is removed when `dir` drops, on every path out.
-    let dir = ov_plugin_gpg::private_dir()?;
-    let tmp = dir.path().join("secrets.env");
+    // The plaintext lives in a 0700 directory on a memory filesystem
+    // (never /tmp on disk), removed when `dir` drops on every path out,
+    // and by `guard` when a signal comes.
+    let guard = PlaintextGuard::install();
+    let mut dir = Some(ov_plugin_gpg::private_dir()?);
+    let tmp = dir
+        .as_ref()
+        .map(|d| d.path().join("secrets.env"))
+        .unwrap_or_default();
     write_atomic(&tmp, &plain, Some(0o600))?;
     let editor = ["VISUAL", "EDITOR"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
         .unwrap_or_else(|| "vi".to_owned());
     let edited = loop {
-        run_editor(&editor, &tmp, file)?;
+        guard.check(&mut dir);
+        let ran = run_editor(&editor, &tmp, file);
+        guard.check(&mut dir);
+        ran?;
         let edited = Zeroizing::new(std::fs::read(&tmp)?);
         if edited.as_slice() == plain.as_slice() {
             eprintln!("no changes; {} is unchanged", file.display());
@@ -408,6 +507,9 @@ fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
             f = shell_quote(file)
         )));
     };
+    // The plaintext is in memory now; off the filesystem before encrypting.
+    drop(dir.take());
+    guard.check(&mut dir);
     write_secrets(gpg, file, &edited, &recipients)?;
     eprintln!(
         "{} re-encrypted to {}",
