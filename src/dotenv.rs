@@ -373,8 +373,10 @@ impl Document {
             } else {
                 ""
             };
+            let body = &c.text[..c.text.len() - end.len()];
+            let comment = trailing_comment(body).unwrap_or("").to_owned();
             c.text = format!(
-                "{indent}{}{key}={quoted}{end}",
+                "{indent}{}{key}={quoted}{comment}{end}",
                 if export { "export " } else { "" }
             );
             return Ok(());
@@ -410,6 +412,37 @@ impl Document {
         }
         out
     }
+}
+
+/// The ` # comment` after an entry's value (with the blanks before it), as
+/// the parser skips it; `entry` is the entry's text without its last line
+/// end.
+fn trailing_comment(entry: &str) -> Option<&str> {
+    let (_, rest) = entry.split_once('=')?;
+    let rest = rest.trim_start();
+    let after = match rest.chars().next() {
+        Some(q @ ('"' | '\'')) => {
+            let mut chars = rest.char_indices().skip(1);
+            let mut close = None;
+            while let Some((pos, c)) = chars.next() {
+                if c == '\\' && q == '"' {
+                    chars.next();
+                } else if c == q {
+                    close = Some(pos + 1);
+                    break;
+                }
+            }
+            &rest[close?..]
+        }
+        _ => {
+            let bytes = rest.as_bytes();
+            let hash = (1..bytes.len())
+                .find(|&p| bytes[p] == b'#' && matches!(bytes[p - 1], b' ' | b'\t'))?;
+            let start = rest[..hash].trim_end_matches([' ', '\t']).len();
+            &rest[start..]
+        }
+    };
+    after.trim_start().starts_with('#').then_some(after)
 }
 
 /// Does this entry line start with `export `?
@@ -565,6 +598,17 @@ mod tests {
     #[test]
     fn a_document_changes_one_entry_and_keeps_every_other_byte() {
         let text = "\u{feff}# top comment\n\nexport A='1' # why\n  B=\"two\"\r\nC=x\nD='multi\nline'\n# tail";
+        let mut d = Document::parse(
+            "A=1 # one\nB='x#y'   # two\nC=\"a \\\" # b\" #three\nD='m\nn' # four\nE=\"e\"\n",
+        )
+        .unwrap();
+        for k in ["A", "B", "C", "D", "E"] {
+            d.set(k, "v").unwrap();
+        }
+        assert_eq!(
+            d.render(),
+            "A='v' # one\nB='v'   # two\nC='v' #three\nD='v' # four\nE='v'\n"
+        );
         let mut d = Document::parse(text).unwrap();
         d.set("B", "new `b`").unwrap();
         assert_eq!(

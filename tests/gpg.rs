@@ -1063,7 +1063,7 @@ fn set_and_unset_change_one_entry_and_keep_comments_order_and_exports() {
     env.ok(&["secrets", "gpg", "unset", "Z"]);
     assert_eq!(
         env.ok(&["secrets", "gpg", "show"]),
-        "# API keys for the staging box\n\nexport A=1\n# b is rotated monthly\nexport B='new b'\nPEM=\"-----BEGIN\nxyz\n-----END\"\n\nNEW='n'\n"
+        "# API keys for the staging box\n\nexport A=1\n# b is rotated monthly\nexport B='new b'  # note\nPEM=\"-----BEGIN\nxyz\n-----END\"\n\nNEW='n'\n"
     );
 }
 
