@@ -1277,3 +1277,13 @@ fn without_a_terminal_a_restarted_agent_decrypts_with_the_stored_passphrase() {
     assert!(!err.contains("wrong passphrase"), "{err}");
     assert_eq!(stdout(&out), "");
 }
+
+#[test]
+fn the_unwritable_value_error_reads_as_reviewed() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    let out = env.run(&["secrets", "gpg", "set", "PEM", "line one\nline two"]);
+    crate::snap!("gpg_set_unwritable_line_break", env.transcript(&out));
+    let out = env.run(&["secrets", "gpg", "set", "PW", "it's $5"]);
+    crate::snap!("gpg_set_unwritable_quote_and_dollar", env.transcript(&out));
+}

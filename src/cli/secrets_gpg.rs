@@ -610,20 +610,21 @@ fn set(gpg: &Gpg, a: SetArgs) -> Result<i32> {
 
 /// A value no quoting writes so that every reader gets it back.
 fn unwritable(key: &str, file: &Path, why: dotenv::Unwritable) -> OvError {
-    let f = file.display();
+    let shown = file.display();
     let e = OvError::new(format!(
-        "the value of {key} cannot be written to {f} so that sh, bash, dash and direnv all read it back unchanged: {why}; {f} is unchanged"
+        "the value of {key} cannot be written to {shown} so that sh, bash, dash and direnv all read it back unchanged: {why}; {shown} is unchanged"
     ));
+    let f = shell_quote(file);
     match why {
         dotenv::Unwritable::LineBreak => e
             .hint(format!(
                 "base64 -w0 < FILE | ov secrets gpg set {key} -f {f}   # store it encoded, decode where it is used"
             ))
             .hint(format!(
-                "ov secrets gpg edit -f {f}   # or write the line yourself, for the readers you use"
+                "ov secrets gpg edit -f {f}   # or write that line by hand, quoted for the readers you use"
             )),
         _ => e.hint(format!(
-            "ov secrets gpg edit -f {f}   # write the line yourself, for the readers you use"
+            "ov secrets gpg edit -f {f}   # write that line by hand, quoted for the readers you use"
         )),
     }
 }
