@@ -1251,6 +1251,15 @@ fn without_a_terminal_a_restarted_agent_decrypts_with_the_stored_passphrase() {
         assert!(stdout(&out).contains("t0k3n"), "{}", stdout(&out));
         assert!(!stderr(&out).contains(PASS));
     }
+    // The doctor agrees: not cached, but stored, so it decrypts.
+    restart();
+    let report = stdout(&no_tty(&env, &["secrets", "gpg", "doctor"]));
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with('✓') && l.contains("gpg.file.decrypt")),
+        "{report}"
+    );
 
     // A wrong stored passphrase: a clear error, never the passphrase.
     for grip in &key.grips {
