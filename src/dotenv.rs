@@ -3,7 +3,7 @@
 //! Accepted: blank lines and `#` comments; an optional `export ` prefix;
 //! `KEY=value` with spaces allowed around `=`; unquoted values (trailing
 //! blanks and a ` # comment` dropped, `=` kept); single quotes (literal);
-//! double quotes (escapes `\n \r \t \\ \" \$`); quoted values may span
+//! double quotes (escapes `\n \r \t \\ \" \$ \``); quoted values may span
 //! lines; empty values; CRLF line ends and a UTF-8 BOM. Nothing is expanded:
 //! `$HOME` stays `$HOME`.
 //!
@@ -160,7 +160,8 @@ fn quoted(lines: &[&str], i: &mut usize, first: &str, quote: char) -> Result<Str
                     Some('n') => out.push('\n'),
                     Some('r') => out.push('\r'),
                     Some('t') => out.push('\t'),
-                    Some(e @ ('\\' | '"' | '$')) => out.push(e),
+                    // `\`` too: sh, bash, dash and direnv all read it as `.
+                    Some(e @ ('\\' | '"' | '$' | '`')) => out.push(e),
                     Some(e) => {
                         out.push('\\');
                         out.push(e);
@@ -234,6 +235,242 @@ pub fn render(entries: &[(String, Secret)]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Why a value cannot be written into a `.env` file every reader agrees on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwritable {
+    /// A newline or carriage return: direnv's dotenv reads no quoted value
+    /// over lines, and the `\n` escape it knows is literal to a shell.
+    LineBreak,
+    /// A NUL byte: no environment variable can hold one.
+    Nul,
+    /// A `'` together with `$` or `\`: single quotes cannot hold the `'`
+    /// for direnv, and double quotes expand `$` in direnv (even `\$`) and
+    /// read `\\n` as a newline.
+    QuoteWithDollarOrBackslash,
+}
+
+impl fmt::Display for Unwritable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unwritable::LineBreak => "it holds a line break",
+            Unwritable::Nul => "it holds a NUL byte",
+            Unwritable::QuoteWithDollarOrBackslash => {
+                "it holds a single quote (') together with $ or \\"
+            }
+        })
+    }
+}
+
+/// Quote `value` for a `.env` file so that `sh`, `bash` and `dash` sourcing
+/// it, direnv's `dotenv` and this parser all read back exactly `value`, and
+/// none of them runs or expands anything:
+///
+/// - no `'` in the value: `'value'` (literal for every reader);
+/// - a `'` but no `$` or `\`: `"value"` with `"` and `` ` `` escaped as
+///   `\"` and `` \` `` (the only escapes all readers share);
+/// - anything else is refused (see [`Unwritable`]).
+pub fn quote_value(value: &str) -> Result<String, Unwritable> {
+    if value.contains(['\n', '\r']) {
+        return Err(Unwritable::LineBreak);
+    }
+    if value.contains('\0') {
+        return Err(Unwritable::Nul);
+    }
+    if !value.contains('\'') {
+        return Ok(format!("'{value}'"));
+    }
+    if value.contains(['$', '\\']) {
+        return Err(Unwritable::QuoteWithDollarOrBackslash);
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Ok(out)
+}
+
+/// A `.env` file as lines, for changing one entry and keeping every other
+/// byte: comments, blank lines, order, `export` prefixes, quoting and line
+/// ends stay as they were.
+#[derive(Default)]
+pub struct Document {
+    /// The text before the first line (a UTF-8 BOM, or nothing).
+    bom: String,
+    chunks: Vec<Chunk>,
+}
+
+/// One entry (its lines, a quoted value may span several) or one line that
+/// is not an entry. `text` holds the lines with their line ends.
+struct Chunk {
+    text: String,
+    key: Option<String>,
+}
+
+impl Document {
+    /// Parse `text`; the same errors as [`parse`].
+    pub fn parse(text: &str) -> Result<Document, Vec<ParseError>> {
+        parse(text)?;
+        let (bom, body) = match text.strip_prefix('\u{feff}') {
+            Some(rest) => ("\u{feff}".to_owned(), rest),
+            None => (String::new(), text),
+        };
+        let raw: Vec<&str> = body.split_inclusive('\n').collect();
+        let lines: Vec<&str> = raw
+            .iter()
+            .map(|l| {
+                let l = l.strip_suffix('\n').unwrap_or(l);
+                l.strip_suffix('\r').unwrap_or(l)
+            })
+            .collect();
+        let mut chunks = Vec::new();
+        let mut i = 0;
+        while i < lines.len() {
+            let start = i;
+            let key = parse_entry(&lines, &mut i).ok().flatten().map(|(k, _)| k);
+            chunks.push(Chunk {
+                text: raw[start..=i].concat(),
+                key,
+            });
+            i += 1;
+        }
+        Ok(Document { bom, chunks })
+    }
+
+    /// Does the file set `key`?
+    pub fn contains(&self, key: &str) -> bool {
+        self.chunks.iter().any(|c| c.key.as_deref() == Some(key))
+    }
+
+    /// Set `key` to `value`: the entry that wins (the last one) is rewritten
+    /// in place, keeping its indentation, its `export` prefix and its line
+    /// end; a new key goes at the end, with `export ` when every entry has
+    /// it. Nothing changes when the value cannot be written.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), Unwritable> {
+        let quoted = quote_value(value)?;
+        if let Some(c) = self
+            .chunks
+            .iter_mut()
+            .rev()
+            .find(|c| c.key.as_deref() == Some(key))
+        {
+            let indent: String = c
+                .text
+                .chars()
+                .take_while(|ch| *ch == ' ' || *ch == '\t')
+                .collect();
+            let export = has_export(&c.text);
+            let end = if c.text.ends_with("\r\n") {
+                "\r\n"
+            } else if c.text.ends_with('\n') {
+                "\n"
+            } else {
+                ""
+            };
+            let body = &c.text[..c.text.len() - end.len()];
+            let comment = trailing_comment(body).unwrap_or("").to_owned();
+            c.text = format!(
+                "{indent}{}{key}={quoted}{comment}{end}",
+                if export { "export " } else { "" }
+            );
+            return Ok(());
+        }
+        let entries: Vec<&Chunk> = self.chunks.iter().filter(|c| c.key.is_some()).collect();
+        let export = !entries.is_empty() && entries.iter().all(|c| has_export(&c.text));
+        let crlf = self.chunks.iter().any(|c| c.text.ends_with("\r\n"));
+        let end = if crlf { "\r\n" } else { "\n" };
+        if let Some(last) = self.chunks.last_mut()
+            && !last.text.ends_with('\n')
+        {
+            last.text.push_str(end);
+        }
+        self.chunks.push(Chunk {
+            text: format!("{}{key}={quoted}{end}", if export { "export " } else { "" }),
+            key: Some(key.to_owned()),
+        });
+        Ok(())
+    }
+
+    /// Remove every entry of `key`; false when there was none.
+    pub fn unset(&mut self, key: &str) -> bool {
+        let before = self.chunks.len();
+        self.chunks.retain(|c| c.key.as_deref() != Some(key));
+        self.chunks.len() != before
+    }
+
+    /// The file's text.
+    pub fn render(&self) -> String {
+        let mut out = self.bom.clone();
+        for c in &self.chunks {
+            out.push_str(&c.text);
+        }
+        out
+    }
+}
+
+/// The ` # comment` after an entry's value (with the blanks before it), as
+/// the parser skips it; `entry` is the entry's text without its last line
+/// end.
+fn trailing_comment(entry: &str) -> Option<&str> {
+    let (_, rest) = entry.split_once('=')?;
+    let rest = rest.trim_start();
+    let after = match rest.chars().next() {
+        Some(q @ ('"' | '\'')) => {
+            let mut chars = rest.char_indices().skip(1);
+            let mut close = None;
+            while let Some((pos, c)) = chars.next() {
+                if c == '\\' && q == '"' {
+                    chars.next();
+                } else if c == q {
+                    close = Some(pos + 1);
+                    break;
+                }
+            }
+            &rest[close?..]
+        }
+        _ => {
+            let bytes = rest.as_bytes();
+            let hash = (1..bytes.len())
+                .find(|&p| bytes[p] == b'#' && matches!(bytes[p - 1], b' ' | b'\t'))?;
+            let start = rest[..hash].trim_end_matches([' ', '\t']).len();
+            &rest[start..]
+        }
+    };
+    after.trim_start().starts_with('#').then_some(after)
+}
+
+/// Does this entry line start with `export `?
+fn has_export(line: &str) -> bool {
+    line.trim_start_matches([' ', '\t'])
+        .strip_prefix("export")
+        .is_some_and(|r| r.starts_with([' ', '\t']))
+}
+
+impl fmt::Debug for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The lines hold secret values: only the keys are shown.
+        let keys: Vec<&str> = self
+            .chunks
+            .iter()
+            .filter_map(|c| c.key.as_deref())
+            .collect();
+        f.debug_struct("Document").field("keys", &keys).finish()
+    }
+}
+
+impl Drop for Document {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for c in &mut self.chunks {
+            c.text.zeroize();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -356,5 +593,82 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), tricky);
+    }
+
+    #[test]
+    fn a_document_changes_one_entry_and_keeps_every_other_byte() {
+        let text = "\u{feff}# top comment\n\nexport A='1' # why\n  B=\"two\"\r\nC=x\nD='multi\nline'\n# tail";
+        let mut d = Document::parse(
+            "A=1 # one\nB='x#y'   # two\nC=\"a \\\" # b\" #three\nD='m\nn' # four\nE=\"e\"\n",
+        )
+        .unwrap();
+        for k in ["A", "B", "C", "D", "E"] {
+            d.set(k, "v").unwrap();
+        }
+        assert_eq!(
+            d.render(),
+            "A='v' # one\nB='v'   # two\nC='v' #three\nD='v' # four\nE='v'\n"
+        );
+        let mut d = Document::parse(text).unwrap();
+        d.set("B", "new `b`").unwrap();
+        assert_eq!(
+            d.render(),
+            "\u{feff}# top comment\n\nexport A='1' # why\n  B='new `b`'\r\nC=x\nD='multi\nline'\n# tail"
+        );
+        d.set("E", "it's").unwrap();
+        assert!(
+            d.render().ends_with("# tail\r\nE=\"it's\"\r\n"),
+            "{:?}",
+            d.render()
+        );
+        assert!(d.unset("D"));
+        assert!(!d.unset("D"));
+        assert!(!d.render().contains("multi"));
+        let back = values(&d.render());
+        assert_eq!(
+            back,
+            kv(&[("A", "1"), ("B", "new `b`"), ("C", "x"), ("E", "it's")])
+        );
+        // A repeated key: the winning (last) entry changes; unset drops both.
+        let mut d = Document::parse("A=1\nB=2\nA=3\n").unwrap();
+        d.set("A", "4").unwrap();
+        assert_eq!(d.render(), "A=1\nB=2\nA='4'\n");
+        d.unset("A");
+        assert_eq!(d.render(), "B=2\n");
+        // Every entry exported: so is a new one.
+        let mut d = Document::parse("export A=1\n").unwrap();
+        d.set("B", "2").unwrap();
+        assert_eq!(d.render(), "export A=1\nexport B='2'\n");
+        let mut d = Document::parse("").unwrap();
+        d.set("A", "").unwrap();
+        assert_eq!(d.render(), "A=''\n");
+        assert!(Document::parse("not an entry\n").is_err());
+    }
+
+    #[test]
+    fn quote_value_writes_what_every_reader_agrees_on_or_refuses() {
+        assert_eq!(
+            quote_value("a $b `c` \\ \"d\"").unwrap(),
+            "'a $b `c` \\ \"d\"'"
+        );
+        assert_eq!(
+            quote_value("it's \"q\" `x`").unwrap(),
+            "\"it's \\\"q\\\" \\`x\\`\""
+        );
+        assert_eq!(quote_value("a\nb"), Err(Unwritable::LineBreak));
+        assert_eq!(quote_value("a\rb"), Err(Unwritable::LineBreak));
+        assert_eq!(quote_value("a\0b"), Err(Unwritable::Nul));
+        assert_eq!(
+            quote_value("it's $HOME"),
+            Err(Unwritable::QuoteWithDollarOrBackslash)
+        );
+        assert_eq!(
+            quote_value("it's \\"),
+            Err(Unwritable::QuoteWithDollarOrBackslash)
+        );
+        for v in ["a $b `c` \\ \"d\" ü ✓", "it's \"q\" `x` ✓"] {
+            let line = format!("K={}\n", quote_value(v).unwrap());
+            assert_eq!(values(&line), kv(&[("K", v)]), "{line}");
+        }
     }
 }

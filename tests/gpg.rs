@@ -250,7 +250,7 @@ fn set_unset_and_add_recipient_keep_entries_and_recipients() {
     env.ok(&["secrets", "gpg", "unset", "B"]);
     assert_eq!(
         env.ok(&["secrets", "gpg", "show"]),
-        "A=\"from stdin\"\nC=\"three 3\"\n"
+        "A='from stdin'\nC='three 3'\n"
     );
     let before = env.ok(&["secrets", "gpg", "recipients"]);
     assert_eq!(before.lines().count(), 1, "{before}");
@@ -265,7 +265,7 @@ fn set_unset_and_add_recipient_keep_entries_and_recipients() {
     let out = g.gpg(&["--yes", "--delete-secret-keys", &alice.fpr], "");
     assert!(out.status.success(), "{}", stderr(&out));
     g.preset(&bob.enc_grip);
-    assert!(env.ok(&["secrets", "gpg", "show"]).contains("D=4"));
+    assert!(env.ok(&["secrets", "gpg", "show"]).contains("D='4'"));
 }
 
 #[test]
@@ -457,15 +457,79 @@ fn edit_re_encrypts_changes_and_leaves_the_file_alone_otherwise() {
     assert!(stderr(&out).contains("is unchanged"), "{}", stderr(&out));
     assert_eq!(fs::read(secrets(&env)).expect("read"), before);
 
+    // The test's XDG_RUNTIME_DIR is under /tmp, usually a disk: the
+    // plaintext must go to a memory filesystem all the same.
     let editor = env.root().join("ed.sh");
-    env.write(&editor, "#!/bin/sh\nls -ld \"$(dirname \"$1\")\" > \"$1.mode\"; cp \"$1.mode\" \"$(dirname \"$1\")/../seen\"; printf 'B=2\\n' >> \"$1\"\n", 0o755);
+    env.write(
+        &editor,
+        "#!/bin/sh\nd=$(dirname \"$1\")\n{ ls -ld \"$d\"; stat -f -c %T \"$d\"; echo \"$d\"; } > \"$SEEN\"\nprintf 'B=2\\n' >> \"$1\"\n",
+        0o755,
+    );
     env.set_env("EDITOR", editor.display().to_string());
+    env.set_env("SEEN", env.root().join("seen").display().to_string());
     let out = env.run(&["secrets", "gpg", "edit"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(env.ok(&["secrets", "gpg", "show"]), "A=1\nB=2\n");
     assert_eq!(leftovers(), 0, "plaintext left behind");
-    let seen = fs::read_to_string(runtime.join("seen")).expect("editor ran in the runtime dir");
-    assert!(seen.starts_with("drwx------"), "{seen}");
+    let seen = fs::read_to_string(env.root().join("seen")).expect("the editor ran");
+    let lines: Vec<&str> = seen.lines().collect();
+    assert!(lines[0].starts_with("drwx------"), "{seen}");
+    assert!(matches!(lines[1], "tmpfs" | "ramfs"), "plaintext on {seen}");
+    assert!(!Path::new(lines[2]).exists(), "{} left behind", lines[2]);
+}
+
+/// Start `ov secrets gpg edit` with an editor that records the plaintext's
+/// path and waits; return ov and that path once the editor runs.
+fn edit_waiting(env: &TestEnv) -> (std::process::Child, PathBuf) {
+    let mark = env.root().join("editing");
+    let _ = fs::remove_file(&mark);
+    let mut cmd = env.command(&["secrets", "gpg", "edit"]);
+    cmd.env("EDITOR", env.root().join("wait.sh"))
+        .env("MARK", &mark)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    env.write(
+        &env.root().join("wait.sh"),
+        "#!/bin/sh\necho \"$1\" > \"$MARK.tmp\"; mv \"$MARK.tmp\" \"$MARK\"\nexec sleep 30\n",
+        0o755,
+    );
+    let child = cmd.spawn().expect("spawn ov");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !mark.exists() {
+        assert!(Instant::now() < deadline, "the editor never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let path = PathBuf::from(fs::read_to_string(&mark).expect("mark").trim());
+    (child, path)
+}
+
+#[test]
+fn edit_removes_the_plaintext_when_ov_is_killed_by_a_signal() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    let before = fs::read(secrets(&env)).expect("read");
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let (mut ov, plaintext) = edit_waiting(&env);
+        assert!(plaintext.exists(), "{}", plaintext.display());
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(ov.id()).expect("pid"));
+        nix::sys::signal::kill(pid, sig).expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = ov.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "ov did not end on {sig}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!status.success(), "{sig}");
+        let dir = plaintext.parent().expect("dir");
+        assert!(!dir.exists(), "{sig}: {} left behind", dir.display());
+        assert_eq!(fs::read(secrets(&env)).expect("read"), before);
+    }
 }
 
 #[test]
@@ -924,4 +988,334 @@ fn encrypt_and_set_leave_no_lock_file_in_the_project() {
         locks[0].starts_with("secrets.") && locks[0].ends_with(".lock"),
         "{locks:?}"
     );
+}
+
+/// The values of `keys` after `sh -c` (or bash, dash) sources `file` with
+/// `set -a`, NUL-separated; and whether sourcing ran a command.
+fn sourced(shell: &str, dir: &Path, file: &str, keys: &[&str]) -> (Vec<String>, bool) {
+    require(shell, shell);
+    let marker = dir.join("pwned");
+    let _ = fs::remove_file(&marker);
+    let prints: String = keys.iter().map(|k| format!(" \"${k}\"")).collect();
+    let out = Command::new(shell)
+        .arg("-c")
+        .arg(format!("set -a; . ./{file}; printf '%s\\0'{prints}"))
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent-home")
+        .output()
+        .expect(shell);
+    assert!(out.status.success(), "{shell}: {}", stderr(&out));
+    let vals = stdout(&out)
+        .split('\0')
+        .take(keys.len())
+        .map(str::to_owned)
+        .collect();
+    (vals, marker.exists())
+}
+
+/// The values direnv's own dotenv parser reads from `file`.
+fn direnv_dotenv(dir: &Path, file: &str) -> serde_json::Value {
+    require("direnv", "direnv");
+    let out = Command::new("direnv")
+        .args(["dotenv", "json", file])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .output()
+        .expect("direnv");
+    assert!(out.status.success(), "direnv: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("direnv json")
+}
+
+/// Values with everything a shell or direnv could act on.
+const TRICKY: &[(&str, &str)] = &[
+    ("BACKTICK", "a `touch pwned` b"),
+    ("SUBST", "$(touch pwned) and ${HOME}"),
+    ("VAR", "$HOME/x $1 $$"),
+    ("BACKSLASH", "c:\\new\\table \\n \\"),
+    ("SQUOTE", "it's `touch pwned` \"dq\" ü ✓"),
+    ("DQUOTE", "say \"hi\" # not a comment"),
+    ("UNICODE", "пароль ✓ 🔑 \t tab"),
+    ("SPACES", "  lead and trail  "),
+    ("EMPTY", ""),
+];
+
+#[test]
+fn set_writes_values_sh_bash_dash_and_direnv_read_back_and_none_runs() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "# mine\nFIRST=1\n");
+    for (k, v) in TRICKY {
+        let out = env.run(&["secrets", "gpg", "set", k, v]);
+        assert!(out.status.success(), "{k}: {}", stderr(&out));
+    }
+    env.ok(&["secrets", "gpg", "decrypt", "-o", "plain.env"]);
+    let keys: Vec<&str> = TRICKY.iter().map(|(k, _)| *k).collect();
+    let want: Vec<String> = TRICKY.iter().map(|(_, v)| (*v).to_owned()).collect();
+    for shell in ["sh", "bash", "dash"] {
+        let (got, ran) = sourced(shell, env.root(), "plain.env", &keys);
+        assert!(!ran, "{shell} ran a command from the file");
+        assert_eq!(got, want, "{shell}");
+    }
+    let json = direnv_dotenv(env.root(), "plain.env");
+    for (k, v) in TRICKY {
+        assert_eq!(json[*k].as_str(), Some(*v), "direnv {k}: {json}");
+    }
+    // ov reads them back the same, and `env` is safe for eval in each shell.
+    fs::write(
+        env.root().join("exports.sh"),
+        env.ok(&["secrets", "gpg", "env"]),
+    )
+    .expect("write");
+    for shell in ["sh", "bash", "dash"] {
+        let (got, ran) = sourced(shell, env.root(), "exports.sh", &keys);
+        assert!(!ran, "{shell} ran a command from `env`");
+        assert_eq!(got, want, "{shell} eval of env");
+    }
+}
+
+#[test]
+fn set_and_unset_change_one_entry_and_keep_comments_order_and_exports() {
+    let (env, _g, key) = gpg_env();
+    let original = "# API keys for the staging box\n\nexport A=1\n# b is rotated monthly\nexport B=\"old b\"  # note\nPEM=\"-----BEGIN\nxyz\n-----END\"\n\nZ='last'\n";
+    encrypt(&env, &key, original);
+    env.ok(&["secrets", "gpg", "set", "B", "new b"]);
+    env.ok(&["secrets", "gpg", "set", "NEW", "n"]);
+    env.ok(&["secrets", "gpg", "unset", "Z"]);
+    assert_eq!(
+        env.ok(&["secrets", "gpg", "show"]),
+        "# API keys for the staging box\n\nexport A=1\n# b is rotated monthly\nexport B='new b'  # note\nPEM=\"-----BEGIN\nxyz\n-----END\"\n\nNEW='n'\n"
+    );
+}
+
+#[test]
+fn set_refuses_a_value_no_quoting_reads_back_and_changes_nothing() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    let before = fs::read(secrets(&env)).expect("read");
+    for (value, why) in [
+        ("line one\nline two", "line break"),
+        ("it's $HOME", "single quote"),
+        ("it's c:\\dir", "single quote"),
+    ] {
+        let out = env.run(&["secrets", "gpg", "set", "BAD", value]);
+        assert_eq!(out.status.code(), Some(1), "{value:?}");
+        let err = stderr(&out);
+        assert!(err.starts_with("ov: error: "), "{err}");
+        assert!(err.contains(why), "{err}");
+        assert!(err.contains("\nhint: "), "{err}");
+        assert!(!err.contains(value), "the value leaked: {err}");
+        assert_eq!(fs::read(secrets(&env)).expect("read"), before);
+    }
+}
+
+/// Ask the real `pinentry-gnome3` for the passphrase of `grip` as gpg-agent
+/// does (Assuan on stdin/stdout), on the test's bus, with no display and no
+/// terminal: what it answers is what it found in the Secret Service.
+fn pinentry_getpin(ss: &SecretService, grip: &str) -> String {
+    require("pinentry-gnome3", "pinentry-gnome3");
+    require("setsid", "util-linux");
+    let out = ss.run_shell(
+        "unset DISPLAY WAYLAND_DISPLAY; exec setsid -w pinentry-gnome3 2>/dev/null",
+        format!("OPTION allow-external-password-cache\nSETKEYINFO n/{grip}\nGETPIN\nBYE\n")
+            .as_bytes(),
+    );
+    stdout(&out)
+}
+
+#[test]
+fn the_real_pinentry_gnome3_finds_the_passphrase_setup_and_export_key_store() {
+    let mut env = TestEnv::new();
+    let ss = SecretService::start(&mut env);
+    let g = Gnupg::new(&mut env);
+    let exported = g.gen_key("Erin <erin@example.com>");
+    let set_up = g.gen_key("Frank <frank@example.com>");
+    env.write(&env.root().join("pass"), &format!("{PASS}\n"), 0o600);
+    let out = no_tty(
+        &env,
+        &[
+            "secrets",
+            "gpg",
+            "export-key",
+            "--to-keystore",
+            "--key-id",
+            &exported.fpr,
+            "--passphrase-file",
+            "pass",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = no_tty(
+        &env,
+        &[
+            "secrets",
+            "gpg",
+            "setup",
+            "--key-id",
+            &set_up.fpr,
+            "--passphrase-file",
+            "pass",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for grip in exported.grips.iter().chain(&set_up.grips) {
+        let answer = pinentry_getpin(&ss, grip);
+        assert!(
+            answer.lines().any(|l| l == format!("D {PASS}")),
+            "pinentry-gnome3 did not find the passphrase of {grip}:\n{answer}"
+        );
+        // Newer pinentry looks up `key-grip` instead: found as well.
+        let found = ss.lookup(&[
+            "xdg:schema",
+            "org.gnupg.Passphrase",
+            "key-grip",
+            &format!("n/{grip}"),
+        ]);
+        assert_eq!(found.as_deref(), Some(PASS.as_bytes()), "grip {grip}");
+    }
+    // A grip nothing was stored for: pinentry finds nothing (the test
+    // really asks the Secret Service).
+    let none = pinentry_getpin(&ss, &"0".repeat(40));
+    assert!(!none.lines().any(|l| l.starts_with("D ")), "{none}");
+}
+
+#[test]
+fn doctor_flags_a_passphrase_stored_where_debian_pinentry_does_not_look_and_setup_fixes_it() {
+    let mut env = TestEnv::new();
+    let ss = SecretService::start(&mut env);
+    let g = Gnupg::new(&mut env);
+    let key = g.gen_key("Gina <gina@example.com>");
+    // What ov stored before: key-grip=n/<GRIP> and keygrip=<GRIP> (bare).
+    for grip in &key.grips {
+        ss.store(
+            &[
+                "xdg:schema",
+                "org.gnupg.Passphrase",
+                "key-grip",
+                &format!("n/{grip}"),
+                "keygrip",
+                grip,
+            ],
+            PASS.as_bytes(),
+        );
+    }
+    assert!(!pinentry_getpin(&ss, &key.enc_grip).contains(&format!("D {PASS}")));
+    let stored_line = |report: &str| {
+        report
+            .lines()
+            .find(|l| l.contains("gpg.keys.stored"))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let report = stdout(&no_tty(&env, &["secrets", "gpg", "doctor"]));
+    let line = stored_line(&report);
+    assert!(!line.is_empty() && !line.starts_with('✓'), "{report}");
+    assert!(
+        report.contains("keygrip and key-grip n/<KEYGRIP>"),
+        "{report}"
+    );
+
+    env.write(&env.root().join("pass"), &format!("{PASS}\n"), 0o600);
+    let out = no_tty(
+        &env,
+        &["secrets", "gpg", "setup", "--passphrase-file", "pass"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&no_tty(&env, &["secrets", "gpg", "doctor"]));
+    assert!(stored_line(&report).starts_with('✓'), "{report}");
+    assert!(pinentry_getpin(&ss, &key.enc_grip).contains(&format!("D {PASS}")));
+    // The old items were rewritten in place, not duplicated.
+    let out = ss.secret_tool(
+        &["search", "--all", "xdg:schema", "org.gnupg.Passphrase"],
+        b"",
+    );
+    let items = stdout(&out).lines().filter(|l| l.starts_with('[')).count();
+    assert_eq!(items, key.grips.len(), "{}", stdout(&out));
+}
+
+#[test]
+fn without_a_terminal_a_restarted_agent_decrypts_with_the_stored_passphrase() {
+    let mut env = TestEnv::new();
+    let ss = SecretService::start(&mut env);
+    let g = Gnupg::new(&mut env);
+    let key = g.gen_key("Hank <hank@example.com>");
+    encrypt(&env, &key, "TOKEN='t0k3n'\n");
+    let restart = || {
+        let out = g.cmd("gpgconf", &["--kill", "gpg-agent"], "");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!g.cached(&key.enc_grip));
+    };
+
+    // Nothing stored: fails fast, as before, with the fix.
+    restart();
+    let start = Instant::now();
+    let out = no_tty(&env, &["secrets", "gpg", "env"]);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("hint: ov secrets gpg setup"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Stored (by setup), agent restarted so nothing is cached: works.
+    env.write(&env.root().join("pass"), &format!("{PASS}\n"), 0o600);
+    let out = no_tty(
+        &env,
+        &["secrets", "gpg", "setup", "--passphrase-file", "pass"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for args in [&["secrets", "gpg", "env"][..], &["secrets", "gpg", "show"]] {
+        restart();
+        let out = no_tty(&env, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).contains("t0k3n"), "{}", stdout(&out));
+        assert!(!stderr(&out).contains(PASS));
+    }
+    // The doctor agrees: not cached, but stored, so it decrypts.
+    restart();
+    let report = stdout(&no_tty(&env, &["secrets", "gpg", "doctor"]));
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with('✓') && l.contains("gpg.file.decrypt")),
+        "{report}"
+    );
+
+    // A wrong stored passphrase: a clear error, never the passphrase.
+    for grip in &key.grips {
+        ss.store(
+            &[
+                "xdg:schema",
+                "org.gnupg.Passphrase",
+                "key-grip",
+                &format!("n/{grip}"),
+                "keygrip",
+                &format!("n/{grip}"),
+                "stored-by",
+                "ov",
+            ],
+            b"wrong passphrase",
+        );
+    }
+    restart();
+    let out = no_tty(&env, &["secrets", "gpg", "env"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("Secret Service"), "{err}");
+    assert!(err.contains("hint: ov secrets gpg setup"), "{err}");
+    assert!(!err.contains("wrong passphrase"), "{err}");
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn the_unwritable_value_error_reads_as_reviewed() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    let out = env.run(&["secrets", "gpg", "set", "PEM", "line one\nline two"]);
+    crate::snap!("gpg_set_unwritable_line_break", env.transcript(&out));
+    let out = env.run(&["secrets", "gpg", "set", "PW", "it's $5"]);
+    crate::snap!("gpg_set_unwritable_quote_and_dollar", env.transcript(&out));
 }

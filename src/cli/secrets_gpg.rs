@@ -335,13 +335,31 @@ fn run_editor(editor: &str, tmp: &Path, file: &Path) -> Result<()> {
     // plaintext: ignore SIGINT and SIGQUIT while the editor runs (as git does).
     let status = {
         let _signals = IgnoreSignals::new();
-        std::process::Command::new("sh")
+        let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("{editor} \"$1\""))
             .arg("sh")
             .arg(tmp)
-            .status()
-            .map_err(|e| OvError::new(format!("cannot run the editor {editor}: {e}")))?
+            .spawn()
+            .map_err(|e| OvError::new(format!("cannot run the editor {editor}: {e}")))?;
+        EDITOR_PID.store(
+            i32::try_from(child.id()).unwrap_or(0),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        // A signal that came before the pid was known goes to it now.
+        let early = CAUGHT.load(std::sync::atomic::Ordering::SeqCst);
+        if early != 0 {
+            let _ = child.kill();
+        }
+        let status = loop {
+            match child.wait() {
+                Ok(s) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(OvError::new(format!("waiting for the editor: {e}"))),
+            }
+        };
+        EDITOR_PID.store(0, std::sync::atomic::Ordering::SeqCst);
+        status
     };
     if status.success() {
         return Ok(());
@@ -356,6 +374,79 @@ fn run_editor(editor: &str, tmp: &Path, file: &Path) -> Result<()> {
     )))
 }
 
+/// The editor's pid while it runs, for the signal handler.
+static EDITOR_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+/// The first terminating signal caught while `edit` holds plaintext.
+static CAUGHT: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn caught(sig: nix::libc::c_int) {
+    use std::sync::atomic::Ordering;
+    let _ = CAUGHT.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+    let pid = EDITOR_PID.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            nix::libc::kill(pid, sig);
+        }
+    }
+}
+
+/// While `edit` has plaintext on disk: SIGTERM, SIGHUP, SIGINT and SIGQUIT
+/// do not kill ov at once; they end the editor, and ov removes the
+/// plaintext, then dies of the same signal ([`PlaintextGuard::check`]).
+struct PlaintextGuard(Vec<(Signal, SigAction)>);
+
+impl PlaintextGuard {
+    fn install() -> Self {
+        CAUGHT.store(0, std::sync::atomic::Ordering::SeqCst);
+        let action = SigAction::new(
+            SigHandler::Handler(caught),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        let mut saved = Vec::new();
+        for sig in [
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGINT,
+            Signal::SIGQUIT,
+        ] {
+            // SAFETY: the handler only touches atomics and calls kill.
+            if let Ok(old) = unsafe { sigaction(sig, &action) } {
+                saved.push((sig, old));
+            }
+        }
+        PlaintextGuard(saved)
+    }
+
+    /// If a signal came: remove `dir` (the plaintext) and die of it.
+    fn check(&self, dir: &mut Option<tempfile::TempDir>) {
+        let sig = CAUGHT.load(std::sync::atomic::Ordering::SeqCst);
+        if sig == 0 {
+            return;
+        }
+        if let Some(d) = dir.take() {
+            let _ = d.close();
+        }
+        if let Ok(s) = Signal::try_from(sig) {
+            let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+            // SAFETY: restores the default action, then raises it.
+            let _ = unsafe { sigaction(s, &dfl) };
+            let _ = nix::sys::signal::raise(s);
+        }
+        std::process::exit(128 + sig);
+    }
+}
+
+impl Drop for PlaintextGuard {
+    fn drop(&mut self) {
+        for (sig, old) in &self.0 {
+            // SAFETY: restores the disposition saved in `install`.
+            let _ = unsafe { sigaction(*sig, old) };
+        }
+    }
+}
+
 fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
     let file = &a.f.file;
     check_writable(file)?;
@@ -368,17 +459,25 @@ fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
             recipients_for(gpg, file, &a.recipient)?,
         )
     };
-    // The plaintext lives in a 0700 directory (on the runtime tmpfs when
-    // there is one) that is removed when `dir` drops, on every path out.
-    let dir = ov_plugin_gpg::private_dir()?;
-    let tmp = dir.path().join("secrets.env");
+    // The plaintext lives in a 0700 directory on a memory filesystem
+    // (never /tmp on disk), removed when `dir` drops on every path out,
+    // and by `guard` when a signal comes.
+    let guard = PlaintextGuard::install();
+    let mut dir = Some(ov_plugin_gpg::private_dir()?);
+    let tmp = dir
+        .as_ref()
+        .map(|d| d.path().join("secrets.env"))
+        .unwrap_or_default();
     write_atomic(&tmp, &plain, Some(0o600))?;
     let editor = ["VISUAL", "EDITOR"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
         .unwrap_or_else(|| "vi".to_owned());
     let edited = loop {
-        run_editor(&editor, &tmp, file)?;
+        guard.check(&mut dir);
+        let ran = run_editor(&editor, &tmp, file);
+        guard.check(&mut dir);
+        ran?;
         let edited = Zeroizing::new(std::fs::read(&tmp)?);
         if edited.as_slice() == plain.as_slice() {
             eprintln!("no changes; {} is unchanged", file.display());
@@ -408,6 +507,9 @@ fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
             f = shell_quote(file)
         )));
     };
+    // The plaintext is in memory now; off the filesystem before encrypting.
+    drop(dir.take());
+    guard.check(&mut dir);
     write_secrets(gpg, file, &edited, &recipients)?;
     eprintln!(
         "{} re-encrypted to {}",
@@ -493,29 +595,55 @@ fn set(gpg: &Gpg, a: SetArgs) -> Result<i32> {
         }
     };
     let recipients = recipients_for(gpg, file, &a.recipient)?;
-    let mut entries = if file.exists() {
-        load(gpg, file)?
+    let mut doc = if file.exists() {
+        document(gpg, file)?
     } else {
-        Vec::new()
+        dotenv::Document::default()
     };
-    match entries.iter_mut().find(|(k, _)| *k == a.key) {
-        Some(e) => e.1 = value,
-        None => entries.push((a.key.clone(), value)),
-    }
-    let text = Zeroizing::new(dotenv::render(&entries));
+    doc.set(&a.key, value.expose())
+        .map_err(|why| unwritable(&a.key, file, why))?;
+    let text = Zeroizing::new(doc.render());
     write_secrets(gpg, file, text.as_bytes(), &recipients)?;
     eprintln!("set {} in {}", a.key, file.display());
     Ok(0)
+}
+
+/// A value no quoting writes so that every reader gets it back.
+fn unwritable(key: &str, file: &Path, why: dotenv::Unwritable) -> OvError {
+    let shown = file.display();
+    let e = OvError::new(format!(
+        "the value of {key} cannot be written to {shown} so that sh, bash, dash and direnv all read it back unchanged: {why}; {shown} is unchanged"
+    ));
+    let f = shell_quote(file);
+    match why {
+        dotenv::Unwritable::LineBreak => e
+            .hint(format!(
+                "base64 -w0 < FILE | ov secrets gpg set {key} -f {f}   # store it encoded, decode where it is used"
+            ))
+            .hint(format!(
+                "ov secrets gpg edit -f {f}   # or write that line by hand, quoted for the readers you use"
+            )),
+        _ => e.hint(format!(
+            "ov secrets gpg edit -f {f}   # write that line by hand, quoted for the readers you use"
+        )),
+    }
+}
+
+/// Decrypt `file` as a line-keeping document.
+fn document(gpg: &Gpg, file: &Path) -> Result<dotenv::Document> {
+    let plain = decrypted(gpg, file)?;
+    parse(&plain, file)?;
+    let text = std::str::from_utf8(&plain).unwrap_or_default();
+    dotenv::Document::parse(text)
+        .map_err(|_| OvError::new(format!("{} is not a valid env file", file.display())))
 }
 
 fn unset(gpg: &Gpg, a: &UnsetArgs) -> Result<i32> {
     let file = &a.f.file;
     check_writable(file)?;
     let recipients = recipients_for(gpg, file, &[])?;
-    let mut entries = load(gpg, file)?;
-    let before = entries.len();
-    entries.retain(|(k, _)| *k != a.key);
-    if entries.len() == before {
+    let mut doc = document(gpg, file)?;
+    if !doc.unset(&a.key) {
         return Err(OvError::new(format!(
             "{} has no {}; nothing was changed",
             file.display(),
@@ -523,7 +651,7 @@ fn unset(gpg: &Gpg, a: &UnsetArgs) -> Result<i32> {
         ))
         .hint(format!("ov secrets gpg show -f {}", file.display())));
     }
-    let text = Zeroizing::new(dotenv::render(&entries));
+    let text = Zeroizing::new(doc.render());
     write_secrets(gpg, file, text.as_bytes(), &recipients)?;
     eprintln!("removed {} from {}", a.key, file.display());
     Ok(0)

@@ -276,7 +276,7 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
             "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC and unlock its database",
         ),
         (None, false) => with_fix(
-            report(id, title, Status::Warn, format!("no org.gnupg.Passphrase for keygrip {} (pinentry will ask)", missing.join(", "))),
+            report(id, title, Status::Warn, format!("no org.gnupg.Passphrase with keygrip and key-grip n/<KEYGRIP> for keygrip {} (pinentry will ask)", missing.join(", "))),
             fix::SETUP,
         ),
         (None, true) => report(id, title, Status::Ok, format!("org.gnupg.Passphrase stored for {} keygrip(s)", grips.len())),
@@ -367,6 +367,15 @@ fn file_checks(g: &Gpg, file: &Path) -> Vec<CheckReport> {
             Status::Ok,
             format!("{} decrypts", file.display()),
         ),
+        Err(e) if e.message.contains("not cached") && stored_for(&keys, &recipients) => report(
+            id,
+            title,
+            Status::Ok,
+            format!(
+                "{} decrypts: the passphrase is not cached in gpg-agent, and without a terminal ov uses the one stored in the Secret Service",
+                file.display()
+            ),
+        ),
         Err(e) => {
             let status = if e.message.contains("not cached") {
                 Status::Warn
@@ -379,4 +388,14 @@ fn file_checks(g: &Gpg, file: &Path) -> Vec<CheckReport> {
         }
     });
     out
+}
+
+/// Is a passphrase stored in the Secret Service for an encryption subkey
+/// of a key here that `recipients` names?
+fn stored_for(keys: &[SecretKey], recipients: &[String]) -> bool {
+    let ks = Keystore::new();
+    keys.iter()
+        .filter(|k| recipients.iter().any(|r| k.matches(r)))
+        .flat_map(|k| k.encryption_grips())
+        .any(|g| ks.passphrase(g).is_ok_and(|p| p.is_some()))
 }

@@ -3,10 +3,12 @@
 //! hang ov).
 //!
 //! `org.gnupg.Passphrase` is pinentry's own: its libsecret lookup
-//! (pinentry `secmem/password-cache.c`) searches the schema name with the
-//! attribute `key-grip` set to the agent's `SETKEYINFO` value, which is
-//! `n/<KEYGRIP>` for gpg's normal cache mode. ov stores exactly that, and
-//! also `keygrip=<KEYGRIP>` for people searching by the bare grip.
+//! (`secret_password_lookup` with that schema and no flags, so `xdg:schema`
+//! must match) searches for the agent's `SETKEYINFO` value, `n/<KEYGRIP>`
+//! in gpg's normal cache mode, under an attribute whose name changed:
+//! `keygrip` up to pinentry 1.2 (Debian 12's pinentry-gnome3 1.2.1),
+//! `key-grip` in newer upstream releases. ov stores one item per keygrip
+//! carrying both, so either version finds it.
 
 use std::collections::HashMap;
 
@@ -35,22 +37,35 @@ pub fn pinentry_keyinfo(grip: &str) -> String {
     format!("n/{grip}")
 }
 
-fn passphrase_attrs(grip: &str) -> Vec<(String, String)> {
+/// pinentry up to 1.2 (Debian 12) looks the passphrase up under this name …
+pub const ATTR_GRIP_OLD: &str = "keygrip";
+/// … and newer pinentry under this one.
+pub const ATTR_GRIP_NEW: &str = "key-grip";
+
+/// Schema plus one pinentry generation's attribute.
+fn passphrase_search(attr: &str, grip: &str) -> Vec<(String, String)> {
     vec![
         (ATTR_SCHEMA.into(), SCHEMA_PASSPHRASE.into()),
-        ("key-grip".into(), pinentry_keyinfo(grip)),
+        (attr.into(), pinentry_keyinfo(grip)),
     ]
+}
+
+/// What ov stores and the doctor looks for: both generations' attributes.
+fn passphrase_attrs(grip: &str) -> Vec<(String, String)> {
+    let mut attrs = passphrase_search(ATTR_GRIP_NEW, grip);
+    attrs.push((ATTR_GRIP_OLD.into(), pinentry_keyinfo(grip)));
+    attrs
 }
 
 fn as_map(v: &[(String, String)]) -> HashMap<&str, &str> {
     v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-/// Write (or overwrite) the one item matching `search` in the default
-/// collection.
+/// Write (or overwrite) the item the first of `searches` that matches
+/// finds in the default collection.
 fn put(
     link: &'static Link,
-    search: &[(String, String)],
+    searches: &[Vec<(String, String)>],
     attrs: &[(String, String)],
     label: &str,
     secret: &[u8],
@@ -67,9 +82,15 @@ fn put(
         )
         .with_hint("secret-tool search --unlock xdg:schema org.gnupg.Passphrase   # the keyring asks for its password"));
     }
-    let found = coll
-        .search_items(as_map(search))
-        .map_err(|e| map_error(&e, &doing))?;
+    let mut found = Vec::new();
+    for search in searches {
+        found = coll
+            .search_items(as_map(search))
+            .map_err(|e| map_error(&e, &doing))?;
+        if !found.is_empty() {
+            break;
+        }
+    }
     match found.first() {
         Some(item) => {
             item.set_secret(secret, CONTENT_TYPE)
@@ -124,20 +145,24 @@ impl Keystore {
         Keystore::default()
     }
 
-    /// Store `passphrase` for `grip` as pinentry's libsecret lookup finds it.
+    /// Store `passphrase` for `grip` as both pinentry generations find it,
+    /// replacing an item either of them (or an older ov) stored.
     pub fn store_passphrase(&self, grip: &str, passphrase: &[u8]) -> Result<(), GpgError> {
-        let search = passphrase_attrs(grip);
-        let mut attrs = search.clone();
-        attrs.push(("keygrip".into(), grip.into()));
+        let searches = vec![
+            passphrase_search(ATTR_GRIP_NEW, grip),
+            passphrase_search(ATTR_GRIP_OLD, grip),
+        ];
+        let mut attrs = passphrase_attrs(grip);
         attrs.push(("stored-by".into(), "ov".into()));
         let label = format!("GnuPG: {}", pinentry_keyinfo(grip));
         let secret = Zeroizing::new(passphrase.to_vec());
         Ok(self
             .bus
-            .run(move |link| put(link, &search, &attrs, &label, &secret))?)
+            .run(move |link| put(link, &searches, &attrs, &label, &secret))?)
     }
 
-    /// Is a passphrase stored for `grip`?
+    /// Is a passphrase stored for `grip` where every pinentry finds it
+    /// (`keygrip` and `key-grip` both `n/<KEYGRIP>`)?
     pub fn has_passphrase(&self, grip: &str) -> Result<bool, GpgError> {
         let search = passphrase_attrs(grip);
         Ok(!self
@@ -146,15 +171,22 @@ impl Keystore {
             .is_empty())
     }
 
-    /// The stored passphrase for `grip`, if any.
+    /// The stored passphrase for `grip`: ov's item, or one that either
+    /// pinentry generation stored or would find.
     pub fn passphrase(&self, grip: &str) -> Result<Option<Zeroizing<Vec<u8>>>, GpgError> {
-        let search = passphrase_attrs(grip);
-        Ok(self
-            .bus
-            .run(move |link| get(link, &search, true))?
-            .into_iter()
-            .next()
-            .map(|(_, s)| s))
+        let searches = vec![
+            passphrase_attrs(grip),
+            passphrase_search(ATTR_GRIP_OLD, grip),
+            passphrase_search(ATTR_GRIP_NEW, grip),
+        ];
+        Ok(self.bus.run(move |link| {
+            for search in &searches {
+                if let Some((_, s)) = get(link, search, true)?.into_iter().next() {
+                    return Ok(Some(s));
+                }
+            }
+            Ok(None)
+        })?)
     }
 
     /// Back up an armored secret key as `org.gnupg.Key` (keyid, uid).
@@ -167,9 +199,10 @@ impl Keystore {
         attrs.push(("uid".into(), uid.to_owned()));
         let label = format!("GnuPG key {keyid} ({uid})");
         let secret = Zeroizing::new(armored.to_vec());
+        let searches = vec![search];
         Ok(self
             .bus
-            .run(move |link| put(link, &search, &attrs, &label, &secret))?)
+            .run(move |link| put(link, &searches, &attrs, &label, &secret))?)
     }
 
     /// Key backups: (keyid, uid, armored key), optionally for one key id

@@ -291,9 +291,82 @@ impl Gpg {
     }
 
     /// Decrypt `file`; the errors say which `ov secrets gpg` command fixes
-    /// them.
+    /// them. With nobody to answer a pinentry (no terminal, no display) and
+    /// the passphrase not cached in the agent, the passphrase stored in the
+    /// Secret Service for the file's keygrip is handed to gpg on a pipe
+    /// (`--pinentry-mode loopback --passphrase-fd 0`); with none stored the
+    /// decryption fails at once, as before.
     pub fn decrypt(&self, file: &Path) -> Result<Zeroizing<Vec<u8>>> {
-        self.decrypt_with(file, can_prompt())
+        if can_prompt() {
+            return self.decrypt_with(file, true);
+        }
+        let path = file.to_string_lossy();
+        let r = self.run(
+            &[
+                "--yes",
+                "--pinentry-mode",
+                "error",
+                "--decrypt",
+                "--",
+                &path,
+            ],
+            None,
+        )?;
+        if r.ok {
+            return Ok(r.stdout);
+        }
+        let first = self.diagnose(file, &r);
+        if !needs_pinentry(&r) {
+            return Err(first);
+        }
+        let enc_to: Vec<String> = r
+            .status_args("ENC_TO")
+            .into_iter()
+            .filter_map(|a| a.first().map(|k| k.to_ascii_uppercase()))
+            .collect();
+        let keys = self.secret_keys().unwrap_or_default();
+        let grips: Vec<&str> = keys
+            .iter()
+            .flat_map(|k| k.subkeys.iter())
+            .filter(|s| enc_to.contains(&s.keyid.to_ascii_uppercase()))
+            .map(|s| s.keygrip.as_str())
+            .collect();
+        let ks = keystore::Keystore::new();
+        for grip in grips {
+            let pass = match ks.passphrase(grip) {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                // No Secret Service here (cron, a bare ssh session): the
+                // first error says what to do.
+                Err(_) => break,
+            };
+            let r = self.run(
+                &[
+                    "--yes",
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase-fd",
+                    "0",
+                    "--decrypt",
+                    "--",
+                    &path,
+                ],
+                Some(&pass),
+            )?;
+            if r.ok {
+                return Ok(r.stdout);
+            }
+            if r.has_status("BAD_PASSPHRASE") || r.messages.contains("Bad passphrase") {
+                return Err(GpgError::new(format!(
+                    "decrypting {} failed: the passphrase stored in the Secret Service for keygrip {grip} does not open the key",
+                    file.display()
+                ))
+                .hint(format!("{}   # stores the right passphrase", fix::SETUP))
+                .hint(fix::DOCTOR));
+            }
+            return Err(self.diagnose(file, &r));
+        }
+        Err(first)
     }
 
     /// Decrypt; with `ask` false the agent may only use a cached passphrase.
@@ -346,17 +419,7 @@ impl Gpg {
             ));
         }
         let text = &r.messages;
-        if r.has_status("PINENTRY_LAUNCHED") && text.contains("Timeout")
-            || text.contains("No pinentry")
-            || text.contains("Operation cancelled")
-            || text.contains("Inappropriate ioctl")
-            || r.status_args("ERROR").iter().any(|a| {
-                // gpg-error codes: 85 no pinentry, 99 cancelled, 62 timeout.
-                a.get(1)
-                    .and_then(|c| c.parse::<u32>().ok())
-                    .is_some_and(|c| matches!(c & 0xffff, 85 | 99 | 62))
-            })
-        {
+        if needs_pinentry(r) {
             let mut e = GpgError::new(format!(
                 "decrypting {name} failed: the key's passphrase is not cached in gpg-agent and no pinentry can ask for it{}",
                 if can_prompt() { "" } else { " (no terminal)" }
@@ -643,6 +706,22 @@ impl Gpg {
     }
 }
 
+/// Did gpg fail for want of a pinentry (passphrase not cached, nobody to
+/// ask, or the asking timed out or was cancelled)?
+fn needs_pinentry(r: &Run) -> bool {
+    let text = &r.messages;
+    r.has_status("PINENTRY_LAUNCHED") && text.contains("Timeout")
+        || text.contains("No pinentry")
+        || text.contains("Operation cancelled")
+        || text.contains("Inappropriate ioctl")
+        || r.status_args("ERROR").iter().any(|a| {
+            // gpg-error codes: 85 no pinentry, 99 cancelled, 62 timeout.
+            a.get(1)
+                .and_then(|c| c.parse::<u32>().ok())
+                .is_some_and(|c| matches!(c & 0xffff, 85 | 99 | 62))
+        })
+}
+
 /// `\x3a` and friends in colon listings.
 fn unescape_colons(s: &str) -> String {
     let mut out = String::new();
@@ -724,14 +803,40 @@ pub fn parse_secret_keys(text: &str) -> Vec<SecretKey> {
     keys
 }
 
-/// A directory only the user can enter, for plaintext that must touch disk:
-/// on `$XDG_RUNTIME_DIR` (a tmpfs) when there is one. Removed on drop.
+/// Is `dir` on a filesystem kept in memory (tmpfs, ramfs), so that what is
+/// written there never reaches a disk?
+pub fn on_memory_fs(dir: &Path) -> bool {
+    use nix::sys::statfs::{FsType, TMPFS_MAGIC, statfs};
+    // linux/magic.h; nix names no constant for ramfs.
+    const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
+    statfs(dir).is_ok_and(|s| {
+        let t = s.filesystem_type();
+        t == TMPFS_MAGIC || t == RAMFS_MAGIC
+    })
+}
+
+/// Where plaintext may be written: `$XDG_RUNTIME_DIR` when it is a
+/// directory on a memory filesystem, else `/dev/shm` when that is one.
+pub fn memory_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from("/dev/shm")])
+        .find(|p| p.is_dir() && on_memory_fs(p))
+}
+
+/// A directory only the user can enter, for plaintext that must touch a
+/// filesystem: on `$XDG_RUNTIME_DIR` or `/dev/shm`, memory filesystems,
+/// never on a disk (`/tmp` usually is one). Removed on drop.
 pub fn private_dir() -> Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
+    let base = memory_dir().ok_or_else(|| {
+        GpgError::new(
+            "no memory filesystem for the plaintext: $XDG_RUNTIME_DIR is not set or not a tmpfs, and /dev/shm is not one either",
+        )
+        .hint("export XDG_RUNTIME_DIR=/run/user/$(id -u)   # the tmpfs systemd-logind makes for you")
+    })?;
     let dir = tempfile::Builder::new()
         .prefix("ov-gpg.")
         .permissions(std::fs::Permissions::from_mode(0o700))
