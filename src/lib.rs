@@ -8,6 +8,7 @@ pub mod dotenv;
 pub mod env_backend;
 pub mod error;
 pub mod host;
+pub mod import;
 pub mod keycache;
 pub mod machine_key;
 pub mod paths;

@@ -1,0 +1,231 @@
+//! The one rule every import follows — a `.env` file, another backend, a
+//! backup file — so none of them can silently replace a stored value:
+//!
+//! - nothing stored yet: the value is imported (`+` in a dry run);
+//! - the same value stored: `= kept`, and it counts as imported;
+//! - a different value stored: `~ differs, kept`, not imported, unless
+//!   `--force` replaces it, which is said on its line;
+//! - a value ov would refuse to store (too large): `✗`, in a dry run too.
+//!
+//! A dry run goes through every check and stops only short of the write,
+//! so it reports exactly what the import would do.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+
+use ov_plugin_api::{EntryRef, Secret};
+
+use crate::error::{OvError, Result};
+use crate::host::Loaded;
+use crate::store::{Store, Written, validate_entry, validate_value};
+
+/// How an import treats what it finds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Check everything, write nothing.
+    pub dry_run: bool,
+    /// Replace a different stored value instead of keeping it.
+    pub force: bool,
+}
+
+/// What happened (or, in a dry run, would happen) to one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored where nothing was.
+    Imported,
+    /// The target already holds this very value.
+    Kept,
+    /// The target holds a different value, left as it is.
+    Differs,
+    /// The target held a different value; `--force` replaced it.
+    Replaced,
+    /// Not stored, and why.
+    Failed(String),
+}
+
+impl Outcome {
+    /// The mark at the start of the entry's line.
+    pub fn mark(&self, dry_run: bool) -> &'static str {
+        match self {
+            Outcome::Imported if dry_run => "+",
+            Outcome::Imported => "✓",
+            Outcome::Kept => "=",
+            Outcome::Differs => "~",
+            Outcome::Replaced => "!",
+            Outcome::Failed(_) => "✗",
+        }
+    }
+
+    /// What happened, for the end of the entry's line.
+    pub fn describe(&self, dry_run: bool) -> String {
+        match (self, dry_run) {
+            (Outcome::Imported, true) => "would import".into(),
+            (Outcome::Imported, false) => "imported".into(),
+            (Outcome::Kept, _) => "kept (the same value is stored)".into(),
+            (Outcome::Differs, _) => {
+                "differs, kept (a different value is stored; --force replaces it)".into()
+            }
+            (Outcome::Replaced, true) => "differs, would replace the stored value".into(),
+            (Outcome::Replaced, false) => "differs, replaced the stored value".into(),
+            (Outcome::Failed(why), _) => why.clone(),
+        }
+    }
+
+    /// Does the target hold the imported value afterwards?
+    pub fn counts(&self) -> bool {
+        matches!(self, Outcome::Imported | Outcome::Kept | Outcome::Replaced)
+    }
+}
+
+/// Imports into one target backend, under [`Options`].
+#[derive(Debug)]
+pub struct Importer<'a> {
+    store: &'a Store,
+    pub target: &'a Loaded,
+    pub opts: Options,
+    /// The first write's report (plaintext, notices), said once per import.
+    pub first_write: Option<Written>,
+    /// Services that received a write, to re-seal afterwards.
+    pub touched: BTreeSet<String>,
+}
+
+impl<'a> Importer<'a> {
+    pub fn new(store: &'a Store, target: &'a Loaded, opts: Options) -> Self {
+        Importer {
+            store,
+            target,
+            opts,
+            first_write: None,
+            touched: BTreeSet::new(),
+        }
+    }
+
+    /// Apply the rule to one entry. The outer error is fatal (the target
+    /// cannot be opened at all); a refused value or a failed write is an
+    /// [`Outcome::Failed`], so the other entries still go in.
+    pub fn put(&mut self, entry: &EntryRef, value: &Secret) -> Result<Outcome> {
+        if let Err(e) = validate_value(value) {
+            return Ok(Outcome::Failed(e.message));
+        }
+        let planned = match self.store.get_from(self.target, entry)? {
+            None => Outcome::Imported,
+            Some(stored) if stored == *value => return Ok(Outcome::Kept),
+            Some(_) if !self.opts.force => return Ok(Outcome::Differs),
+            Some(_) => Outcome::Replaced,
+        };
+        if self.opts.dry_run {
+            return Ok(planned);
+        }
+        match self.store.set_in(self.target, entry, value) {
+            Ok(w) => {
+                self.first_write.get_or_insert(w);
+                self.touched.insert(entry.service.clone());
+                Ok(planned)
+            }
+            Err(e) => Ok(Outcome::Failed(e.message)),
+        }
+    }
+
+    /// Does the target, read back now, hold exactly `value`? A move deletes
+    /// the source's copy only after this says yes.
+    pub fn verify(&self, entry: &EntryRef, value: &Secret) -> Result<bool> {
+        Ok(self
+            .store
+            .get_from(self.target, entry)?
+            .is_some_and(|v| v == *value))
+    }
+}
+
+/// A backup as `ov secrets export` writes it: service → key → value.
+pub type Backup = BTreeMap<String, BTreeMap<String, Secret>>;
+
+/// Read an export back: JSON (`--format json`) or YAML (the default). A
+/// file that is neither, or not shaped service → key → value, is an error
+/// before anything is written.
+pub fn parse_backup(text: &str, name: &str) -> Result<Backup> {
+    let refused = |why: String| {
+        OvError::new(format!(
+            "{name} is not a backup ov can read (service → key → value, as `ov secrets export` writes): {why}; nothing was imported"
+        ))
+        .hint("ov secrets export --format json > backup.json   # the shape ov reads back")
+    };
+    if text.trim_start().starts_with('{') {
+        // Said in JSON's own terms when it looks like JSON.
+        if let Ok(b) = serde_json::from_str::<Backup>(text) {
+            return Ok(b);
+        }
+    }
+    let backup: Option<Backup> =
+        serde_norway::from_str(text).map_err(|e| refused(e.to_string()))?;
+    Ok(backup.unwrap_or_default())
+}
+
+/// The entries of a backup, each checked as `ov secrets set` checks names.
+pub fn backup_entries(backup: &Backup) -> Vec<(std::result::Result<EntryRef, String>, &Secret)> {
+    backup
+        .iter()
+        .flat_map(|(service, keys)| {
+            keys.iter().map(move |(key, value)| {
+                (
+                    validate_entry(service, key)
+                        .map_err(|e| format!("{service} {key}: {}", e.message)),
+                    value,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Write a backup as YAML that any YAML 1.2 parser reads back to the same
+/// strings (docs/decisions.md says why this emitter).
+pub fn backup_yaml(backup: &BTreeMap<&str, BTreeMap<&str, &str>>) -> Result<String> {
+    serde_norway::to_string(backup).map_err(|e| OvError::new(format!("cannot encode YAML: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(value: &str) -> String {
+        let mut inner = BTreeMap::new();
+        inner.insert("k", value);
+        let mut outer = BTreeMap::new();
+        outer.insert("s", inner);
+        let text = backup_yaml(&outer).unwrap();
+        let back = parse_backup(&text, "x").unwrap();
+        back["s"]["k"].expose().to_owned()
+    }
+
+    #[test]
+    fn awkward_characters_survive_yaml() {
+        for v in [
+            "\u{7f}",
+            "\u{85}",
+            "a\u{85}b",
+            "\u{80}\u{9f}",
+            "\u{2028}x\u{2029}",
+            "\u{feff}bom",
+            "\r\n",
+            "a\rb\n",
+            "  lead\n\ttab \n",
+            "\u{fffe}\u{ffff}",
+            "\0",
+            "null",
+            "~",
+            "",
+            "- x",
+            "'\"",
+            "# not a comment",
+        ] {
+            assert_eq!(round_trip(v), v, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn neither_json_nor_yaml_is_refused() {
+        assert!(parse_backup("{ not json", "f").is_err());
+        assert!(parse_backup("- a\n- b\n", "f").is_err());
+        assert!(parse_backup("s: [1, 2]\n", "f").is_err());
+        assert!(parse_backup("", "f").unwrap().is_empty());
+    }
+}
