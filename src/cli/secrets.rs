@@ -34,7 +34,7 @@ pub enum SecretsCommand {
     Ensure(EntryArgs),
     /// Say which source answers for a secret, without printing it
     Which(WhichArgs),
-    /// Copy entries from the other backends into the one that receives writes
+    /// Copy entries into the backend that receives writes: from the other backends, a .env file (--app) or a backup (--file)
     Import(ImportArgs),
     /// Print every entry as service -> key -> value (plaintext!)
     Export(ExportArgs),
