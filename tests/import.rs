@@ -32,7 +32,7 @@ fn get(env: &TestEnv, service: &str, key: &str) -> String {
 
 fn dotenv(env: &TestEnv, text: &str) -> String {
     let p = env.root().join(".env");
-    fs::write(&p, text).unwrap();
+    fs::write(&p, text).expect("write .env");
     p.display().to_string()
 }
 
@@ -223,7 +223,7 @@ fn check(env: &TestEnv, id: &str) -> serde_json::Value {
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("doctor JSON");
     json["checks"]
         .as_array()
-        .unwrap()
+        .expect("checks is a list")
         .iter()
         .find(|c| c["id"] == id)
         .unwrap_or_else(|| panic!("no check {id} in {json}"))
@@ -314,7 +314,7 @@ struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     fn new(dir: &Path, size: &str) -> Tmpfs {
-        fs::create_dir_all(dir).unwrap();
+        fs::create_dir_all(dir).expect("mkdir");
         let st = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
@@ -449,7 +449,7 @@ fn python_yaml(path: &Path) -> serde_json::Value {
         "PyYAML refused the export: {}",
         stderr(&out)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&out.stdout).expect("python printed JSON")
 }
 
 #[test]
