@@ -155,9 +155,44 @@ pub fn parse_backup(text: &str, name: &str) -> Result<Backup> {
             return Ok(b);
         }
     }
-    let backup: Option<Backup> =
-        serde_norway::from_str(text).map_err(|e| refused(e.to_string()))?;
-    Ok(backup.unwrap_or_default())
+    match serde_norway::from_str::<Option<Backup>>(text) {
+        Ok(backup) => Ok(backup.unwrap_or_default()),
+        Err(e) => Err(refused(shape_error(text, &e))),
+    }
+}
+
+/// Why a backup did not parse, in words that never quote a value: serde's
+/// own type errors do ("invalid type: string \"…\""), and the file is
+/// full of secrets.
+fn shape_error(text: &str, e: &serde_norway::Error) -> String {
+    use serde_norway::Value;
+    let at = e
+        .location()
+        .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+        .unwrap_or_default();
+    let Ok(doc) = serde_norway::from_str::<Value>(text) else {
+        return format!("it is not valid YAML or JSON{at}");
+    };
+    let Value::Mapping(services) = doc else {
+        return "the top level is not a map of services".into();
+    };
+    for (service, keys) in &services {
+        let Some(service) = service.as_str() else {
+            return "a service name is not text".into();
+        };
+        let Value::Mapping(keys) = keys else {
+            return format!("service {service:?} is not a map of key → value");
+        };
+        for (key, value) in keys {
+            let Some(key) = key.as_str() else {
+                return format!("a key of service {service:?} is not text");
+            };
+            if !value.is_string() {
+                return format!("the value of {service:?} {key:?} is not text");
+            }
+        }
+    }
+    format!("it does not have that shape{at}")
 }
 
 /// The entries of a backup, each checked as `ov secrets set` checks names.
@@ -227,5 +262,15 @@ mod tests {
         assert!(parse_backup("- a\n- b\n", "f").is_err());
         assert!(parse_backup("s: [1, 2]\n", "f").is_err());
         assert!(parse_backup("", "f").unwrap().is_empty());
+        // The reason names the place, never the value.
+        for text in [
+            "s: hunter2\n",
+            "- hunter2\n",
+            "s: {k: [hunter2]}\n",
+            "hunter2",
+        ] {
+            let e = parse_backup(text, "f").unwrap_err();
+            assert!(!e.message.contains("hunter2"), "{}", e.message);
+        }
     }
 }

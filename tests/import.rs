@@ -413,9 +413,9 @@ fn restore_follows_the_same_rule_and_refuses_a_file_that_is_no_backup() {
     let before = credentials(&env);
     for bad in [
         "{\"ov/c\": {\"k\": ",
-        "ov/c:\n  k: [1, 2]\n",
-        "- a\n- b\n",
-        "\"ov/c\": \"k\"\n",
+        "ov/c:\n  k: [hunter2]\n",
+        "- hunter2\n- b\n",
+        "\"ov/c\": \"hunter2\"\n",
     ] {
         fs::write(&backup, bad).unwrap();
         let out = restore(&env, &backup, &[]);
@@ -429,6 +429,7 @@ fn restore_follows_the_same_rule_and_refuses_a_file_that_is_no_backup() {
             err.contains("nothing was imported") && err.contains("hint: "),
             "{err}"
         );
+        assert!(!err.contains("hunter2"), "a value in the error: {err}");
         assert_eq!(credentials(&env), before, "nothing written for {bad:?}");
     }
 }
