@@ -126,13 +126,40 @@ impl<'a> Importer<'a> {
         }
     }
 
-    /// Does the target, read back now, hold exactly `value`? A move deletes
-    /// the source's copy only after this says yes.
+    /// Does the target, read back now, hold exactly `value`?
     pub fn verify(&self, entry: &EntryRef, value: &Secret) -> Result<bool> {
         Ok(self
             .store
             .get_from(self.target, entry)?
             .is_some_and(|v| v == *value))
+    }
+
+    /// The second half of a move, after a [`Importer::put`] that counts:
+    /// delete `src`'s copy, but only once the target reads back `value`.
+    /// `Err(why)` inside when the source copy was kept.
+    pub fn take_from(
+        &mut self,
+        src: &Loaded,
+        entry: &EntryRef,
+        value: &Secret,
+    ) -> Result<std::result::Result<(), String>> {
+        if !self.verify(entry, value)? {
+            // Never delete the only good copy.
+            return Ok(Err(format!(
+                "the copy in {} does not read back the same; kept in {}",
+                self.target.desc.name, src.desc.name
+            )));
+        }
+        match self.store.call(src, |c| src.backend.delete(c, entry))? {
+            Ok(_) => {
+                self.touched.insert(entry.service.clone());
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(format!(
+                "copied, but not deleted from {}: {}",
+                src.desc.name, e.message
+            ))),
+        }
     }
 }
 

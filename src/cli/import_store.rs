@@ -3,8 +3,6 @@
 //! is imported, kept or replaced is the engine's (`crate::import`); this
 //! file prints it.
 
-use std::collections::BTreeSet;
-
 use zeroize::Zeroizing;
 
 use crate::cli::secrets::{ImportArgs, resealed};
@@ -118,7 +116,6 @@ pub(crate) fn from_backends(engine: &Engine, a: &ImportArgs) -> Result<i32> {
     let dry = a.dry_run;
     let mut imp = Importer::new(store, target, options(a));
     let mut tally = Tally::default();
-    let mut moved = BTreeSet::new();
     for src in sources {
         let entries = match store.list_in(src) {
             Ok(e) => e,
@@ -159,24 +156,11 @@ pub(crate) fn from_backends(engine: &Engine, a: &ImportArgs) -> Result<i32> {
                 let src_name = &src.desc.name;
                 if dry {
                     what.push_str(&format!("; then would delete it from {src_name}"));
-                } else if !imp.verify(&entry, &value)? {
-                    // Never delete the only good copy.
-                    outcome = Outcome::Failed(format!(
-                        "the copy in {} does not read back the same; kept in {src_name}",
-                        target.desc.name
-                    ));
-                    what = outcome.describe(dry);
                 } else {
-                    match store.call(src, |c| src.backend.delete(c, &entry))? {
-                        Ok(_) => {
-                            what.push_str(&format!("; deleted from {src_name}"));
-                            moved.insert(entry.service.clone());
-                        }
-                        Err(e) => {
-                            outcome = Outcome::Failed(format!(
-                                "copied, but not deleted from {src_name}: {}",
-                                e.message
-                            ));
+                    match imp.take_from(src, &entry, &value)? {
+                        Ok(()) => what.push_str(&format!("; deleted from {src_name}")),
+                        Err(why) => {
+                            outcome = Outcome::Failed(why);
                             what = outcome.describe(dry);
                         }
                     }
@@ -187,7 +171,7 @@ pub(crate) fn from_backends(engine: &Engine, a: &ImportArgs) -> Result<i32> {
         }
     }
     report_first_write(&imp);
-    for service in imp.touched.union(&moved) {
+    for service in &imp.touched {
         resealed(engine, service)?;
     }
     println!(
