@@ -182,10 +182,43 @@ pub fn parse_backup(text: &str, name: &str) -> Result<Backup> {
             return Ok(b);
         }
     }
+    if let Some(b) = parse_legacy_yaml(text) {
+        return Ok(b);
+    }
     match serde_norway::from_str::<Option<Backup>>(text) {
         Ok(backup) => Ok(backup.unwrap_or_default()),
         Err(e) => Err(refused(shape_error(text, &e))),
     }
+}
+
+/// The YAML ov wrote before it used a YAML emitter: `"service":` lines and
+/// `  "key": "value"` lines, every name and value a JSON string. Raw DEL
+/// and C1 characters in it make YAML parsers refuse the file, and a raw
+/// NEL reads back as a space, so such a backup is read as what it is, JSON
+/// strings, and restores exactly. `None` when the text is not in that form.
+fn parse_legacy_yaml(text: &str) -> Option<Backup> {
+    if text.trim() == "{}" {
+        return Some(Backup::new());
+    }
+    let mut backup = Backup::new();
+    let mut service: Option<String> = None;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(pair) = line.strip_prefix("  ") {
+            let keys = backup.get_mut(service.as_ref()?)?;
+            let pair: BTreeMap<String, Secret> =
+                serde_json::from_str(&format!("{{{pair}}}")).ok()?;
+            if pair.len() != 1 {
+                return None;
+            }
+            keys.extend(pair);
+        } else {
+            let name = line.strip_suffix(':').filter(|n| n.starts_with('"'))?;
+            let name: String = serde_json::from_str(name).ok()?;
+            backup.entry(name.clone()).or_default();
+            service = Some(name);
+        }
+    }
+    service.map(|_| backup)
 }
 
 /// Why a backup did not parse, in words that never quote a value: serde's
@@ -281,6 +314,30 @@ mod tests {
         ] {
             assert_eq!(round_trip(v), v, "{v:?}");
         }
+    }
+
+    #[test]
+    fn a_backup_from_before_the_yaml_emitter_restores_exactly() {
+        // What the hand-written emitter produced: JSON string literals.
+        let old = |s: &str| serde_json::Value::from(s).to_string();
+        let values = [
+            "del\u{7f}",
+            "nel\u{85}x",
+            "c1\u{80}",
+            "a\"b: c",
+            "line\nbreak",
+        ];
+        let mut text = format!("{}:\n", old("ov/odd"));
+        for (i, v) in values.iter().enumerate() {
+            text.push_str(&format!("  {}: {}\n", old(&format!("k{i}")), old(v)));
+        }
+        text.push_str(&format!("{}:\n  {}: {}\n", old("b"), old("k"), old("v")));
+        let back = parse_backup(&text, "x").unwrap();
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(back["ov/odd"][&format!("k{i}")].expose(), *v);
+        }
+        assert_eq!(back["b"]["k"].expose(), "v");
+        assert!(parse_backup("{}\n", "x").unwrap().is_empty());
     }
 
     #[test]
