@@ -176,18 +176,82 @@ pub fn parse_backup(text: &str, name: &str) -> Result<Backup> {
         ))
         .hint("ov secrets export --format json > backup.json   # the shape ov reads back")
     };
-    if text.trim_start().starts_with('{') {
-        // Said in JSON's own terms when it looks like JSON.
-        if let Ok(b) = serde_json::from_str::<Backup>(text) {
-            return Ok(b);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let parsed = if text.trim_start().starts_with('{') {
+        // serde_json, not the YAML parser: JSON leaves DEL and C1 raw,
+        // which YAML forbids.
+        serde_json::from_str::<Unique<Unique<Secret>>>(text).ok()
+    } else {
+        None
+    };
+    let parsed = match parsed {
+        Some(p) => p,
+        None => {
+            if let Some(b) = parse_legacy_yaml(text) {
+                return Ok(b);
+            }
+            match serde_norway::from_str::<Option<Unique<Unique<Secret>>>>(text) {
+                Ok(p) => p.unwrap_or_default(),
+                Err(e) => return Err(refused(shape_error(text, &e))),
+            }
+        }
+    };
+    // Which of two values given for one name is right is not ov's to guess.
+    if let Some(service) = &parsed.repeated {
+        return Err(refused(format!("service {service:?} appears twice")));
+    }
+    let mut backup = Backup::new();
+    for (service, keys) in parsed.map {
+        if let Some(key) = &keys.repeated {
+            return Err(refused(format!(
+                "key {key:?} appears twice in service {service:?}"
+            )));
+        }
+        backup.insert(service, keys.map);
+    }
+    Ok(backup)
+}
+
+/// A map read in full that remembers a name given twice instead of
+/// letting the last value win silently.
+#[derive(Debug)]
+struct Unique<V> {
+    map: BTreeMap<String, V>,
+    repeated: Option<String>,
+}
+
+impl<V> Default for Unique<V> {
+    fn default() -> Self {
+        Unique {
+            map: BTreeMap::new(),
+            repeated: None,
         }
     }
-    if let Some(b) = parse_legacy_yaml(text) {
-        return Ok(b);
-    }
-    match serde_norway::from_str::<Option<Backup>>(text) {
-        Ok(backup) => Ok(backup.unwrap_or_default()),
-        Err(e) => Err(refused(shape_error(text, &e))),
+}
+
+impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for Unique<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit<V>(std::marker::PhantomData<V>);
+        impl<'de, V: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<V> {
+            type Value = Unique<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> std::result::Result<Unique<V>, A::Error> {
+                let mut out = Unique::default();
+                while let Some(name) = access.next_key::<String>()? {
+                    let value = access.next_value()?;
+                    if out.map.insert(name.clone(), value).is_some() {
+                        out.repeated.get_or_insert(name);
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
     }
 }
 
@@ -210,7 +274,12 @@ fn parse_legacy_yaml(text: &str) -> Option<Backup> {
             if pair.len() != 1 {
                 return None;
             }
-            keys.extend(pair);
+            let (key, value) = pair.into_iter().next()?;
+            if keys.contains_key(&key) {
+                // Not read as legacy: the YAML parser then names the repeat.
+                return None;
+            }
+            keys.insert(key, value);
         } else {
             let name = line.strip_suffix(':').filter(|n| n.starts_with('"'))?;
             let name: String = serde_json::from_str(name).ok()?;
@@ -338,6 +407,30 @@ mod tests {
         }
         assert_eq!(back["b"]["k"].expose(), "v");
         assert!(parse_backup("{}\n", "x").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_name_given_twice_is_refused_and_a_bom_or_crlf_is_not() {
+        for text in [
+            "{\"s\": {\"k\": \"1\"}, \"s\": {\"j\": \"2\"}}",
+            "{\"s\": {\"k\": \"1\", \"k\": \"2\"}}",
+            "s:\n  k: '1'\ns:\n  j: '2'\n",
+            "s:\n  k: '1'\n  k: '2'\n",
+            "\"s\":\n  \"k\": \"1\"\n  \"k\": \"2\"\n",
+        ] {
+            let e = parse_backup(text, "f").unwrap_err();
+            assert!(
+                e.message.contains("appears twice"),
+                "{text:?}: {}",
+                e.message
+            );
+        }
+        for text in [
+            "\u{feff}s:\r\n  k: v\r\n",
+            "\u{feff}{\"s\": {\"k\": \"v\"}}",
+        ] {
+            assert_eq!(parse_backup(text, "f").unwrap()["s"]["k"].expose(), "v");
+        }
     }
 
     #[test]

@@ -416,6 +416,7 @@ fn restore_follows_the_same_rule_and_refuses_a_file_that_is_no_backup() {
         "ov/c:\n  k: [hunter2]\n",
         "- hunter2\n- b\n",
         "\"ov/c\": \"hunter2\"\n",
+        "ov/c:\n  k: hunter2\n  k: other\n",
     ] {
         fs::write(&backup, bad).unwrap();
         let out = restore(&env, &backup, &[]);
@@ -432,6 +433,10 @@ fn restore_follows_the_same_rule_and_refuses_a_file_that_is_no_backup() {
         assert!(!err.contains("hunter2"), "a value in the error: {err}");
         assert_eq!(credentials(&env), before, "nothing written for {bad:?}");
     }
+    // Edited on Windows: a BOM and CRLF line ends.
+    fs::write(&backup, "\u{feff}ov/d:\r\n  k: 'with space '\r\n").unwrap();
+    assert!(restore(&env, &backup, &[]).status.success());
+    assert_eq!(get(&env, "ov/d", "k"), "with space \n");
 }
 
 /// Parse a YAML file with PyYAML, a parser independent of ov's, and print
