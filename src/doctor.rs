@@ -115,6 +115,7 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         .collect();
     {
         let ctx = ctx.clone();
+        let forced = forced.clone();
         tasks.push(
             Task::single(
                 "backends.available",
@@ -123,6 +124,12 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
             )
             .after("settings.parse"),
         );
+    }
+
+    // backends.plaintext: only where there is somewhere better to keep
+    // plaintext entries, so a machine with config alone reports as before.
+    if let Some(task) = plaintext_task(&ctx, host, forced.as_deref()) {
+        tasks.push(task);
     }
 
     // Each backend's own checks, grouped under its name.
@@ -178,6 +185,63 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
 
 /// The least time a check that derives keys or starts an agent gets.
 pub const SLOW_CHECK_BUDGET: Duration = Duration::from_secs(15);
+
+/// `backends.plaintext`, when a plaintext backend can be listed and an
+/// encrypted writable one is there (open or locked) to take its entries.
+fn plaintext_task(ctx: &Context, host: &Host, forced: Option<&str>) -> Option<Task> {
+    let usable = |b: &&crate::host::Loaded| {
+        matches!(
+            b.backend.probe(ctx),
+            Availability::Available { .. } | Availability::Locked { .. }
+        )
+    };
+    let plain = host
+        .backends
+        .iter()
+        .find(|b| b.desc.plaintext && b.desc.listable && b.desc.writable)
+        .filter(|b| b.backend.probe(ctx).is_available())?;
+    let encrypted = host
+        .backends
+        .iter()
+        .filter(|b| !b.desc.plaintext && b.desc.writable)
+        .find(usable)?;
+    let (id, title) = ("backends.plaintext", "no secrets left in plaintext");
+    let (ctx, backend) = (ctx.clone(), Arc::clone(&plain.backend));
+    let (plain_name, enc_name) = (plain.desc.name.clone(), encrypted.desc.name.clone());
+    // Writes forced to the plaintext backend would send the import back
+    // into it: point them at the encrypted one first.
+    let mut fix = String::new();
+    if forced == Some(plain_name.as_str()) {
+        fix.push_str(&format!("ov settings set secret_backend {enc_name} && "));
+    }
+    fix.push_str(&format!("ov secrets import --from {plain_name} --move"));
+    Some(
+        Task::single(id, title, move || match backend.list(&ctx, None) {
+            Err(e) => report(id, title, Status::Warn, format!("cannot list {plain_name}: {}", e.message)),
+            Ok(entries) if entries.is_empty() => report(
+                id,
+                title,
+                Status::Ok,
+                format!("nothing stored in {plain_name} (plaintext)"),
+            ),
+            Ok(entries) => {
+                let mut r = report(
+                    id,
+                    title,
+                    Status::Warn,
+                    format!(
+                        "{} entr{} in {plain_name} (plaintext) while {enc_name} can keep them encrypted",
+                        entries.len(),
+                        if entries.len() == 1 { "y is" } else { "ies are" }
+                    ),
+                );
+                r.fix = Some(fix.clone());
+                r
+            }
+        })
+        .after("backends.available"),
+    )
+}
 
 fn missing_backends(missing: &[(&str, &str)]) -> ov_checks::CheckReport {
     let names: Vec<String> = missing

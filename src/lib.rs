@@ -9,6 +9,7 @@ pub mod env_backend;
 pub mod error;
 pub mod held;
 pub mod host;
+pub mod import;
 pub mod keycache;
 pub mod machine_key;
 pub mod paths;

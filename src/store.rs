@@ -371,6 +371,28 @@ impl Store {
         Ok(done)
     }
 
+    /// Remove the entry from the backend named `name` only; whether it held
+    /// a copy. An unknown, read-only or unreachable backend is an error.
+    pub fn delete_in(&self, name: &str, entry: &EntryRef) -> Result<bool> {
+        let b = self.host.backend(name).ok_or_else(|| {
+            OvError::usage(format!("there is no backend named '{name}'"))
+                .hint("ov secrets path --all   # the backends and where they keep values")
+        })?;
+        if !b.desc.writable {
+            return Err(OvError::usage(format!(
+                "the {name} backend is read-only; ov cannot delete from it"
+            )));
+        }
+        match b.backend.probe(&self.ctx) {
+            Availability::Locked { .. } | Availability::Available { .. } => {}
+            Availability::Unavailable { reason, .. } => {
+                return Err(OvError::new(format!("{name} cannot be used now: {reason}"))
+                    .hint(format!("ov doctor {name}")));
+            }
+        }
+        Ok(self.call(b, |c| b.backend.delete(c, entry))??)
+    }
+
     /// Entries across every listable backend; the first backend in the chain
     /// that holds an entry is its source. What could not be seen (a locked
     /// collection, a keyring whose provider is not up yet) is said on stderr.

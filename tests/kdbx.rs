@@ -636,7 +636,10 @@ fn import_moves_config_entries_into_kdbx_and_export_reads_them() {
     );
     // A second import keeps what is there.
     let text = env.ok(&["secrets", "import"]);
-    assert!(text.contains("already present, kept"), "{text}");
+    assert!(
+        text.contains("= ov/vnc/pw") && text.contains("kept (the same value is stored)"),
+        "{text}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&env.ok(&["secrets", "export", "--format", "json"])).unwrap();
     assert_eq!(json["ov/vnc"]["pw"], "from-config");

@@ -1029,3 +1029,57 @@ fn an_unreachable_keyring_that_held_entries_is_never_taken_for_an_empty_one() {
     let out = env.run(&seal);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn moving_from_config_into_the_keyring_keeps_a_differing_value_and_leaves_no_plaintext() {
+    let (env, ss) = keyring_env();
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    env.run_stdin(&["secrets", "set", "ov/a", "k"], "alpha\n");
+    env.run_stdin(&["secrets", "set", "ov/b", "k"], "bravo\n");
+    env.ok(&["settings", "set", "secret_backend", "keyring"]);
+    env.run_stdin(&["secrets", "set", "ov/b", "k"], "keyring's own\n");
+    let creds = || std::fs::read_to_string(env.credentials()).unwrap_or_default();
+
+    let out = env.run(&["secrets", "import", "--from", "config", "--move"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("✓ ov/a/k") && text.contains("deleted from config"),
+        "{text}"
+    );
+    assert!(
+        text.contains("~ ov/b/k") && text.contains("differs, kept"),
+        "{text}"
+    );
+    assert_eq!(
+        ss.lookup(&["service", "ov/a", "username", "k"]).as_deref(),
+        Some(&b"alpha"[..])
+    );
+    assert_eq!(
+        ss.lookup(&["service", "ov/b", "username", "k"]).as_deref(),
+        Some(&b"keyring's own"[..])
+    );
+    // The differing entry stays in config: nothing is lost.
+    assert!(
+        !creds().contains("alpha") && creds().contains("bravo"),
+        "{}",
+        creds()
+    );
+
+    let text = env.ok(&["secrets", "import", "--from", "config", "--move", "--force"]);
+    assert!(
+        text.contains("! ov/b/k") && text.contains("deleted from config"),
+        "{text}"
+    );
+    assert_eq!(
+        ss.lookup(&["service", "ov/b", "username", "k"]).as_deref(),
+        Some(&b"bravo"[..])
+    );
+    assert!(!creds().contains("bravo"), "{}", creds());
+    let doctor = env.run(&["doctor", "backends.plaintext"]);
+    assert!(
+        stdout(&doctor).contains("nothing stored in config"),
+        "{}",
+        stdout(&doctor)
+    );
+}

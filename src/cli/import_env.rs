@@ -4,10 +4,12 @@
 use zeroize::Zeroizing;
 
 use crate::cli::Engine;
+use crate::cli::import_store::{Tally, report_first_write};
 use crate::cli::secrets::{ImportArgs, resealed};
 use crate::cli::warn;
 use crate::dotenv;
-use crate::error::{EXIT_ERROR, OvError, Result};
+use crate::error::{OvError, Result};
+use crate::import::{Importer, Options, Outcome};
 use crate::store::validate_entry;
 
 pub fn run(engine: &Engine, a: &ImportArgs) -> Result<i32> {
@@ -46,35 +48,45 @@ pub fn run(engine: &Engine, a: &ImportArgs) -> Result<i32> {
     for w in &parsed.warnings {
         warn(w);
     }
-    let total = parsed.entries.len();
-    let (mut done, mut failed) = (0usize, 0usize);
+    let target = engine.store.write_target()?;
+    let dry = a.dry_run;
+    let mut imp = Importer::new(
+        &engine.store,
+        target,
+        Options {
+            dry_run: dry,
+            force: a.force,
+        },
+    );
+    let mut tally = Tally::default();
     for e in &parsed.entries {
         let entry = validate_entry(&service, &e.key)?;
-        if a.dry_run {
-            println!("✓ {:<30} would import (line {})", e.key, e.line);
-            done += 1;
-            continue;
+        let outcome = imp.put(&entry, &e.value)?;
+        match (&outcome, dry) {
+            (Outcome::Imported, false) => println!("✓ {}", e.key),
+            _ => println!(
+                "{} {:<30} {} (line {})",
+                outcome.mark(dry),
+                e.key,
+                outcome.describe(dry),
+                e.line
+            ),
         }
-        match engine.store.set(&entry, &e.value) {
-            Ok(_) => {
-                println!("✓ {}", e.key);
-                done += 1;
-            }
-            Err(err) => {
-                println!("✗ {:<30} {}", e.key, err.message);
-                failed += 1;
-            }
-        }
+        tally.add(&outcome);
     }
-    if a.dry_run {
+    report_first_write(&imp);
+    let total = tally.total;
+    let done = tally.done;
+    let retry = format!(
+        "ov secrets import {} --app {app} --env {env}",
+        ov_plugin_support::shell_quote(file)
+    );
+    if dry {
         println!("Would import {done}/{total} secret(s) into {app}/{env}");
-        println!(
-            "Nothing was stored. To import: ov secrets import {} --app {app} --env {env}",
-            ov_plugin_support::shell_quote(file)
-        );
-        return Ok(0);
+        println!("Nothing was stored. To import: {retry}");
+        return tally.finish(&retry);
     }
-    if done > 0 {
+    if !imp.touched.is_empty() {
         resealed(engine, &service)?;
     }
     println!("Imported {done}/{total} secret(s) into {app}/{env}");
@@ -89,8 +101,5 @@ pub fn run(engine: &Engine, a: &ImportArgs) -> Result<i32> {
         names.join(","),
         f = ov_plugin_support::shell_quote(file),
     );
-    if failed > 0 {
-        return Ok(EXIT_ERROR);
-    }
-    Ok(0)
+    tally.finish(&retry)
 }

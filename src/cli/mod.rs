@@ -3,6 +3,7 @@
 mod auth;
 mod doctor;
 mod import_env;
+mod import_store;
 mod kdbx;
 mod plugins;
 mod run;

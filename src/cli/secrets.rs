@@ -1,7 +1,6 @@
 //! `ov secrets …` — the store commands.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use clap::{Args, Subcommand, ValueEnum};
 use ov_plugin_api::{EntryRef, ErrorKind, Secret};
@@ -28,14 +27,14 @@ pub enum SecretsCommand {
     Get(GetArgs),
     /// Store a secret; without VALUE, prompt on a terminal or read all of stdin (less one final newline)
     Set(SetArgs),
-    /// Remove a secret from every writable backend that holds it
+    /// Remove a secret from every writable backend that holds it (or, with --from, from one)
     #[command(alias = "rm")]
-    Delete(EntryArgs),
+    Delete(DeleteArgs),
     /// Print a secret, generating and storing a 64-hex-character token first if it is missing
     Ensure(EntryArgs),
     /// Say which source answers for a secret, without printing it
     Which(WhichArgs),
-    /// Copy entries from the other backends into the one that receives writes
+    /// Copy entries into the backend that receives writes: from the other backends, a .env file (--app) or a backup (--file)
     Import(ImportArgs),
     /// Print every entry as service -> key -> value (plaintext!)
     Export(ExportArgs),
@@ -74,6 +73,15 @@ pub struct EntryArgs {
     service: String,
     /// Key within the service
     key: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    entry: EntryArgs,
+    /// Delete only this backend's copy (a plaintext one left behind, say)
+    #[arg(long, value_name = "BACKEND")]
+    from: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -159,14 +167,23 @@ pub struct WhichArgs {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// A .env file to import into an app's secrets (with --app and --env)
-    #[arg(requires = "app", conflicts_with = "from")]
+    #[arg(requires = "app", conflicts_with_all = ["from", "backup", "move_"])]
     pub(crate) file: Option<std::path::PathBuf>,
-    /// Show what would be copied without writing anything
+    /// Restore a backup `ov secrets export` wrote (YAML or JSON)
+    #[arg(long = "file", value_name = "BACKUP", conflicts_with_all = ["from", "app", "move_"])]
+    pub(crate) backup: Option<std::path::PathBuf>,
+    /// Show what the import would do, entry by entry, and write nothing
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Replace stored values that differ from the imported ones (each is listed)
+    #[arg(long)]
+    pub(crate) force: bool,
     /// Only import from this backend
     #[arg(long, value_name = "BACKEND")]
-    from: Option<String>,
+    pub(crate) from: Option<String>,
+    /// Delete each entry from the backend it came from, once its copy reads back the same
+    #[arg(long = "move")]
+    pub(crate) move_: bool,
     #[command(flatten)]
     pub(crate) app: AppFlags,
 }
@@ -223,7 +240,10 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
         SecretsCommand::Import(a) if a.file.is_some() || a.app.app.is_some() => {
             crate::cli::import_env::run(&engine, &a)
         }
-        SecretsCommand::Import(a) => import(&engine, &a),
+        SecretsCommand::Import(a) => match &a.backup {
+            Some(file) => crate::cli::import_store::restore(&engine, &a, file),
+            None => crate::cli::import_store::from_backends(&engine, &a),
+        },
         SecretsCommand::Export(a) => export(&engine, &a),
         SecretsCommand::Path(a) => path(&engine, &a),
         SecretsCommand::Forget(a) => forget(&engine, &a),
@@ -516,8 +536,11 @@ fn names_of(backends: &[(String, String)]) -> String {
         .join(", ")
 }
 
-fn delete(engine: &Engine, a: &EntryArgs) -> Result<i32> {
-    let entry = entry_of(a)?;
+fn delete(engine: &Engine, a: &DeleteArgs) -> Result<i32> {
+    if let Some(from) = &a.from {
+        return delete_from(engine, &a.entry, from);
+    }
+    let entry = entry_of(&a.entry)?;
     let Deleted {
         removed,
         not_searched,
@@ -574,6 +597,31 @@ fn delete(engine: &Engine, a: &EntryArgs) -> Result<i32> {
             "{var} is still set in the environment and answers reads"
         ));
     }
+    Ok(0)
+}
+
+/// `ov secrets delete S K --from B`: only that backend's copy.
+fn delete_from(engine: &Engine, a: &EntryArgs, from: &str) -> Result<i32> {
+    let entry = entry_of(a)?;
+    if !engine.store.delete_in(from, &entry)? {
+        return Err(
+            OvError::new(format!("{from} holds no {} {}", entry.service, entry.key))
+                .hint(format!("ov secrets which {} {}", entry.service, entry.key)),
+        );
+    }
+    eprintln!("deleted {} {} from {from}", entry.service, entry.key);
+    // Say what answers now, so nobody mistakes this for deleting the secret.
+    match engine.store.get(&entry)? {
+        Ok((_, source)) => eprintln!(
+            "ov: note: {} {} is still stored in {}",
+            entry.service, entry.key, source.backend
+        ),
+        Err(_) => eprintln!(
+            "ov: note: no backend holds {} {} any more",
+            entry.service, entry.key
+        ),
+    }
+    resealed(engine, &entry.service)?;
     Ok(0)
 }
 
@@ -648,127 +696,6 @@ fn which(engine: &Engine, a: &WhichArgs) -> Result<i32> {
     }
 }
 
-fn import(engine: &Engine, a: &ImportArgs) -> Result<i32> {
-    let target = engine.store.write_target()?;
-    let sources: Vec<_> = engine
-        .store
-        .chain()
-        .iter()
-        .filter(|b| b.desc.listable && b.desc.name != target.desc.name)
-        .filter(|b| b.backend.probe(&engine.store.ctx).is_available())
-        .filter(|b| a.from.as_deref().is_none_or(|f| f == b.desc.name))
-        // A backend that cannot be reached here (no keyring on a headless
-        // box) has nothing to import; unless it was asked for by name.
-        .filter(|b| a.from.is_some() || b.backend.probe(&engine.store.ctx).is_available())
-        .collect();
-    if let Some(f) = &a.from
-        && sources.is_empty()
-    {
-        return Err(OvError::usage(format!(
-            "cannot import from '{f}': it is not a listable backend other than the target ({})",
-            target.desc.name
-        ))
-        .hint("ov plugins list"));
-    }
-    if sources.is_empty() {
-        eprintln!(
-            "nothing to import: writes go to {} and no other backend can list its entries",
-            target.desc.name
-        );
-        return Ok(0);
-    }
-    let (mut copied, mut total, mut failed) = (0usize, 0usize, 0usize);
-    let mut first_write_reported = false;
-    let mut touched = std::collections::BTreeSet::new();
-    for src in sources {
-        let entries = match engine.store.list_in(src) {
-            Ok(e) => e,
-            Err(e) => {
-                println!(
-                    "✗ {:<30} {} → {}  {}",
-                    "(all)", src.desc.name, target.desc.name, e.message
-                );
-                failed += 1;
-                continue;
-            }
-        };
-        for entry in entries {
-            total += 1;
-            let line = |mark: &str, what: &str| {
-                println!(
-                    "{mark} {:<30} {} → {}  {what}",
-                    entry.to_string(),
-                    src.desc.name,
-                    target.desc.name
-                );
-            };
-            if engine.store.get_from(target, &entry)?.is_some() {
-                line("=", "already present, kept");
-                continue;
-            }
-            if a.dry_run {
-                line("+", "would import");
-                copied += 1;
-                continue;
-            }
-            let value = match engine.store.get_from(src, &entry) {
-                Ok(Some(v)) => v,
-                Ok(None) => {
-                    line("✗", "vanished while importing");
-                    failed += 1;
-                    continue;
-                }
-                Err(e) => {
-                    line("✗", &e.message);
-                    failed += 1;
-                    continue;
-                }
-            };
-            match engine.store.set_in(target, &entry, &value) {
-                Ok(w) => {
-                    if !first_write_reported {
-                        // Said once for the whole import, not per entry.
-                        first_write_reported = true;
-                        for n in &w.notices {
-                            eprintln!("ov: note: {n}");
-                        }
-                        if w.plaintext {
-                            warn(&format!("{} stores values in plaintext", w.backend));
-                        }
-                    }
-                    line("✓", "imported");
-                    touched.insert(entry.service.clone());
-                    copied += 1;
-                }
-                Err(e) => {
-                    line("✗", &e.message);
-                    failed += 1;
-                }
-            }
-        }
-    }
-    for service in &touched {
-        resealed(engine, service)?;
-    }
-    let verb = if a.dry_run {
-        "Would import"
-    } else {
-        "Imported"
-    };
-    println!(
-        "{verb} {copied}/{total} entr{} into {}",
-        if total == 1 { "y" } else { "ies" },
-        target.desc.name
-    );
-    Ok(if failed > 0 { EXIT_ERROR } else { 0 })
-}
-
-/// YAML's double-quoted scalars accept JSON's escapes, so a JSON string is a
-/// safe YAML scalar for any key or value.
-fn yaml_scalar(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
-}
-
 fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
     // An export is a backup: one that leaves out a locked collection and
     // still exits 0 is found out only at restore time.
@@ -789,18 +716,18 @@ fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
         }
     }
     warn("the export below holds your secrets in plaintext; keep it out of shared places");
+    let nested: BTreeMap<&str, BTreeMap<&str, &str>> = tree
+        .iter()
+        .map(|(s, keys)| {
+            (
+                s.as_str(),
+                keys.iter().map(|(k, v)| (k.as_str(), v.expose())).collect(),
+            )
+        })
+        .collect();
     let mut out = Zeroizing::new(String::new());
     match a.format {
         Format::Json => {
-            let nested: BTreeMap<&str, BTreeMap<&str, &str>> = tree
-                .iter()
-                .map(|(s, keys)| {
-                    (
-                        s.as_str(),
-                        keys.iter().map(|(k, v)| (k.as_str(), v.expose())).collect(),
-                    )
-                })
-                .collect();
             let text = Zeroizing::new(
                 serde_json::to_string_pretty(&nested)
                     .map_err(|e| OvError::new(format!("cannot encode JSON: {e}")))?,
@@ -809,20 +736,7 @@ fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
             out.push('\n');
         }
         Format::Yaml => {
-            if tree.is_empty() {
-                out.push_str("{}\n");
-            }
-            for (service, keys) in &tree {
-                let _ = writeln!(out, "{}:", yaml_scalar(service));
-                for (key, value) in keys {
-                    let _ = writeln!(
-                        out,
-                        "  {}: {}",
-                        yaml_scalar(key),
-                        Zeroizing::new(yaml_scalar(value.expose())).as_str()
-                    );
-                }
-            }
+            out.push_str(&Zeroizing::new(crate::import::backup_yaml(&nested)?));
         }
     }
     print!("{}", out.as_str());
