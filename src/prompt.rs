@@ -95,7 +95,7 @@ pub fn ask_hidden_twice(prompt: &str) -> Result<Secret> {
 }
 
 /// A value from standard input (a pipe or a file): everything up to end of
-/// input, less one trailing newline, as `secret-tool store` reads it. A
+/// input, less one trailing line ending (`\n`, or `\r\n`). A
 /// PEM key or any other multi-line value is kept whole; a value over
 /// [`MAX_VALUE_BYTES`] is refused without reading the rest.
 pub fn read_stdin_value() -> Result<Secret> {
@@ -118,6 +118,10 @@ fn read_value_from(input: &mut dyn Read) -> Result<Secret> {
     }
     if raw.last() == Some(&b'\n') {
         raw.pop();
+        // A file saved with Windows line endings ends in CR LF.
+        if raw.last() == Some(&b'\r') {
+            raw.pop();
+        }
     }
     if raw.len() > MAX_VALUE_BYTES {
         return Err(OvError::usage(format!(
@@ -166,7 +170,8 @@ mod tests {
         let pem = "-----BEGIN KEY-----\nabc\n-----END KEY-----\n";
         assert_eq!(read(pem.as_bytes()).unwrap().expose(), pem.trim_end());
         assert_eq!(read(b"a\n\n").unwrap().expose(), "a\n");
-        assert_eq!(read(b"a\r\n").unwrap().expose(), "a\r");
+        assert_eq!(read(b"a\r\n").unwrap().expose(), "a");
+        assert_eq!(read(b"a\r\n\r\n").unwrap().expose(), "a\r\n");
         assert_eq!(read(b"no newline").unwrap().expose(), "no newline");
         assert_eq!(read(b"\n").unwrap().expose(), "");
         assert!(read(b"").is_err());
