@@ -95,3 +95,43 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
     assert!(page.contains(".TH ov-secrets-get 1"), "{page}");
     assert!(dir.join("ov.1").exists() && dir.join("ov-doctor.1").exists());
 }
+
+/// A full disk under stdout is an error with the reason, never a panic,
+/// for every command that prints.
+#[test]
+fn a_full_stdout_is_an_error_not_a_panic() {
+    let env = TestEnv::new();
+    env.run_stdin(&["secrets", "set", "ov/vnc", "password"], "pw\n");
+    for args in [
+        &["secrets", "export"][..],
+        &["secrets", "export", "--format", "json"],
+        &["secrets", "list"],
+        &["secrets", "list", "--json"],
+        &["secrets", "get", "ov/vnc", "password"],
+        &["secrets", "get", "ov/vnc", "password", "--raw"],
+        &["secrets", "which", "ov/vnc", "password"],
+        &["secrets", "path"],
+        &["secrets", "path", "--all"],
+        &["doctor"],
+        &["doctor", "--json"],
+        &["doctor", "--list"],
+        &["settings", "list"],
+        &["settings", "get", "secret_backend"],
+        &["plugins", "list"],
+        &["completions", "bash"],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let out = env.command(args).stdout(full).output().expect("run ov");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("ov: error: writing output: No space left on device")
+                || err.contains("cannot write the value to standard output"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

@@ -1,5 +1,6 @@
 //! `ov auth …` — machine keys.
 
+use crate::cli::outln;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
@@ -205,7 +206,7 @@ fn list(json: bool) -> Result<i32> {
         return Ok(0);
     }
     for r in &registry.keys {
-        println!(
+        outln!(
             "{}/{}\t{}\t{}",
             r.app,
             r.env,
@@ -270,6 +271,6 @@ fn identity(a: &IdentityArgs) -> Result<i32> {
     let id = key.identity(&a.app.app, &a.app.env);
     use age::secrecy::ExposeSecret;
     let text = id.to_string();
-    println!("{}", text.expose_secret());
+    outln!("{}", text.expose_secret());
     Ok(0)
 }

@@ -1,5 +1,6 @@
 //! `ov doctor`
 
+use crate::cli::{out, outln};
 use std::time::Duration;
 
 use clap::Args;
@@ -70,7 +71,7 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
 
     if args.list {
         for t in tasks(&paths, &host) {
-            println!("{:<24} {}", t.id, t.title);
+            outln!("{:<24} {}", t.id, t.title);
         }
         return Ok(0);
     }
@@ -102,9 +103,9 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
     }
 
     if args.json {
-        print!("{}", render_json(&results, &fixed));
+        out!("{}", render_json(&results, &fixed));
     } else {
-        print!("{}", render_human(&results, crate::cli::color_stdout()));
+        out!("{}", render_human(&results, crate::cli::color_stdout()));
     }
     Ok(if Summary::of(&results).passed() {
         0

@@ -1,6 +1,7 @@
 //! `ov secrets import FILE --app A --env E` — a `.env` file into an app's
 //! secrets, through the one `.env` parser.
 
+use crate::cli::outln;
 use zeroize::Zeroizing;
 
 use crate::cli::Engine;
@@ -30,7 +31,7 @@ pub fn run(engine: &Engine, a: &ImportArgs) -> Result<i32> {
         Ok(p) => p,
         Err(errors) => {
             for e in &errors {
-                println!("✗ {e}");
+                outln!("✗ {e}");
             }
             let fix = format!(
                 "fix those lines in {}, then: ov secrets import {} --app {app} --env {env} --dry-run",
@@ -63,8 +64,8 @@ pub fn run(engine: &Engine, a: &ImportArgs) -> Result<i32> {
         let entry = validate_entry(&service, &e.key)?;
         let outcome = imp.put(&entry, &e.value)?;
         match (&outcome, dry) {
-            (Outcome::Imported, false) => println!("✓ {}", e.key),
-            _ => println!(
+            (Outcome::Imported, false) => outln!("✓ {}", e.key),
+            _ => outln!(
                 "{} {:<30} {} (line {})",
                 outcome.mark(dry),
                 e.key,
@@ -82,17 +83,17 @@ pub fn run(engine: &Engine, a: &ImportArgs) -> Result<i32> {
         ov_plugin_support::shell_quote(file)
     );
     if dry {
-        println!("Would import {done}/{total} secret(s) into {app}/{env}");
-        println!("Nothing was stored. To import: {retry}");
+        outln!("Would import {done}/{total} secret(s) into {app}/{env}");
+        outln!("Nothing was stored. To import: {retry}");
         return tally.finish(&retry);
     }
     if !imp.touched.is_empty() {
         resealed(engine, &service)?;
     }
-    println!("Imported {done}/{total} secret(s) into {app}/{env}");
+    outln!("Imported {done}/{total} secret(s) into {app}/{env}");
     let names: Vec<&str> = parsed.entries.iter().map(|e| e.key.as_str()).collect();
     let key = format!("/etc/ov/{app}.key");
-    println!(
+    outln!(
         "\nNext steps (docs/run.md walks through each):\n\
          1. Verify:   ov secrets list --app {app} --env {env}   # expect {total} name(s)\n\
          2. Key:      ov auth derive-machine-key --out {key} --app {app} --env {env}\n\

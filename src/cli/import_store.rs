@@ -3,6 +3,7 @@
 //! is imported, kept or replaced is the engine's (`crate::import`); this
 //! file prints it.
 
+use crate::cli::outln;
 use zeroize::Zeroizing;
 
 use crate::cli::secrets::{ImportArgs, resealed};
@@ -120,32 +121,36 @@ pub(crate) fn from_backends(engine: &Engine, a: &ImportArgs) -> Result<i32> {
         let entries = match store.list_in(src) {
             Ok(e) => e,
             Err(e) => {
-                println!(
+                outln!(
                     "✗ {:<30} {} → {}  {}",
-                    "(all)", src.desc.name, target.desc.name, e.message
+                    "(all)",
+                    src.desc.name,
+                    target.desc.name,
+                    e.message
                 );
                 tally.failed += 1;
                 continue;
             }
         };
         for entry in entries {
-            let line = |mark: &str, what: &str| {
-                println!(
+            let line = |mark: &str, what: &str| -> Result<()> {
+                outln!(
                     "{mark} {:<30} {} → {}  {what}",
                     entry.to_string(),
                     src.desc.name,
                     target.desc.name
                 );
+                Ok(())
             };
             let value = match store.get_from(src, &entry) {
                 Ok(Some(v)) => v,
                 Ok(None) => {
-                    line("✗", "vanished while importing");
+                    line("✗", "vanished while importing")?;
                     tally.add(&Outcome::Failed(String::new()));
                     continue;
                 }
                 Err(e) => {
-                    line("✗", &e.message);
+                    line("✗", &e.message)?;
                     tally.add(&Outcome::Failed(String::new()));
                     continue;
                 }
@@ -166,7 +171,7 @@ pub(crate) fn from_backends(engine: &Engine, a: &ImportArgs) -> Result<i32> {
                     }
                 }
             }
-            line(outcome.mark(dry), &what);
+            line(outcome.mark(dry), &what)?;
             tally.add(&outcome);
         }
     }
@@ -174,7 +179,7 @@ pub(crate) fn from_backends(engine: &Engine, a: &ImportArgs) -> Result<i32> {
     for service in &imp.touched {
         resealed(engine, service)?;
     }
-    println!(
+    outln!(
         "{} {}/{} entr{} into {}",
         if dry { "Would import" } else { "Imported" },
         tally.done,
@@ -208,7 +213,7 @@ pub(crate) fn restore(engine: &Engine, a: &ImportArgs, file: &std::path::Path) -
             Ok(entry) => (entry.to_string(), imp.put(&entry, value)?),
             Err(why) => (String::from("(name)"), Outcome::Failed(why)),
         };
-        println!(
+        outln!(
             "{} {label:<30} {}",
             outcome.mark(dry),
             outcome.describe(dry)
@@ -219,7 +224,7 @@ pub(crate) fn restore(engine: &Engine, a: &ImportArgs, file: &std::path::Path) -
     for service in &imp.touched {
         resealed(engine, service)?;
     }
-    println!(
+    outln!(
         "{} {}/{} entr{} into {}",
         if dry { "Would import" } else { "Imported" },
         tally.done,

@@ -21,6 +21,51 @@ use crate::paths::Paths;
 use crate::settings::Settings;
 use crate::store::Store;
 
+/// `println!` for command output: a write that fails (a full disk,
+/// `> /dev/full`) is an `ov: error:`, not a panic. A closed pipe ends ov
+/// quietly through SIGPIPE, as it does any Unix filter.
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))?
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+/// `print!` with the same rule as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))?
+    };
+}
+pub(crate) use {out, outln};
+
+/// Write command output to stdout, checking the write.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) -> Result<()> {
+    std::io::stdout()
+        .lock()
+        .write_fmt(args)
+        .map_err(output_error)
+}
+
+/// Write bytes to stdout as they are, checking the write.
+pub(crate) fn out_bytes(bytes: &[u8]) -> Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(bytes)
+        .and_then(|()| o.flush())
+        .map_err(output_error)
+}
+
+/// `writing output: No space left on device`.
+pub(crate) fn output_error(e: std::io::Error) -> OvError {
+    let why = e
+        .raw_os_error()
+        .map(|n| nix::errno::Errno::from_raw(n).desc().to_owned())
+        .unwrap_or_else(|| e.to_string());
+    OvError::new(format!("writing output: {why}"))
+        .hint("df -h .   # is the disk that output goes to full?")
+}
+
 const ABOUT: &str = "Store, serve and troubleshoot secrets on Linux";
 
 const LONG_ABOUT: &str = "\
@@ -78,7 +123,12 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => return clap_exit(&e),
     };
-    match run(cli) {
+    // Output is line-buffered: the last, unterminated piece is written
+    // here, and its failure is an error too.
+    match run(cli).and_then(|code| {
+        std::io::stdout().flush().map_err(output_error)?;
+        Ok(code)
+    }) {
         Ok(code) => code,
         Err(e) => {
             let _ = std::io::stdout().flush();
@@ -120,7 +170,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Run(args) => run::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "ov", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "ov", &mut script);
+            out_bytes(&script)?;
             Ok(0)
         }
         Command::GenerateMan { dir } => generate_man(&dir),
@@ -219,6 +271,6 @@ pub(crate) fn warn(message: &str) {
 pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| OvError::new(format!("cannot encode JSON: {e}")))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }

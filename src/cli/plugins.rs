@@ -1,5 +1,6 @@
 //! `ov plugins list`
 
+use crate::cli::outln;
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -64,9 +65,11 @@ pub fn run(cmd: PluginsCommand) -> Result<i32> {
             .max()
             .unwrap_or(6)
             .max(6);
-        println!(
+        outln!(
             "{:<w_name$}  {:<w_ver$}  ABI  {:<w_origin$}  STATUS",
-            "NAME", "VERSION", "ORIGIN"
+            "NAME",
+            "VERSION",
+            "ORIGIN"
         );
         for r in &rows {
             let abi = r.abi.map_or_else(|| "-".to_owned(), |a| a.to_string());
@@ -74,9 +77,11 @@ pub fn run(cmd: PluginsCommand) -> Result<i32> {
                 Some(d) if r.status == "shadowed" => format!("{} ({d})", r.status),
                 _ => r.status.to_owned(),
             };
-            println!(
+            outln!(
                 "{:<w_name$}  {:<w_ver$}  {abi:<3}  {:<w_origin$}  {status}",
-                r.name, r.version, r.origin
+                r.name,
+                r.version,
+                r.origin
             );
         }
         for r in rows.iter().filter(|r| r.status == "failed") {

@@ -1,5 +1,6 @@
 //! `ov secrets …` — the store commands.
 
+use crate::cli::{out, outln};
 use std::collections::BTreeMap;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -357,7 +358,7 @@ fn list(engine: &Engine, a: ListArgs) -> Result<i32> {
         entries.retain(|e, _| &e.service == svc);
         if !a.json {
             for e in entries.keys() {
-                println!("{}", e.key);
+                outln!("{}", e.key);
             }
             return Ok(0);
         }
@@ -380,7 +381,7 @@ fn list(engine: &Engine, a: ListArgs) -> Result<i32> {
         print_json(&rows)?;
     } else {
         for e in entries.keys() {
-            println!("{e}");
+            outln!("{e}");
         }
     }
     Ok(0)
@@ -655,8 +656,8 @@ fn which(engine: &Engine, a: &WhichArgs) -> Result<i32> {
                 print_json(&source)?;
             } else {
                 match &source.location {
-                    Some(loc) => println!("{}\t{loc}", source.backend),
-                    None => println!("{}", source.backend),
+                    Some(loc) => outln!("{}\t{loc}", source.backend),
+                    None => outln!("{}", source.backend),
                 }
             }
             Ok(0)
@@ -739,7 +740,7 @@ fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
             out.push_str(&Zeroizing::new(crate::import::backup_yaml(&nested)?));
         }
     }
-    print!("{}", out.as_str());
+    out!("{}", out.as_str());
     Ok(0)
 }
 
@@ -771,10 +772,10 @@ fn path(engine: &Engine, a: &PathArgs) -> Result<i32> {
                     format!("unavailable: {reason}")
                 }
             };
-            println!("{}\t{loc}", b.desc.name);
+            outln!("{}\t{loc}", b.desc.name);
         }
         return Ok(0);
     }
-    println!("{}", ov_plugin_kdbx::db_path(&engine.store.ctx).display());
+    outln!("{}", ov_plugin_kdbx::db_path(&engine.store.ctx).display());
     Ok(0)
 }

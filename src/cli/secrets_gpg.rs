@@ -1,6 +1,7 @@
 //! `ov secrets gpg …` — GnuPG-encrypted `.secrets` files for direnv, key
 //! import and export, the one-stop agent setup, and its doctor.
 
+use crate::cli::{out, outln};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -260,7 +261,7 @@ fn parse(plain: &[u8], file: &Path) -> Result<Vec<(String, Secret)>> {
 
 fn show(gpg: &Gpg, file: &Path) -> Result<i32> {
     let plain = decrypted(gpg, file)?;
-    std::io::stdout().write_all(&plain)?;
+    crate::cli::out_bytes(&plain)?;
     Ok(0)
 }
 
@@ -272,7 +273,7 @@ fn env(gpg: &Gpg, file: &Path) -> Result<i32> {
         out.push('\n');
     }
     let out = Zeroizing::new(out);
-    std::io::stdout().write_all(out.as_bytes())?;
+    crate::cli::out_bytes(out.as_bytes())?;
     Ok(0)
 }
 
@@ -682,8 +683,8 @@ fn recipients(gpg: &Gpg, file: &Path) -> Result<i32> {
     }
     for id in gpg.recipients(file)? {
         match gpg.public_key(&id) {
-            Ok((_, uid)) => println!("{id}  {uid}"),
-            Err(_) => println!("{id}  (no public key here)"),
+            Ok((_, uid)) => outln!("{id}  {uid}"),
+            Err(_) => outln!("{id}  (no public key here)"),
         }
     }
     Ok(0)
@@ -963,7 +964,7 @@ fn setup(gpg: &Gpg, a: &SetupArgs) -> Result<i32> {
 fn doctor(file: &Path) -> Result<i32> {
     let tasks = ov_plugin_gpg::checks::tasks(file.to_path_buf());
     let results = ov_checks::run(tasks, Duration::from_millis(10_000));
-    print!("{}", render_human(&results, crate::cli::color_stdout()));
+    out!("{}", render_human(&results, crate::cli::color_stdout()));
     Ok(if Summary::of(&results).passed() {
         0
     } else {

@@ -1,5 +1,6 @@
 //! `ov settings get|set|unset|list`
 
+use crate::cli::outln;
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -38,8 +39,8 @@ pub fn run(cmd: SettingsCommand) -> Result<i32> {
             settings::spec(&key).ok_or_else(|| settings::unknown_key(&key))?;
             let s = Settings::load(&paths)?;
             match s.get(&key) {
-                Some(v) => println!("{v}"),
-                None => println!(),
+                Some(v) => outln!("{v}"),
+                None => outln!(),
             }
         }
         SettingsCommand::Set { key, value } => {
@@ -94,7 +95,7 @@ pub fn run(cmd: SettingsCommand) -> Result<i32> {
                         Origin::Default => "default".to_owned(),
                         Origin::System(p) | Origin::User(p) => paths.tilde(p),
                     });
-                    println!(
+                    outln!(
                         "{:<width$} = {value}  # {}",
                         spec.name,
                         origin.unwrap_or_else(|| "unset".into())
