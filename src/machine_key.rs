@@ -167,33 +167,22 @@ fn io_text(e: &std::io::Error) -> String {
 /// fstat on the open descriptor (no race with a separate stat), mode
 /// exactly 0600, owned by the current uid, exactly 32 bytes.
 pub fn load(path: &Path, app: &str, env: &str) -> Result<MachineKey> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_flags())
-        .open(path)
-        .map_err(|e| {
-            let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
-            let err = OvError::new(format!("opening machine key: {}", io_text(&e)));
-            match errno {
-                nix::errno::Errno::ELOOP => err.hint(format!(
-                    "ov run refuses symlinks; pass the real file: --machine-key \"$(readlink -f {})\"",
-                    ov_plugin_support::shell_quote(path)
-                )),
-                nix::errno::Errno::EACCES => err.hint(format!(
-                    "sudo chown \"$(id -un)\": {}",
-                    ov_plugin_support::shell_quote(path)
-                )),
-                _ => err.hint(derive_command(path, app, env)),
-            }
-        })?;
+    let file = ov_plugin_support::open_regular(path, nix::libc::O_NOFOLLOW).map_err(|e| {
+        let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
+        let err = OvError::new(format!("opening machine key: {}", io_text(&e)));
+        match errno {
+            nix::errno::Errno::ELOOP => err.hint(format!(
+                "ov run refuses symlinks; pass the real file: --machine-key \"$(readlink -f {})\"",
+                ov_plugin_support::shell_quote(path)
+            )),
+            nix::errno::Errno::EACCES => err.hint(format!(
+                "sudo chown \"$(id -un)\": {}",
+                ov_plugin_support::shell_quote(path)
+            )),
+            _ => err.hint(derive_command(path, app, env)),
+        }
+    })?;
     let meta = file.metadata()?;
-    if meta.is_dir() {
-        return Err(OvError::new(format!(
-            "machine key {} is a directory, not a 32-byte key file",
-            path.display()
-        ))
-        .hint(derive_command(path, app, env)));
-    }
     let mode = meta.mode() & 0o7777;
     if mode != 0o600 {
         return Err(OvError::new(format!(

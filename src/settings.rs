@@ -275,7 +275,12 @@ fn leaf_keys(table: &dyn toml_edit::TableLike, prefix: &str, out: &mut Vec<Strin
 
 /// Read and parse a settings file; `None` when it does not exist.
 pub fn read_doc(path: &Path) -> Result<Option<DocumentMut>> {
-    let text = match std::fs::read_to_string(path) {
+    // A FIFO here would hang every ov command: refused, not waited on.
+    let read = ov_plugin_support::read_regular(path).and_then(|b| {
+        String::from_utf8(b)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+    });
+    let text = match read {
         Ok(t) => t,
         Err(e) if ov_plugin_support::is_missing(&e) => return Ok(None),
         Err(e) => {

@@ -50,7 +50,11 @@ fn load(path: &Path) -> Result<Option<DocumentMut>, BackendError> {
         Ok(true) => {}
         Err(problem) => return Err(problem_error(&problem)),
     }
-    let text = std::fs::read_to_string(path)
+    let text = ov_plugin_support::read_regular(path)
+        .and_then(|b| {
+            String::from_utf8(b)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+        })
         .map_err(|e| io_error(ov_plugin_support::io_context("read", path, e)))?;
     parse(path, &text).map(Some)
 }

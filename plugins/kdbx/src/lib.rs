@@ -77,7 +77,7 @@ fn database_key(ctx: &Context, path: &Path) -> Result<DatabaseKey, BackendError>
         key = key.with_password(pw.expose());
     }
     if let Some(kf) = key_file(ctx) {
-        let mut file = fs::File::open(&kf).map_err(|e| {
+        let mut file = ov_plugin_support::open_regular(&kf, 0).map_err(|e| {
             BackendError::new(
                 ErrorKind::InvalidInput,
                 format!("cannot open the key file {}: {e}", kf.display()),
@@ -142,7 +142,7 @@ fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, BackendError> {
             shell_quote(&path.join(DEFAULT_FILE))
         )));
     }
-    fs::read(path)
+    ov_plugin_support::read_regular(path)
         .map(Zeroizing::new)
         .map_err(|e| BackendError::from(ov_plugin_support::io_context("read", path, e)))
 }

@@ -166,6 +166,46 @@ pub fn private_metadata_problem(path: &Path, meta: &fs::Metadata) -> Option<File
     }
 }
 
+/// Open `path` for reading only if it is a regular file. A FIFO, socket or
+/// device is refused instead of waited on: the open does not block
+/// (`O_NONBLOCK`), and the type is checked on the open descriptor, so
+/// nothing can be swapped in between.
+pub fn open_regular(path: &Path, extra_flags: i32) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC | extra_flags)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{} is {what}, not a regular file", path.display()),
+    ))
+}
+
+/// All of a regular file ([`open_regular`]).
+pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    open_regular(path, 0)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// An io::Error with the path and the operation in its message.
 pub fn io_context(op: &str, path: &Path, err: io::Error) -> io::Error {
     io::Error::new(err.kind(), format!("cannot {op} {}: {err}", path.display()))
