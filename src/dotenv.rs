@@ -107,19 +107,28 @@ fn parse_entry(lines: &[&str], i: &mut usize) -> Result<Option<(String, Secret)>
         Some(rest) if rest.starts_with([' ', '\t']) => rest.trim_start(),
         _ => line,
     };
+    // The line's text is never quoted back: a line that does not parse is
+    // often part of a value (the second line of an unquoted PEM key), and
+    // the error reaches a terminal, a log or direnv's output on every `cd`.
+    let column = lines[*i].len() - line.len() + 1;
     let Some((key, rest)) = line.split_once('=') else {
-        return Err(format!("expected KEY=value, found {:?}", shorten(line)));
+        return Err(format!(
+            "column {column}: expected KEY=value, and this line has no '=' \
+             (if it continues the value above, quote that value)"
+        ));
     };
     let key = key.trim_end();
     if !valid_name(key) {
         return Err(format!(
-            "{:?} is not a valid variable name (letters, digits and _, not starting with a digit)",
-            shorten(key)
+            "column {column}: the name before '=' is not a valid variable name \
+             (letters, digits and _, not starting with a digit)"
         ));
     }
     let rest = rest.trim_start();
     let value = match rest.chars().next() {
-        Some(q @ ('"' | '\'')) => quoted(lines, i, &rest[1..], q)?,
+        Some(q @ ('"' | '\'')) => {
+            quoted(lines, i, &rest[1..], q).map_err(|why| format!("{key}: {why}"))?
+        }
         _ => unquoted(rest),
     };
     Ok(Some((key.to_owned(), Secret::new(value))))
@@ -149,8 +158,9 @@ fn quoted(lines: &[&str], i: &mut usize, first: &str, quote: char) -> Result<Str
                 let after = text[pos + 1..].trim_start();
                 if !(after.is_empty() || after.starts_with('#')) {
                     return Err(format!(
-                        "unexpected {:?} after the closing quote",
-                        shorten(after)
+                        "text after the closing {quote} quote, at column {} of that line",
+                        // `after` runs to the end of the line being read.
+                        lines[*i].len() - after.len() + 1
                     ));
                 }
                 return Ok(out);
@@ -181,15 +191,6 @@ fn quoted(lines: &[&str], i: &mut usize, first: &str, quote: char) -> Result<Str
             }
             None => return Err(format!("the {quote} quote opened here is never closed")),
         }
-    }
-}
-
-fn shorten(s: &str) -> String {
-    let s = s.trim();
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s.to_owned()
     }
 }
 
@@ -537,11 +538,30 @@ mod tests {
         assert!(errors[1].message.contains("not a valid variable name"));
         assert!(errors[3].message.contains("never closed"));
         let text = "A='x' trailing\n";
-        assert!(
-            parse(text).unwrap_err()[0]
-                .message
-                .contains("after the closing quote")
+        assert_eq!(
+            parse(text).unwrap_err()[0].message,
+            "A: text after the closing ' quote, at column 7 of that line"
         );
+    }
+
+    #[test]
+    fn parse_errors_never_quote_the_file() {
+        // An unquoted PEM key: its second line is key material.
+        let text = "TLS_KEY=-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\nMIIEvQ+/x==\nK='s3cr3t' tail-s3cr3t\n";
+        let errors = parse(text).unwrap_err();
+        assert_eq!(errors.len(), 3);
+        for e in &errors {
+            for secret in ["MIIE", "BQC7", "s3cr3t", "tail"] {
+                assert!(!e.message.contains(secret), "{}", e.message);
+            }
+        }
+        assert_eq!(errors[0].line, 2);
+        assert!(
+            errors[0]
+                .message
+                .starts_with("column 1: expected KEY=value")
+        );
+        assert!(errors[2].message.starts_with("K: text after the closing"));
     }
 
     #[test]

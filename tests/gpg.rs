@@ -1319,3 +1319,13 @@ fn the_unwritable_value_error_reads_as_reviewed() {
     let out = env.run(&["secrets", "gpg", "set", "PW", "it's $5"]);
     crate::snap!("gpg_set_unwritable_quote_and_dollar", env.transcript(&out));
 }
+
+#[test]
+fn a_value_given_to_gpg_set_is_hidden_from_ps_while_ov_runs() {
+    let (env, _g, key) = gpg_env();
+    encrypt(&env, &key, "A=1\n");
+    let value = "gpg-inline-value-ps-must-not-show";
+    let shown = common::cmdline_while_blocked(&env, &["secrets", "gpg", "set", "B", value]);
+    assert!(!shown.contains(value), "{shown}");
+    assert!(shown.contains(&"x".repeat(value.len())), "{shown}");
+}

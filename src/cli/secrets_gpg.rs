@@ -585,8 +585,12 @@ fn set(gpg: &Gpg, a: SetArgs) -> Result<i32> {
         )));
     }
     check_writable(file)?;
+    let from_argv = a.value.is_some();
     let value = match a.value {
-        Some(v) => Secret::new(v),
+        Some(v) => {
+            crate::cmdline::hide(&v);
+            Secret::new(v)
+        }
         None => {
             if prompt::stdin_is_tty() {
                 prompt::ask_hidden(&format!("{}: ", a.key))?
@@ -605,6 +609,11 @@ fn set(gpg: &Gpg, a: SetArgs) -> Result<i32> {
         .map_err(|why| unwritable(&a.key, file, why))?;
     let text = Zeroizing::new(doc.render());
     write_secrets(gpg, file, text.as_bytes(), &recipients)?;
+    if from_argv {
+        warn(
+            "a value given on the command line was visible in ps until ov hid it, and stays in your shell history; leave it out to be prompted",
+        );
+    }
     eprintln!("set {} in {}", a.key, file.display());
     Ok(0)
 }
