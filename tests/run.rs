@@ -830,3 +830,29 @@ fn names_another_tool_stored_never_leave_the_directory_or_override_a_variable() 
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "ok");
 }
+
+#[test]
+fn an_apps_secret_written_by_service_and_key_must_be_a_variable_name() {
+    let (env, _key) = setup();
+    for bad in ["../../x/planted", "PATH=/tmp/evil:", "bad name", "9LIVES"] {
+        let out = env.run_stdin(&["secrets", "set", "myapp/production", bad], "v\n");
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is not a variable name"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("hint: ov secrets set --app myapp --env production"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // A service that is not a registered app keeps its free-form keys.
+    let out = env.run_stdin(&["secrets", "set", "ov/vnc", "my-image"], "v\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        env.ok(&["secrets", "list", "--app", "myapp", "--env", "production"]),
+        "API_KEY\nDATABASE_URL\n"
+    );
+}

@@ -500,7 +500,9 @@ fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
                 .hint("ov secrets set ov/vnc password")
                 .hint("ov secrets set --app myapp --env production DATABASE_URL"));
         };
-        (validate_entry(&a.service, key)?, a.value)
+        let entry = validate_entry(&a.service, key)?;
+        app_name_check(engine, &entry)?;
+        (entry, a.value)
     };
     if a.generate && given.is_some() {
         return Err(OvError::usage("--generate and a VALUE exclude each other"));
@@ -526,6 +528,34 @@ fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
         print_value(&value)?;
     }
     Ok(0)
+}
+
+/// An app's secrets (a service `APP/ENV` with machine keys registered)
+/// become environment variables: written as `set SERVICE KEY`, the key
+/// must be a variable name just as with `--app`.
+fn app_name_check(engine: &Engine, entry: &EntryRef) -> Result<()> {
+    let Some((app, env)) = entry.service.split_once('/') else {
+        return Ok(());
+    };
+    if crate::dotenv::valid_name(&entry.key) || env.contains('/') {
+        return Ok(());
+    }
+    let registry = crate::machine_key::Registry::load(&engine.paths)?;
+    if registry.for_app(app, env).next().is_none() {
+        return Ok(());
+    }
+    Err(OvError::usage(format!(
+        "{} holds the secrets of app {app} ({env}), which become environment variables; {:?} is not a variable name (letters, digits and '_', not starting with a digit)",
+        entry.service,
+        entry.key.escape_debug().to_string()
+    ))
+    .hint(format!(
+        "ov secrets set --app {app} --env {env} {}",
+        entry
+            .key
+            .to_ascii_uppercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    )))
 }
 
 /// Backend names for a sentence: `keyring`, `keyring, kdbx`.
