@@ -32,6 +32,13 @@ pub fn validate_entry(service: &str, key: &str) -> Result<EntryRef> {
                  names must be one printable line"
             )));
         }
+        if let Some(c) = name.chars().find(|c| invisible(*c)) {
+            return Err(OvError::usage(format!(
+                "the {what} name contains U+{:04X}, an invisible or direction-changing \
+                 character; a name must read as what it is",
+                u32::from(c)
+            )));
+        }
         if name.len() > 256 {
             return Err(OvError::usage(format!(
                 "the {what} name is {} bytes long; the limit is 256",
@@ -44,7 +51,29 @@ pub fn validate_entry(service: &str, key: &str) -> Result<EntryRef> {
             "service '{service}' has an empty path segment; write it like ov/vnc"
         )));
     }
+    if service.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(OvError::usage(format!(
+            "service '{service}' has a '.' or '..' segment; write it like ov/vnc"
+        )));
+    }
     Ok(EntryRef::new(service, key))
+}
+
+/// Characters that change how a name looks without showing themselves:
+/// zero-width ones, bidirectional overrides and isolates, the BOM. A name
+/// holding one can pose as another in every listing.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 pub fn validate_value(value: &Secret) -> Result<()> {
@@ -530,5 +559,11 @@ mod tests {
         assert!(validate_entry("/s", "k").is_err());
         assert!(validate_entry("a//b", "k").is_err());
         assert!(validate_entry("ov/vnc", "my-image").is_ok());
+        assert!(validate_entry("a/../b", "k").is_err());
+        assert!(validate_entry("..", "k").is_err());
+        assert!(validate_entry("s", "x\u{202e}gpj.exe").is_err());
+        assert!(validate_entry("s\u{200b}", "k").is_err());
+        assert!(validate_entry("s", &"k".repeat(10_000)).is_err());
+        assert!(validate_entry("ünïcode/ок", "日本").is_ok());
     }
 }

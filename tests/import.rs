@@ -501,15 +501,20 @@ fn a_yaml_export_of_awkward_values_parses_elsewhere_and_restores_exactly() {
     assert_eq!(back, json);
 }
 
-/// Names `validate_entry` accepts: no control characters, at most 256
-/// bytes, a service with no empty path segment.
+/// Names `validate_entry` accepts: no control characters, no invisible or
+/// direction-changing ones, at most 256 bytes, a service with no empty,
+/// `.` or `..` path segment.
 fn name() -> impl Strategy<Value = String> {
-    "[^\\p{Cc}]{1,12}".prop_filter("fits the limits", |s| s.len() <= 256)
+    "[^\\p{Cc}\\x{AD}\\x{61C}\\x{180E}\\x{200B}-\\x{200F}\\x{202A}-\\x{202E}\\x{2060}-\\x{2064}\\x{2066}-\\x{2069}\\x{FEFF}]{1,12}"
+        .prop_filter("fits the limits", |s| s.len() <= 256)
 }
 
 fn service() -> impl Strategy<Value = String> {
-    name().prop_filter("no empty segment", |s| {
-        !s.starts_with('/') && !s.ends_with('/') && !s.contains("//")
+    name().prop_filter("no empty, . or .. segment", |s| {
+        !s.starts_with('/')
+            && !s.ends_with('/')
+            && !s.contains("//")
+            && !s.split('/').any(|seg| seg == "." || seg == "..")
     })
 }
 

@@ -489,3 +489,43 @@ fn entries_of_a_shape_ov_did_not_write_are_never_replaced() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(fs::read_to_string(env.credentials()).unwrap(), original);
 }
+
+/// Hostile names through the write paths: refused with a usage error and
+/// nothing stored, whichever way they come in.
+#[test]
+fn hostile_names_are_refused_on_every_write_path() {
+    let env = TestEnv::new();
+    let long = "k".repeat(10_000);
+    let names: [(&str, &str); 7] = [
+        ("a/../b", "k"),
+        ("..", "k"),
+        ("svc", "line\nbreak"),
+        ("svc", &long),
+        ("svc", "invoice\u{202e}fdp.exe"),
+        ("s\u{200b}vc", "k"),
+        ("/abs", "k"),
+    ];
+    for (service, key) in names {
+        let out = env.run_stdin(&["secrets", "set", service, key], "v\n");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{service:?} {key:?}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).starts_with("ov: error: "), "{}", stderr(&out));
+    }
+    // The same names in a backup file: refused, nothing written.
+    let mut json = serde_json::Map::new();
+    for (service, key) in names {
+        let mut keys = serde_json::Map::new();
+        keys.insert(key.to_owned(), "v".into());
+        json.insert(service.to_owned(), keys.into());
+    }
+    json.insert("ok".into(), serde_json::json!({"nul\u{0}key": "v"}));
+    let backup = env.root().join("backup.json");
+    fs::write(&backup, serde_json::Value::Object(json).to_string()).unwrap();
+    let out = env.run(&["secrets", "import", "--file", &backup.display().to_string()]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(!env.credentials().exists() || env.ok(&["secrets", "list"]).is_empty());
+}
