@@ -115,3 +115,42 @@ fn a_fifo_key_file_or_database_is_refused_not_waited_on() {
     let out = run_bounded(&env, &["secrets", "get", "s", "k"]);
     assert_refused(&out, "key file");
 }
+
+#[test]
+fn a_device_as_a_machine_key_or_key_file_is_refused() {
+    let env = TestEnv::new();
+    let out = run_bounded(
+        &env,
+        &[
+            "run",
+            "--app",
+            "a",
+            "--env",
+            "prod",
+            "--machine-key",
+            "/dev/zero",
+            "--all",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/dev/zero is a device, not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+
+    let mut env = TestEnv::new();
+    env.set_env("OV_KDBX_PASSWORD", "pw");
+    env.ok(&["secrets", "init"]);
+    env.ok(&["settings", "set", "secrets.kdbx_key_file", "/dev/zero"]);
+    env.ok(&["settings", "set", "secret_backend", "kdbx"]);
+    let out = run_bounded(&env, &["secrets", "get", "s", "k"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/dev/zero is a device, not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+}
