@@ -379,13 +379,53 @@ fn backends_available(
     if !other.is_empty() {
         finding.push_str(&format!("; {}", other.join("; ")));
     }
+    // What makes a backend usable: the first fix its own checks give, or
+    // else the first hint of the error a use of it gets now (a listing).
+    let own_fix = |name: &str| {
+        let (_, b) = backends.iter().find(|(d, _)| d.name == name)?;
+        b.checks(ctx)
+            .into_iter()
+            .find(|r| matches!(r.status, Status::Warn | Status::Fail) && r.fix.is_some())
+            .and_then(|r| r.fix)
+            .or_else(|| {
+                b.list(ctx, None)
+                    .err()
+                    .and_then(|e| e.hints.into_iter().next())
+            })
+    };
     match (target, forced) {
+        (Some(t), _) if t.plaintext => {
+            finding.push_str(&format!("; writes go to {} (plaintext)", t.name));
+            // An encrypted backend that can take the writes: one ready
+            // now (then only the setting is in the way), or the fix that
+            // sets one up, preferring a fix ov carries out itself
+            // (`ov secrets init`) over one that needs a desktop.
+            let encrypted: Vec<&str> = backends
+                .iter()
+                .filter(|(d, _)| d.writable && !d.plaintext)
+                .map(|(d, _)| d.name.as_str())
+                .collect();
+            let ready = backends
+                .iter()
+                .any(|(d, b)| encrypted.contains(&d.name.as_str()) && b.probe(ctx).is_available());
+            let fixes: Vec<String> = encrypted.iter().filter_map(|n| own_fix(n)).collect();
+            let setup = fixes
+                .iter()
+                .find(|f| f.starts_with("ov "))
+                .or(fixes.first())
+                .cloned();
+            let auto = "ov settings set secret_backend auto";
+            let mut r = report(id, title, Status::Warn, finding);
+            r.fix = match (forced.is_some(), ready, setup) {
+                (true, true, _) => Some(auto.into()),
+                (true, false, Some(f)) => Some(format!("{f} && {auto}")),
+                (false, _, Some(f)) => Some(f),
+                (_, _, None) => None,
+            };
+            r
+        }
         (Some(t), _) => {
-            finding.push_str(&format!(
-                "; writes go to {}{}",
-                t.name,
-                if t.plaintext { " (plaintext)" } else { "" }
-            ));
+            finding.push_str(&format!("; writes go to {}", t.name));
             report(id, title, Status::Ok, finding)
         }
         (None, Some(f)) => {
@@ -395,7 +435,8 @@ fn backends_available(
                 Status::Fail,
                 format!("secret_backend is '{f}', but that backend cannot be used; {finding}"),
             );
-            r.fix = Some("ov settings set secret_backend auto".into());
+            // The fix for that backend: `auto` would quietly mean plaintext.
+            r.fix = Some(own_fix(f).unwrap_or_else(|| format!("ov doctor {f}")));
             r
         }
         (None, None) => {

@@ -138,3 +138,108 @@ fn doctor_and_store_error_give_the_same_fix() {
         "doctor says {fix:?}, the error says:\n{err}"
     );
 }
+
+/// The check's status and fix from `ov doctor ID --json`.
+fn check(env: &TestEnv, id: &str) -> (String, Option<String>, String) {
+    let out = env.run(&["doctor", id, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("doctor --json");
+    let c = v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {v}"))
+        .clone();
+    (
+        c["status"].as_str().unwrap_or_default().to_owned(),
+        c["fix"].as_str().map(str::to_owned),
+        c["finding"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Run a fix exactly as the doctor printed it.
+fn paste(env: &TestEnv, fix: &str) {
+    // The environment ov runs with in this test, and ov itself on PATH.
+    let cmd = env.command(&[]);
+    let ov_dir = std::path::Path::new(env!("CARGO_BIN_EXE_ov"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        ov_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(fix)
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("PATH", path)
+        .current_dir(env.root())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{fix}: {}", common::stderr(&out));
+}
+
+#[test]
+fn plaintext_writes_warn_and_the_pasted_fix_moves_them_to_an_encrypted_backend() {
+    let mut env = TestEnv::new();
+    env.set_env("OV_KDBX_PASSWORD", "doctor-pw");
+    let (status, fix, finding) = check(&env, "backends.available");
+    assert_eq!(status, "warn", "{finding}");
+    assert!(
+        finding.contains("writes go to config (plaintext)"),
+        "{finding}"
+    );
+    assert_eq!(fix.as_deref(), Some("ov secrets init"));
+    paste(&env, &fix.unwrap_or_default());
+    let (status, fix, finding) = check(&env, "backends.available");
+    assert_eq!(status, "ok", "{finding}");
+    assert!(finding.contains("writes go to kdbx"), "{finding}");
+    assert_eq!(fix, None);
+}
+
+#[test]
+fn forced_plaintext_and_a_forced_missing_backend_get_fixes_that_work() {
+    let mut env = TestEnv::new();
+    env.set_env("OV_KDBX_PASSWORD", "doctor-pw");
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    let (status, fix, _) = check(&env, "backends.available");
+    assert_eq!(status, "warn");
+    let fix = fix.expect("a fix");
+    assert_eq!(
+        fix,
+        "ov secrets init && ov settings set secret_backend auto"
+    );
+    paste(&env, &fix);
+    assert_eq!(check(&env, "backends.available").0, "ok");
+
+    // Forced to kdbx with no database: that backend's fix, not `auto`
+    // (which would quietly mean plaintext here).
+    let mut env = TestEnv::new();
+    env.set_env("OV_KDBX_PASSWORD", "doctor-pw");
+    env.ok(&["settings", "set", "secret_backend", "kdbx"]);
+    let (status, fix, finding) = check(&env, "backends.available");
+    assert_eq!(status, "fail", "{finding}");
+    let fix = fix.expect("a fix");
+    assert!(fix.starts_with("ov secrets init"), "{fix}");
+    paste(&env, &fix);
+    let (status, _, finding) = check(&env, "backends.available");
+    assert_eq!(status, "ok", "{finding}");
+}
+
+#[test]
+fn a_locked_database_is_the_normal_state_not_a_warning() {
+    let mut env = TestEnv::new();
+    env.set_env("OV_KDBX_PASSWORD", "doctor-pw");
+    env.ok(&["secrets", "init"]);
+    env.unset_env("OV_KDBX_PASSWORD");
+    let (status, _, finding) = check(&env, "kdbx.unlock");
+    assert_eq!(status, "skip", "{finding}");
+    assert!(
+        finding.contains("locked, as a database at rest normally is"),
+        "{finding}"
+    );
+}

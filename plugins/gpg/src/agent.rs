@@ -131,6 +131,9 @@ pub fn merge_conf(text: &str, pinentry: &Path) -> Option<(String, Vec<String>)> 
 pub struct KeyInfo {
     pub keygrip: String,
     pub cached: bool,
+    /// `false` for a key stored without a passphrase (PROTECTION `C`):
+    /// there is nothing to cache or store for it.
+    pub protected: bool,
 }
 
 impl Gpg {
@@ -179,6 +182,7 @@ impl Gpg {
                 (f.first() == Some(&"S") && f.get(1) == Some(&"KEYINFO")).then(|| KeyInfo {
                     keygrip: f.get(2).copied().unwrap_or("").to_owned(),
                     cached: f.get(6) == Some(&"1"),
+                    protected: f.get(7) != Some(&"C"),
                 })
             })
             .collect())

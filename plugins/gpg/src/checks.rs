@@ -83,14 +83,12 @@ fn agent_checks(g: &Gpg) -> Vec<CheckReport> {
     let (id, title) = ("gpg.agent.running", "gpg-agent running");
     out.push(match g.agent_version() {
         Ok(v) => report(id, title, Status::Ok, format!("gpg-agent {v}")),
-        Err(e) => with_fix(
-            report(
-                id,
-                title,
-                Status::Warn,
-                format!("{} (gpg starts it on demand)", e.message),
-            ),
-            fix::AGENT,
+        // Not a fault: gpg starts the agent when it first needs it.
+        Err(e) => report(
+            id,
+            title,
+            Status::Ok,
+            format!("not running now; gpg starts it on demand ({})", e.message),
         ),
     });
 
@@ -227,9 +225,14 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
     out.push(match g.keyinfo() {
         Err(e) => with_fix(report(id, title, Status::Warn, e.message), fix::AGENT),
         Ok(info) => {
+            // A key without a passphrase has nothing to cache.
             let not: Vec<&str> = grips
                 .iter()
-                .filter(|(gr, _)| !info.iter().any(|i| &i.keygrip == gr && i.cached))
+                .filter(|(gr, _)| {
+                    !info
+                        .iter()
+                        .any(|i| &i.keygrip == gr && (i.cached || !i.protected))
+                })
                 .map(|(gr, _)| gr.as_str())
                 .collect();
             if !not.is_empty() {
@@ -260,19 +263,30 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
     let (id, title) = ("gpg.keys.stored", "passphrases in the Secret Service");
     let mut unavailable = None;
     let mut missing = Vec::new();
-    for (gr, _) in &grips {
+    // Keys without a passphrase need none stored.
+    let unprotected: Vec<String> = g
+        .keyinfo()
+        .map(|info| {
+            info.into_iter()
+                .filter(|i| !i.protected)
+                .map(|i| i.keygrip)
+                .collect()
+        })
+        .unwrap_or_default();
+    for (gr, _) in grips.iter().filter(|(gr, _)| !unprotected.contains(gr)) {
         match ks.has_passphrase(gr) {
             Ok(true) => {}
             Ok(false) => missing.push(gr.clone()),
             Err(e) => {
-                unavailable = Some(e.message);
+                unavailable = Some(e);
                 break;
             }
         }
     }
     out.push(match (unavailable, missing.is_empty()) {
-        (Some(why), _) => with_fix(
-            report(id, title, Status::Warn, format!("Secret Service not available: {why}")),
+        (Some(e), _) if no_bus(&e) => no_bus_skip(id, title, &e),
+        (Some(e), _) => with_fix(
+            report(id, title, Status::Warn, format!("Secret Service not available: {}", e.message)),
             "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC and unlock its database",
         ),
         (None, false) => with_fix(
@@ -284,6 +298,7 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
 
     let (id, title) = ("gpg.keys.backup", "key backups in the Secret Service");
     out.push(match ks.keys(None, false) {
+        Err(e) if no_bus(&e) => no_bus_skip(id, title, &e),
         Err(e) => with_fix(
             report(id, title, Status::Warn, format!("Secret Service not available: {}", e.message)),
             "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC and unlock its database",
@@ -305,6 +320,26 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
         }
     });
     out
+}
+
+/// The Secret Service error of a machine with no session bus at all (a
+/// server, an ssh session): starting a provider cannot work there.
+fn no_bus(e: &crate::GpgError) -> bool {
+    e.hints
+        .iter()
+        .any(|h| h == ov_plugin_keyring::bus::NO_BUS_FIX)
+}
+
+fn no_bus_skip(id: &str, title: &str, e: &crate::GpgError) -> CheckReport {
+    report(
+        id,
+        title,
+        Status::Skip,
+        format!(
+            "skipped: no Secret Service here ({}); pinentry asks for the passphrase instead",
+            e.message
+        ),
+    )
 }
 
 fn file_checks(g: &Gpg, file: &Path) -> Vec<CheckReport> {
