@@ -1329,3 +1329,69 @@ fn a_value_given_to_gpg_set_is_hidden_from_ps_while_ov_runs() {
     assert!(!shown.contains(value), "{shown}");
     assert!(shown.contains(&"x".repeat(value.len())), "{shown}");
 }
+
+/// `ov doctor gpg --json`: status and finding of each check, by id.
+fn gpg_checks(env: &TestEnv) -> std::collections::BTreeMap<String, (String, String)> {
+    let out = no_tty(env, &["doctor", "gpg", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("doctor --json");
+    v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or_default().to_owned(),
+                (
+                    c["status"].as_str().unwrap_or_default().to_owned(),
+                    c["finding"].as_str().unwrap_or_default().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn with_no_session_bus_the_secret_service_checks_are_skipped_not_warned() {
+    let (env, _g, _key) = gpg_env();
+    let checks = gpg_checks(&env);
+    for id in ["gpg.keys.stored", "gpg.keys.backup"] {
+        let (status, finding) = &checks[id];
+        assert_eq!(status, "skip", "{id}: {finding}");
+        assert!(
+            finding.contains("no Secret Service here"),
+            "{id}: {finding}"
+        );
+    }
+}
+
+#[test]
+fn a_key_without_a_passphrase_and_an_agent_not_yet_started_are_not_warnings() {
+    let mut env = TestEnv::new();
+    let g = Gnupg::new(&mut env);
+    let out = g.gpg(
+        &[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Nopass <nopass@example.com>",
+            "future-default",
+            "default",
+            "never",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let checks = gpg_checks(&env);
+    let (status, finding) = &checks["gpg.keys.cached"];
+    assert_eq!(status, "ok", "{finding}");
+    let (status, finding) = &checks["gpg.agent.running"];
+    assert_eq!(status, "ok", "{finding}");
+    // Stopped: gpg starts it again when it needs it.
+    g.cmd("gpgconf", &["--kill", "gpg-agent"], "");
+    let checks = gpg_checks(&env);
+    let (status, finding) = &checks["gpg.agent.running"];
+    assert_eq!(status, "ok", "{finding}");
+    assert!(finding.contains("gpg starts it on demand"), "{finding}");
+}
