@@ -150,7 +150,27 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
     }
     // machine-key.*: only when keys are registered, so a fresh setup's
     // report stays as it was.
-    if let Ok(registry) = crate::machine_key::Registry::load(paths)
+    let registry = crate::machine_key::Registry::load(paths);
+    if let Err(e) = &registry {
+        // A registry that does not parse is a broken setup, not an absent
+        // one: every service started with a machine key depends on it.
+        let e = e.clone();
+        tasks.push(Task::single(
+            "machine-key.registry",
+            "machine key registry parses",
+            move || {
+                let mut r = report(
+                    "machine-key.registry",
+                    "machine key registry parses",
+                    Status::Fail,
+                    e.message.clone(),
+                );
+                r.fix = e.hints.first().cloned();
+                r
+            },
+        ));
+    }
+    if let Ok(registry) = registry
         && !registry.keys.is_empty()
     {
         let p = paths.clone();

@@ -243,3 +243,63 @@ fn a_locked_database_is_the_normal_state_not_a_warning() {
         "{finding}"
     );
 }
+
+#[test]
+fn a_database_path_that_is_a_directory_or_a_symlink_loop_is_named_as_such() {
+    let env = TestEnv::new();
+    let dir = env.root().join("vaults");
+    std::fs::create_dir(&dir).unwrap();
+    env.ok(&[
+        "settings",
+        "set",
+        "secrets.kdbx_path",
+        &dir.display().to_string(),
+    ]);
+    let (status, fix, finding) = check(&env, "kdbx.database");
+    assert_eq!(status, "fail", "{finding}");
+    assert!(finding.ends_with("vaults is a directory"), "{finding}");
+    let fix = fix.expect("a fix");
+    paste(&env, &fix);
+    let (status, _, finding) = check(&env, "kdbx.database");
+    assert_eq!(status, "ok", "{finding}");
+    assert!(finding.contains("vaults/secrets.kdbx"), "{finding}");
+
+    let looped = env.root().join("loop.kdbx");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    env.ok(&[
+        "settings",
+        "set",
+        "secrets.kdbx_path",
+        &looped.display().to_string(),
+    ]);
+    let (status, fix, finding) = check(&env, "kdbx.database");
+    assert_eq!(status, "fail", "{finding}");
+    assert!(
+        finding.ends_with("loop.kdbx is a symlink loop"),
+        "{finding}"
+    );
+    paste(&env, &fix.expect("a fix"));
+    assert_eq!(check(&env, "kdbx.database").0, "ok");
+}
+
+#[test]
+fn a_corrupt_machine_key_registry_fails_with_the_file_and_line() {
+    let env = TestEnv::new();
+    let reg = env.config_dir().join("machine-keys.json");
+    env.write(
+        &reg,
+        "{\n  \"keys\": [\n    {\"app\": \"myapp\",,}\n  ]\n}\n",
+        0o600,
+    );
+    let out = env.run(&["doctor", "machine-key"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = env.normalize(&stdout(&out));
+    assert!(text.contains("✗ machine-key.registry"), "{text}");
+    assert!(
+        text.contains("[TMP]/config/ov/machine-keys.json is not valid"),
+        "{text}"
+    );
+    assert!(text.contains("line 3"), "{text}");
+    // The whole doctor is not green either.
+    assert_eq!(env.run(&["doctor"]).status.code(), Some(1));
+}

@@ -548,7 +548,45 @@ fn checks(ctx: &Context) -> Vec<CheckReport> {
 
     // kdbx.database: configured and present.
     let present = path.is_file();
-    let mut r = if present {
+    // Something is there, but not a database file: say what it is, since
+    // `ov secrets init` cannot create a database over it.
+    let wrong_kind = match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_dir() => Some(format!("{} is a directory", path.display())),
+        Ok(m) if m.file_type().is_symlink() && !present => Some(match fs::metadata(&path) {
+            // ELOOP
+            Err(e) if e.raw_os_error() == Some(40) => {
+                format!("{} is a symlink loop", path.display())
+            }
+            Err(_) => format!(
+                "{} is a symlink to {}, which does not exist",
+                path.display(),
+                fs::read_link(&path).unwrap_or_default().display()
+            ),
+            Ok(_) => format!(
+                "{} is a symlink to something that is not a file",
+                path.display()
+            ),
+        }),
+        Ok(m) if !m.is_file() => Some(format!("{} is not a regular file", path.display())),
+        _ => None,
+    };
+    let mut r = if let Some(what) = wrong_kind {
+        let mut r = report(
+            "kdbx.database",
+            "KeePass database present",
+            Status::Fail,
+            format!("secrets.kdbx_path names no database: {what}"),
+        );
+        r.fix = Some(format!(
+            "ov settings set secrets.kdbx_path {}   # a file path for the database",
+            shell_quote(&if path.is_dir() {
+                path.join(DEFAULT_FILE)
+            } else {
+                ctx.config_dir.join(DEFAULT_FILE)
+            })
+        ));
+        r
+    } else if present {
         report(
             "kdbx.database",
             "KeePass database present",
