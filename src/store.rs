@@ -113,6 +113,11 @@ impl Miss {
     pub fn starting(&self) -> impl Iterator<Item = &(String, BackendError)> {
         self.unavailable.iter().filter(|(_, e)| e.transient)
     }
+
+    /// The backends not asked because their service did not answer.
+    pub fn unresponsive(&self) -> impl Iterator<Item = &(String, BackendError)> {
+        self.unavailable.iter().filter(|(_, e)| e.unresponsive)
+    }
 }
 
 /// A listing across backends.

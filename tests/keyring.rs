@@ -1083,3 +1083,21 @@ fn moving_from_config_into_the_keyring_keeps_a_differing_value_and_leaves_no_pla
         stdout(&doctor)
     );
 }
+
+#[test]
+fn a_miss_behind_a_hung_keyring_says_the_keyring_did_not_answer() {
+    let mut env = TestEnv::new();
+    let _silent = SilentBus::start(&mut env);
+    env.set_env("OV_KEYRING_TIMEOUT_MS", "300");
+    let out = env.run(&["secrets", "get", "svc", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(
+            "ov: error: no secret svc k (keyring did not answer: the Secret Service provider did not answer within 300 ms)\n"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("hint: ov doctor keyring"), "{err}");
+    assert!(err.contains("OV_KEYRING_TIMEOUT_MS=5000"), "{err}");
+}

@@ -287,6 +287,10 @@ fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
             miss.starting()
                 .map(|(name, e)| format!("{name} not searched: {}", e.message)),
         )
+        .chain(
+            miss.unresponsive()
+                .map(|(name, e)| format!("{name} did not answer: {}", e.message)),
+        )
         .collect();
     if !why.is_empty() {
         msg.push_str(&format!(" ({})", why.join("; ")));
@@ -304,6 +308,9 @@ fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
                 entry.service, entry.key
             ));
         }
+    }
+    for (_, silent) in miss.unresponsive() {
+        hints.extend(silent.hints.iter().cloned());
     }
     for (name, starting) in miss.starting() {
         hints.extend(starting.hints.iter().cloned());

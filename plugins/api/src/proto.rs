@@ -173,6 +173,10 @@ pub struct BackendError {
     /// so, and `get --wait-unlock` can wait for it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transient: bool,
+    /// The service behind the store is there but did not answer in time
+    /// (a hung provider): a miss says so rather than only "no secret".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unresponsive: bool,
 }
 
 impl BackendError {
@@ -182,6 +186,7 @@ impl BackendError {
             message: message.into(),
             hints: Vec::new(),
             transient: false,
+            unresponsive: false,
         }
     }
 
@@ -193,6 +198,12 @@ impl BackendError {
     /// Mark the error as one that may pass by itself.
     pub fn transient(mut self) -> Self {
         self.transient = true;
+        self
+    }
+
+    /// Mark the error as a service that is there but did not answer.
+    pub fn unresponsive(mut self) -> Self {
+        self.unresponsive = true;
         self
     }
 

@@ -204,6 +204,7 @@ impl Bus {
         s.unresponsive = Some(reason.clone());
         s.service = None;
         unavailable(reason)
+            .unresponsive()
             .with_hint("ov doctor keyring")
             .with_hint(format!(
                 "{TIMEOUT_ENV}=5000 ov …   # give a slow provider more time"
