@@ -1395,3 +1395,25 @@ fn a_key_without_a_passphrase_and_an_agent_not_yet_started_are_not_warnings() {
     assert_eq!(status, "ok", "{finding}");
     assert!(finding.contains("gpg starts it on demand"), "{finding}");
 }
+
+#[test]
+fn encrypting_a_plaintext_file_that_does_not_parse_hints_at_editing_that_file() {
+    let (env, _g, key) = gpg_env();
+    env.write(
+        &env.root().join("bad.env"),
+        "A=1\nthis is not an entry\n",
+        0o600,
+    );
+    let out = env.run(&[
+        "secrets", "gpg", "encrypt", "-r", &key.keyid, "-i", "bad.env",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = env.normalize(&stderr(&out));
+    assert!(
+        err.contains("bad.env is not a valid env file: line 2"),
+        "{err}"
+    );
+    assert!(err.contains("hint: ${EDITOR:-vi} bad.env"), "{err}");
+    assert!(!err.contains("gpg edit"), "{err}");
+    assert!(!secrets(&env).exists());
+}

@@ -552,7 +552,12 @@ fn encrypt(gpg: &Gpg, a: &EncryptArgs) -> Result<i32> {
         std::fs::read(&a.input)
             .map_err(|e| OvError::new(format!("cannot read {}: {e}", a.input.display())))?,
     );
-    parse(&plain, &a.input)?;
+    // The plaintext file is the user's own to fix, in their editor: the
+    // `gpg edit` hint of an encrypted file does not apply to it.
+    parse(&plain, &a.input).map_err(|mut e| {
+        e.hints = vec![ov_plugin_support::edit_command(&a.input)];
+        e
+    })?;
     write_secrets(gpg, &a.output, &plain, &a.recipient)?;
     eprintln!(
         "encrypted {} to {} for {}",
