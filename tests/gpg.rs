@@ -1417,3 +1417,28 @@ fn encrypting_a_plaintext_file_that_does_not_parse_hints_at_editing_that_file() 
     assert!(!err.contains("gpg edit"), "{err}");
     assert!(!secrets(&env).exists());
 }
+
+#[test]
+fn setup_with_no_session_bus_succeeds_and_says_the_secret_service_step_was_skipped() {
+    let mut env = TestEnv::new();
+    let _g = Gnupg::new(&mut env);
+    let pass = env.root().join("pass.txt");
+    env.write(&pass, &format!("{PASS}\n"), 0o600);
+    let out = no_tty(
+        &env,
+        &[
+            "secrets",
+            "gpg",
+            "setup",
+            "--passphrase-file",
+            &pass.display().to_string(),
+            "--uid",
+            "Headless <headless@example.com>",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("cached in gpg-agent"), "{err}");
+    assert!(err.contains("the Secret Service step was skipped"), "{err}");
+    assert!(err.contains("--skip-secret-service"), "{err}");
+}

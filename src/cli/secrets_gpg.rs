@@ -958,13 +958,27 @@ fn setup(gpg: &Gpg, a: &SetupArgs) -> Result<i32> {
                 eprintln!("  Secret Service skipped (--skip-secret-service)");
             } else {
                 let ks = Keystore::new();
-                for g in key.grips() {
-                    ks.store_passphrase(g, p.expose().as_bytes())?;
+                let stored = key
+                    .grips()
+                    .try_for_each(|g| ks.store_passphrase(g, p.expose().as_bytes()));
+                match stored {
+                    Ok(()) => eprintln!(
+                        "  stored in the Secret Service as org.gnupg.Passphrase for {}",
+                        key.grips().collect::<Vec<_>>().join(", ")
+                    ),
+                    // No session bus at all (a server, ssh): the rest of the
+                    // set-up stands; only this step cannot be done here.
+                    Err(e) if e.no_session_bus() => {
+                        warn(&format!(
+                            "the Secret Service step was skipped: {}; the passphrase is cached in gpg-agent only",
+                            e.message
+                        ));
+                        eprintln!(
+                            "hint: ov secrets gpg setup --skip-secret-service …   # on machines without a desktop keyring"
+                        );
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                eprintln!(
-                    "  stored in the Secret Service as org.gnupg.Passphrase for {}",
-                    key.grips().collect::<Vec<_>>().join(", ")
-                );
             }
         }
     }

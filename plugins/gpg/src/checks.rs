@@ -284,7 +284,7 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
         }
     }
     out.push(match (unavailable, missing.is_empty()) {
-        (Some(e), _) if no_bus(&e) => no_bus_skip(id, title, &e),
+        (Some(e), _) if e.no_session_bus() => no_bus_skip(id, title, &e),
         (Some(e), _) => with_fix(
             report(id, title, Status::Warn, format!("Secret Service not available: {}", e.message)),
             "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC and unlock its database",
@@ -298,7 +298,7 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
 
     let (id, title) = ("gpg.keys.backup", "key backups in the Secret Service");
     out.push(match ks.keys(None, false) {
-        Err(e) if no_bus(&e) => no_bus_skip(id, title, &e),
+        Err(e) if e.no_session_bus() => no_bus_skip(id, title, &e),
         Err(e) => with_fix(
             report(id, title, Status::Warn, format!("Secret Service not available: {}", e.message)),
             "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC and unlock its database",
@@ -320,14 +320,6 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
         }
     });
     out
-}
-
-/// The Secret Service error of a machine with no session bus at all (a
-/// server, an ssh session): starting a provider cannot work there.
-fn no_bus(e: &crate::GpgError) -> bool {
-    e.hints
-        .iter()
-        .any(|h| h == ov_plugin_keyring::bus::NO_BUS_FIX)
 }
 
 fn no_bus_skip(id: &str, title: &str, e: &crate::GpgError) -> CheckReport {

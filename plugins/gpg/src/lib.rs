@@ -32,6 +32,14 @@ impl GpgError {
             hints: Vec::new(),
         }
     }
+    /// The Secret Service error of a machine with no session bus at all (a
+    /// server, an ssh session), where starting a provider cannot work.
+    pub fn no_session_bus(&self) -> bool {
+        self.hints
+            .iter()
+            .any(|h| h == ov_plugin_keyring::bus::NO_BUS_FIX)
+    }
+
     pub fn hint(mut self, h: impl Into<String>) -> Self {
         self.hints.push(h.into());
         self
