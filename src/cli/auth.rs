@@ -43,6 +43,9 @@ pub struct DeriveArgs {
     /// Where the app's sealed bundle goes (default $XDG_DATA_HOME/ov/bundles/APP/ENV.age)
     #[arg(long, value_name = "PATH")]
     bundle: Option<PathBuf>,
+    /// Seal the bundle even when the app/env holds no secrets yet
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +68,9 @@ pub struct AddArgs {
     path: PathBuf,
     #[command(flatten)]
     app: AppArgs,
+    /// Seal the bundle even when the app/env holds no secrets yet
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +120,22 @@ fn derive(a: &DeriveArgs) -> Result<i32> {
     let engine = Engine::load()?;
     let path = mk::absolute(&a.out);
     let mut registry = Registry::load(&engine.paths)?;
+    if !a.allow_empty {
+        refuse_empty(&engine, app, env, &|other| {
+            let mut cmd = format!(
+                "ov auth derive-machine-key --out {} --app {app} --env {other}",
+                ov_plugin_support::shell_quote(&path)
+            );
+            if a.force {
+                cmd.push_str(" --force");
+            }
+            if let Some(b) = &a.bundle {
+                cmd.push_str(" --bundle ");
+                cmd.push_str(&ov_plugin_support::shell_quote(&mk::absolute(b)));
+            }
+            cmd
+        })?;
+    }
     let key = mk::create(&path, a.force)?;
     // Rotation: every app this path was registered for moves to the new key.
     let mut apps: Vec<(String, String)> = registry
@@ -157,12 +179,60 @@ fn derive(a: &DeriveArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// A bundle sealed from an app/env that holds nothing starts the service
+/// with no secrets and not a word said: refuse, and name the envs of the
+/// app that do hold secrets, each with `command(env)` to use instead.
+fn refuse_empty(
+    engine: &Engine,
+    app: &str,
+    env: &str,
+    command: &dyn Fn(&str) -> String,
+) -> Result<()> {
+    let secrets = mk::collect_complete(&engine.store, app, env, &format!("seal {app}/{env} now"))??;
+    if !secrets.is_empty() {
+        return Ok(());
+    }
+    let others: Vec<String> = mk::envs_holding(&engine.store, app)?
+        .into_iter()
+        .filter(|e| e != env)
+        .collect();
+    let mut msg = format!(
+        "{app}/{env} holds no secrets: its bundle would start the service with none, so nothing was written"
+    );
+    if !others.is_empty() {
+        msg.push_str(&format!(
+            "; {app}'s secrets are in {}",
+            others
+                .iter()
+                .map(|e| format!("--env {e}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut err = OvError::new(msg);
+    for other in &others {
+        err = err.hint(command(other));
+    }
+    Err(err.hint(format!(
+        "{} --allow-empty   # seal it empty anyway; setting a secret of {app}/{env} re-seals it",
+        command(env)
+    )))
+}
+
 fn add(a: &AddArgs) -> Result<i32> {
     let (app, env) = (a.app.app.as_str(), a.app.env.as_str());
     mk::validate_app_env(app, env)?;
     let engine = Engine::load()?;
     let path = mk::absolute(&a.path);
     let key = mk::load(&path, app, env)?;
+    if !a.allow_empty {
+        refuse_empty(&engine, app, env, &|other| {
+            format!(
+                "ov auth machine-key add {} --app {app} --env {other}",
+                ov_plugin_support::shell_quote(&path)
+            )
+        })?;
+    }
     let mut registry = Registry::load(&engine.paths)?;
     registry.register(&path, app, env, &key);
     drop(key);
