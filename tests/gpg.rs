@@ -1329,3 +1329,25 @@ fn a_value_given_to_gpg_set_is_hidden_from_ps_while_ov_runs() {
     assert!(!shown.contains(value), "{shown}");
     assert!(shown.contains(&"x".repeat(value.len())), "{shown}");
 }
+
+#[test]
+fn issue15_recipients_names_the_primary_key_and_the_subkey() {
+    let (env, g, alice) = gpg_env();
+    encrypt(&env, &alice, "A=1\n");
+    let list = stdout(&g.gpg(&["--with-colons", "--list-keys", &alice.fpr], ""));
+    let sub = list
+        .lines()
+        .find(|l| l.starts_with("sub:"))
+        .and_then(|l| l.split(':').nth(4))
+        .expect("an encryption subkey")
+        .to_owned();
+    assert_ne!(sub, alice.keyid);
+    let out = env.ok(&["secrets", "gpg", "recipients"]);
+    assert_eq!(
+        out,
+        format!("{}  Alice <alice@example.com>  (encryption subkey {sub})\n", alice.keyid)
+    );
+    // The first field is what -r takes.
+    let first = out.split_whitespace().next().unwrap();
+    env.ok(&["secrets", "gpg", "set", "B", "2", "-f", "other", "-r", first]);
+}

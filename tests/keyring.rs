@@ -1083,3 +1083,66 @@ fn moving_from_config_into_the_keyring_keeps_a_differing_value_and_leaves_no_pla
         stdout(&doctor)
     );
 }
+
+#[test]
+fn issue15_import_from_a_keyring_that_is_down_says_it_is_down() {
+    let (env, mut ss) = keyring_env();
+    env.run_stdin(&["secrets", "set", "svc", "k"], "in-keyring\n");
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    ss.stop_keyring();
+    let out = env.run(&["secrets", "import", "--from", "keyring"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("not a listable backend"), "{err}");
+    assert!(
+        err.contains("ov: error: cannot import from 'keyring': the keyring is down (no Secret Service provider is running"),
+        "{err}"
+    );
+    let doctor = common::hint_starting(&out, "ov doctor keyring");
+    // The hint runs as printed and says what is wrong.
+    let pasted = env.paste(&doctor);
+    assert!(
+        stdout(&pasted).contains("no Secret Service provider"),
+        "{}",
+        stdout(&pasted)
+    );
+    assert!(!env.credentials().exists());
+    // Once it is up, the same import works.
+    ss.start_keyring();
+    let out = env.run(&["secrets", "import", "--from", "keyring"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.credentials().exists());
+}
+
+#[test]
+fn issue15_list_strict_fails_when_a_collection_is_locked() {
+    let (env, ss) = keyring_env();
+    let work = ss.create_collection("Work");
+    env.ok(&["settings", "set", "keyring_collection_label", "Work"]);
+    env.run_stdin(&["secrets", "set", "svc", "k"], "kept\n");
+    ss.lock(&work);
+    env.ok(&["settings", "unset", "keyring_collection_label"]);
+    // Without --strict: what was seen, a note on stderr, exit 0.
+    let out = env.run(&["secrets", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(r#"the keyring collection "Work" is locked"#),
+        "{}",
+        stderr(&out)
+    );
+    // With --strict: exit 1, nothing listed, the same words as an error.
+    let out = env.run(&["secrets", "list", "--strict"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains(
+            r#"ov: error: cannot list every entry (--strict): the keyring collection "Work" is locked"#
+        ),
+        "{}",
+        stderr(&out)
+    );
+    ss.unlock(&work);
+    let out = env.run(&["secrets", "list", "--strict"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "svc/k\n");
+}
