@@ -600,7 +600,9 @@ fn doctor_checks_keys_and_bundles() {
         "{}",
         stdout(&out)
     );
-    // Stale: the bundle predates the last change.
+    // Stale: the bundle predates the last change. (With a key the doctor
+    // cannot use, that is all it can go by.)
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     let b = bundle(&env);
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     fs::File::options()
@@ -629,7 +631,6 @@ fn doctor_checks_keys_and_bundles() {
         "{json}"
     );
     // A bad key mode fails with the same fix as ov run's error.
-    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     let out = env.run(&["doctor", "machine-key", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("machine key has permissions 0644 — must be 0600"));
@@ -1121,4 +1122,51 @@ fn issue15_a_missing_directory_for_the_key_gets_the_mkdir_that_makes_it() {
     assert!(env.paste(&fix).status.success());
     env.ok(&derive);
     assert_eq!(mode_of(&key), 0o600);
+}
+
+#[test]
+fn issue15_doctor_compares_the_bundle_with_the_store_and_seal_all_reseals_every_app() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    env.ok(&["secrets", "set", "--app", "other", "--env", "staging", "TOKEN", "t1"]);
+    env.ok(&["auth", "machine-key", "add", &k, "--app", "other", "--env", "staging"]);
+    let out = env.ok(&["doctor", "machine-key"]);
+    assert!(out.contains("holds what the store holds"), "{out}");
+    // Both changed behind ov's back, as KeePassXC or secret-tool would:
+    // the registry records no change, only the store knows.
+    let creds = fs::read_to_string(env.credentials()).unwrap();
+    assert!(creds.contains("postgres://db/x") && creds.contains("t1"), "{creds}");
+    fs::write(
+        env.credentials(),
+        creds.replace("postgres://db/x", "postgres://db/y").replace("t1", "t2"),
+    )
+    .unwrap();
+    let out = env.run(&["doctor", "machine-key", "--json"]);
+    let json = stdout(&out);
+    assert!(
+        json.contains("is stale: DATABASE_URL changed in the store"),
+        "{json}"
+    );
+    assert!(json.contains("TOKEN changed in the store"), "{json}");
+    assert!(
+        json.contains("\"fix\": \"ov auth machine-key seal --app myapp --env production\""),
+        "{json}"
+    );
+    // The doctor's fix, pasted, makes that app current.
+    let pasted = env.paste("ov auth machine-key seal --app myapp --env production");
+    assert!(pasted.status.success(), "{}", stderr(&pasted));
+    let out = env.ok(&run_args(&k, &["--all", "--", "sh", "-c", "echo \"$DATABASE_URL\""]));
+    assert_eq!(out, "postgres://db/y\n");
+    // seal --all does every registered app.
+    let out = env.run(&["auth", "machine-key", "seal", "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("sealed myapp/production"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("sealed other/staging"), "{}", stderr(&out));
+    let out = env.ok(&["doctor", "machine-key"]);
+    assert!(!out.contains("stale"), "{out}");
+    let out = env.ok(&[
+        "run", "--app", "other", "--env", "staging", "--machine-key", &k, "--all", "--", "sh",
+        "-c", "echo \"$TOKEN\"",
+    ]);
+    assert_eq!(out, "t2\n");
 }

@@ -56,10 +56,23 @@ pub enum MachineKeyCommand {
     Add(AddArgs),
     /// Stop a key from opening an app's secrets (re-seals without it)
     Revoke(RevokeArgs),
-    /// Re-seal an app's bundle from the store now
-    Seal(AppArgs),
+    /// Re-seal an app's bundle from the store now (--all: every registered app)
+    Seal(SealArgs),
     /// Print the age identity a key has for an app, for `age -d` in an emergency
     Identity(IdentityArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// The app whose bundle to re-seal
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    app: Option<String>,
+    /// The app's environment
+    #[arg(long, default_value = DEFAULT_ENV, requires = "app")]
+    env: String,
+    /// Re-seal the bundle of every app/env a machine key is registered for
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -316,22 +329,61 @@ fn revoke(a: &RevokeArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn seal(a: &AppArgs) -> Result<i32> {
-    mk::validate_app_env(&a.app, &a.env)?;
+fn seal(a: &SealArgs) -> Result<i32> {
+    let Some(app) = a.app.as_deref().filter(|_| !a.all) else {
+        return seal_all();
+    };
+    mk::validate_app_env(app, &a.env)?;
     let engine = Engine::load()?;
     let registry = Registry::load(&engine.paths)?;
-    if registry.for_app(&a.app, &a.env).next().is_none() {
+    if registry.for_app(app, &a.env).next().is_none() {
         return Err(OvError::new(format!(
             "no machine key is registered for {}/{}",
-            a.app, a.env
+            app, a.env
         ))
         .hint(format!(
             "ov auth derive-machine-key --out /etc/ov/{}.key --app {} --env {}",
-            a.app, a.app, a.env
+            app, app, a.env
         )));
     }
-    let sealed = mk::seal(&engine.paths, &registry, &engine.store, &a.app, &a.env)?;
-    report_sealed(&engine.paths, &a.app, &a.env, sealed.as_deref());
+    let sealed = mk::seal(&engine.paths, &registry, &engine.store, app, &a.env)?;
+    report_sealed(&engine.paths, app, &a.env, sealed.as_deref());
+    Ok(0)
+}
+
+/// Re-seal every registered app/env; one that cannot be sealed now does
+/// not stop the others, and makes the exit status 1.
+fn seal_all() -> Result<i32> {
+    let engine = Engine::load()?;
+    let registry = Registry::load(&engine.paths)?;
+    let mut apps: Vec<(String, String)> = registry
+        .keys
+        .iter()
+        .map(|r| (r.app.clone(), r.env.clone()))
+        .collect();
+    apps.sort();
+    apps.dedup();
+    if apps.is_empty() {
+        eprintln!("no machine keys are registered; nothing to seal");
+        return Ok(0);
+    }
+    let mut failed = 0;
+    for (app, env) in &apps {
+        match mk::seal(&engine.paths, &registry, &engine.store, app, env) {
+            Ok(sealed) => report_sealed(&engine.paths, app, env, sealed.as_deref()),
+            Err(e) => {
+                failed += 1;
+                eprint!("{}", e.render());
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(OvError::new(format!(
+            "{failed} of {} bundles could not be sealed (see above)",
+            apps.len()
+        ))
+        .hint("ov auth machine-key seal --all   # again, once they can"));
+    }
     Ok(0)
 }
 
