@@ -256,7 +256,8 @@ fn out_dir_problem(path: &Path, e: &std::io::Error) -> OvError {
     {
         err.hint(format!(
             "sudo chown {user} {dir_q}   # or choose a directory {user} can write: --out DIR/{}",
-            path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            path.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
         ))
     } else {
         err

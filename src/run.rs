@@ -133,7 +133,10 @@ pub type Relaunch<'a> = &'a dyn Fn(&std::ffi::OsStr) -> String;
 
 fn spawn_error(cmd: &[OsString], e: &std::io::Error, relaunch: Relaunch) -> OvError {
     use std::os::unix::fs::PermissionsExt;
-    let prog = Path::new(cmd.first().map_or(std::ffi::OsStr::new(""), |p| p.as_os_str()));
+    let prog = Path::new(
+        cmd.first()
+            .map_or(std::ffi::OsStr::new(""), |p| p.as_os_str()),
+    );
     let shown = prog.display();
     let quoted = ov_plugin_support::shell_quote(prog);
     let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
@@ -156,7 +159,10 @@ fn spawn_error(cmd: &[OsString], e: &std::io::Error, relaunch: Relaunch) -> OvEr
             } else if let Some(dir) = prog
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
-                .and_then(|d| d.ancestors().find(|a| a.is_dir() && !a.as_os_str().is_empty()))
+                .and_then(|d| {
+                    d.ancestors()
+                        .find(|a| a.is_dir() && !a.as_os_str().is_empty())
+                })
             {
                 err = err.hint(format!(
                     "ls -l {}   # what is there",
@@ -172,7 +178,10 @@ fn spawn_error(cmd: &[OsString], e: &std::io::Error, relaunch: Relaunch) -> OvEr
         (_, Some(file)) => {
             let file_q = ov_plugin_support::shell_quote(file);
             let mut err = if file.is_dir() {
-                OvError::new(format!("cannot run {shown}: {} is a directory", file.display()))
+                OvError::new(format!(
+                    "cannot run {shown}: {} is a directory",
+                    file.display()
+                ))
             } else if errno == nix::errno::Errno::ENOEXEC {
                 OvError::new(format!(
                     "cannot run {shown}: {} is not a program this system can run (a script needs a #! line)",
@@ -180,8 +189,11 @@ fn spawn_error(cmd: &[OsString], e: &std::io::Error, relaunch: Relaunch) -> OvEr
                 ))
                 .hint(format!("head -n 1 {file_q}   # a script starts with #!/bin/sh or the like"))
             } else if std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o111 == 0) {
-                OvError::new(format!("cannot run {shown}: {} is not executable", file.display()))
-                    .hint(format!("chmod +x {file_q}"))
+                OvError::new(format!(
+                    "cannot run {shown}: {} is not executable",
+                    file.display()
+                ))
+                .hint(format!("chmod +x {file_q}"))
             } else {
                 OvError::new(format!("cannot run {shown}: {e}"))
             };

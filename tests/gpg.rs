@@ -1345,9 +1345,14 @@ fn issue15_recipients_names_the_primary_key_and_the_subkey() {
     let out = env.ok(&["secrets", "gpg", "recipients"]);
     assert_eq!(
         out,
-        format!("{}  Alice <alice@example.com>  (encryption subkey {sub})\n", alice.keyid)
+        format!(
+            "{}  Alice <alice@example.com>  (encryption subkey {sub})\n",
+            alice.keyid
+        )
     );
     // The first field is what -r takes.
     let first = out.split_whitespace().next().unwrap();
-    env.ok(&["secrets", "gpg", "set", "B", "2", "-f", "other", "-r", first]);
+    env.ok(&[
+        "secrets", "gpg", "set", "B", "2", "-f", "other", "-r", first,
+    ]);
 }

@@ -889,14 +889,28 @@ fn issue15_derive_without_env_refuses_an_empty_bundle_and_names_the_env() {
         err.contains("ov: error: myapp/default holds no secrets"),
         "{err}"
     );
-    assert!(err.contains("myapp's secrets are in --env production"), "{err}");
+    assert!(
+        err.contains("myapp's secrets are in --env production"),
+        "{err}"
+    );
     // Nothing was written: no key, no bundle, no registration.
     assert!(!key.exists());
-    assert!(!env.root().join("data/ov/bundles/myapp/default.age").exists());
-    assert!(env.ok(&["auth", "machine-key", "list", "--json"]).contains("[]"));
+    assert!(
+        !env.root()
+            .join("data/ov/bundles/myapp/default.age")
+            .exists()
+    );
+    assert!(
+        env.ok(&["auth", "machine-key", "list", "--json"])
+            .contains("[]")
+    );
     let fixes = hints_of(&out);
     assert_eq!(fixes.len(), 2, "{}", stderr(&out));
-    assert!(fixes[1].contains("--env default --allow-empty"), "{}", fixes[1]);
+    assert!(
+        fixes[1].contains("--env default --allow-empty"),
+        "{}",
+        fixes[1]
+    );
     let fix = fixes[0].clone();
     assert_eq!(
         fix,
@@ -932,7 +946,11 @@ fn issue15_derive_without_env_refuses_an_empty_bundle_and_names_the_env() {
         .expect("an --allow-empty hint");
     let pasted = env.paste(&allow);
     assert!(pasted.status.success(), "{}", stderr(&pasted));
-    assert!(env.root().join("data/ov/bundles/myapp/staging.age").exists());
+    assert!(
+        env.root()
+            .join("data/ov/bundles/myapp/staging.age")
+            .exists()
+    );
 }
 
 fn hints_of(out: &std::process::Output) -> Vec<String> {
@@ -947,7 +965,16 @@ fn issue15_run_all_never_starts_with_zero_secrets_and_names_the_env() {
     let m = format!("touch {}; echo \"$API_KEY\"", marker.display());
     // Machine key, no bundle for myapp/default.
     let out = env.run(&[
-        "run", "--app", "myapp", "--machine-key", &k, "--all", "--", "sh", "-c", &m,
+        "run",
+        "--app",
+        "myapp",
+        "--machine-key",
+        &k,
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        &m,
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
@@ -976,11 +1003,25 @@ fn issue15_run_all_never_starts_with_zero_secrets_and_names_the_env() {
         "--allow-empty",
     ]);
     let out = env.run(&[
-        "run", "--app", "myapp", "--env", "staging", "--machine-key", &k, "--all", "--",
-        "sh", "-c", &m,
+        "run",
+        "--app",
+        "myapp",
+        "--env",
+        "staging",
+        "--machine-key",
+        &k,
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        &m,
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("holds no secrets"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds no secrets"),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         stderr(&out).contains("did you mean --env production?"),
         "{}",
@@ -1020,7 +1061,8 @@ fn issue15_run_exits_127_for_a_missing_command_and_126_for_one_not_executable() 
         let out = env.run(&missing);
         assert_eq!(out.status.code(), Some(127), "{dir:?}: {}", stderr(&out));
         assert!(
-            stderr(&out).starts_with("ov: error: cannot run no-such-command-ov-test: command not found"),
+            stderr(&out)
+                .starts_with("ov: error: cannot run no-such-command-ov-test: command not found"),
             "{}",
             stderr(&out)
         );
@@ -1043,7 +1085,8 @@ fn issue15_run_exits_127_for_a_missing_command_and_126_for_one_not_executable() 
         let out = env.run(&run);
         assert_eq!(out.status.code(), Some(126), "{dir:?}: {}", stderr(&out));
         assert!(
-            stderr(&out).starts_with("ov: error: cannot run ./server.sh: ./server.sh is not executable"),
+            stderr(&out)
+                .starts_with("ov: error: cannot run ./server.sh: ./server.sh is not executable"),
             "{}",
             stderr(&out)
         );
@@ -1110,14 +1153,19 @@ fn issue15_a_missing_directory_for_the_key_gets_the_mkdir_that_makes_it() {
     let out = env.run(&derive);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains(&format!("ov: error: cannot create {k}: no such file or directory")),
+        stderr(&out).contains(&format!(
+            "ov: error: cannot create {k}: no such file or directory"
+        )),
         "{}",
         stderr(&out)
     );
     let fix = common::hint_starting(&out, "mkdir");
     assert_eq!(
         fix,
-        format!("mkdir -p -m 700 {}", env.root().join("keys/deploy").display())
+        format!(
+            "mkdir -p -m 700 {}",
+            env.root().join("keys/deploy").display()
+        )
     );
     assert!(env.paste(&fix).status.success());
     env.ok(&derive);
@@ -1128,17 +1176,33 @@ fn issue15_a_missing_directory_for_the_key_gets_the_mkdir_that_makes_it() {
 fn issue15_doctor_compares_the_bundle_with_the_store_and_seal_all_reseals_every_app() {
     let (env, key) = setup();
     let k = key.display().to_string();
-    env.ok(&["secrets", "set", "--app", "other", "--env", "staging", "TOKEN", "t1"]);
-    env.ok(&["auth", "machine-key", "add", &k, "--app", "other", "--env", "staging"]);
+    env.ok(&[
+        "secrets", "set", "--app", "other", "--env", "staging", "TOKEN", "t1",
+    ]);
+    env.ok(&[
+        "auth",
+        "machine-key",
+        "add",
+        &k,
+        "--app",
+        "other",
+        "--env",
+        "staging",
+    ]);
     let out = env.ok(&["doctor", "machine-key"]);
     assert!(out.contains("holds what the store holds"), "{out}");
     // Both changed behind ov's back, as KeePassXC or secret-tool would:
     // the registry records no change, only the store knows.
     let creds = fs::read_to_string(env.credentials()).unwrap();
-    assert!(creds.contains("postgres://db/x") && creds.contains("t1"), "{creds}");
+    assert!(
+        creds.contains("postgres://db/x") && creds.contains("t1"),
+        "{creds}"
+    );
     fs::write(
         env.credentials(),
-        creds.replace("postgres://db/x", "postgres://db/y").replace("t1", "t2"),
+        creds
+            .replace("postgres://db/x", "postgres://db/y")
+            .replace("t1", "t2"),
     )
     .unwrap();
     let out = env.run(&["doctor", "machine-key", "--json"]);
@@ -1155,18 +1219,39 @@ fn issue15_doctor_compares_the_bundle_with_the_store_and_seal_all_reseals_every_
     // The doctor's fix, pasted, makes that app current.
     let pasted = env.paste("ov auth machine-key seal --app myapp --env production");
     assert!(pasted.status.success(), "{}", stderr(&pasted));
-    let out = env.ok(&run_args(&k, &["--all", "--", "sh", "-c", "echo \"$DATABASE_URL\""]));
+    let out = env.ok(&run_args(
+        &k,
+        &["--all", "--", "sh", "-c", "echo \"$DATABASE_URL\""],
+    ));
     assert_eq!(out, "postgres://db/y\n");
     // seal --all does every registered app.
     let out = env.run(&["auth", "machine-key", "seal", "--all"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("sealed myapp/production"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("sealed other/staging"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sealed myapp/production"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("sealed other/staging"),
+        "{}",
+        stderr(&out)
+    );
     let out = env.ok(&["doctor", "machine-key"]);
     assert!(!out.contains("stale"), "{out}");
     let out = env.ok(&[
-        "run", "--app", "other", "--env", "staging", "--machine-key", &k, "--all", "--", "sh",
-        "-c", "echo \"$TOKEN\"",
+        "run",
+        "--app",
+        "other",
+        "--env",
+        "staging",
+        "--machine-key",
+        &k,
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$TOKEN\"",
     ]);
     assert_eq!(out, "t2\n");
 }

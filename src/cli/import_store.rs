@@ -110,8 +110,14 @@ pub(crate) fn from_backends(engine: &Engine, a: &ImportArgs) -> Result<i32> {
                     e = e.hint(h);
                 }
             }
-            if !e.hints.iter().any(|h| h.starts_with(&format!("ov doctor {f}"))) {
-                e = e.hint(format!("ov doctor {f}   # why it is {state} and how to fix it"));
+            if !e
+                .hints
+                .iter()
+                .any(|h| h.starts_with(&format!("ov doctor {f}")))
+            {
+                e = e.hint(format!(
+                    "ov doctor {f}   # why it is {state} and how to fix it"
+                ));
             }
             return Err(e);
         }

@@ -126,9 +126,8 @@ pub fn run(a: RunArgs) -> Result<i32> {
                 "{app}/{env} holds no secrets, so the command was not started{}",
                 did_you_mean(&others)
             ));
-            return Err(
-                with_other_envs(err, &a, &others).hint("ov secrets list   # every app/env with secrets")
-            );
+            return Err(with_other_envs(err, &a, &others)
+                .hint("ov secrets list   # every app/env with secrets"));
         }
         run::select(all, &selection, app, env, &|name| {
             vec![format!("ov secrets set --app {app} --env {env} {name}")]

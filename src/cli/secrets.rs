@@ -369,7 +369,10 @@ fn move_to_encrypted(engine: &Engine, plaintext: &str) -> String {
         }
     }
     steps.push(format!("ov secrets import --from {plaintext} --move"));
-    format!("{}   # move them to an encrypted backend", steps.join(" && "))
+    format!(
+        "{}   # move them to an encrypted backend",
+        steps.join(" && ")
+    )
 }
 
 /// Re-seal the bundle of an app/env service after a change, and say so.

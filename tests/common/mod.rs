@@ -223,7 +223,12 @@ pub fn hint_starting(out: &Output, prefix: &str) -> String {
         .into_iter()
         .filter(|h| h.starts_with(prefix))
         .collect();
-    assert_eq!(found.len(), 1, "one hint starting {prefix:?} in:\n{}", stderr(out));
+    assert_eq!(
+        found.len(),
+        1,
+        "one hint starting {prefix:?} in:\n{}",
+        stderr(out)
+    );
     found[0].clone()
 }
 
