@@ -1146,3 +1146,73 @@ fn issue15_list_strict_fails_when_a_collection_is_locked() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "svc/k\n");
 }
+
+#[test]
+fn issue15_a_value_changed_with_secret_tool_makes_the_bundle_stale() {
+    let (env, ss) = keyring_env();
+    let out = env.run_stdin(
+        &["secrets", "set", "--app", "myapp", "--env", "prod", "DB"],
+        "v1\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = env.root().join("m.key").display().to_string();
+    env.ok(&[
+        "auth",
+        "derive-machine-key",
+        "--out",
+        &key,
+        "--app",
+        "myapp",
+        "--env",
+        "prod",
+    ]);
+    let doctor = env.ok(&["doctor", "machine-key"]);
+    assert!(doctor.contains("holds what the store holds"), "{doctor}");
+    // Replace the item in place with secret-tool: same attributes, new value.
+    let found = ss.secret_tool(&["search", "--all", "service", "myapp/prod"], b"");
+    let text = format!("{}{}", stdout(&found), stderr(&found));
+    let attrs: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("attribute."))
+        .flat_map(|l| {
+            let (k, v) = l.split_once(" = ").expect("attribute line");
+            [k.to_owned(), v.to_owned()]
+        })
+        .collect();
+    assert!(attrs.iter().any(|a| a == "DB"), "{text}");
+    let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+    ss.store(&attrs, b"v2");
+    assert_eq!(
+        env.ok(&["secrets", "get", "myapp/prod", "DB"]),
+        "v2\n",
+        "secret-tool replaced ov's item"
+    );
+    let out = env.run(&["doctor", "machine-key"]);
+    let report = stdout(&out);
+    assert!(report.contains("DB changed in the store"), "{report}");
+    assert!(
+        report.contains("ov auth machine-key seal --app myapp --env prod"),
+        "{report}"
+    );
+    let pasted = env.paste("ov auth machine-key seal --app myapp --env prod");
+    assert!(pasted.status.success(), "{}", stderr(&pasted));
+    let out = env.ok(&[
+        "run",
+        "--app",
+        "myapp",
+        "--env",
+        "prod",
+        "--machine-key",
+        &key,
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s' \"$DB\"",
+    ]);
+    assert_eq!(out, "v2");
+    assert!(
+        env.ok(&["doctor", "machine-key"])
+            .contains("holds what the store holds")
+    );
+}
