@@ -241,24 +241,22 @@ fn out_dir_problem(path: &Path, e: &std::io::Error) -> OvError {
     let dir_q = ov_plugin_support::shell_quote(dir);
     let writable = |d: &Path| nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
     if ov_plugin_support::is_missing(e) && !dir.exists() {
-        // The nearest directory that is there says whether sudo is needed.
+        // The nearest directory that is there says whether root must make it.
         let ancestor = dir.ancestors().find(|d| d.exists());
         if ancestor.is_some_and(writable) {
             err.hint(format!("mkdir -p -m 700 {dir_q}"))
         } else {
-            err.hint(format!("sudo install -d -m 700 -o {user} {dir_q}"))
+            err.hint(format!("install -d -m 700 -o {user} {dir_q}   # as root"))
         }
     } else if e.kind() == std::io::ErrorKind::PermissionDenied
         && dir.is_dir()
         && !writable(dir)
-        // A system directory (/etc) is not handed to one user.
-        && std::fs::metadata(dir).is_ok_and(|m| m.uid() != 0)
+        // Only a directory that is someone's or empty (made for the key,
+        // such as /etc/ov) is handed over; /etc is not.
+        && (std::fs::metadata(dir).is_ok_and(|m| m.uid() != 0)
+            || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()))
     {
-        err.hint(format!(
-            "sudo chown {user} {dir_q}   # or choose a directory {user} can write: --out DIR/{}",
-            path.file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-        ))
+        err.hint(format!("chown {user} {dir_q}   # as root"))
     } else {
         err
     }

@@ -1255,3 +1255,75 @@ fn issue15_doctor_compares_the_bundle_with_the_store_and_seal_all_reseals_every_
     ]);
     assert_eq!(out, "t2\n");
 }
+
+#[test]
+fn issue15_a_key_directory_the_service_account_cannot_write_gets_the_chown() {
+    use std::os::unix::fs::chown;
+    // A tree the service account (nobody) can use, and /etc/ov made by root.
+    let base = tempfile::Builder::new()
+        .prefix("ov-svc.")
+        .tempdir_in("/tmp")
+        .unwrap();
+    fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for d in ["home", "config", "data"] {
+        let p = base.path().join(d);
+        fs::create_dir(&p).unwrap();
+        chown(&p, Some(65534), Some(65534)).unwrap();
+    }
+    let etc_ov = base.path().join("etc-ov");
+    fs::create_dir(&etc_ov).unwrap();
+    fs::set_permissions(&etc_ov, fs::Permissions::from_mode(0o755)).unwrap();
+    let key = etc_ov.join("myapp.key");
+    let k = key.display().to_string();
+    let as_nobody = || {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_ov"))
+            .args([
+                "auth",
+                "derive-machine-key",
+                "--out",
+                &k,
+                "--app",
+                "myapp",
+                "--env",
+                "production",
+                "--allow-empty",
+            ])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", base.path().join("home"))
+            .env("XDG_CONFIG_HOME", base.path().join("config"))
+            .env("XDG_DATA_HOME", base.path().join("data"))
+            .env("OV_SYSTEM_PLUGIN_DIR", base.path().join("none"))
+            .env("OV_SYSCONFDIR", base.path().join("none"))
+            .current_dir(base.path())
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    let out = as_nobody();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("ov: error: cannot create {k}: permission denied")),
+        "{}",
+        stderr(&out)
+    );
+    let fix = common::hint_starting(&out, "chown");
+    assert_eq!(
+        fix,
+        format!("chown nobody {}   # as root", etc_ov.display())
+    );
+    // Pasted as root (what the comment says), it lets the account write there.
+    let pasted = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&fix)
+        .output()
+        .unwrap();
+    assert!(pasted.status.success(), "{}", stderr(&pasted));
+    let out = as_nobody();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&fs::metadata(&key).unwrap()),
+        65534
+    );
+}
