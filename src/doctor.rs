@@ -174,11 +174,30 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         && !registry.keys.is_empty()
     {
         let p = paths.clone();
-        tasks.push(Task::batch(
-            "machine-key",
-            "machine keys and sealed bundles",
-            move || machine_key_reports(&p, &registry),
-        ));
+        let backends = host.backends.clone();
+        let settings = settings.clone();
+        tasks.push(
+            Task::batch(
+                "machine-key",
+                "machine keys and sealed bundles",
+                move || {
+                    // The store, to compare each bundle with what it holds;
+                    // it never prompts here (a doctor asks for nothing).
+                    let store = settings.ok().map(|settings| {
+                        let host = Host {
+                            plugins: Vec::new(),
+                            backends,
+                        };
+                        let mut store = crate::store::Store::new(&p, &settings, host);
+                        store.unlocker.never_prompt();
+                        store
+                    });
+                    machine_key_reports(&p, &registry, store.as_ref())
+                },
+            )
+            // Reading a KeePass database derives its key: slow, not hung.
+            .at_least(SLOW_CHECK_BUDGET),
+        );
     }
     // gpg.*: the GnuPG chain and the .secrets file of the current directory.
     tasks.extend(ov_plugin_gpg::checks::doctor_tasks(".secrets".into()));
@@ -472,12 +491,37 @@ fn backends_available(
     }
 }
 
+/// How a bundle's secrets differ from the store's, by name only: `X
+/// changed in the store`, `Y is not sealed`, `Z is no longer stored`.
+fn bundle_diff(
+    sealed: &[(String, ov_plugin_api::Secret)],
+    stored: &[(String, ov_plugin_api::Secret)],
+) -> Vec<String> {
+    let mut diff = Vec::new();
+    for (name, value) in stored {
+        match sealed.iter().find(|(n, _)| n == name) {
+            Some((_, v)) if v.expose() == value.expose() => {}
+            Some(_) => diff.push(format!("{name} changed in the store")),
+            None => diff.push(format!("{name} is not sealed")),
+        }
+    }
+    for (name, _) in sealed {
+        if !stored.iter().any(|(n, _)| n == name) {
+            diff.push(format!("{name} is no longer stored"));
+        }
+    }
+    diff
+}
+
 /// For each registered key: the file passes `ov run`'s checks (same texts
 /// and fixes as its errors), and the app's bundle exists, opens with the
-/// key, and is not older than the app's last change through ov.
+/// key, and holds what the store holds (a value changed in another tool
+/// makes it stale too); when the key or the store cannot be read here,
+/// it is at least not older than the app's last change through ov.
 fn machine_key_reports(
     paths: &Paths,
     registry: &crate::machine_key::Registry,
+    store: Option<&crate::store::Store>,
 ) -> Vec<ov_checks::CheckReport> {
     use crate::machine_key as mk;
     let mut out = Vec::new();
@@ -533,12 +577,48 @@ fn machine_key_reports(
                 continue;
             }
         };
-        if let Some(key) = &key
-            && let Err(e) = mk::open(&bundle, key, app, env)
-        {
-            let mut rep = report(&id, &title, Status::Fail, e.message);
-            rep.fix = Some(seal);
-            out.push(rep);
+        let sealed = match key.as_ref().map(|key| mk::open(&bundle, key, app, env)) {
+            Some(Err(e)) => {
+                let mut rep = report(&id, &title, Status::Fail, e.message);
+                rep.fix = Some(seal);
+                out.push(rep);
+                continue;
+            }
+            Some(Ok(sealed)) => Some(sealed),
+            None => None,
+        };
+        // What the store holds now, when all of it can be seen.
+        let stored = store.and_then(|store| {
+            mk::collect_complete(store, app, env, "compare")
+                .ok()
+                .and_then(Result::ok)
+        });
+        if let (Some(sealed), Some(stored)) = (&sealed, &stored) {
+            let diff = bundle_diff(sealed, stored);
+            if diff.is_empty() {
+                out.push(report(
+                    &id,
+                    &title,
+                    Status::Ok,
+                    format!(
+                        "{} opens with the key and holds what the store holds",
+                        bundle.display()
+                    ),
+                ));
+            } else {
+                let mut rep = report(
+                    &id,
+                    &title,
+                    Status::Warn,
+                    format!(
+                        "{} is stale: {}; the service would start with old secrets",
+                        bundle.display(),
+                        diff.join(", ")
+                    ),
+                );
+                rep.fix = Some(seal);
+                out.push(rep);
+            }
             continue;
         }
         let sealed_at = meta

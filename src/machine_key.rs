@@ -230,13 +230,45 @@ pub fn chown_command(path: &Path) -> String {
     )
 }
 
+/// Why a key file cannot be created at `path`, with the command that
+/// makes its directory (missing) or hands it to the user (not writable).
+fn out_dir_problem(path: &Path, e: &std::io::Error) -> OvError {
+    let err = OvError::new(format!("cannot create {}: {}", path.display(), io_text(e)));
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return err;
+    };
+    let user = ov_plugin_support::user_name(nix::unistd::Uid::effective().as_raw());
+    let dir_q = ov_plugin_support::shell_quote(dir);
+    let writable = |d: &Path| nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
+    if ov_plugin_support::is_missing(e) && !dir.exists() {
+        // The nearest directory that is there says whether root must make it.
+        let ancestor = dir.ancestors().find(|d| d.exists());
+        if ancestor.is_some_and(writable) {
+            err.hint(format!("mkdir -p -m 700 {dir_q}"))
+        } else {
+            err.hint(format!("install -d -m 700 -o {user} {dir_q}   # as root"))
+        }
+    } else if e.kind() == std::io::ErrorKind::PermissionDenied
+        && dir.is_dir()
+        && !writable(dir)
+        // Only a directory that is someone's or empty (made for the key,
+        // such as /etc/ov) is handed over; /etc is not.
+        && (std::fs::metadata(dir).is_ok_and(|m| m.uid() != 0)
+            || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()))
+    {
+        err.hint(format!("chown {user} {dir_q}   # as root"))
+    } else {
+        err
+    }
+}
+
 /// Write a fresh key: O_EXCL unless `force`, mode 0600, never through a
 /// symlink.
 pub fn create(path: &Path, force: bool) -> Result<MachineKey> {
     let key = MachineKey::generate()?;
     if force {
         ov_plugin_support::write_atomic(path, &key.bytes[..], Some(0o600))
-            .map_err(|e| OvError::new(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(|e| out_dir_problem(path, &e))?;
         return Ok(key);
     }
     let mut f = std::fs::OpenOptions::new()
@@ -257,7 +289,7 @@ pub fn create(path: &Path, force: bool) -> Result<MachineKey> {
                         ov_plugin_support::shell_quote(path)
                     ))
             } else {
-                OvError::new(format!("cannot create {}: {e}", path.display()))
+                out_dir_problem(path, &e)
             }
         })?;
     f.write_all(&key.bytes[..])?;
@@ -381,6 +413,40 @@ pub fn absolute(path: &Path) -> PathBuf {
 pub fn collect(store: &Store, app: &str, env: &str) -> Result<Vec<(String, Secret)>> {
     let svc = service(app, env);
     read_listed(store, &svc, store.list(Some(&svc))?)
+}
+
+/// The envs of `app` that hold at least one secret in the store, in name
+/// order: where to point a user who named an env that holds none.
+pub fn envs_holding(store: &Store, app: &str) -> Result<Vec<String>> {
+    let prefix = format!("{app}/");
+    let mut envs: Vec<String> = store
+        .listing(None)?
+        .entries
+        .keys()
+        .filter_map(|e| e.service.strip_prefix(&prefix))
+        .filter(|env| validate_app_env(app, env).is_ok())
+        .map(str::to_owned)
+        .collect();
+    envs.sort();
+    envs.dedup();
+    Ok(envs)
+}
+
+/// The envs of `app` with a bundle in the default place, other than `env`.
+pub fn envs_with_bundles(paths: &Paths, app: &str, env: &str) -> Vec<String> {
+    let dir = paths.data_dir.join("bundles").join(app);
+    let mut envs: Vec<String> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let other = name.strip_suffix(".age")?.to_owned();
+            (other != env && validate_app_env(app, &other).is_ok()).then_some(other)
+        })
+        .collect();
+    envs.sort();
+    envs
 }
 
 /// Every secret of an app/env, or (inside) the error that says what part

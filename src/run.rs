@@ -109,23 +109,117 @@ fn command(cmd: &[OsString]) -> Result<Command> {
     Ok(c)
 }
 
-fn spawn_error(cmd: &[OsString], e: &std::io::Error) -> OvError {
-    OvError::new(format!(
-        "cannot run {}: {e}",
+/// Exit statuses for a command that cannot be started, as `env`, `nohup`
+/// and POSIX shells use them, so a supervisor tells "no such program"
+/// from the program's own failure.
+pub const EXIT_NOT_FOUND: i32 = 127;
+pub const EXIT_NOT_EXECUTABLE: i32 = 126;
+
+/// The file `prog` names: itself when it has a `/`, else the first match
+/// on PATH (the one `execvp` found and could not run).
+fn locate(prog: &Path) -> Option<PathBuf> {
+    if prog.as_os_str().as_encoded_bytes().contains(&b'/') {
+        return Some(prog.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.exists())
+}
+
+/// How `ov run` was called, as a shell command line with another program:
+/// for the hint that says how to start the file the user meant.
+pub type Relaunch<'a> = &'a dyn Fn(&std::ffi::OsStr) -> String;
+
+fn spawn_error(cmd: &[OsString], e: &std::io::Error, relaunch: Relaunch) -> OvError {
+    use std::os::unix::fs::PermissionsExt;
+    let prog = Path::new(
         cmd.first()
-            .map_or_else(String::new, |p| p.to_string_lossy().into_owned())
-    ))
+            .map_or(std::ffi::OsStr::new(""), |p| p.as_os_str()),
+    );
+    let shown = prog.display();
+    let quoted = ov_plugin_support::shell_quote(prog);
+    let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
+    let found = locate(prog);
+    let mut err = match (errno, &found) {
+        (nix::errno::Errno::ENOENT, _) | (_, None) => {
+            let mut err = if prog.components().count() > 1 || prog.is_absolute() {
+                OvError::new(format!("cannot run {shown}: no such file"))
+            } else {
+                OvError::new(format!("cannot run {shown}: command not found on PATH"))
+            };
+            err.exit_code = EXIT_NOT_FOUND;
+            if prog.components().count() == 1 && !prog.is_absolute() && prog.is_file() {
+                // As a shell does: a bare name is looked up on PATH only.
+                let here = Path::new(".").join(prog);
+                err = err.hint(format!(
+                    "{}   # the file in the current directory: give its path",
+                    relaunch(here.as_os_str())
+                ));
+            } else if let Some(dir) = prog
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .and_then(|d| {
+                    d.ancestors()
+                        .find(|a| a.is_dir() && !a.as_os_str().is_empty())
+                })
+            {
+                err = err.hint(format!(
+                    "ls -l {}   # what is there",
+                    ov_plugin_support::shell_quote(dir)
+                ));
+            } else {
+                err = err.hint(format!(
+                    "command -v {quoted} || echo \"{quoted} is not on PATH: install it, or give its full path\""
+                ));
+            }
+            err
+        }
+        (_, Some(file)) => {
+            let file_q = ov_plugin_support::shell_quote(file);
+            let mut err = if file.is_dir() {
+                OvError::new(format!(
+                    "cannot run {shown}: {} is a directory",
+                    file.display()
+                ))
+            } else if errno == nix::errno::Errno::ENOEXEC {
+                OvError::new(format!(
+                    "cannot run {shown}: {} is not a program this system can run (a script needs a #! line)",
+                    file.display()
+                ))
+                .hint(format!("head -n 1 {file_q}   # a script starts with #!/bin/sh or the like"))
+            } else if std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o111 == 0) {
+                OvError::new(format!(
+                    "cannot run {shown}: {} is not executable",
+                    file.display()
+                ))
+                .hint(format!("chmod +x {file_q}"))
+            } else {
+                OvError::new(format!("cannot run {shown}: {e}"))
+            };
+            err.exit_code = EXIT_NOT_EXECUTABLE;
+            err
+        }
+    };
+    if err.hints.is_empty() {
+        err = err.hint(format!("ls -l {quoted}"));
+    }
+    err
 }
 
 /// Replace ov with the command, the secrets in its environment. Returns
 /// only on failure.
-pub fn exec_with_env(cmd: &[OsString], secrets: &[(String, Secret)]) -> Result<i32> {
+pub fn exec_with_env(
+    cmd: &[OsString],
+    secrets: &[(String, Secret)],
+    relaunch: Relaunch,
+) -> Result<i32> {
     let mut c = command(cmd)?;
     for (k, v) in secrets {
         c.env(k, v.expose());
     }
     let e = c.exec();
-    Err(spawn_error(cmd, &e))
+    Err(spawn_error(cmd, &e, relaunch))
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
@@ -206,6 +300,7 @@ pub fn run_with_files(
     cmd: &[OsString],
     secrets: Vec<(String, Secret)>,
     runtime_dir: Option<&Path>,
+    relaunch: Relaunch,
 ) -> Result<i32> {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     // First of all: a signal from here on is held for the command, so
@@ -255,7 +350,7 @@ pub fn run_with_files(
     // The values are in the files now; none stay in ov's memory while it waits.
     drop(secrets);
     // Not blocked around the spawn: the child would inherit the mask.
-    let mut child = c.spawn().map_err(|e| spawn_error(cmd, &e))?;
+    let mut child = c.spawn().map_err(|e| spawn_error(cmd, &e, relaunch))?;
     let pid = i32::try_from(child.id()).unwrap_or(0);
     CHILD.store(pid, Ordering::SeqCst);
     // A signal that came before the handler knew the pid waits in PENDING.

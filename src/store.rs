@@ -304,6 +304,11 @@ impl Store {
         Ok(Err(miss))
     }
 
+    /// The backend `secret_backend` forces writes to, if any.
+    pub fn forced(&self) -> Option<&str> {
+        self.forced.as_deref()
+    }
+
     /// The backend that receives writes.
     pub fn write_target(&self) -> Result<&Loaded> {
         self.pick_writer().map(|(target, _)| target)

@@ -53,6 +53,7 @@ pub struct Unlocker {
     cache_enabled: bool,
     cache_ttl: u64,
     remembered: RefCell<Option<Secret>>,
+    never_prompt: bool,
 }
 
 impl Unlocker {
@@ -70,6 +71,7 @@ impl Unlocker {
                 _ => 3600,
             },
             remembered: RefCell::new(None),
+            never_prompt: false,
         }
     }
 
@@ -110,8 +112,14 @@ impl Unlocker {
         }
     }
 
+    /// Use only the environment and the cache, as with no terminal (for
+    /// checks that must not stop to ask).
+    pub fn never_prompt(&mut self) {
+        self.never_prompt = true;
+    }
+
     pub fn prompt(&self) -> Result<Secret> {
-        if !prompt::stdin_is_tty() {
+        if self.never_prompt || !prompt::stdin_is_tty() {
             return Err(no_tty_error());
         }
         prompt::ask_hidden(&format!("kdbx password for {}: ", self.db.display()))
@@ -155,7 +163,7 @@ impl Unlocker {
             let (pw, from) = if attempt == 1 {
                 self.first()?
             } else {
-                if !prompt::stdin_is_tty() {
+                if self.never_prompt || !prompt::stdin_is_tty() {
                     // No one to ask: say why the earlier try failed.
                     break;
                 }

@@ -1442,3 +1442,30 @@ fn setup_with_no_session_bus_succeeds_and_says_the_secret_service_step_was_skipp
     assert!(err.contains("the Secret Service step was skipped"), "{err}");
     assert!(err.contains("--skip-secret-service"), "{err}");
 }
+
+#[test]
+fn issue15_recipients_names_the_primary_key_and_the_subkey() {
+    let (env, g, alice) = gpg_env();
+    encrypt(&env, &alice, "A=1\n");
+    let list = stdout(&g.gpg(&["--with-colons", "--list-keys", &alice.fpr], ""));
+    let sub = list
+        .lines()
+        .find(|l| l.starts_with("sub:"))
+        .and_then(|l| l.split(':').nth(4))
+        .expect("an encryption subkey")
+        .to_owned();
+    assert_ne!(sub, alice.keyid);
+    let out = env.ok(&["secrets", "gpg", "recipients"]);
+    assert_eq!(
+        out,
+        format!(
+            "{}  Alice <alice@example.com>  (encryption subkey {sub})\n",
+            alice.keyid
+        )
+    );
+    // The first field is what -r takes.
+    let first = out.split_whitespace().next().unwrap();
+    env.ok(&[
+        "secrets", "gpg", "set", "B", "2", "-f", "other", "-r", first,
+    ]);
+}

@@ -577,3 +577,42 @@ proptest! {
         prop_assert_eq!(back, want);
     }
 }
+
+#[test]
+fn issue15_the_plaintext_warning_names_the_commands_that_move_off_it() {
+    for forced in [false, true] {
+        let mut env = TestEnv::new();
+        env.ok(&["settings", "set", "secrets.kdbx_cache", "false"]);
+        if forced {
+            env.ok(&["settings", "set", "secret_backend", "config"]);
+        }
+        let out = env.run(&["secrets", "set", "ov/a", "k", "alpha"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is stored in plaintext"),
+            "{}",
+            stderr(&out)
+        );
+        let fix = common::hint_starting(&out, "ov secrets init");
+        let expected = if forced {
+            "ov secrets init && ov settings set secret_backend auto && ov secrets import --from config --move"
+        } else {
+            "ov secrets init && ov secrets import --from config --move"
+        };
+        assert!(fix.starts_with(expected), "{fix}");
+        env.set_env("OV_KDBX_PASSWORD", PW);
+        let pasted = env.paste(&fix);
+        assert!(pasted.status.success(), "{}", stderr(&pasted));
+        assert!(
+            !credentials(&env).contains("alpha"),
+            "{}",
+            credentials(&env)
+        );
+        assert_eq!(env.ok(&["secrets", "get", "ov/a", "k"]), "alpha\n");
+        assert!(
+            env.ok(&["secrets", "which", "ov/a", "k"])
+                .starts_with("kdbx"),
+            "forced={forced}"
+        );
+    }
+}

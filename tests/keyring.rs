@@ -1101,3 +1101,136 @@ fn a_miss_behind_a_hung_keyring_says_the_keyring_did_not_answer() {
     assert!(err.contains("hint: ov doctor keyring"), "{err}");
     assert!(err.contains("OV_KEYRING_TIMEOUT_MS=5000"), "{err}");
 }
+
+#[test]
+fn issue15_import_from_a_keyring_that_is_down_says_it_is_down() {
+    let (env, mut ss) = keyring_env();
+    env.run_stdin(&["secrets", "set", "svc", "k"], "in-keyring\n");
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    ss.stop_keyring();
+    let out = env.run(&["secrets", "import", "--from", "keyring"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("not a listable backend"), "{err}");
+    assert!(
+        err.contains("ov: error: cannot import from 'keyring': the keyring is down (no Secret Service provider is running"),
+        "{err}"
+    );
+    let doctor = common::hint_starting(&out, "ov doctor keyring");
+    // The hint runs as printed and says what is wrong.
+    let pasted = env.paste(&doctor);
+    assert!(
+        stdout(&pasted).contains("no Secret Service provider"),
+        "{}",
+        stdout(&pasted)
+    );
+    assert!(!env.credentials().exists());
+    // Once it is up, the same import works.
+    ss.start_keyring();
+    let out = env.run(&["secrets", "import", "--from", "keyring"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.credentials().exists());
+}
+
+#[test]
+fn issue15_list_strict_fails_when_a_collection_is_locked() {
+    let (env, ss) = keyring_env();
+    let work = ss.create_collection("Work");
+    env.ok(&["settings", "set", "keyring_collection_label", "Work"]);
+    env.run_stdin(&["secrets", "set", "svc", "k"], "kept\n");
+    ss.lock(&work);
+    env.ok(&["settings", "unset", "keyring_collection_label"]);
+    // Without --strict: what was seen, a note on stderr, exit 0.
+    let out = env.run(&["secrets", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(r#"the keyring collection "Work" is locked"#),
+        "{}",
+        stderr(&out)
+    );
+    // With --strict: exit 1, nothing listed, the same words as an error.
+    let out = env.run(&["secrets", "list", "--strict"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains(
+            r#"ov: error: cannot list every entry (--strict): the keyring collection "Work" is locked"#
+        ),
+        "{}",
+        stderr(&out)
+    );
+    ss.unlock(&work);
+    let out = env.run(&["secrets", "list", "--strict"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "svc/k\n");
+}
+
+#[test]
+fn issue15_a_value_changed_with_secret_tool_makes_the_bundle_stale() {
+    let (env, ss) = keyring_env();
+    let out = env.run_stdin(
+        &["secrets", "set", "--app", "myapp", "--env", "prod", "DB"],
+        "v1\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = env.root().join("m.key").display().to_string();
+    env.ok(&[
+        "auth",
+        "derive-machine-key",
+        "--out",
+        &key,
+        "--app",
+        "myapp",
+        "--env",
+        "prod",
+    ]);
+    let doctor = env.ok(&["doctor", "machine-key"]);
+    assert!(doctor.contains("holds what the store holds"), "{doctor}");
+    // Replace the item in place with secret-tool: same attributes, new value.
+    let found = ss.secret_tool(&["search", "--all", "service", "myapp/prod"], b"");
+    let text = format!("{}{}", stdout(&found), stderr(&found));
+    let attrs: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("attribute."))
+        .flat_map(|l| {
+            let (k, v) = l.split_once(" = ").expect("attribute line");
+            [k.to_owned(), v.to_owned()]
+        })
+        .collect();
+    assert!(attrs.iter().any(|a| a == "DB"), "{text}");
+    let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+    ss.store(&attrs, b"v2");
+    assert_eq!(
+        env.ok(&["secrets", "get", "myapp/prod", "DB"]),
+        "v2\n",
+        "secret-tool replaced ov's item"
+    );
+    let out = env.run(&["doctor", "machine-key"]);
+    let report = stdout(&out);
+    assert!(report.contains("DB changed in the store"), "{report}");
+    assert!(
+        report.contains("ov auth machine-key seal --app myapp --env prod"),
+        "{report}"
+    );
+    let pasted = env.paste("ov auth machine-key seal --app myapp --env prod");
+    assert!(pasted.status.success(), "{}", stderr(&pasted));
+    let out = env.ok(&[
+        "run",
+        "--app",
+        "myapp",
+        "--env",
+        "prod",
+        "--machine-key",
+        &key,
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s' \"$DB\"",
+    ]);
+    assert_eq!(out, "v2");
+    assert!(
+        env.ok(&["doctor", "machine-key"])
+            .contains("holds what the store holds")
+    );
+}

@@ -600,7 +600,9 @@ fn doctor_checks_keys_and_bundles() {
         "{}",
         stdout(&out)
     );
-    // Stale: the bundle predates the last change.
+    // Stale: the bundle predates the last change. (With a key the doctor
+    // cannot use, that is all it can go by.)
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     let b = bundle(&env);
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     fs::File::options()
@@ -629,7 +631,6 @@ fn doctor_checks_keys_and_bundles() {
         "{json}"
     );
     // A bad key mode fails with the same fix as ov run's error.
-    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     let out = env.run(&["doctor", "machine-key", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("machine key has permissions 0644 — must be 0600"));
@@ -854,5 +855,475 @@ fn an_apps_secret_written_by_service_and_key_must_be_a_variable_name() {
     assert_eq!(
         env.ok(&["secrets", "list", "--app", "myapp", "--env", "production"]),
         "API_KEY\nDATABASE_URL\n"
+    );
+}
+
+/// An environment with myapp/production imported, and no key yet.
+fn imported() -> TestEnv {
+    let env = TestEnv::new();
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    let dotenv = env.root().join(".env");
+    env.write(&dotenv, DOTENV, 0o600);
+    let p = dotenv.display().to_string();
+    env.ok(&[
+        "secrets",
+        "import",
+        &p,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    env
+}
+
+#[test]
+fn issue15_derive_without_env_refuses_an_empty_bundle_and_names_the_env() {
+    let env = imported();
+    let key = env.root().join("m.key");
+    let k = key.display().to_string();
+    let out = env.run(&["auth", "derive-machine-key", "--out", &k, "--app", "myapp"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("ov: error: myapp/default holds no secrets"),
+        "{err}"
+    );
+    assert!(
+        err.contains("myapp's secrets are in --env production"),
+        "{err}"
+    );
+    // Nothing was written: no key, no bundle, no registration.
+    assert!(!key.exists());
+    assert!(
+        !env.root()
+            .join("data/ov/bundles/myapp/default.age")
+            .exists()
+    );
+    assert!(
+        env.ok(&["auth", "machine-key", "list", "--json"])
+            .contains("[]")
+    );
+    let fixes = hints_of(&out);
+    assert_eq!(fixes.len(), 2, "{}", stderr(&out));
+    assert!(
+        fixes[1].contains("--env default --allow-empty"),
+        "{}",
+        fixes[1]
+    );
+    let fix = fixes[0].clone();
+    assert_eq!(
+        fix,
+        format!("ov auth derive-machine-key --out {k} --app myapp --env production")
+    );
+    let pasted = env.paste(&fix);
+    assert!(pasted.status.success(), "{}", stderr(&pasted));
+    let out = env.ok(&run_args(
+        &k,
+        &["--all", "--", "sh", "-c", "echo \"$API_KEY\""],
+    ));
+    assert_eq!(out, "s3cr3t value\n");
+
+    // Asked for, an empty bundle is sealed; so is adding a key to an empty env.
+    let out = env.run(&[
+        "auth",
+        "machine-key",
+        "add",
+        &k,
+        "--app",
+        "myapp",
+        "--env",
+        "staging",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        hints_of(&out)[0],
+        format!("ov auth machine-key add {k} --app myapp --env production")
+    );
+    let allow = hints_of(&out)
+        .into_iter()
+        .find(|h| h.contains("--allow-empty"))
+        .expect("an --allow-empty hint");
+    let pasted = env.paste(&allow);
+    assert!(pasted.status.success(), "{}", stderr(&pasted));
+    assert!(
+        env.root()
+            .join("data/ov/bundles/myapp/staging.age")
+            .exists()
+    );
+}
+
+fn hints_of(out: &std::process::Output) -> Vec<String> {
+    common::hints(out)
+}
+
+#[test]
+fn issue15_run_all_never_starts_with_zero_secrets_and_names_the_env() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    let marker = env.root().join("started");
+    let m = format!("touch {}; echo \"$API_KEY\"", marker.display());
+    // Machine key, no bundle for myapp/default.
+    let out = env.run(&[
+        "run",
+        "--app",
+        "myapp",
+        "--machine-key",
+        &k,
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        &m,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did you mean --env production?"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!marker.exists());
+    let fix = common::hint_starting(&out, "ov run ");
+    assert!(fix.contains("--env production"), "{fix}");
+    let pasted = env.paste(&fix);
+    assert!(pasted.status.success(), "{}", stderr(&pasted));
+    assert_eq!(stdout(&pasted), "s3cr3t value\n");
+    fs::remove_file(&marker).unwrap();
+
+    // An empty bundle (sealed on purpose) does not start the command either.
+    env.ok(&[
+        "auth",
+        "machine-key",
+        "add",
+        &k,
+        "--app",
+        "myapp",
+        "--env",
+        "staging",
+        "--allow-empty",
+    ]);
+    let out = env.run(&[
+        "run",
+        "--app",
+        "myapp",
+        "--env",
+        "staging",
+        "--machine-key",
+        &k,
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        &m,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds no secrets"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("did you mean --env production?"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!marker.exists());
+    let pasted = env.paste(&common::hint_starting(&out, "ov run "));
+    assert_eq!(stdout(&pasted), "s3cr3t value\n", "{}", stderr(&pasted));
+    fs::remove_file(&marker).unwrap();
+
+    // From the store: myapp/default holds nothing.
+    let out = env.run(&["run", "--app", "myapp", "--all", "--", "sh", "-c", &m]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ov: error: myapp/default holds no secrets, so the command was not started; did you mean --env production?"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!marker.exists());
+    let fix = common::hint_starting(&out, "ov run ");
+    let pasted = env.paste(&fix);
+    assert_eq!(stdout(&pasted), "s3cr3t value\n", "{}", stderr(&pasted));
+    for h in hints_of(&out) {
+        assert!(env.paste(&h).status.success(), "{h}");
+    }
+}
+
+#[test]
+fn issue15_run_exits_127_for_a_missing_command_and_126_for_one_not_executable() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    for dir in [&[][..], &["--secrets-dir"][..]] {
+        let mut args = run_args(&k, &["--all"]);
+        args.extend_from_slice(dir);
+        let mut missing = args.clone();
+        missing.extend_from_slice(&["--", "no-such-command-ov-test"]);
+        let out = env.run(&missing);
+        assert_eq!(out.status.code(), Some(127), "{dir:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out)
+                .starts_with("ov: error: cannot run no-such-command-ov-test: command not found"),
+            "{}",
+            stderr(&out)
+        );
+        for h in hints_of(&out) {
+            // A diagnosis, not a fix: it runs as printed and says so.
+            let pasted = env.paste(&h);
+            assert!(stdout(&pasted).contains("is not on PATH"), "{h}");
+        }
+        let mut missing = args.clone();
+        missing.extend_from_slice(&["--", "./nowhere/server"]);
+        let out = env.run(&missing);
+        assert_eq!(out.status.code(), Some(127), "{dir:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("no such file"), "{}", stderr(&out));
+
+        // Not executable: 126, and the hint makes it so.
+        let script = env.root().join("server.sh");
+        env.write(&script, "#!/bin/sh\necho \"ran $API_KEY\"\n", 0o644);
+        let mut run = args.clone();
+        run.extend_from_slice(&["--", "./server.sh"]);
+        let out = env.run(&run);
+        assert_eq!(out.status.code(), Some(126), "{dir:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out)
+                .starts_with("ov: error: cannot run ./server.sh: ./server.sh is not executable"),
+            "{}",
+            stderr(&out)
+        );
+        let fix = common::hint_starting(&out, "chmod");
+        assert_eq!(fix, "chmod +x ./server.sh");
+        assert!(env.paste(&fix).status.success());
+        let out = env.run(&run);
+        assert!(out.status.success(), "{}", stderr(&out));
+        if dir.is_empty() {
+            assert_eq!(stdout(&out), "ran s3cr3t value\n");
+        }
+
+        // A bare name is looked up on PATH only, as in a shell; the hint
+        // gives the file's path.
+        let mut bare = args.clone();
+        bare.extend_from_slice(&["--", "server.sh"]);
+        let out = env.run(&bare);
+        assert_eq!(out.status.code(), Some(127), "{dir:?}: {}", stderr(&out));
+        let fix = common::hint_starting(&out, "ov run ");
+        assert!(fix.contains(" -- ./server.sh"), "{fix}");
+        let pasted = env.paste(&fix);
+        assert!(pasted.status.success(), "{}", stderr(&pasted));
+        if dir.is_empty() {
+            assert_eq!(stdout(&pasted), "ran s3cr3t value\n");
+        }
+
+        // A directory is not a program.
+        let mut d = args.clone();
+        d.extend_from_slice(&["--", "./data"]);
+        let out = env.run(&d);
+        assert_eq!(out.status.code(), Some(126), "{dir:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+        fs::remove_file(&script).unwrap();
+    }
+    // The store path behaves the same.
+    let out = env.run(&[
+        "run",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--all",
+        "--",
+        "no-such-command-ov-test",
+    ]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+}
+
+#[test]
+fn issue15_a_missing_directory_for_the_key_gets_the_mkdir_that_makes_it() {
+    let env = imported();
+    let key = env.root().join("keys/deploy/m.key");
+    let k = key.display().to_string();
+    let derive = [
+        "auth",
+        "derive-machine-key",
+        "--out",
+        &k,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ];
+    let out = env.run(&derive);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "ov: error: cannot create {k}: no such file or directory"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let fix = common::hint_starting(&out, "mkdir");
+    assert_eq!(
+        fix,
+        format!(
+            "mkdir -p -m 700 {}",
+            env.root().join("keys/deploy").display()
+        )
+    );
+    assert!(env.paste(&fix).status.success());
+    env.ok(&derive);
+    assert_eq!(mode_of(&key), 0o600);
+}
+
+#[test]
+fn issue15_doctor_compares_the_bundle_with_the_store_and_seal_all_reseals_every_app() {
+    let (env, key) = setup();
+    let k = key.display().to_string();
+    env.ok(&[
+        "secrets", "set", "--app", "other", "--env", "staging", "TOKEN", "t1",
+    ]);
+    env.ok(&[
+        "auth",
+        "machine-key",
+        "add",
+        &k,
+        "--app",
+        "other",
+        "--env",
+        "staging",
+    ]);
+    let out = env.ok(&["doctor", "machine-key"]);
+    assert!(out.contains("holds what the store holds"), "{out}");
+    // Both changed behind ov's back, as KeePassXC or secret-tool would:
+    // the registry records no change, only the store knows.
+    let creds = fs::read_to_string(env.credentials()).unwrap();
+    assert!(
+        creds.contains("postgres://db/x") && creds.contains("t1"),
+        "{creds}"
+    );
+    fs::write(
+        env.credentials(),
+        creds
+            .replace("postgres://db/x", "postgres://db/y")
+            .replace("t1", "t2"),
+    )
+    .unwrap();
+    let out = env.run(&["doctor", "machine-key", "--json"]);
+    let json = stdout(&out);
+    assert!(
+        json.contains("is stale: DATABASE_URL changed in the store"),
+        "{json}"
+    );
+    assert!(json.contains("TOKEN changed in the store"), "{json}");
+    assert!(
+        json.contains("\"fix\": \"ov auth machine-key seal --app myapp --env production\""),
+        "{json}"
+    );
+    // The doctor's fix, pasted, makes that app current.
+    let pasted = env.paste("ov auth machine-key seal --app myapp --env production");
+    assert!(pasted.status.success(), "{}", stderr(&pasted));
+    let out = env.ok(&run_args(
+        &k,
+        &["--all", "--", "sh", "-c", "echo \"$DATABASE_URL\""],
+    ));
+    assert_eq!(out, "postgres://db/y\n");
+    // seal --all does every registered app.
+    let out = env.run(&["auth", "machine-key", "seal", "--all"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sealed myapp/production"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("sealed other/staging"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.ok(&["doctor", "machine-key"]);
+    assert!(!out.contains("stale"), "{out}");
+    let out = env.ok(&[
+        "run",
+        "--app",
+        "other",
+        "--env",
+        "staging",
+        "--machine-key",
+        &k,
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$TOKEN\"",
+    ]);
+    assert_eq!(out, "t2\n");
+}
+
+#[test]
+fn issue15_a_key_directory_the_service_account_cannot_write_gets_the_chown() {
+    use std::os::unix::fs::chown;
+    // A tree the service account (nobody) can use, and /etc/ov made by root.
+    let base = tempfile::Builder::new()
+        .prefix("ov-svc.")
+        .tempdir_in("/tmp")
+        .unwrap();
+    fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for d in ["home", "config", "data"] {
+        let p = base.path().join(d);
+        fs::create_dir(&p).unwrap();
+        chown(&p, Some(65534), Some(65534)).unwrap();
+    }
+    let etc_ov = base.path().join("etc-ov");
+    fs::create_dir(&etc_ov).unwrap();
+    fs::set_permissions(&etc_ov, fs::Permissions::from_mode(0o755)).unwrap();
+    let key = etc_ov.join("myapp.key");
+    let k = key.display().to_string();
+    let as_nobody = || {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_ov"))
+            .args([
+                "auth",
+                "derive-machine-key",
+                "--out",
+                &k,
+                "--app",
+                "myapp",
+                "--env",
+                "production",
+                "--allow-empty",
+            ])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", base.path().join("home"))
+            .env("XDG_CONFIG_HOME", base.path().join("config"))
+            .env("XDG_DATA_HOME", base.path().join("data"))
+            .env("OV_SYSTEM_PLUGIN_DIR", base.path().join("none"))
+            .env("OV_SYSCONFDIR", base.path().join("none"))
+            .current_dir(base.path())
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    let out = as_nobody();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("ov: error: cannot create {k}: permission denied")),
+        "{}",
+        stderr(&out)
+    );
+    let fix = common::hint_starting(&out, "chown");
+    assert_eq!(
+        fix,
+        format!("chown nobody {}   # as root", etc_ov.display())
+    );
+    // Pasted as root (what the comment says), it lets the account write there.
+    let pasted = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&fix)
+        .output()
+        .unwrap();
+    assert!(pasted.status.success(), "{}", stderr(&pasted));
+    let out = as_nobody();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&fs::metadata(&key).unwrap()),
+        65534
     );
 }

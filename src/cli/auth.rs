@@ -43,6 +43,9 @@ pub struct DeriveArgs {
     /// Where the app's sealed bundle goes (default $XDG_DATA_HOME/ov/bundles/APP/ENV.age)
     #[arg(long, value_name = "PATH")]
     bundle: Option<PathBuf>,
+    /// Seal the bundle even when the app/env holds no secrets yet
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,10 +56,23 @@ pub enum MachineKeyCommand {
     Add(AddArgs),
     /// Stop a key from opening an app's secrets (re-seals without it)
     Revoke(RevokeArgs),
-    /// Re-seal an app's bundle from the store now
-    Seal(AppArgs),
+    /// Re-seal an app's bundle from the store now (--all: every registered app)
+    Seal(SealArgs),
     /// Print the age identity a key has for an app, for `age -d` in an emergency
     Identity(IdentityArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// The app whose bundle to re-seal
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    app: Option<String>,
+    /// The app's environment
+    #[arg(long, default_value = DEFAULT_ENV, requires = "app")]
+    env: String,
+    /// Re-seal the bundle of every app/env a machine key is registered for
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +81,9 @@ pub struct AddArgs {
     path: PathBuf,
     #[command(flatten)]
     app: AppArgs,
+    /// Seal the bundle even when the app/env holds no secrets yet
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +133,22 @@ fn derive(a: &DeriveArgs) -> Result<i32> {
     let engine = Engine::load()?;
     let path = mk::absolute(&a.out);
     let mut registry = Registry::load(&engine.paths)?;
+    if !a.allow_empty {
+        refuse_empty(&engine, app, env, &|other| {
+            let mut cmd = format!(
+                "ov auth derive-machine-key --out {} --app {app} --env {other}",
+                ov_plugin_support::shell_quote(&path)
+            );
+            if a.force {
+                cmd.push_str(" --force");
+            }
+            if let Some(b) = &a.bundle {
+                cmd.push_str(" --bundle ");
+                cmd.push_str(&ov_plugin_support::shell_quote(&mk::absolute(b)));
+            }
+            cmd
+        })?;
+    }
     let key = mk::create(&path, a.force)?;
     // Rotation: every app this path was registered for moves to the new key.
     let mut apps: Vec<(String, String)> = registry
@@ -157,12 +192,60 @@ fn derive(a: &DeriveArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// A bundle sealed from an app/env that holds nothing starts the service
+/// with no secrets and not a word said: refuse, and name the envs of the
+/// app that do hold secrets, each with `command(env)` to use instead.
+fn refuse_empty(
+    engine: &Engine,
+    app: &str,
+    env: &str,
+    command: &dyn Fn(&str) -> String,
+) -> Result<()> {
+    let secrets = mk::collect_complete(&engine.store, app, env, &format!("seal {app}/{env} now"))??;
+    if !secrets.is_empty() {
+        return Ok(());
+    }
+    let others: Vec<String> = mk::envs_holding(&engine.store, app)?
+        .into_iter()
+        .filter(|e| e != env)
+        .collect();
+    let mut msg = format!(
+        "{app}/{env} holds no secrets: its bundle would start the service with none, so nothing was written"
+    );
+    if !others.is_empty() {
+        msg.push_str(&format!(
+            "; {app}'s secrets are in {}",
+            others
+                .iter()
+                .map(|e| format!("--env {e}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut err = OvError::new(msg);
+    for other in &others {
+        err = err.hint(command(other));
+    }
+    Err(err.hint(format!(
+        "{} --allow-empty   # seal it empty anyway; setting a secret of {app}/{env} re-seals it",
+        command(env)
+    )))
+}
+
 fn add(a: &AddArgs) -> Result<i32> {
     let (app, env) = (a.app.app.as_str(), a.app.env.as_str());
     mk::validate_app_env(app, env)?;
     let engine = Engine::load()?;
     let path = mk::absolute(&a.path);
     let key = mk::load(&path, app, env)?;
+    if !a.allow_empty {
+        refuse_empty(&engine, app, env, &|other| {
+            format!(
+                "ov auth machine-key add {} --app {app} --env {other}",
+                ov_plugin_support::shell_quote(&path)
+            )
+        })?;
+    }
     let mut registry = Registry::load(&engine.paths)?;
     registry.register(&path, app, env, &key);
     drop(key);
@@ -246,22 +329,61 @@ fn revoke(a: &RevokeArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn seal(a: &AppArgs) -> Result<i32> {
-    mk::validate_app_env(&a.app, &a.env)?;
+fn seal(a: &SealArgs) -> Result<i32> {
+    let Some(app) = a.app.as_deref().filter(|_| !a.all) else {
+        return seal_all();
+    };
+    mk::validate_app_env(app, &a.env)?;
     let engine = Engine::load()?;
     let registry = Registry::load(&engine.paths)?;
-    if registry.for_app(&a.app, &a.env).next().is_none() {
+    if registry.for_app(app, &a.env).next().is_none() {
         return Err(OvError::new(format!(
             "no machine key is registered for {}/{}",
-            a.app, a.env
+            app, a.env
         ))
         .hint(format!(
             "ov auth derive-machine-key --out /etc/ov/{}.key --app {} --env {}",
-            a.app, a.app, a.env
+            app, app, a.env
         )));
     }
-    let sealed = mk::seal(&engine.paths, &registry, &engine.store, &a.app, &a.env)?;
-    report_sealed(&engine.paths, &a.app, &a.env, sealed.as_deref());
+    let sealed = mk::seal(&engine.paths, &registry, &engine.store, app, &a.env)?;
+    report_sealed(&engine.paths, app, &a.env, sealed.as_deref());
+    Ok(0)
+}
+
+/// Re-seal every registered app/env; one that cannot be sealed now does
+/// not stop the others, and makes the exit status 1.
+fn seal_all() -> Result<i32> {
+    let engine = Engine::load()?;
+    let registry = Registry::load(&engine.paths)?;
+    let mut apps: Vec<(String, String)> = registry
+        .keys
+        .iter()
+        .map(|r| (r.app.clone(), r.env.clone()))
+        .collect();
+    apps.sort();
+    apps.dedup();
+    if apps.is_empty() {
+        eprintln!("no machine keys are registered; nothing to seal");
+        return Ok(0);
+    }
+    let mut failed = 0;
+    for (app, env) in &apps {
+        match mk::seal(&engine.paths, &registry, &engine.store, app, env) {
+            Ok(sealed) => report_sealed(&engine.paths, app, env, sealed.as_deref()),
+            Err(e) => {
+                failed += 1;
+                eprint!("{}", e.render());
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(OvError::new(format!(
+            "{failed} of {} bundles could not be sealed (see above)",
+            apps.len()
+        ))
+        .hint("ov auth machine-key seal --all   # again, once they can"));
+    }
     Ok(0)
 }
 

@@ -89,6 +89,38 @@ pub(crate) fn from_backends(engine: &Engine, a: &ImportArgs) -> Result<i32> {
     if let Some(f) = &a.from
         && sources.is_empty()
     {
+        // Listable but not reachable now: that is a backend that is down,
+        // not one that cannot be imported from.
+        if let Some(b) = store
+            .chain()
+            .iter()
+            .find(|b| &b.desc.name == f && b.desc.listable && b.desc.name != target.desc.name)
+        {
+            let (state, reason) = match b.backend.probe(&store.ctx) {
+                ov_plugin_api::Availability::Locked { reason } => ("locked", reason),
+                ov_plugin_api::Availability::Unavailable { reason, .. } => ("down", reason),
+                ov_plugin_api::Availability::Available { .. } => ("down", String::new()),
+            };
+            let mut e = OvError::new(format!(
+                "cannot import from '{f}': the {f} is {state} ({reason}); nothing was imported"
+            ));
+            // The backend's own word on how to bring it up, when it has one.
+            if let Err(be) = b.backend.list(&store.ctx, None) {
+                for h in be.hints {
+                    e = e.hint(h);
+                }
+            }
+            if !e
+                .hints
+                .iter()
+                .any(|h| h.starts_with(&format!("ov doctor {f}")))
+            {
+                e = e.hint(format!(
+                    "ov doctor {f}   # why it is {state} and how to fix it"
+                ));
+            }
+            return Err(e);
+        }
         return Err(OvError::usage(format!(
             "cannot import from '{f}': it is not a listable backend other than the target ({})",
             target.desc.name

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::cli::Engine;
-use crate::error::Result;
+use crate::error::{OvError, Result};
 use crate::machine_key::{self as mk, DEFAULT_ENV};
 use crate::paths::Paths;
 use crate::run;
@@ -55,12 +55,42 @@ pub fn run(a: RunArgs) -> Result<i32> {
     let secrets = if let Some(key_path) = &a.machine_key {
         // The service path: only the key file and the bundle are read.
         let key = mk::load(key_path, app, env)?;
+        let paths = Paths::from_env()?;
         let bundle = match &a.bundle {
             Some(b) => b.clone(),
-            None => mk::default_bundle_path(&Paths::from_env()?, app, env),
+            None => mk::default_bundle_path(&paths, app, env),
         };
+        // Another env's bundle is the likely meaning of a missing or empty
+        // one; with --bundle the user said which file they meant.
+        let others = if a.bundle.is_some() {
+            Vec::new()
+        } else {
+            mk::envs_with_bundles(&paths, app, env)
+        };
+        if matches!(std::fs::symlink_metadata(&bundle), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        {
+            let err = OvError::new(format!(
+                "there is no bundle for {app}/{env}: {} does not exist{}",
+                bundle.display(),
+                did_you_mean(&others)
+            ));
+            return Err(with_other_envs(err, &a, &others).hint(format!(
+                "{}   # as the user who owns the secrets",
+                mk::seal_command(app, env)
+            )));
+        }
         let all = mk::open(&bundle, &key, app, env)?;
         drop(key);
+        if all.is_empty() && matches!(selection, run::Selection::All) {
+            let err = OvError::new(format!(
+                "the bundle {} holds no secrets of {app}/{env}, so the command was not started{}",
+                bundle.display(),
+                did_you_mean(&others)
+            ));
+            return Err(with_other_envs(err, &a, &others).hint(format!(
+                "ov secrets list --app {app} --env {env}   # as the user who owns the secrets: what {app}/{env} holds"
+            )));
+        }
         run::select(all, &selection, app, env, &|name| {
             vec![
                 format!(
@@ -87,6 +117,18 @@ pub fn run(a: RunArgs) -> Result<i32> {
             })?,
             run::Selection::Names(_) => mk::collect(&engine.store, app, env)?,
         };
+        if all.is_empty() && matches!(selection, run::Selection::All) {
+            let others: Vec<String> = mk::envs_holding(&engine.store, app)?
+                .into_iter()
+                .filter(|e| e != env)
+                .collect();
+            let err = OvError::new(format!(
+                "{app}/{env} holds no secrets, so the command was not started{}",
+                did_you_mean(&others)
+            ));
+            return Err(with_other_envs(err, &a, &others)
+                .hint("ov secrets list   # every app/env with secrets"));
+        }
         run::select(all, &selection, app, env, &|name| {
             vec![format!("ov secrets set --app {app} --env {env} {name}")]
         })?
@@ -108,9 +150,53 @@ pub fn run(a: RunArgs) -> Result<i32> {
             ok
         })
         .collect();
+    let relaunch = |prog: &std::ffi::OsStr| command_line(&a, env, Some(prog));
     if a.secrets_dir {
-        run::run_with_files(&a.command, secrets, runtime_dir.as_deref())
+        run::run_with_files(&a.command, secrets, runtime_dir.as_deref(), &relaunch)
     } else {
-        run::exec_with_env(&a.command, &secrets)
+        run::exec_with_env(&a.command, &secrets, &relaunch)
     }
+}
+
+/// `; did you mean --env production?` when exactly one other env is there.
+fn did_you_mean(others: &[String]) -> String {
+    match others {
+        [] => String::new(),
+        [one] => format!("; did you mean --env {one}?"),
+        many => format!("; other envs there are: {}", many.join(", ")),
+    }
+}
+
+/// A hint per other env: this same `ov run` command line with that env.
+fn with_other_envs(mut err: OvError, a: &RunArgs, others: &[String]) -> OvError {
+    for other in others {
+        err = err.hint(command_line(a, other, None));
+    }
+    err
+}
+
+/// The `ov run` command line `a` stands for, with `env` (and `prog` for
+/// the program when given), quoted for a shell.
+fn command_line(a: &RunArgs, env: &str, prog: Option<&std::ffi::OsStr>) -> String {
+    let q = |s: &std::ffi::OsStr| ov_plugin_support::shell_quote(std::path::Path::new(s));
+    let mut line = format!("ov run --app {} --env {env}", a.app);
+    if let Some(k) = &a.machine_key {
+        line.push_str(&format!(" --machine-key {}", q(k.as_os_str())));
+    }
+    if let Some(b) = &a.bundle {
+        line.push_str(&format!(" --bundle {}", q(b.as_os_str())));
+    }
+    match &a.secrets {
+        Some(names) => line.push_str(&format!(" --secrets {}", names.join(","))),
+        None => line.push_str(" --all"),
+    }
+    if a.secrets_dir {
+        line.push_str(" --secrets-dir");
+    }
+    line.push_str(" --");
+    for (i, arg) in a.command.iter().enumerate() {
+        line.push(' ');
+        line.push_str(&q(if i == 0 { prog.unwrap_or(arg) } else { arg }));
+    }
+    line
 }

@@ -117,6 +117,10 @@ pub struct ListArgs {
     /// Print JSON for scripts
     #[arg(long)]
     json: bool,
+    /// Fail (exit 1, nothing listed) when part of the store could not be
+    /// seen, such as a locked keyring collection
+    #[arg(long)]
+    strict: bool,
 }
 
 /// `--app A --env E`: the secrets of an app, at service `A/E`.
@@ -343,8 +347,39 @@ fn report_written(engine: &Engine, entry: &EntryRef, w: &Written) {
                 .map(|l| format!(" in {}", engine.paths.tilde(std::path::Path::new(l))))
                 .unwrap_or_default()
         ));
+        eprintln!("hint: {}", move_to_encrypted(engine, &w.backend));
     }
     eprintln!("stored {} {} in {}", entry.service, entry.key, w.backend);
+}
+
+/// The command line that moves what `plaintext` holds into an encrypted
+/// backend: the one there is, or a KeePass database `ov secrets init` makes.
+fn move_to_encrypted(engine: &Engine, plaintext: &str) -> String {
+    let encrypted = engine.store.chain().iter().find(|b| {
+        b.desc.writable
+            && !b.desc.plaintext
+            && b.desc.listable
+            && !matches!(
+                b.backend.probe(&engine.store.ctx),
+                ov_plugin_api::Availability::Unavailable { .. }
+            )
+    });
+    let mut steps = Vec::new();
+    match encrypted {
+        // Writes went past it, so secret_backend names the plaintext one.
+        Some(b) => steps.push(format!("ov settings set secret_backend {}", b.desc.name)),
+        None => {
+            steps.push("ov secrets init".to_owned());
+            if engine.store.forced().is_some() {
+                steps.push("ov settings set secret_backend auto".to_owned());
+            }
+        }
+    }
+    steps.push(format!("ov secrets import --from {plaintext} --move"));
+    format!(
+        "{}   # move them to an encrypted backend",
+        steps.join(" && ")
+    )
 }
 
 /// Re-seal the bundle of an app/env service after a change, and say so.
@@ -357,9 +392,15 @@ pub(crate) fn resealed(engine: &Engine, service: &str) -> Result<()> {
 
 fn list(engine: &Engine, a: ListArgs) -> Result<i32> {
     let app_service = a.app.service()?;
-    let mut entries = engine
-        .store
-        .list(app_service.as_deref().or(a.service.as_deref()))?;
+    let service = app_service.as_deref().or(a.service.as_deref());
+    let mut entries = if a.strict {
+        engine
+            .store
+            .listing(service)?
+            .complete("list every entry (--strict)")?
+    } else {
+        engine.store.list(service)?
+    };
     if let Some(svc) = &app_service {
         // Exactly the app's secrets, by name.
         entries.retain(|e, _| &e.service == svc);

@@ -171,6 +171,28 @@ impl TestEnv {
         )
     }
 
+    /// Run a line ov printed (a `hint:`) exactly as printed, through
+    /// `sh -c`, in this environment, with this `ov` first on PATH.
+    pub fn paste(&self, line: &str) -> Output {
+        let cmd = self.command(&[]);
+        let path = format!(
+            "{}:{}",
+            target_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c").arg(line).env_clear();
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                sh.env(k, v);
+            }
+        }
+        sh.env("PATH", path)
+            .current_dir(self.root())
+            .output()
+            .expect("run sh")
+    }
+
     pub fn write(&self, path: &Path, text: &str, mode: u32) {
         fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         fs::write(path, text).expect("write");
@@ -184,6 +206,30 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The `hint:` lines of an error, without the prefix.
+pub fn hints(out: &Output) -> Vec<String> {
+    stderr(out)
+        .lines()
+        .filter_map(|l| l.strip_prefix("hint: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The one hint that starts with `prefix`.
+pub fn hint_starting(out: &Output, prefix: &str) -> String {
+    let found: Vec<String> = hints(out)
+        .into_iter()
+        .filter(|h| h.starts_with(prefix))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one hint starting {prefix:?} in:\n{}",
+        stderr(out)
+    );
+    found[0].clone()
 }
 
 pub fn mode_of(path: &Path) -> u32 {
