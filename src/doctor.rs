@@ -148,17 +148,63 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
             .after("plugins.kdbx"),
         );
     }
-    // machine-key.*: only when keys are registered, so a fresh setup's
-    // report stays as it was.
-    if let Ok(registry) = crate::machine_key::Registry::load(paths)
-        && !registry.keys.is_empty()
+    // machine-key.*: a check per registered key and bundle; with none
+    // registered, one skipped line that says how to make one, so
+    // `ov doctor machine-key` and `--list` know the group on a fresh setup.
     {
         let p = paths.clone();
-        tasks.push(Task::batch(
-            "machine-key",
-            "machine keys and sealed bundles",
-            move || machine_key_reports(&p, &registry),
-        ));
+        let registry = crate::machine_key::Registry::load(paths);
+        let listed: Vec<(String, String)> = match &registry {
+            Ok(r) => r
+                .keys
+                .iter()
+                .flat_map(|k| {
+                    let (app, env) = (&k.app, &k.env);
+                    [
+                        (
+                            format!("machine-key.{app}.{env}.file"),
+                            format!("machine key for {app}/{env}"),
+                        ),
+                        (
+                            format!("machine-key.{app}.{env}.bundle"),
+                            format!("sealed bundle for {app}/{env}"),
+                        ),
+                    ]
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let title = if listed.is_empty() {
+            "machine keys and sealed bundles (none registered)"
+        } else {
+            "machine keys and sealed bundles"
+        };
+        tasks.push(
+            Task::batch(
+                "machine-key",
+                title,
+                move || match registry {
+                    Ok(r) if r.keys.is_empty() => vec![report(
+                        "machine-key",
+                        "machine keys and sealed bundles",
+                        Status::Skip,
+                        "no machine keys registered (`ov auth derive-machine-key` makes one for a service)",
+                    )],
+                    Ok(r) => machine_key_reports(&p, &r),
+                    Err(e) => {
+                        let mut r = report(
+                            "machine-key",
+                            "machine keys and sealed bundles",
+                            Status::Fail,
+                            e.message.clone(),
+                        );
+                        r.fix = e.hints.first().cloned();
+                        vec![r]
+                    }
+                },
+            )
+            .listing(listed),
+        );
     }
     // gpg.*: the GnuPG chain and the .secrets file of the current directory.
     tasks.extend(ov_plugin_gpg::checks::doctor_tasks(".secrets".into()));
