@@ -78,6 +78,17 @@ fn a_subset_runs_by_id_or_group() {
     assert!(!text.contains("settings."), "{text}");
 }
 
+/// Issue 15: the summary said `1 checks`.
+#[test]
+fn one_check_is_counted_as_one_check() {
+    let env = TestEnv::new();
+    let text = env.ok(&["doctor", "settings.parse"]);
+    assert!(
+        text.ends_with("\n1 check: 1 ok, 0 warnings, 0 failed, 0 skipped\n"),
+        "{text}"
+    );
+}
+
 #[test]
 fn an_unknown_check_name_is_a_usage_error() {
     let env = TestEnv::new();
