@@ -148,41 +148,53 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
             .after("plugins.kdbx"),
         );
     }
-    // machine-key.*: only when keys are registered, so a fresh setup's
-    // report stays as it was.
-    let registry = crate::machine_key::Registry::load(paths);
-    if let Err(e) = &registry {
-        // A registry that does not parse is a broken setup, not an absent
-        // one: every service started with a machine key depends on it.
-        let e = e.clone();
-        tasks.push(Task::single(
-            "machine-key.registry",
-            "machine key registry parses",
-            move || {
-                let mut r = report(
-                    "machine-key.registry",
-                    "machine key registry parses",
-                    Status::Fail,
-                    e.message.clone(),
-                );
-                r.fix = e.hints.first().cloned();
-                r
-            },
-        ));
-    }
-    if let Ok(registry) = registry
-        && !registry.keys.is_empty()
+    // machine-key.*: a check per registered key and bundle; with none
+    // registered, one skipped line that says how to make one, so
+    // `ov doctor machine-key` and `--list` know the group on a fresh setup.
+    // A registry that does not parse is a failure of the group, naming
+    // the file and line: every service started with a key depends on it.
     {
         let p = paths.clone();
+        let registry = crate::machine_key::Registry::load(paths);
+        let listed: Vec<(String, String)> = match &registry {
+            Ok(r) => r
+                .keys
+                .iter()
+                .flat_map(|k| {
+                    let (app, env) = (&k.app, &k.env);
+                    [
+                        (
+                            format!("machine-key.{app}.{env}.file"),
+                            format!("machine key for {app}/{env}"),
+                        ),
+                        (
+                            format!("machine-key.{app}.{env}.bundle"),
+                            format!("sealed bundle for {app}/{env}"),
+                        ),
+                    ]
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let title = if listed.is_empty() {
+            "machine keys and sealed bundles (none registered)"
+        } else {
+            "machine keys and sealed bundles"
+        };
         let backends = host.backends.clone();
         let settings = settings.clone();
         tasks.push(
-            Task::batch(
-                "machine-key",
-                "machine keys and sealed bundles",
-                move || {
-                    // The store, to compare each bundle with what it holds;
-                    // it never prompts here (a doctor asks for nothing).
+            Task::batch("machine-key", title, move || match registry {
+                Ok(r) if r.keys.is_empty() => vec![report(
+                    "machine-key",
+                    "machine keys and sealed bundles",
+                    Status::Skip,
+                    "no machine keys registered (`ov auth derive-machine-key` makes one for a service)",
+                )],
+                Ok(r) => {
+                    // The store, to compare each bundle with what it
+                    // holds; it never prompts here (a doctor asks for
+                    // nothing).
                     let store = settings.ok().map(|settings| {
                         let host = Host {
                             plugins: Vec::new(),
@@ -192,9 +204,20 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
                         store.unlocker.never_prompt();
                         store
                     });
-                    machine_key_reports(&p, &registry, store.as_ref())
-                },
-            )
+                    machine_key_reports(&p, &r, store.as_ref())
+                }
+                Err(e) => {
+                    let mut r = report(
+                        "machine-key",
+                        "machine keys and sealed bundles",
+                        Status::Fail,
+                        e.message.clone(),
+                    );
+                    r.fix = e.hints.first().cloned();
+                    vec![r]
+                }
+            })
+            .listing(listed)
             // Reading a KeePass database derives its key: slow, not hung.
             .at_least(SLOW_CHECK_BUDGET),
         );

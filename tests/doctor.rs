@@ -78,6 +78,17 @@ fn a_subset_runs_by_id_or_group() {
     assert!(!text.contains("settings."), "{text}");
 }
 
+/// Issue 15: the summary said `1 checks`.
+#[test]
+fn one_check_is_counted_as_one_check() {
+    let env = TestEnv::new();
+    let text = env.ok(&["doctor", "settings.parse"]);
+    assert!(
+        text.ends_with("\n1 check: 1 ok, 0 warnings, 0 failed, 0 skipped\n"),
+        "{text}"
+    );
+}
+
 #[test]
 fn an_unknown_check_name_is_a_usage_error() {
     let env = TestEnv::new();
@@ -93,19 +104,144 @@ fn a_failed_prerequisite_skips_what_depends_on_it() {
     assert!(text.contains("- config.credentials_parse"), "{text}");
 }
 
+/// A fresh environment with one machine key registered for myapp/production.
+fn with_machine_key() -> TestEnv {
+    let env = TestEnv::new();
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    let out = env.run_stdin(&["secrets", "set", "myapp/production", "API_KEY"], "v\n");
+    assert!(out.status.success(), "{}", env.transcript(&out));
+    let key = env.root().join("m.key").display().to_string();
+    env.ok(&[
+        "auth",
+        "derive-machine-key",
+        "--out",
+        &key,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    env
+}
+
 #[test]
 fn list_names_every_check() {
     let env = TestEnv::new();
-    let text = env.ok(&["doctor", "--list"]);
+    let out = env.run(&["doctor", "--list"]);
+    crate::snap!("doctor_list_fresh", env.transcript(&out));
+    let text = stdout(&out);
     for id in [
         "settings.parse",
         "settings.permissions",
         "plugins.config",
         "backends.available",
         "config",
+        "machine-key",
+        "gpg.used",
     ] {
         assert!(text.contains(id), "{id} missing from:\n{text}");
     }
+}
+
+/// Issue 15: `--list` did not know `machine-key`, and refused `--json`.
+#[test]
+fn list_names_machine_key_checks_in_text_and_json() {
+    let env = with_machine_key();
+    let text = env.ok(&["doctor", "--list"]);
+    for id in [
+        "machine-key",
+        "machine-key.myapp.production.file",
+        "machine-key.myapp.production.bundle",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().next() == Some(id)),
+            "{id} missing from:\n{text}"
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&["doctor", "--list", "--json"]))
+        .expect("--list --json is JSON");
+    assert_eq!(json["schema_version"], 1);
+    let groups = json["groups"].as_array().expect("groups");
+    let mk = groups
+        .iter()
+        .find(|g| g["id"] == "machine-key")
+        .unwrap_or_else(|| panic!("no machine-key group in {json}"));
+    let ids: Vec<&str> = mk["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "machine-key.myapp.production.file",
+            "machine-key.myapp.production.bundle"
+        ]
+    );
+    for g in groups {
+        for c in g["checks"].as_array().unwrap() {
+            assert!(c["title"].is_string() && c["depends_on"].is_array(), "{c}");
+        }
+    }
+    // The listed ids are the ones a run reports.
+    let run: serde_json::Value =
+        serde_json::from_str(&stdout(&env.run(&["doctor", "--json", "machine-key"]))).unwrap();
+    let ran: Vec<&str> = run["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .filter(|id| id.starts_with("machine-key"))
+        .collect();
+    assert_eq!(ran, ids);
+}
+
+#[test]
+fn machine_key_group_runs_on_a_fresh_setup() {
+    let env = TestEnv::new();
+    let out = env.run(&["doctor", "machine-key"]);
+    assert!(out.status.success(), "{}", env.transcript(&out));
+    assert!(
+        stdout(&out).contains("- machine-key  no machine keys registered"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.run(&["doctor", "--list", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2), "{}", env.transcript(&out));
+    assert!(common::stderr(&out).contains("hint: ov doctor --list"));
+}
+
+/// Issue 15: findings ran past the terminal's edge.
+#[test]
+fn with_columns_60_every_human_line_fits() {
+    let mut env = TestEnv::new();
+    env.write(&env.credentials(), "[s]\nk = \"v\"\n", 0o644);
+    env.write(
+        &env.user_config(),
+        "secret_backend = \"config\"\nsecrets_typo = 1\n",
+        0o666,
+    );
+    env.set_env("COLUMNS", "60");
+    for args in [&["doctor"][..], &["doctor", "--list"], &["doctor", "--fix"]] {
+        let out = env.run(args);
+        let text = stdout(&out);
+        assert!(text.lines().count() > 5, "{args:?}: {text}");
+        for line in text.lines() {
+            assert!(
+                console::measure_text_width(line) <= 60,
+                "{args:?}: {} columns: {line:?}\n{text}",
+                console::measure_text_width(line)
+            );
+        }
+    }
+    // A COLUMNS that is not a number is ignored, not a crash.
+    env.unset_env("COLUMNS");
+    env.set_env("COLUMNS", "wide");
+    let out = env.run(&["doctor"]);
+    assert!(out.status.success(), "{}", env.transcript(&out));
+    assert!(common::stderr(&out).is_empty(), "{}", env.transcript(&out));
 }
 
 #[test]
@@ -294,7 +430,7 @@ fn a_corrupt_machine_key_registry_fails_with_the_file_and_line() {
     let out = env.run(&["doctor", "machine-key"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = env.normalize(&stdout(&out));
-    assert!(text.contains("✗ machine-key.registry"), "{text}");
+    assert!(text.contains("✗ machine-key "), "{text}");
     assert!(
         text.contains("[TMP]/config/ov/machine-keys.json is not valid"),
         "{text}"

@@ -13,7 +13,10 @@ mod runner;
 
 pub use files::config_file_mode_check;
 pub use ov_plugin_support::{private_file_report as private_file_check, report, with_fix};
-pub use render::{JSON_SCHEMA_VERSION, Summary, render_human, render_json};
+pub use render::{
+    JSON_SCHEMA_VERSION, ListedCheck, ListedGroup, Summary, catalog, render_human, render_json,
+    render_list_human, render_list_json,
+};
 pub use runner::{Finished, Task, apply_auto_fix, run, select};
 
 pub use ov_plugin_api::{AutoFix, CheckReport, Status};

@@ -18,6 +18,12 @@ pub struct Task {
     pub title: String,
     /// Task ids that must finish first; a failure among them skips this task.
     pub depends_on: Vec<String>,
+    /// The checks a batch reports, when they are known before it runs
+    /// (`ov doctor --list`): id and title.
+    pub listed: Vec<(String, String)>,
+    /// Whether `listed` is every check the task reports; a backend's batch
+    /// names its checks only as it runs them.
+    pub listed_all: bool,
     /// The least time this task gets, whatever the run's timeout.
     min_timeout: Duration,
     run: RunFn,
@@ -43,6 +49,8 @@ impl Task {
             id: id.into(),
             title: title.into(),
             depends_on: Vec::new(),
+            listed: Vec::new(),
+            listed_all: false,
             min_timeout: Duration::ZERO,
             run: Box::new(run),
         }
@@ -54,11 +62,20 @@ impl Task {
         title: impl Into<String>,
         run: impl FnOnce() -> CheckReport + Send + 'static,
     ) -> Self {
-        Task::batch(id, title, move || vec![run()])
+        let mut task = Task::batch(id, title, move || vec![run()]);
+        task.listed_all = true;
+        task
     }
 
     pub fn after(mut self, dep: impl Into<String>) -> Self {
         self.depends_on.push(dep.into());
+        self
+    }
+
+    /// Name every check this batch will report (maybe none), for `--list`.
+    pub fn listing(mut self, checks: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.listed.extend(checks);
+        self.listed_all = true;
         self
     }
 

@@ -1,10 +1,13 @@
 //! `ov doctor`
 
-use crate::cli::{out, outln};
+use crate::cli::out;
 use std::time::Duration;
 
 use clap::Args;
-use ov_checks::{Finished, Status, Summary, apply_auto_fix, render_human, render_json, select};
+use ov_checks::{
+    Finished, Status, Summary, apply_auto_fix, catalog, render_human, render_json,
+    render_list_human, render_list_json, select,
+};
 
 use crate::doctor::tasks;
 use crate::error::{EXIT_ERROR, OvError, Result};
@@ -27,16 +30,18 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     timeout: u64,
     /// List the checks and groups instead of running them
-    #[arg(long, conflicts_with_all = ["json", "fix"])]
+    #[arg(long, conflicts_with = "fix")]
     list: bool,
+}
+
+fn unknown_check(name: &str) -> OvError {
+    OvError::usage(format!("no check or group named '{name}'")).hint("ov doctor --list")
 }
 
 fn run_once(paths: &Paths, host: &Host, args: &DoctorArgs) -> Result<Vec<Finished>> {
     let (selected, unknown) = select(tasks(paths, host), &args.checks);
     if let Some(name) = unknown.first() {
-        return Err(
-            OvError::usage(format!("no check or group named '{name}'")).hint("ov doctor --list")
-        );
+        return Err(unknown_check(name));
     }
     let results = ov_checks::run(selected, Duration::from_millis(args.timeout));
     // Show what was asked for, plus the prerequisites that explain a skip.
@@ -70,8 +75,16 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
     let host = Host::load(&Paths::plugin_search_path());
 
     if args.list {
-        for t in tasks(&paths, &host) {
-            outln!("{:<24} {}", t.id, t.title);
+        // What `ov doctor CHECKS…` would run.
+        let (selected, unknown) = select(tasks(&paths, &host), &args.checks);
+        if let Some(name) = unknown.first() {
+            return Err(unknown_check(name));
+        }
+        let groups = catalog(&selected);
+        if args.json {
+            out!("{}", render_list_json(&groups));
+        } else {
+            out!("{}", render_list_human(&groups, crate::cli::stdout_width()));
         }
         return Ok(0);
     }
@@ -105,7 +118,14 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
     if args.json {
         out!("{}", render_json(&results, &fixed));
     } else {
-        out!("{}", render_human(&results, crate::cli::color_stdout()));
+        out!(
+            "{}",
+            render_human(
+                &results,
+                crate::cli::color_stdout(),
+                crate::cli::stdout_width()
+            )
+        );
     }
     Ok(if Summary::of(&results).passed() {
         0

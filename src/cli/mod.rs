@@ -254,6 +254,27 @@ pub(crate) fn color_stdout() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
 }
 
+/// The narrowest width output is wrapped to, whatever `COLUMNS` says.
+const MIN_WIDTH: usize = 20;
+
+/// The width to wrap stdout to: `COLUMNS` when it is set to a number,
+/// else the terminal's; none for a pipe or a file, so their text does not
+/// depend on the window it was run from. A `COLUMNS` that is not a number
+/// is ignored, as other tools do.
+pub(crate) fn stdout_width() -> Option<usize> {
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    columns
+        .or_else(|| {
+            console::Term::stdout()
+                .size_checked()
+                .map(|(_rows, cols)| usize::from(cols))
+        })
+        .map(|w| w.max(MIN_WIDTH))
+}
+
 fn color_stderr() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }

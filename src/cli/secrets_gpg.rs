@@ -1001,7 +1001,14 @@ fn setup(gpg: &Gpg, a: &SetupArgs) -> Result<i32> {
 fn doctor(file: &Path) -> Result<i32> {
     let tasks = ov_plugin_gpg::checks::tasks(file.to_path_buf());
     let results = ov_checks::run(tasks, Duration::from_millis(10_000));
-    out!("{}", render_human(&results, crate::cli::color_stdout()));
+    out!(
+        "{}",
+        render_human(
+            &results,
+            crate::cli::color_stdout(),
+            crate::cli::stdout_width()
+        )
+    );
     Ok(if Summary::of(&results).passed() {
         0
     } else {
