@@ -295,27 +295,7 @@ fn check(env: &TestEnv, id: &str) -> (String, Option<String>, String) {
 
 /// Run a fix exactly as the doctor printed it.
 fn paste(env: &TestEnv, fix: &str) {
-    // The environment ov runs with in this test, and ov itself on PATH.
-    let cmd = env.command(&[]);
-    let ov_dir = std::path::Path::new(env!("CARGO_BIN_EXE_ov"))
-        .parent()
-        .expect("bin dir")
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        ov_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(fix)
-        .env_clear()
-        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-        .env("PATH", path)
-        .current_dir(env.root())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("sh");
+    let out = env.paste(fix);
     assert!(out.status.success(), "{fix}: {}", common::stderr(&out));
 }
 

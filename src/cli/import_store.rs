@@ -207,18 +207,7 @@ pub(crate) fn from_backends(engine: &Engine, a: &ImportArgs) -> Result<i32> {
             tally.add(&outcome);
         }
     }
-    report_first_write(&imp);
-    for service in &imp.touched {
-        resealed(engine, service)?;
-    }
-    outln!(
-        "{} {}/{} entr{} into {}",
-        if dry { "Would import" } else { "Imported" },
-        tally.done,
-        tally.total,
-        plural(tally.total),
-        target.desc.name
-    );
+    wrap_up(engine, &imp, &tally, dry, &target.desc.name)?;
     let mut retry = "ov secrets import".to_owned();
     if let Some(f) = &a.from {
         retry.push_str(&format!(" --from {f}"));
@@ -252,7 +241,20 @@ pub(crate) fn restore(engine: &Engine, a: &ImportArgs, file: &std::path::Path) -
         );
         tally.add(&outcome);
     }
-    report_first_write(&imp);
+    wrap_up(engine, &imp, &tally, dry, &target.desc.name)?;
+    tally.finish(&format!("ov secrets import --file {quoted}"))
+}
+
+/// The end of every import: the first write's notices, the re-seals, and
+/// the count.
+fn wrap_up(
+    engine: &Engine,
+    imp: &Importer<'_>,
+    tally: &Tally,
+    dry: bool,
+    target: &str,
+) -> Result<()> {
+    report_first_write(imp);
     for service in &imp.touched {
         resealed(engine, service)?;
     }
@@ -262,7 +264,7 @@ pub(crate) fn restore(engine: &Engine, a: &ImportArgs, file: &std::path::Path) -
         tally.done,
         tally.total,
         plural(tally.total),
-        target.desc.name
+        target
     );
-    tally.finish(&format!("ov secrets import --file {quoted}"))
+    Ok(())
 }
