@@ -780,10 +780,30 @@ fn a_provider_that_never_answers_times_out_and_falls_back() {
         "{:?}",
         start.elapsed()
     );
+    // The bus itself says nothing: it is the bus that is hung, not the
+    // provider.
+    let report = stdout(&out);
     assert!(
-        stdout(&out).contains("did not answer within 500 ms"),
-        "{}",
-        stdout(&out)
+        report.contains("✗ keyring.session_bus")
+            && report.contains("does not answer within 500 ms: a hung dbus-daemon"),
+        "{report}"
+    );
+    assert!(report.contains("- keyring.provider"), "{report}");
+}
+
+#[test]
+fn a_provider_that_hangs_on_a_bus_that_answers_is_blamed_on_the_provider() {
+    let (mut env, ss) = keyring_env();
+    env.set_env("OV_KEYRING_TIMEOUT_MS", "500");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(ss.keyring_pid().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let out = env.run(&["doctor", "keyring"]);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let report = stdout(&out);
+    assert!(report.contains("✓ keyring.session_bus"), "{report}");
+    assert!(
+        report.contains("✗ keyring.provider") && report.contains("did not answer within 500 ms"),
+        "{report}"
     );
 }
 

@@ -161,6 +161,12 @@ impl SecretService {
             .env("LANG", "C.UTF-8");
     }
 
+    /// The running gnome-keyring-daemon's pid (to stop it with SIGSTOP: a
+    /// provider that hangs while the bus answers).
+    pub fn keyring_pid(&self) -> Option<u32> {
+        self.keyring.as_ref().map(Child::id)
+    }
+
     /// Start gnome-keyring-daemon on the bus and wait until it owns the name.
     pub fn start_keyring(&mut self) {
         require("gnome-keyring-daemon", "gnome-keyring");

@@ -69,6 +69,39 @@ fn failed(e: &BackendError) -> Vec<CheckReport> {
             ),
         ];
     }
+    let limit = crate::bus::timeout();
+    if e.message.contains("did not answer within")
+        && matches!(
+            crate::wire::bus_answers(limit),
+            Err(crate::wire::Error::Io(ref io)) if io.kind() == std::io::ErrorKind::TimedOut
+        )
+    {
+        // Not the provider: the bus daemon itself accepts and says nothing.
+        return vec![
+            with_fix(
+                report(
+                    BUS,
+                    bus_title,
+                    Status::Fail,
+                    format!(
+                        "{} accepts connections but the bus itself does not answer within {} ms: a hung dbus-daemon; ov skips the keyring",
+                        bus_address(),
+                        limit.as_millis()
+                    ),
+                ),
+                "ov settings set secret_backend kdbx   # meanwhile; a stuck session bus is restarted by logging out and in",
+            ),
+            after(
+                report(
+                    PROVIDER,
+                    provider_title,
+                    Status::Skip,
+                    "skipped: the session bus does not answer",
+                ),
+                BUS,
+            ),
+        ];
+    }
     if e.message.contains("did not answer within") {
         return vec![
             report(

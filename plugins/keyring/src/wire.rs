@@ -26,6 +26,25 @@ use zbus::zvariant::{DynamicType, Endian, OwnedValue, Type, Value};
 /// The most the D-Bus specification allows in one message (128 MiB).
 const MAX_MESSAGE: usize = 1 << 27;
 const DBUS_NAME: &str = "org.freedesktop.DBus";
+
+/// Whether the bus itself answers within `limit`: the handshake and one
+/// call to the bus daemon (`GetId`), with no Secret Service involved. A
+/// socket that accepts and never answers is a hung bus, not a hung
+/// provider.
+pub fn bus_answers(limit: Duration) -> Result<(), Error> {
+    // An address ov does not dial itself is zbus's; nothing to tell here.
+    let Some(addrs) = session_addresses() else {
+        return Ok(());
+    };
+    let mut wire = Wire::open(&addrs, Instant::now() + limit)?;
+    let get_id = Method {
+        dest: DBUS_NAME,
+        path: DBUS_PATH,
+        iface: DBUS_NAME,
+        member: "GetId",
+    };
+    wire.call::<_, String>(get_id, &()).map(|_| ())
+}
 const DBUS_PATH: &str = "/org/freedesktop/DBus";
 
 /// A session bus socket ov can dial itself.
