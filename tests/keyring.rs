@@ -1254,3 +1254,58 @@ fn issue15_a_value_changed_with_secret_tool_makes_the_bundle_stale() {
             .contains("holds what the store holds")
     );
 }
+
+#[test]
+fn with_no_login_keyring_the_default_alias_fix_creates_one_and_never_pins_to_session() {
+    let mut env = TestEnv::new();
+    let mut ss = SecretService::bus_only(&mut env);
+    ss.start_keyring_without_login();
+    let out = env.run(&["doctor", "keyring", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let alias = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "keyring.default_alias")
+        .unwrap()
+        .clone();
+    assert_eq!(alias["status"], "warn", "{alias}");
+    assert!(
+        alias["finding"]
+            .as_str()
+            .unwrap()
+            .contains("only the in-memory session collection exists, which is lost at logout"),
+        "{alias}"
+    );
+    let fix = alias["fix"].as_str().unwrap().to_owned();
+    assert!(!fix.contains("keyring_collection_label"), "{fix}");
+    // A write says the same, rather than pinning to the session collection.
+    env.ok(&["settings", "set", "secret_backend", "keyring"]);
+    let out = env.run_stdin(&["secrets", "set", "svc", "k"], "v\n");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("hint: read -rs PW"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Pasted, typed password and Enter: the login keyring exists, is the
+    // default, and the check passes; the write goes through.
+    let pasted = ss.run_shell(&fix, b"login-pw\n");
+    assert!(pasted.status.success(), "{}", stderr(&pasted));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = env.run(&["doctor", "keyring.default_alias"]);
+        if stdout(&out).contains("✓ keyring.default_alias") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", stdout(&out));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = env.run_stdin(&["secrets", "set", "svc", "k"], "v\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        ss.lookup(&["service", "svc", "username", "k"]).as_deref(),
+        Some(&b"v"[..])
+    );
+}

@@ -169,11 +169,22 @@ impl SecretService {
 
     /// Start gnome-keyring-daemon on the bus and wait until it owns the name.
     pub fn start_keyring(&mut self) {
+        self.start_daemon(&["--unlock", "--components=secrets", "--foreground"]);
+    }
+
+    /// Start gnome-keyring-daemon with no login keyring: nothing unlocks
+    /// or creates one, so only the in-memory `session` collection exists
+    /// and no default alias is set (a fresh headless account).
+    pub fn start_keyring_without_login(&mut self) {
+        self.start_daemon(&["--components=secrets", "--foreground"]);
+    }
+
+    fn start_daemon(&mut self, args: &[&str]) {
         require("gnome-keyring-daemon", "gnome-keyring");
         let mut cmd = Command::new("gnome-keyring-daemon");
         self.daemon_env(&mut cmd);
         let mut child = cmd
-            .args(["--unlock", "--components=secrets", "--foreground"])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -219,14 +219,6 @@ fn inspect(link: &'static Link, pin: Option<&str>) -> Vec<CheckReport> {
     out
 }
 
-/// A label to pin to when the default does not work: the first healthy one.
-fn pin_fix(scan: &Scan) -> String {
-    match scan.colls.iter().find(|c| !c.locked).or(scan.colls.first()) {
-        Some(c) => format!("ov settings set {LABEL_SETTING} {}", q(&c.label)),
-        None => format!("{START_PROVIDER}   # no collection to write to"),
-    }
-}
-
 fn default_alias(scan: &Scan, pin: Option<&str>) -> CheckReport {
     let id = "keyring.default_alias";
     let title = "default collection alias";
@@ -265,7 +257,7 @@ fn default_alias(scan: &Scan, pin: Option<&str>) -> CheckReport {
                             "default → {path}, which cannot be used: {why}; reads skip it{pinned_note}"
                         ),
                     ),
-                    pin_fix(scan),
+                    crate::pin_fix(scan),
                 )
             }
         }
@@ -274,9 +266,16 @@ fn default_alias(scan: &Scan, pin: Option<&str>) -> CheckReport {
                 id,
                 title,
                 status,
-                format!("no default alias is set, so writes have nowhere to go{pinned_note}"),
+                format!(
+                    "no default alias is set, so writes have nowhere to go{}{pinned_note}",
+                    if scan.colls.iter().all(crate::in_memory) && !scan.colls.is_empty() {
+                        " (only the in-memory session collection exists, which is lost at logout)"
+                    } else {
+                        ""
+                    }
+                ),
             ),
-            pin_fix(scan),
+            crate::pin_fix(scan),
         ),
         Err(reason) => with_fix(
             report(
@@ -285,7 +284,7 @@ fn default_alias(scan: &Scan, pin: Option<&str>) -> CheckReport {
                 status,
                 format!("the default alias cannot be read: {reason}{pinned_note}"),
             ),
-            pin_fix(scan),
+            crate::pin_fix(scan),
         ),
     }
 }
@@ -333,7 +332,7 @@ fn collections(scan: &Scan) -> Vec<CheckReport> {
                     Status::Warn,
                     format!("{:?}: cannot list items: {e}", c.label),
                 ),
-                pin_fix(scan),
+                crate::pin_fix(scan),
             ),
         };
         out.push(r);
@@ -349,7 +348,7 @@ fn collections(scan: &Scan) -> Vec<CheckReport> {
                     b.path, b.reason
                 ),
             ),
-            pin_fix(scan),
+            crate::pin_fix(scan),
         ));
     }
     out

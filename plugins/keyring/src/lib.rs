@@ -567,14 +567,39 @@ fn write_target<'s>(scan: &'s Scan, pin: Option<&str>) -> Result<&'s Coll, Backe
         Ok(Some(path)) => format!("the default collection {path} does not answer"),
         Err(reason) => format!("the default alias cannot be read: {reason}"),
     };
-    let mut err = BackendError::new(
+    Err(BackendError::new(
         ErrorKind::Unavailable,
         format!("{why}, so ov does not know where to write"),
-    );
-    if let Some(c) = scan.colls.iter().find(|c| !c.locked).or(scan.colls.first()) {
-        err = err.with_hint(format!("ov settings set {LABEL_SETTING} {}", q(&c.label)));
+    )
+    .with_hint(pin_fix(scan)))
+}
+
+/// GNOME Keyring's in-memory collection: what is written there is gone at
+/// logout, so ov never steers writes into it.
+pub(crate) fn in_memory(c: &Coll) -> bool {
+    c.path.ends_with("/collection/session")
+}
+
+/// With no persistent collection at all: GNOME Keyring creates the login
+/// keyring, with the password given, and makes it the default.
+pub const CREATE_LOGIN: &str = "read -rs PW && printf '%s' \"$PW\" | gnome-keyring-daemon --replace --unlock --components=secrets; unset PW   # GNOME Keyring: creates the login keyring with that password and makes it the default";
+
+/// A label to pin to when the default does not work: the first healthy
+/// persistent one, never the in-memory `session` collection, whose label
+/// is empty (pinning to it would unpin) and whose items die at logout.
+pub(crate) fn pin_fix(scan: &Scan) -> String {
+    let persistent = || {
+        scan.colls
+            .iter()
+            .filter(|c| !in_memory(c) && !c.label.is_empty())
+    };
+    match persistent().find(|c| !c.locked).or(persistent().next()) {
+        Some(c) => format!("ov settings set {LABEL_SETTING} {}", q(&c.label)),
+        None if scan.colls.is_empty() => {
+            format!("{}   # no collection to write to", bus::START_PROVIDER)
+        }
+        None => CREATE_LOGIN.to_owned(),
     }
-    Err(err)
 }
 
 fn set_in(
