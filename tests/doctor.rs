@@ -419,3 +419,43 @@ fn a_corrupt_machine_key_registry_fails_with_the_file_and_line() {
     // The whole doctor is not green either.
     assert_eq!(env.run(&["doctor"]).status.code(), Some(1));
 }
+
+/// Every fix the broken setup's report prints, pasted one after another
+/// exactly as printed: the check it belonged to then passes. (Moving to an
+/// encrypted backend makes `backends.plaintext` speak up about the entry
+/// left in config; its own fix is pasted in tests/import.rs.)
+#[test]
+fn every_fix_of_a_broken_setup_pasted_makes_its_check_pass() {
+    let mut env = TestEnv::new();
+    env.set_env("OV_KDBX_PASSWORD", "doctor-pw");
+    env.write(&env.credentials(), "[s]\nk = \"v\"\n", 0o644);
+    env.write(
+        &env.user_config(),
+        "secret_backend = \"config\"\nsecrets_typo = 1\n",
+        0o666,
+    );
+    let out = env.run(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let broken: Vec<(String, String)> = v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["status"] == "warn" || c["status"] == "fail")
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or_default().to_owned(),
+                c["fix"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(broken.len() >= 4, "{broken:?}");
+    for (id, fix) in &broken {
+        assert!(!fix.is_empty(), "{id} has no fix");
+        paste(&env, fix);
+        let (status, _, finding) = check(&env, id);
+        assert!(
+            status == "ok" || status == "skip",
+            "{id} after `{fix}`: {status} {finding}"
+        );
+    }
+}
