@@ -459,3 +459,41 @@ fn every_fix_of_a_broken_setup_pasted_makes_its_check_pass() {
         );
     }
 }
+
+/// Fixes that open the file in the user's editor work when pasted: with
+/// `EDITOR` set to a program that repairs the file (as the user would by
+/// hand), the check passes.
+#[test]
+fn the_edit_fix_for_unparsable_credentials_opens_that_file() {
+    let mut env = TestEnv::new();
+    env.write(&env.credentials(), "[\"svc\"]\nk = \"unterminated\n", 0o600);
+    let (status, fix, finding) = check(&env, "config.credentials_parse");
+    assert_eq!(status, "fail", "{finding}");
+    let fix = fix.expect("a fix");
+    assert!(fix.starts_with("${EDITOR:-vi} "), "{fix}");
+    // The "editor" writes back what the user meant.
+    let editor = env.root().join("fix-it");
+    env.write(
+        &editor,
+        "#!/bin/sh\nprintf '[\"svc\"]\\nk = \"terminated\"\\n' > \"$1\"\n",
+        0o755,
+    );
+    env.set_env("EDITOR", editor.display().to_string());
+    paste(&env, &fix);
+    let (status, _, finding) = check(&env, "config.credentials_parse");
+    assert_eq!(status, "ok", "{finding}");
+}
+
+#[test]
+fn the_permissions_fix_for_a_database_pasted_makes_it_private() {
+    let mut env = TestEnv::new();
+    env.set_env("OV_KDBX_PASSWORD", "doctor-pw");
+    env.ok(&["secrets", "init"]);
+    let db = env.config_dir().join("secrets.kdbx");
+    std::fs::set_permissions(&db, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (status, fix, finding) = check(&env, "kdbx.permissions");
+    assert_ne!(status, "ok", "{finding}");
+    paste(&env, &fix.expect("a fix"));
+    assert_eq!(check(&env, "kdbx.permissions").0, "ok");
+    assert_eq!(mode_of(&db), 0o600);
+}

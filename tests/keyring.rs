@@ -1309,3 +1309,37 @@ fn with_no_login_keyring_the_default_alias_fix_creates_one_and_never_pins_to_ses
         Some(&b"v"[..])
     );
 }
+
+#[test]
+fn the_locked_collection_fix_pasted_unlocks_it() {
+    let (env, ss) = keyring_env();
+    let login = OwnedObjectPath::try_from("/org/freedesktop/secrets/collection/login").unwrap();
+    ss.lock(&login);
+    let collection = |env: &TestEnv| {
+        let out = env.run(&["doctor", "keyring", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        // None while the replaced daemon is not on the bus yet.
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "keyring.collection.login")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let c = collection(&env);
+    assert_eq!(c["status"], "warn", "{c}");
+    let fix = c["fix"].as_str().unwrap().to_owned();
+    // Typed as a person would: the login password and Enter.
+    let pasted = ss.run_shell(&fix, format!("{PASSWORD}\n").as_bytes());
+    assert!(pasted.status.success(), "{fix}: {}", stderr(&pasted));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = collection(&env);
+        if c["status"] == "ok" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{c}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
