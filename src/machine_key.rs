@@ -466,6 +466,21 @@ pub fn collect_complete(
     })
 }
 
+/// Whether `name`, an entry of `service`, can become an environment
+/// variable; if not (another tool stored it: as a variable it would
+/// override another one, as a `--secrets-dir` file land elsewhere, and a
+/// bundle holding it would not open), it is left out with a note.
+pub fn usable_name(service: &str, name: &str) -> bool {
+    let ok = dotenv::valid_name(name);
+    if !ok {
+        eprintln!(
+            "ov: note: left out {service} entry {:?}: not an environment variable name (letters, digits and '_'); rename it where it is stored",
+            name.escape_debug().to_string()
+        );
+    }
+    ok
+}
+
 /// The values of listed entries of `svc`, from the backend that holds each.
 fn read_listed(
     store: &Store,
@@ -477,13 +492,7 @@ fn read_listed(
         if entry.service != svc {
             continue;
         }
-        if !dotenv::valid_name(&entry.key) {
-            // Written by another tool: as a variable it would override
-            // another one, and a bundle holding it would not open.
-            eprintln!(
-                "ov: note: left out {svc} entry {:?}: not an environment variable name (letters, digits and '_'); rename it where it is stored",
-                entry.key.escape_debug().to_string()
-            );
+        if !usable_name(svc, &entry.key) {
             continue;
         }
         let Some(b) = store.host.backend(&source) else {

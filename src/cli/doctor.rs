@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::Args;
 use ov_checks::{
-    Finished, Status, Summary, apply_auto_fix, catalog, render_human, render_json,
-    render_list_human, render_list_json, select,
+    Finished, Status, Summary, apply_auto_fix, catalog, render_json, render_list_human,
+    render_list_json, select,
 };
 
 use crate::doctor::tasks;
@@ -118,14 +118,7 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
     if args.json {
         out!("{}", render_json(&results, &fixed));
     } else {
-        out!(
-            "{}",
-            render_human(
-                &results,
-                crate::cli::color_stdout(),
-                crate::cli::stdout_width()
-            )
-        );
+        crate::cli::print_report(&results)?;
     }
     Ok(if Summary::of(&results).passed() {
         0

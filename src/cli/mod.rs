@@ -249,6 +249,15 @@ pub(crate) struct JsonArgs {
     pub json: bool,
 }
 
+/// A doctor report for a person, coloured and wrapped as stdout allows.
+pub(crate) fn print_report(results: &[ov_checks::Finished]) -> Result<()> {
+    out!(
+        "{}",
+        ov_checks::render_human(results, color_stdout(), stdout_width())
+    );
+    Ok(())
+}
+
 /// Colour on stdout: only on a terminal, never with NO_COLOR.
 pub(crate) fn color_stdout() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()

@@ -133,22 +133,12 @@ pub fn run(a: RunArgs) -> Result<i32> {
             vec![format!("ov secrets set --app {app} --env {env} {name}")]
         })?
     };
-    // Another tool may have stored an entry under a name that is no
-    // variable name (`PATH=/tmp/evil:`, `../x`): as an environment entry it
-    // would override another variable, as a file land outside the
-    // directory. It is left out, with a note.
+    // A bundle sealed before names were checked may hold one another tool
+    // stored (`PATH=/tmp/evil:`, `../x`): it is left out, with a note.
+    let service = mk::service(app, env);
     let secrets: Vec<_> = secrets
         .into_iter()
-        .filter(|(name, _)| {
-            let ok = crate::dotenv::valid_name(name);
-            if !ok {
-                eprintln!(
-                    "ov: note: left out {app}/{env} entry {:?}: not an environment variable name (letters, digits and '_'); rename it where it is stored",
-                    name.escape_debug().to_string()
-                );
-            }
-            ok
-        })
+        .filter(|(name, _)| mk::usable_name(&service, name))
         .collect();
     let relaunch = |prog: &std::ffi::OsStr| command_line(&a, env, Some(prog));
     if a.secrets_dir {

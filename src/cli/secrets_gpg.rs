@@ -1,14 +1,14 @@
 //! `ov secrets gpg …` — GnuPG-encrypted `.secrets` files for direnv, key
 //! import and export, the one-stop agent setup, and its doctor.
 
-use crate::cli::{out, outln};
+use crate::cli::outln;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use ov_checks::{Summary, render_human};
+use ov_checks::Summary;
 use ov_plugin_api::Secret;
 use ov_plugin_gpg::keystore::Keystore;
 use ov_plugin_gpg::{Gpg, GpgError, SecretKey, agent, fix};
@@ -1001,14 +1001,7 @@ fn setup(gpg: &Gpg, a: &SetupArgs) -> Result<i32> {
 fn doctor(file: &Path) -> Result<i32> {
     let tasks = ov_plugin_gpg::checks::tasks(file.to_path_buf());
     let results = ov_checks::run(tasks, Duration::from_millis(10_000));
-    out!(
-        "{}",
-        render_human(
-            &results,
-            crate::cli::color_stdout(),
-            crate::cli::stdout_width()
-        )
-    );
+    crate::cli::print_report(&results)?;
     Ok(if Summary::of(&results).passed() {
         0
     } else {
