@@ -278,14 +278,8 @@ fn doctor_and_store_error_give_the_same_fix() {
 /// The check's status and fix from `ov doctor ID --json`.
 fn check(env: &TestEnv, id: &str) -> (String, Option<String>, String) {
     let out = env.run(&["doctor", id, "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("doctor --json");
-    let c = v["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id} in {v}"))
-        .clone();
+    let c = TestEnv::check_in(&stdout(&out), id);
+    assert!(!c.is_null(), "no check {id} in {}", stdout(&out));
     (
         c["status"].as_str().unwrap_or_default().to_owned(),
         c["fix"].as_str().map(str::to_owned),

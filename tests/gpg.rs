@@ -179,19 +179,7 @@ fn gpg_env() -> (TestEnv, Gnupg, Key) {
 
 /// `ov ARGS` without a controlling terminal and with stdin from /dev/null.
 fn no_tty(env: &TestEnv, args: &[&str]) -> Output {
-    let inner = env.command(args);
-    let mut cmd = Command::new("setsid");
-    cmd.arg("-w")
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    cmd.env_clear();
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    cmd.current_dir(env.root())
-        .stdin(Stdio::null())
+    env.command_under(&["setsid", "-w"], args)
         .output()
         .expect("setsid")
 }

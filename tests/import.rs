@@ -220,14 +220,9 @@ fn backend_import_keeps_a_different_value_unless_forced() {
 /// `ov doctor --json`'s report for one check id.
 fn check(env: &TestEnv, id: &str) -> serde_json::Value {
     let out = env.run(&["doctor", "--json"]);
-    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("doctor JSON");
-    json["checks"]
-        .as_array()
-        .expect("checks is a list")
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id} in {json}"))
-        .clone()
+    let c = TestEnv::check_in(&stdout(&out), id);
+    assert!(!c.is_null(), "no check {id} in {}", stdout(&out));
+    c
 }
 
 #[test]

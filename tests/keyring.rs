@@ -1261,14 +1261,7 @@ fn with_no_login_keyring_the_default_alias_fix_creates_one_and_never_pins_to_ses
     let mut ss = SecretService::bus_only(&mut env);
     ss.start_keyring_without_login();
     let out = env.run(&["doctor", "keyring", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let alias = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "keyring.default_alias")
-        .unwrap()
-        .clone();
+    let alias = TestEnv::check_in(&stdout(&out), "keyring.default_alias");
     assert_eq!(alias["status"], "warn", "{alias}");
     assert!(
         alias["finding"]
@@ -1317,15 +1310,8 @@ fn the_locked_collection_fix_pasted_unlocks_it() {
     ss.lock(&login);
     let collection = |env: &TestEnv| {
         let out = env.run(&["doctor", "keyring", "--json"]);
-        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-        // None while the replaced daemon is not on the bus yet.
-        v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == "keyring.collection.login")
-            .cloned()
-            .unwrap_or_default()
+        // null while the replaced daemon is not on the bus yet.
+        TestEnv::check_in(&stdout(&out), "keyring.collection.login")
     };
     let c = collection(&env);
     assert_eq!(c["status"], "warn", "{c}");

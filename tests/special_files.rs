@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use common::{TestEnv, stderr};
 
@@ -18,19 +18,7 @@ fn mkfifo(path: &Path) {
 /// `ov ARGS` under `timeout 20`: a command that blocks on a FIFO shows up
 /// as exit 124 instead of hanging the suite.
 fn run_bounded(env: &TestEnv, args: &[&str]) -> Output {
-    let inner = env.command(args);
-    let mut cmd = Command::new("timeout");
-    cmd.arg("20")
-        .arg(inner.get_program())
-        .args(inner.get_args());
-    cmd.env_clear();
-    for (k, v) in inner.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    cmd.current_dir(env.root())
-        .stdin(Stdio::null())
+    env.command_under(&["timeout", "20"], args)
         .output()
         .expect("timeout")
 }

@@ -171,6 +171,39 @@ impl TestEnv {
         )
     }
 
+    /// `WRAPPER… ov ARGS…` (`setsid -w`, `timeout 20`) with this
+    /// environment's variables and directory, stdin from /dev/null.
+    pub fn command_under(&self, wrapper: &[&str], args: &[&str]) -> std::process::Command {
+        let inner = self.command(args);
+        let (prog, rest) = wrapper.split_first().expect("a wrapper program");
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(rest)
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .env_clear();
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.current_dir(self.root())
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    /// One check of an `ov … doctor … --json` report, by id: the whole
+    /// report entry, or `null` when the report has no such check.
+    pub fn check_in(report: &str, id: &str) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(report).expect("doctor --json");
+        v["checks"]
+            .as_array()
+            .expect("checks is a list")
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Run a line ov printed (a `hint:`) exactly as printed, through
     /// `sh -c`, in this environment, with this `ov` first on PATH.
     pub fn paste(&self, line: &str) -> Output {
