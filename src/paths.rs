@@ -100,6 +100,21 @@ impl Paths {
     }
 }
 
+/// Whether two paths name one file: through symlinks and `..` when both
+/// exist, else by their absolute spelling.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
+
+/// A path setting that means the same wherever ov runs: absolute, or
+/// starting at the home directory.
+pub fn anchored(raw: &str) -> bool {
+    raw == "~" || raw.starts_with("~/") || Path::new(raw).is_absolute()
+}
+
 /// `~/x` → `$HOME/x`; anything else unchanged.
 pub fn expand_tilde(paths: &Paths, p: &str) -> PathBuf {
     match p.strip_prefix("~/") {

@@ -174,8 +174,10 @@ pub fn parse_value(spec: &KeySpec, raw: &str) -> Result<Value> {
             }
         }
         Kind::Path => {
-            let anchored = raw == "~" || raw.starts_with("~/") || Path::new(raw).is_absolute();
-            if raw.trim().is_empty() || raw.chars().any(char::is_control) || !anchored {
+            if raw.trim().is_empty()
+                || raw.chars().any(char::is_control)
+                || !crate::paths::anchored(raw)
+            {
                 Err(bad().hint(format!(
                     "ov settings set {} ~/.config/ov/secrets.kdbx",
                     spec.name
@@ -378,11 +380,7 @@ impl Settings {
         let key_file = self.path(paths, "secrets.kdbx_key_file")?;
         let bound = self.path(paths, KEY_FILE_DB)?;
         let db = self.path(paths, "secrets.kdbx_path")?;
-        let same = match (std::fs::canonicalize(&bound), std::fs::canonicalize(&db)) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => bound == db,
-        };
-        (!same).then_some((key_file, bound))
+        (!crate::paths::same_file(&bound, &db)).then_some((key_file, bound))
     }
 
     /// The settings as the plugins see them: paths with `~` expanded, and
@@ -422,12 +420,7 @@ pub fn set_user(paths: &Paths, name: &str, raw: &str) -> Result<Value> {
     // absolute, so what it names never depends on the current directory.
     let anchored;
     let raw = match spec.kind {
-        Kind::Path
-            if !raw.trim().is_empty()
-                && raw != "~"
-                && !raw.starts_with("~/")
-                && !Path::new(raw).is_absolute() =>
-        {
+        Kind::Path if !raw.trim().is_empty() && !crate::paths::anchored(raw) => {
             anchored = std::path::absolute(raw)
                 .map_err(|e| OvError::usage(format!("cannot resolve {raw}: {e}")))?
                 .display()

@@ -75,7 +75,7 @@ pub fn init(
         );
     }
     let current = ov_plugin_kdbx::db_path(&ctx);
-    let switching = !same_file(&path, &current);
+    let switching = !crate::paths::same_file(&path, &current);
     if !force && std::fs::symlink_metadata(&path).is_ok() {
         let mut e = OvError::new(format!(
             "{} already exists; refusing to overwrite it",
@@ -170,14 +170,6 @@ pub fn init(
     eprintln!("make it the active backend:  ov settings set secret_backend kdbx");
     eprintln!("copy existing secrets in:    ov secrets import --dry-run");
     Ok(0)
-}
-
-/// Whether two paths name one file (also through symlinks or `..`).
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
-    }
 }
 
 /// `init NEW` while the settings name another database: the new, empty one
