@@ -297,15 +297,17 @@ pub fn create_dir_all_mode(dir: &Path, mode: u32) -> io::Result<()> {
         .map_err(|e| io_context("create directory", dir, e))
 }
 
+/// A directory variable counts only when it holds an absolute path.
+fn xdg(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+}
+
 /// ov's own directories, where a lock file may sit beside the file it
 /// guards: `$XDG_CONFIG_HOME/ov`, `$XDG_DATA_HOME/ov`, `$XDG_STATE_HOME/ov`
 /// (with their defaults under `$HOME`) and `/etc/ov` (`OV_SYSCONFDIR`).
 fn own_dirs() -> Vec<PathBuf> {
-    let xdg = |var: &str| {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-    };
     let home = xdg("HOME");
     let under_home = |var: &str, default: &str| {
         xdg(var)
@@ -330,20 +332,15 @@ fn own_dirs() -> Vec<PathBuf> {
 /// where a lock file would be committed with a project.
 fn lock_dir() -> Option<PathBuf> {
     let uid = Uid::effective().as_raw();
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            let run = PathBuf::from(format!("/run/user/{uid}"));
-            fs::metadata(&run)
-                .is_ok_and(|m| m.is_dir() && m.uid() == uid)
-                .then_some(run)
-        });
+    let runtime = xdg("XDG_RUNTIME_DIR").or_else(|| {
+        let run = PathBuf::from(format!("/run/user/{uid}"));
+        fs::metadata(&run)
+            .is_ok_and(|m| m.is_dir() && m.uid() == uid)
+            .then_some(run)
+    });
     match runtime {
         Some(r) => Some(r.join("ov").join("locks")),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
+        None => xdg("XDG_CACHE_HOME")
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
             .map(|c| c.join("ov").join("locks")),
     }
