@@ -1376,12 +1376,17 @@ fn a_key_without_a_passphrase_and_an_agent_not_yet_started_are_not_warnings() {
     assert_eq!(status, "ok", "{finding}");
     let (status, finding) = &checks["gpg.agent.running"];
     assert_eq!(status, "ok", "{finding}");
-    // Stopped: gpg starts it again when it needs it.
+    // Stopped: gpg starts it again when it needs it. The doctor's other
+    // gpg checks run beside this one and may start it first, so the
+    // finding is either the version or the on-demand note; never a warning.
     g.cmd("gpgconf", &["--kill", "gpg-agent"], "");
     let checks = gpg_checks(&env);
     let (status, finding) = &checks["gpg.agent.running"];
     assert_eq!(status, "ok", "{finding}");
-    assert!(finding.contains("gpg starts it on demand"), "{finding}");
+    assert!(
+        finding.contains("gpg starts it on demand") || finding.starts_with("gpg-agent "),
+        "{finding}"
+    );
 }
 
 #[test]
