@@ -213,9 +213,10 @@ fn machine_key_group_runs_on_a_fresh_setup() {
     assert!(common::stderr(&out).contains("hint: ov doctor --list"));
 }
 
-/// Issue 15: findings ran past the terminal's edge.
+/// Issue 15: findings ran past the terminal's edge, and a fix wrapped
+/// to the width no longer pasted as one command.
 #[test]
-fn with_columns_60_every_human_line_fits() {
+fn with_columns_60_every_human_line_fits_and_every_fix_is_whole() {
     let mut env = TestEnv::new();
     env.write(&env.credentials(), "[s]\nk = \"v\"\n", 0o644);
     env.write(
@@ -223,12 +224,31 @@ fn with_columns_60_every_human_line_fits() {
         "secret_backend = \"config\"\nsecrets_typo = 1\n",
         0o666,
     );
+    // The fixes as scripts read them: each is one whole command.
+    let json = stdout(&env.run(&["doctor", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).expect("doctor --json");
+    let fixes: Vec<String> = v["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["fix"].as_str().map(|f| format!("fix: {f}")))
+        .collect();
+    assert!(!fixes.is_empty(), "{json}");
     env.set_env("COLUMNS", "60");
     for args in [&["doctor"][..], &["doctor", "--list"], &["doctor", "--fix"]] {
         let out = env.run(args);
         let text = stdout(&out);
         assert!(text.lines().count() > 5, "{args:?}: {text}");
-        for line in text.lines() {
+        if args == ["doctor"] {
+            // A fix is never broken across lines, so it pastes whole.
+            for fix in &fixes {
+                assert!(text.lines().any(|l| l.trim() == fix), "{fix} in\n{text}");
+            }
+        }
+        for line in text
+            .lines()
+            .filter(|l| !fixes.iter().any(|f| l.trim() == f))
+        {
             assert!(
                 console::measure_text_width(line) <= 60,
                 "{args:?}: {} columns: {line:?}\n{text}",

@@ -131,6 +131,58 @@ fn row(out: &mut String, head: &str, col: usize, text: &str, width: Option<usize
     }
 }
 
+/// The `fix:` line of a finding. The command is never broken across lines,
+/// so it can be copied whole and pasted: at the finding's column when it
+/// fits there, else further left, else whole on a line of its own (the
+/// terminal folds it softly, and a copy still gets one line). A trailing
+/// `# comment` wraps below it as comment lines, harmless when pasted too.
+fn fix_lines(
+    out: &mut String,
+    fix: &str,
+    col: usize,
+    width: Option<usize>,
+    dim: &Style,
+    bold: &Style,
+) {
+    let (command, comment) = match fix.find("   # ") {
+        Some(at) => (
+            fix[..at].trim_end(),
+            Some(fix[at..].trim_start().trim_start_matches('#').trim()),
+        ),
+        None => (fix, None),
+    };
+    let head = "fix: ";
+    let need = head.len() + measure_text_width(command);
+    let indent = match width {
+        Some(w) if w < col + MIN_TEXT_WIDTH || col + need > w => 4,
+        _ => col,
+    };
+    let pad = " ".repeat(indent);
+    let comment_fits =
+        |w: usize| comment.is_some_and(|c| indent + need + 5 + measure_text_width(c) <= w);
+    let (inline, below) = match (width, comment) {
+        (None, Some(c)) => (Some(c), None),
+        (Some(w), Some(c)) if comment_fits(w) => (Some(c), None),
+        (_, c) => (None, c),
+    };
+    let mut line = format!(
+        "{pad}{}{}",
+        dim.apply_to("fix:"),
+        bold.apply_to(format!(" {command}"))
+    );
+    if let Some(c) = inline {
+        line.push_str(&format!("   {}", dim.apply_to(format!("# {c}"))));
+    }
+    let _ = writeln!(out, "{line}");
+    if let Some(c) = below {
+        let text_pad = " ".repeat(indent + head.len());
+        let w = width.map_or(usize::MAX, |w| w.saturating_sub(indent + head.len() + 2));
+        for l in wrap(c, w) {
+            let _ = writeln!(out, "{text_pad}{}", dim.apply_to(format!("# {l}")));
+        }
+    }
+}
+
 /// The human report: one line per check, a `fix:` line under each warn or
 /// fail, and a summary line. With a `width` (a terminal's, or `COLUMNS`),
 /// every line fits in it; without, each finding stays on one line, so
@@ -149,25 +201,7 @@ pub fn render_human(results: &[Finished], color: bool, width: Option<usize>) -> 
         if matches!(r.status, Status::Warn | Status::Fail)
             && let Some(fix) = &r.fix
         {
-            // Styled after wrapping, so a colour code never counts
-            // towards a line's width.
-            let indent = match width {
-                Some(w) if w < col + MIN_TEXT_WIDTH => 4,
-                _ => col,
-            };
-            let text = format!("fix: {fix}");
-            let lines = match width {
-                Some(w) => wrap(&text, w.saturating_sub(indent)),
-                None => vec![text],
-            };
-            let pad = " ".repeat(indent);
-            for (i, line) in lines.iter().enumerate() {
-                let styled = match line.strip_prefix("fix:").filter(|_| i == 0) {
-                    Some(rest) => format!("{}{}", dim.apply_to("fix:"), bold.apply_to(rest)),
-                    None => bold.apply_to(line).to_string(),
-                };
-                let _ = writeln!(out, "{pad}{styled}");
-            }
+            fix_lines(&mut out, fix, col, width, &dim, &bold);
         }
     }
     let s = Summary::of(results);
@@ -394,9 +428,16 @@ mod tests {
             ),
             finished("x", Status::Ok, "short", None),
         ];
+        let fix_line = "fix: chmod 600 /tmp/.tmpAbCdEf/config/ov/credentials.toml";
         for width in [20, 40, 60, 80] {
             let text = render_human(&results, false, Some(width));
-            for line in text.lines() {
+            // The fix is one line to copy, whatever the width.
+            assert_eq!(
+                text.lines().filter(|l| l.trim() == fix_line).count(),
+                1,
+                "{width}: fix broken in\n{text}"
+            );
+            for line in text.lines().filter(|l| l.trim() != fix_line) {
                 assert!(
                     measure_text_width(line) <= width,
                     "{width}: {line:?} in\n{text}"
@@ -405,6 +446,42 @@ mod tests {
             let joined: String = text.split_whitespace().collect();
             let want: String = long.split_whitespace().collect();
             assert!(joined.contains(&want), "{width}: finding lost in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_fix_comment_wraps_as_comment_lines_below_the_whole_command() {
+        let fix =
+            "ov secrets gpg setup   # caches the passphrase and stores it in the Secret Service";
+        let r = [finished(
+            "gpg.keys.cached",
+            Status::Warn,
+            "not cached",
+            Some(fix),
+        )];
+        let text = render_human(&r, false, Some(40));
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("fix:"))
+            .expect("a fix line");
+        assert_eq!(lines[at], "    fix: ov secrets gpg setup", "{text}");
+        let rest: Vec<&str> = lines[at + 1..]
+            .iter()
+            .take_while(|l| !l.is_empty())
+            .map(|l| l.trim())
+            .collect();
+        assert!(rest.iter().all(|l| l.starts_with("# ")), "{text}");
+        let joined: Vec<&str> = rest.iter().map(|l| &l[2..]).collect();
+        assert_eq!(
+            joined.join(" "),
+            "caches the passphrase and stores it in the Secret Service"
+        );
+        assert!(text.lines().all(|l| measure_text_width(l) <= 40), "{text}");
+        // Wide enough, or no width at all: command and comment on one line.
+        for width in [None, Some(120)] {
+            let text = render_human(&r, false, width);
+            assert!(text.contains(&format!("fix: {fix}\n")), "{text}");
         }
     }
 
