@@ -262,9 +262,9 @@ fn out_dir_problem(path: &Path, e: &std::io::Error) -> OvError {
     }
 }
 
-/// Write a fresh key: O_EXCL unless `force`, mode 0600, never through a
-/// symlink.
-pub fn create(path: &Path, force: bool) -> Result<MachineKey> {
+/// Write a fresh key for `app`/`env`: O_EXCL unless `force`, mode 0600,
+/// never through a symlink.
+pub fn create(path: &Path, force: bool, app: &str, env: &str) -> Result<MachineKey> {
     let key = MachineKey::generate()?;
     if force {
         ov_plugin_support::write_atomic(path, &key.bytes[..], Some(0o600))
@@ -281,11 +281,11 @@ pub fn create(path: &Path, force: bool) -> Result<MachineKey> {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 OvError::new(format!("{} already exists", path.display()))
                     .hint(format!(
-                        "ov auth derive-machine-key --out {} --app APP --env ENV --force   # rotate it",
+                        "ov auth derive-machine-key --out {} --app {app} --env {env} --force   # rotate it",
                         ov_plugin_support::shell_quote(path)
                     ))
                     .hint(format!(
-                        "ov auth machine-key add {} --app APP --env ENV   # also use it for another app",
+                        "ov auth machine-key add {} --app {app} --env {env}   # use this key for {app}/{env} as well",
                         ov_plugin_support::shell_quote(path)
                     ))
             } else {

@@ -300,8 +300,20 @@ fn a_file_encrypted_to_a_key_we_lack_says_no_secret_key_and_how_to_import() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("No secret key"), "{err}");
+    // The fix names the key the file needs, not a placeholder.
     assert!(
-        err.contains("hint: ov secrets gpg import-key <path>"),
+        err.lines().any(
+            |l| l.starts_with("hint: ov secrets gpg import-key gpg-key-")
+                && l.contains("--key-id ")
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: ov secrets gpg import-key --from-keystore --key-id "),
+        "{err}"
+    );
+    assert!(
+        !err.contains("<path>") && !err.contains("YOUR_KEY_ID"),
         "{err}"
     );
     let out = env.run(&["secrets", "gpg", "set", "B", "2"]);
@@ -359,7 +371,7 @@ fn an_unknown_recipient_is_an_error_and_nothing_is_written() {
         "{err}"
     );
     assert!(
-        err.contains("hint: ov secrets gpg import-key <path>"),
+        err.contains("hint: gpg --recv-keys 0xDEADBEEFDEADBEEF"),
         "{err}"
     );
     assert_eq!(fs::read(secrets(&env)).expect("read"), before);
@@ -837,7 +849,10 @@ fn decrypt_writes_a_private_file_or_stdout_and_a_missing_file_says_how_to_create
     let out = env.run(&["secrets", "gpg", "show"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("hint: ov secrets gpg encrypt -r <KEY_ID> -i .env -o .secrets"),
+        stderr(&out).contains(&format!(
+            "hint: ov secrets gpg encrypt -r {} -i .env -o .secrets",
+            key.keyid
+        )),
         "{}",
         stderr(&out)
     );
@@ -926,7 +941,7 @@ fn doctor_fails_on_a_file_no_key_here_can_open_and_names_the_fix() {
         "{report}"
     );
     assert!(
-        report.contains("fix: ov secrets gpg import-key <path>"),
+        report.contains("fix: ov secrets gpg import-key gpg-key-"),
         "{report}"
     );
 }
@@ -1461,4 +1476,142 @@ fn issue15_recipients_names_the_primary_key_and_the_subkey() {
     env.ok(&[
         "secrets", "gpg", "set", "B", "2", "-f", "other", "-r", first,
     ]);
+}
+
+/// The fix `ov doctor gpg --json` prints for check `id`, if any.
+fn gpg_fix(env: &TestEnv, id: &str) -> Option<String> {
+    let out = no_tty(env, &["doctor", "gpg", "--json"]);
+    TestEnv::check_in(&stdout(&out), id)["fix"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Issue 15: every gpg fix, pasted where a user would paste it (a terminal
+/// for `setup`, which asks for the passphrase), makes its check pass.
+#[test]
+fn the_agent_cache_and_keystore_fixes_pasted_make_their_checks_pass() {
+    require("expect", "expect");
+    let mut env = TestEnv::new();
+    let ss = SecretService::start(&mut env);
+    let g = Gnupg::new(&mut env);
+    let key = g.gen_key("Pat <pat@example.com>");
+    fs::remove_file(g.home().join("gpg-agent.conf")).expect("rm conf");
+    g.cmd("gpgconf", &["--reload", "gpg-agent"], "");
+    for grip in &key.grips {
+        g.clear(grip);
+    }
+    let checks = gpg_checks(&env);
+    let mut fixes = Vec::new();
+    for id in ["gpg.agent.conf", "gpg.keys.cached", "gpg.keys.stored"] {
+        let (status, finding) = &checks[id];
+        assert_eq!(status, "warn", "{id}: {finding}");
+        fixes.push(gpg_fix(&env, id).expect("a fix"));
+    }
+    fixes.dedup();
+    assert_eq!(fixes, ["ov secrets gpg setup"], "one fix for the three");
+    let shown = common::paste_on_tty(
+        &env,
+        &fixes[0],
+        &format!(
+            "expect \"Passphrase of {}\"\nexpect \": \"\nsend \"{PASS}\\r\"",
+            key.keyid
+        ),
+    );
+    assert!(shown.status.success(), "{}", stdout(&shown));
+    let checks = gpg_checks(&env);
+    for id in ["gpg.agent.conf", "gpg.keys.cached", "gpg.keys.stored"] {
+        let (status, finding) = &checks[id];
+        assert_eq!(status, "ok", "{id}: {finding}");
+    }
+    assert!(g.cached(&key.enc_grip));
+    assert!(
+        ss.lookup(&[
+            "xdg:schema",
+            "org.gnupg.Passphrase",
+            "key-grip",
+            &format!("n/{}", key.enc_grip),
+        ])
+        .is_some()
+    );
+
+    let (status, _) = &checks["gpg.keys.backup"];
+    assert_eq!(status, "warn");
+    let fix = gpg_fix(&env, "gpg.keys.backup").expect("a fix");
+    let pasted = env.paste(&fix);
+    assert!(pasted.status.success(), "{fix}: {}", stderr(&pasted));
+    let (status, finding) = &gpg_checks(&env)["gpg.keys.backup"];
+    assert_eq!(status, "ok", "{finding}");
+}
+
+/// Issue 15: a file encrypted to a key this keyring lacks names that key
+/// in its fix (no `<path>`), and the fix pasted after the export it
+/// describes makes the recipients check pass.
+#[test]
+fn the_missing_key_fix_names_the_key_and_pasted_makes_recipients_pass() {
+    let (env, _g, _key) = gpg_env();
+    let other = Gnupg::bare();
+    let stranger = other.gen_key("Stranger <s@example.com>");
+    let out = other.gpg(
+        &[
+            "--trust-model",
+            "always",
+            "-e",
+            "-r",
+            &stranger.fpr,
+            "-o",
+            "-",
+        ],
+        "A=1\n",
+    );
+    fs::write(secrets(&env), &out.stdout).expect("write");
+    let (status, finding) = &gpg_checks(&env)["gpg.file.recipients"];
+    assert_eq!(status, "fail", "{finding}");
+    let fix = gpg_fix(&env, "gpg.file.recipients").expect("a fix");
+    assert!(!fix.contains('<'), "a placeholder in {fix}");
+    // The export the fix's comment names, run on "the machine that has the
+    // key": the stranger's GnuPG home.
+    let (_, comment) = fix.split_once("   # ").expect("a comment");
+    let export = comment
+        .split('`')
+        .nth(1)
+        .expect("the export command in backticks");
+    assert!(export.contains("--key-id "), "{export}");
+    env.write(&env.root().join("pass"), &format!("{PASS}\n"), 0o600);
+    let exported = env
+        .command(&[])
+        .env("GNUPGHOME", other.home())
+        .args(export.split_whitespace().skip(1))
+        .args(["--passphrase-file", "pass"])
+        .output()
+        .expect("export");
+    assert!(exported.status.success(), "{export}: {}", stderr(&exported));
+    let pasted = env.paste(&fix);
+    assert!(pasted.status.success(), "{fix}: {}", stderr(&pasted));
+    let (status, finding) = &gpg_checks(&env)["gpg.file.recipients"];
+    assert_eq!(status, "ok", "{finding}");
+}
+
+/// Issue 15: with a session bus but no Secret Service on it, the doctor's
+/// fix starts one, and pasted, the keystore checks reach it.
+#[test]
+fn the_start_a_secret_service_fix_pasted_makes_it_reachable() {
+    let (mut env, _g, _key) = gpg_env();
+    let _bus = SecretService::bus_only(&mut env);
+    let checks = gpg_checks(&env);
+    for id in ["gpg.keys.stored", "gpg.keys.backup"] {
+        let (status, finding) = &checks[id];
+        assert_eq!(status, "warn", "{id}: {finding}");
+        assert!(
+            finding.contains("Secret Service not available"),
+            "{finding}"
+        );
+    }
+    let fix = gpg_fix(&env, "gpg.keys.backup").expect("a fix");
+    let pasted = env.paste(&fix);
+    assert!(pasted.status.success(), "{fix}: {}", stderr(&pasted));
+    let checks = gpg_checks(&env);
+    for id in ["gpg.keys.stored", "gpg.keys.backup"] {
+        let (_, finding) = &checks[id];
+        assert!(!finding.contains("not available"), "{id}: {finding}");
+    }
 }

@@ -149,7 +149,7 @@ fn derive(a: &DeriveArgs) -> Result<i32> {
             cmd
         })?;
     }
-    let key = mk::create(&path, a.force)?;
+    let key = mk::create(&path, a.force, app, env)?;
     // Rotation: every app this path was registered for moves to the new key.
     let mut apps: Vec<(String, String)> = registry
         .keys

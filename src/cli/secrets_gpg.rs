@@ -215,16 +215,18 @@ pub fn run(cmd: GpgCommand) -> Result<i32> {
     }
 }
 
-fn missing(file: &Path) -> OvError {
-    OvError::new(format!("{} does not exist", file.display())).hint(format!(
-        "ov secrets gpg encrypt -r <KEY_ID> -i .env -o {}",
-        file.display()
-    ))
+fn missing(gpg: &Gpg, file: &Path) -> OvError {
+    OvError::new(format!("{} does not exist", file.display())).hint(gpg.to_own_key(|id| {
+        format!(
+            "ov secrets gpg encrypt -r {id} -i .env -o {}",
+            file.display()
+        )
+    }))
 }
 
 fn decrypted(gpg: &Gpg, file: &Path) -> Result<Zeroizing<Vec<u8>>> {
     if !file.exists() {
-        return Err(missing(file));
+        return Err(missing(gpg, file));
     }
     Ok(gpg.decrypt(file)?)
 }
@@ -311,12 +313,7 @@ fn recipients_for(gpg: &Gpg, file: &Path, given: &[String]) -> Result<Vec<String
     if !given.is_empty() {
         return Ok(given.to_vec());
     }
-    let key = gpg.pick_key(None).map_err(|e| {
-        OvError::from(e).hint(format!(
-            "ov secrets gpg set KEY VALUE -f {} -r <KEY_ID>",
-            file.display()
-        ))
-    })?;
+    let key = gpg.pick_key(None)?;
     Ok(vec![key.fingerprint])
 }
 
@@ -676,7 +673,7 @@ fn add_recipient(gpg: &Gpg, a: &AddRecipientArgs) -> Result<i32> {
     let file = &a.f.file;
     check_writable(file)?;
     if !file.exists() {
-        return Err(missing(file));
+        return Err(missing(gpg, file));
     }
     gpg.public_key(&a.key_id)?;
     let mut recipients = gpg.recipients(file)?;
@@ -693,7 +690,7 @@ fn add_recipient(gpg: &Gpg, a: &AddRecipientArgs) -> Result<i32> {
 
 fn recipients(gpg: &Gpg, file: &Path) -> Result<i32> {
     if !file.exists() {
-        return Err(missing(file));
+        return Err(missing(gpg, file));
     }
     // A file names the encryption subkey it was encrypted to; people name
     // the primary key (`-r`, `add-recipient`), so that comes first.
@@ -806,7 +803,20 @@ fn import_key(gpg: &Gpg, a: &ImportKeyArgs) -> Result<i32> {
 fn export_key(gpg: &Gpg, a: &ExportKeyArgs) -> Result<i32> {
     let pass = passphrase(&a.pass)?;
     let key = gpg.pick_key(a.key_id.as_deref())?;
-    let pbytes = pass.as_ref().map(|p| p.expose().as_bytes());
+    // gpg-agent never exports a key from its cache, and without a terminal
+    // no pinentry can ask: the passphrase `setup` stored in the Secret
+    // Service opens the key then, as it does for decrypting.
+    let stored = match &pass {
+        None if !ov_plugin_gpg::can_prompt() => {
+            let ks = Keystore::new();
+            key.grips().find_map(|g| ks.passphrase(g).ok().flatten())
+        }
+        _ => None,
+    };
+    let pbytes = pass
+        .as_ref()
+        .map(|p| p.expose().as_bytes())
+        .or(stored.as_deref().map(Vec::as_slice));
     let secret = gpg.export_secret(&key.fingerprint, pbytes)?;
     if let Some(dir) = &a.path {
         ov_plugin_support::create_dir_all_mode(dir, 0o700)?;
@@ -982,9 +992,15 @@ fn setup(gpg: &Gpg, a: &SetupArgs) -> Result<i32> {
                             "the Secret Service step was skipped: {}; the passphrase is cached in gpg-agent only",
                             e.message
                         ));
-                        eprintln!(
-                            "hint: ov secrets gpg setup --skip-secret-service …   # on machines without a desktop keyring"
+                        let mut again = format!(
+                            "ov secrets gpg setup --skip-secret-service --key-id {}",
+                            key.keyid
                         );
+                        if let Some(f) = &a.pass.passphrase_file {
+                            again.push_str(" --passphrase-file ");
+                            again.push_str(&ov_plugin_support::shell_quote(f));
+                        }
+                        eprintln!("hint: {again}   # on machines without a desktop keyring");
                     }
                     Err(e) => return Err(e.into()),
                 }

@@ -305,6 +305,28 @@ pub fn expect(env: &TestEnv, script: &str) -> std::process::Output {
     })
 }
 
+/// Paste `line` at a terminal, as a user would a fix the doctor printed:
+/// `sh -c line` on a pseudo-terminal with this environment, `ov` on PATH,
+/// and the expect `dialogue` answering its prompts. Returns what the
+/// terminal showed; the status is the command's.
+pub fn paste_on_tty(env: &TestEnv, line: &str, dialogue: &str) -> std::process::Output {
+    assert!(
+        !line.contains(['{', '}']),
+        "a fix with braces needs other quoting: {line}"
+    );
+    let path = format!(
+        "{}:{}",
+        target_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    expect(
+        env,
+        &format!(
+            "set timeout 60\nset env(PATH) {{{path}}}\nspawn sh -c {{{line}}}\n{dialogue}\nexpect eof\ncatch wait result\nexit [lindex $result 3]\n"
+        ),
+    )
+}
+
 /// Snapshot into the workspace's `snapshots/` folder.
 #[macro_export]
 macro_rules! snap {

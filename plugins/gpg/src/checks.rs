@@ -253,7 +253,7 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
                     id,
                     title,
                     Status::Ok,
-                    format!("cached for {} encryption keygrip(s)", grips.len()),
+                    format!("cached for {}", keygrips(grips.len(), "encryption keygrip")),
                 )
             }
         }
@@ -293,7 +293,7 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
             report(id, title, Status::Warn, format!("no org.gnupg.Passphrase with keygrip and key-grip n/<KEYGRIP> for keygrip {} (pinentry will ask)", missing.join(", "))),
             fix::SETUP,
         ),
-        (None, true) => report(id, title, Status::Ok, format!("org.gnupg.Passphrase stored for {} keygrip(s)", grips.len())),
+        (None, true) => report(id, title, Status::Ok, format!("org.gnupg.Passphrase stored for {}", keygrips(grips.len(), "keygrip"))),
     });
 
     let (id, title) = ("gpg.keys.backup", "key backups in the Secret Service");
@@ -320,6 +320,11 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
         }
     });
     out
+}
+
+/// `1 keygrip`, `2 keygrips`.
+fn keygrips(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 fn no_bus_skip(id: &str, title: &str, e: &crate::GpgError) -> CheckReport {
@@ -369,7 +374,7 @@ fn file_checks(g: &Gpg, file: &Path) -> Vec<CheckReport> {
                     recipients.join(", ")
                 ),
             ),
-            fix::IMPORT,
+            import_fix(&recipients),
         )
     } else {
         report(
@@ -415,6 +420,20 @@ fn file_checks(g: &Gpg, file: &Path) -> Vec<CheckReport> {
         }
     });
     out
+}
+
+/// How to bring a secret key for `recipients` here: from the key backups
+/// in the Secret Service when there are any, else the directory
+/// `export-key` writes on a machine that has the first one.
+fn import_fix(recipients: &[String]) -> String {
+    let backed_up = Keystore::new()
+        .keys(None, false)
+        .is_ok_and(|found| !found.is_empty());
+    match recipients.first() {
+        _ if backed_up => fix::IMPORT_KEYSTORE.to_owned(),
+        Some(id) => fix::import_key(id),
+        None => fix::IMPORT_KEYSTORE.to_owned(),
+    }
 }
 
 /// Is a passphrase stored in the Secret Service for an encryption subkey

@@ -66,8 +66,31 @@ pub type Result<T, E = GpgError> = std::result::Result<T, E>;
 pub mod fix {
     pub const INSTALL: &str = "sudo apt-get install gnupg   # or your distribution's GnuPG package";
     pub const SETUP: &str = "ov secrets gpg setup";
-    pub const IMPORT: &str = "ov secrets gpg import-key <path>";
     pub const IMPORT_KEYSTORE: &str = "ov secrets gpg import-key --from-keystore";
+
+    /// Bring the secret key `id` here: the directory `export-key` writes on
+    /// a machine that has it, named after the key, imported as is.
+    pub fn import_key(id: &str) -> String {
+        let dir = format!("gpg-key-{}", id.trim_start_matches("0x"));
+        format!(
+            "ov secrets gpg import-key {dir}   # {dir} is what `ov secrets gpg export-key --key-id {id} {dir}` writes on a machine that has the key"
+        )
+    }
+
+    /// The same from the key backup in the Secret Service.
+    pub fn import_from_keystore(id: &str) -> String {
+        format!("{IMPORT_KEYSTORE} --key-id {id}")
+    }
+
+    /// Fetch the public key of a recipient: by address (WKD, then the
+    /// keyservers gpg is set up with) or by key id.
+    pub fn fetch_public(id: &str) -> String {
+        if id.contains('@') {
+            format!("gpg --locate-external-keys {id}")
+        } else {
+            format!("gpg --recv-keys {id}")
+        }
+    }
     pub const AGENT: &str = "gpgconf --launch gpg-agent";
     pub const DOCTOR: &str = "ov secrets gpg doctor";
     pub const BACKUP: &str = "ov secrets gpg export-key --to-keystore";
@@ -394,6 +417,19 @@ impl Gpg {
         Err(self.diagnose(file, &r))
     }
 
+    /// A hint that encrypts to this keyring's own key: `command(key id)`
+    /// with the first secret key here, or `setup` (which makes one and
+    /// prints that command) when there is none.
+    pub fn to_own_key(&self, command: impl Fn(&str) -> String) -> String {
+        match self.secret_keys().ok().and_then(|k| k.into_iter().next()) {
+            Some(k) => command(&k.keyid),
+            None => format!(
+                "{}   # makes your key, then prints the command to run",
+                fix::SETUP
+            ),
+        }
+    }
+
     /// Turn a failed decryption into a message and its fixes.
     pub fn diagnose(&self, file: &Path, r: &Run) -> GpgError {
         let name = file.display();
@@ -401,9 +437,11 @@ impl Gpg {
             return GpgError::new(format!(
                 "decrypting {name} failed: it is not an OpenPGP file"
             ))
-            .hint(format!(
-                "ov secrets gpg encrypt -r <KEY_ID> -i .env -o {name}   # encrypt a plaintext .env"
-            ));
+            .hint(self.to_own_key(|id| {
+                format!(
+                    "ov secrets gpg encrypt -r {id} -i .env -o {name}   # encrypt a plaintext .env"
+                )
+            }));
         }
         let enc_to: Vec<String> = r
             .status_args("ENC_TO")
@@ -420,11 +458,11 @@ impl Gpg {
                 "decrypting {name} failed: gpg: No secret key — it is encrypted to {}, and this keyring holds none of them",
                 no_seckey.join(", ")
             ))
-            .hint(fix::IMPORT)
-            .hint(fix::IMPORT_KEYSTORE)
-            .hint(format!(
-                "ov secrets gpg add-recipient <YOUR_KEY_ID> -f {name}   # run by someone who can decrypt it"
-            ));
+            .hint(fix::import_key(&no_seckey[0]))
+            .hint(fix::import_from_keystore(&no_seckey[0]))
+            .hint(self.to_own_key(|id| {
+                format!("ov secrets gpg add-recipient {id} -f {name}   # run by someone who can decrypt it")
+            }));
         }
         let text = &r.messages;
         if needs_pinentry(r) {
@@ -492,10 +530,12 @@ impl Gpg {
                 "{} names no recipient (symmetric encryption or hidden recipients); ov cannot re-encrypt it to the same people",
                 file.display()
             ))
-            .hint(format!(
-                "ov secrets gpg decrypt -i {0} | ov secrets gpg encrypt -r <KEY_ID> -i /dev/stdin -o {0}",
-                file.display()
-            )));
+            .hint(self.to_own_key(|id| {
+                format!(
+                    "ov secrets gpg decrypt -i {0} | ov secrets gpg encrypt -r {id} -i /dev/stdin -o {0}",
+                    file.display()
+                )
+            })));
         }
         Ok(ids)
     }
@@ -504,9 +544,8 @@ impl Gpg {
     /// that names them.
     pub fn encrypt(&self, plaintext: &[u8], recipients: &[String]) -> Result<Vec<u8>> {
         if recipients.is_empty() {
-            return Err(
-                GpgError::new("no recipient given").hint("ov secrets gpg encrypt -r <KEY_ID>")
-            );
+            return Err(GpgError::new("no recipient given")
+                .hint(self.to_own_key(|id| format!("ov secrets gpg encrypt -r {id}"))));
         }
         for r in recipients {
             self.public_key(r)?;
@@ -548,8 +587,7 @@ impl Gpg {
             _ => Err(GpgError::new(format!(
                 "unknown recipient {id}: no public key for it in the keyring"
             ))
-            .hint(format!("gpg --import <{id}'s public key file>"))
-            .hint(fix::IMPORT)),
+            .hint(fix::fetch_public(id))),
         }
     }
 
@@ -575,13 +613,13 @@ impl Gpg {
         match id {
             Some(id) => keys.into_iter().find(|k| k.matches(id)).ok_or_else(|| {
                 GpgError::new(format!("no secret key {id} in the keyring"))
-                    .hint(fix::IMPORT)
+                    .hint(fix::import_key(id))
                     .hint("gpg --list-secret-keys   # the keys there are")
             }),
             None => keys.into_iter().next().ok_or_else(|| {
                 GpgError::new("no secret key in the keyring")
                     .hint(fix::SETUP)
-                    .hint(fix::IMPORT)
+                    .hint(fix::IMPORT_KEYSTORE)
             }),
         }
     }
