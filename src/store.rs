@@ -514,8 +514,13 @@ impl Store {
     }
 
     /// Entries of one backend, for import.
+    /// Every entry of backend `b`: a complete listing, so it is also what
+    /// `b` is recorded as holding.
     pub fn list_in(&self, b: &Loaded) -> Result<Vec<EntryRef>> {
-        Ok(self.call(b, |c| b.backend.list(c, None))??)
+        let entries = self.call(b, |c| b.backend.list(c, None))??;
+        let found = entries.iter().map(|e| e.service.clone()).collect();
+        Held::new(&self.ctx.data_dir).listed(&b.desc.name, None, found);
+        Ok(entries)
     }
 }
 

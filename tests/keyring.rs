@@ -1329,3 +1329,21 @@ fn the_locked_collection_fix_pasted_unlocks_it() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// What a backend held is what it holds: entries moved off the keyring
+/// with `import --move` are no longer counted as its, so a later run where
+/// the keyring cannot be reached exports them from their new home.
+#[test]
+fn entries_moved_off_the_keyring_are_not_held_against_it_later() {
+    let (mut env, _ss) = keyring_env();
+    let out = env.run_stdin(&["secrets", "set", "mv/app", "TOKEN"], "t0k3n\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in keyring"), "{}", stderr(&out));
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    let out = env.run(&["secrets", "import", "--from", "keyring", "--move"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.set_env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let out = env.run(&["secrets", "export"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("t0k3n"), "{}", stdout(&out));
+}

@@ -149,7 +149,7 @@ pub(crate) fn from_backends(engine: &Engine, a: &ImportArgs) -> Result<i32> {
     let dry = a.dry_run;
     let mut imp = Importer::new(store, target, options(a));
     let mut tally = Tally::default();
-    for src in sources {
+    for src in &sources {
         let entries = match store.list_in(src) {
             Ok(e) => e,
             Err(e) => {
@@ -205,6 +205,13 @@ pub(crate) fn from_backends(engine: &Engine, a: &ImportArgs) -> Result<i32> {
             }
             line(outcome.mark(dry), &what)?;
             tally.add(&outcome);
+        }
+    }
+    if a.move_ && !dry {
+        // What the sources hold now: a moved service is no longer theirs,
+        // and must not block a later export while they are unreachable.
+        for src in &sources {
+            let _ = store.list_in(src);
         }
     }
     wrap_up(engine, &imp, &tally, dry, &target.desc.name)?;
