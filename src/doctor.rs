@@ -10,14 +10,14 @@ use ov_plugin_api::{Availability, Context};
 use crate::host::{Host, Origin, State};
 use crate::keycache;
 use crate::paths::Paths;
-use crate::settings::Settings;
+use crate::settings::{Settings, Specs};
 use crate::store::context;
 use crate::unlock::Unlocker;
 
 /// Every task, in display order.
 pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
     let mut tasks = Vec::new();
-    let settings = Settings::load(paths);
+    let settings = Settings::load(paths, &Specs::of_host(host));
 
     // settings.*
     {
@@ -135,17 +135,33 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
     // Each backend's own checks, grouped under its name.
     // The doctor never prompts: a store that needs a password gets what the
     // environment or the kernel-keyring cache has, or nothing.
-    let unlocker = settings.as_ref().ok().map(|s| Unlocker::new(&ctx, s));
-    let kdbx_present = host
-        .backend("kdbx")
-        .is_some_and(|b| b.backend.probe(&ctx).is_available());
-    if let (Some(u), true) = (&unlocker, kdbx_present) {
-        let (desc, enabled) = (u.cache_description().to_owned(), u.cache_enabled());
+    let unlockers: Vec<(String, Unlocker)> = host
+        .backends
+        .iter()
+        .filter_map(|b| {
+            Unlocker::for_backend(b.backend.as_ref(), &ctx).map(|u| (b.desc.name.clone(), u))
+        })
+        .collect();
+    for (name, u) in &unlockers {
+        let present = host
+            .backend(name)
+            .is_some_and(|b| b.backend.probe(&ctx).is_available());
+        if !present || settings.is_err() {
+            continue;
+        }
+        let cache = Cache {
+            title: format!("{} cache", u.spec().label),
+            desc: u.cache_description().to_owned(),
+            enabled: u.cache_enabled(),
+            setting: u.spec().cache_setting.clone().unwrap_or_default(),
+            env: u.spec().env.clone(),
+        };
+        let id = format!("{name}.cache");
         tasks.push(
-            Task::single("kdbx.cache", "KeePass password cache", move || {
-                cache_check(&desc, enabled)
+            Task::single(id.clone(), cache.title.clone(), move || {
+                cache_check(&id, &cache)
             })
-            .after("plugins.kdbx"),
+            .after(format!("plugins.{name}")),
         );
     }
     // machine-key.*: a check per registered key and bundle; with none
@@ -201,7 +217,7 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
                             backends,
                         };
                         let mut store = crate::store::Store::new(&p, &settings, host);
-                        store.unlocker.never_prompt();
+                        store.never_prompt();
                         store
                     });
                     machine_key_reports(&p, &r, store.as_ref())
@@ -228,8 +244,8 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         let name = b.desc.name.clone();
         let backend = Arc::clone(&b.backend);
         let mut ctx = ctx.clone();
-        if b.desc.needs_unlock {
-            ctx.unlock = unlocker.as_ref().and_then(Unlocker::quiet_password);
+        if let Some((_, u)) = unlockers.iter().find(|(n, _)| *n == name) {
+            ctx.unlock = u.quiet_secret();
         }
         let mut task = Task::batch(name.clone(), format!("{name} backend checks"), move || {
             backend.checks(&ctx)
@@ -323,14 +339,27 @@ fn missing_backends(missing: &[(&str, &str)]) -> ov_checks::CheckReport {
     r
 }
 
-fn cache_check(desc: &str, enabled: bool) -> ov_checks::CheckReport {
-    let (id, title) = ("kdbx.cache", "KeePass password cache");
-    if !enabled {
+/// What the unlock-secret cache check of one backend needs.
+struct Cache {
+    title: String,
+    desc: String,
+    enabled: bool,
+    setting: String,
+    env: String,
+}
+
+fn cache_check(id: &str, c: &Cache) -> ov_checks::CheckReport {
+    let title = c.title.as_str();
+    let desc = &c.desc;
+    if !c.enabled {
         return report(
             id,
             title,
             Status::Ok,
-            "off (secrets.kdbx_cache = false): every command asks or reads OV_KDBX_PASSWORD",
+            format!(
+                "off ({} = false): every command asks or reads {}",
+                c.setting, c.env
+            ),
         );
     }
     match keycache::time_left(desc) {

@@ -42,6 +42,7 @@ impl Backend for EnvBackend {
             needs_unlock: false,
             listable: false,
             waits: false,
+            ..Description::default()
         }
     }
 

@@ -10,8 +10,8 @@ use libloading::Library;
 use ov_plugin_api::ffi::{ABI_VERSION, CallFn, EntryFn, FreeFn, entry_symbol_for_stem};
 use ov_plugin_api::zeroize::Zeroize;
 use ov_plugin_api::{
-    Availability, Backend, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
-    Request, Response, Secret, SecretBytes,
+    Availability, Backend, BackendError, CheckReport, Context, CreateRequest, Created, Description,
+    EntryRef, ErrorKind, Request, Response, Secret, SecretBytes,
 };
 use ov_plugin_support::shell_quote;
 
@@ -311,11 +311,7 @@ impl DynBackend {
                 version: String::new(),
                 summary: String::new(),
                 priority: u32::MAX,
-                writable: false,
-                plaintext: false,
-                needs_unlock: false,
-                listable: false,
-                waits: false,
+                ..Description::default()
             },
             _lib: std::mem::ManuallyDrop::new(lib),
         };
@@ -517,6 +513,35 @@ impl Backend for DynBackend {
             )],
         }
     }
+
+    fn unlock_target(&self, ctx: &Context) -> Option<String> {
+        self.ask(Request::UnlockTarget { ctx: ctx.clone() }, |r| match r {
+            Response::Target(t) => Some(t),
+            _ => None,
+        })
+        .ok()
+        .flatten()
+    }
+
+    fn verify_unlock(&self, ctx: &Context) -> Result<(), BackendError> {
+        let req = Request::VerifyUnlock { ctx: ctx.clone() };
+        self.ask(req, |r| matches!(r, Response::Done).then_some(()))
+    }
+
+    fn create(&self, ctx: &Context, request: &CreateRequest) -> Result<Created, BackendError> {
+        let req = Request::Create {
+            ctx: ctx.clone(),
+            request: request.clone(),
+        };
+        self.ask(req, |r| match r {
+            Response::Created(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    fn lock(&self, ctx: &Context) -> Vec<String> {
+        self.notices(Request::Lock { ctx: ctx.clone() })
+    }
 }
 
 /// A built-in backend with the same panic safety a loaded plugin gets.
@@ -587,5 +612,21 @@ impl<B: Backend> Backend for Guarded<B> {
 
     fn checks(&self, ctx: &Context) -> Vec<CheckReport> {
         self.0.checks(ctx)
+    }
+
+    fn unlock_target(&self, ctx: &Context) -> Option<String> {
+        catch_unwind(AssertUnwindSafe(|| self.0.unlock_target(ctx))).unwrap_or_default()
+    }
+
+    fn verify_unlock(&self, ctx: &Context) -> Result<(), BackendError> {
+        guard(&self.0.describe().name, || self.0.verify_unlock(ctx))
+    }
+
+    fn create(&self, ctx: &Context, request: &CreateRequest) -> Result<Created, BackendError> {
+        guard(&self.0.describe().name, || self.0.create(ctx, request))
+    }
+
+    fn lock(&self, ctx: &Context) -> Vec<String> {
+        catch_unwind(AssertUnwindSafe(|| self.0.lock(ctx))).unwrap_or_default()
     }
 }

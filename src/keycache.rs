@@ -1,25 +1,21 @@
-//! The kdbx password cache in the kernel's user keyring.
+//! The unlock-secret cache in the kernel's user keyring.
 //!
-//! One `user` key per database, `ov-kdbx-password:<absolute path>`, so one
-//! database's password is never offered to another (and parallel test
-//! environments never see each other's). The key lives in the user keyring
-//! (`@u`) with a timeout. Its permissions grant the owning *user* read
-//! access, not only the possessor, because ssh logins, `su` and systemd
-//! units start with a session keyring that does not link `@u`: there the key
-//! is found but not possessed, and possessor-only permissions would refuse
-//! the read.
-
-use std::path::Path;
+//! One `user` key per backend and target, `ov-<backend>:<target>` (for a
+//! KeePass database, `ov-kdbx:<absolute path>`), so one database's password
+//! is never offered to another (and parallel test environments never see
+//! each other's). The key lives in the user keyring (`@u`) with a timeout.
+//! Its permissions grant the owning *user* read access, not only the
+//! possessor, because ssh logins, `su` and systemd units start with a
+//! session keyring that does not link `@u`: there the key is found but not
+//! possessed, and possessor-only permissions would refuse the read.
 
 use linux_keyutils::{KeyPermissionsBuilder, KeyRing, KeyRingIdentifier, Permission};
 use ov_plugin_api::Secret;
 use zeroize::Zeroizing;
 
-pub const KEY_NAME: &str = "ov-kdbx-password";
-
-/// The key description for a database.
-pub fn description(db: &Path) -> String {
-    format!("{KEY_NAME}:{}", db.display())
+/// The key description for `backend`'s secret that opens `target`.
+pub fn description(backend: &str, target: &str) -> String {
+    format!("ov-{backend}:{target}")
 }
 
 /// The user keyring, linked into this process's keyring first: in a session
@@ -77,13 +73,14 @@ pub fn clear(desc: &str) -> bool {
     }
 }
 
-/// Seconds until the cached key expires (`None`: no key or no timeout known),
-/// read from `/proc/keys`, whose fifth column is the expiry (`perm`, `59m`, `1h`…).
+/// The time until the cached key expires, as the kernel shows it (`59m`,
+/// `1h`, `perm` for never), read from `/proc/keys`: id, flags, usage,
+/// then the expiry (the column after it is the permission mask).
 pub fn time_left(desc: &str) -> Option<String> {
     let key = user_keyring().ok()?.search(desc).ok()?;
     let id = format!("{:08x}", key.get_id().0);
     let keys = std::fs::read_to_string("/proc/keys").ok()?;
     keys.lines()
         .find(|l| l.starts_with(&id))
-        .and_then(|l| l.split_whitespace().nth(4).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
 }

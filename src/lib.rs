@@ -11,6 +11,7 @@ pub mod held;
 pub mod host;
 pub mod import;
 pub mod keycache;
+pub mod lifecycle;
 pub mod machine_key;
 pub mod paths;
 pub mod prompt;

@@ -100,14 +100,7 @@ impl Paths {
     }
 }
 
-/// Whether two paths name one file: through symlinks and `..` when both
-/// exist, else by their absolute spelling.
-pub fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
-    }
-}
+pub use ov_plugin_support::same_file;
 
 /// A path setting that means the same wherever ov runs: absolute, or
 /// starting at the home directory.

@@ -13,6 +13,11 @@ use zeroize::Zeroizing;
 use crate::error::{OvError, Result};
 use crate::store::MAX_VALUE_BYTES;
 
+/// A line for the person at the terminal (a retry notice), on stderr.
+pub fn say(line: &str) {
+    eprintln!("{line}");
+}
+
 pub fn stdin_is_tty() -> bool {
     std::io::stdin().is_terminal()
 }

@@ -12,12 +12,18 @@ use ov_plugin_support::{edit_command, toml_error_message, with_lock, write_atomi
 use serde::Serialize;
 use toml_edit::{DocumentMut, Item, Table};
 
+use ov_plugin_api::{Binding, Description, SettingKind};
+
 use crate::error::{OvError, Result};
 use crate::paths::Paths;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
-    Choice(&'static [&'static str]),
+    Choice(Vec<String>),
+    /// `secret_backend`: one of the installed writable backends or `auto`
+    /// when set; read from a file, any backend name, so a setting naming a
+    /// backend that is not installed is reported as such, not as a typo.
+    Backend(Vec<String>),
     Text,
     Path,
     Bool,
@@ -25,9 +31,9 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn describe(self) -> String {
+    fn describe(&self) -> String {
         match self {
-            Kind::Choice(c) => format!("one of {}", c.join(", ")),
+            Kind::Choice(c) | Kind::Backend(c) => format!("one of {}", c.join(", ")),
             Kind::Text => "text".into(),
             Kind::Path => "an absolute file path or one starting with ~/".into(),
             Kind::Bool => "true or false".into(),
@@ -38,13 +44,28 @@ impl Kind {
             }
         }
     }
+
+    fn of(kind: &SettingKind) -> Kind {
+        match kind {
+            SettingKind::Choice { choices } => Kind::Choice(choices.clone()),
+            SettingKind::Path => Kind::Path,
+            SettingKind::Bool => Kind::Bool,
+            SettingKind::Seconds => Kind::Seconds,
+            SettingKind::Text | SettingKind::Unknown => Kind::Text,
+        }
+    }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeySpec {
-    pub name: &'static str,
+    pub name: String,
     pub kind: Kind,
-    pub about: &'static str,
+    pub about: String,
+    /// The value when none is set, as a user would write it; `{config_dir}`
+    /// stands for ov's config directory.
+    pub default: Option<String>,
+    /// See [`SettingSpec::binds`].
+    pub binds: Option<Binding>,
 }
 
 /// The longest time a `Seconds` setting may name: a kernel key's timeout
@@ -52,61 +73,77 @@ pub struct KeySpec {
 /// "never expires", 2^32 + 1 one second).
 pub const MAX_SECONDS: i64 = u32::MAX as i64;
 
-/// Which database `secrets.kdbx_key_file` was made for.
-pub const KEY_FILE_DB: &str = "secrets.kdbx_key_file_db";
+/// The one setting the engine owns.
+pub const BACKEND: &str = "secret_backend";
 
-pub const BACKEND_CHOICES: &[&str] = &["auto", "keyring", "kdbx", "config"];
-
-/// Every setting ov knows. Anything else is refused.
-pub const KEYS: &[KeySpec] = &[
-    KeySpec {
-        name: "secret_backend",
-        kind: Kind::Choice(BACKEND_CHOICES),
-        about: "backend that receives writes; auto picks the first available of keyring, kdbx, config",
-    },
-    KeySpec {
-        name: "keyring_collection_label",
-        kind: Kind::Text,
-        about: "Secret Service collection to pin reads and writes to (empty: search every collection)",
-    },
-    KeySpec {
-        name: "secrets.kdbx_path",
-        kind: Kind::Path,
-        about: "KeePass database file",
-    },
-    KeySpec {
-        name: "secrets.kdbx_key_file",
-        kind: Kind::Path,
-        about: "key file for the KeePass database (optional)",
-    },
-    KeySpec {
-        name: KEY_FILE_DB,
-        kind: Kind::Path,
-        about: "the database secrets.kdbx_key_file belongs to (set with it); the key file is never applied to another database",
-    },
-    KeySpec {
-        name: "secrets.kdbx_cache",
-        kind: Kind::Bool,
-        about: "cache the KeePass password in the kernel keyring",
-    },
-    KeySpec {
-        name: "secrets.kdbx_cache_timeout",
-        kind: Kind::Seconds,
-        about: "how long the cached KeePass password lives, in seconds",
-    },
-];
-
-pub fn spec(name: &str) -> Option<&'static KeySpec> {
-    KEYS.iter().find(|k| k.name == name)
+/// Every setting ov knows: its own, then each installed backend's, in
+/// chain order. Anything else is refused.
+#[derive(Debug, Clone, Default)]
+pub struct Specs {
+    keys: Vec<KeySpec>,
 }
 
-pub fn unknown_key(name: &str) -> OvError {
-    let valid: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-    OvError::usage(format!(
-        "unknown setting '{name}'; valid settings: {}",
-        valid.join(", ")
-    ))
-    .hint("ov settings list")
+impl Specs {
+    /// The engine's setting and those the backends declare.
+    pub fn new<'a>(backends: impl IntoIterator<Item = &'a Description> + Clone) -> Specs {
+        let writable: Vec<String> = backends
+            .clone()
+            .into_iter()
+            .filter(|d| d.writable)
+            .map(|d| d.name.clone())
+            .collect();
+        let mut choices = vec!["auto".to_owned()];
+        choices.extend(writable.iter().cloned());
+        let mut keys = vec![KeySpec {
+            name: BACKEND.into(),
+            kind: Kind::Backend(choices),
+            about: format!(
+                "backend that receives writes; auto picks the first available of {}",
+                writable.join(", ")
+            ),
+            default: Some("auto".into()),
+            binds: None,
+        }];
+        for d in backends {
+            for s in &d.settings {
+                // A name is owned by the first backend that declares it.
+                if keys.iter().any(|k| k.name == s.name) {
+                    continue;
+                }
+                keys.push(KeySpec {
+                    name: s.name.clone(),
+                    kind: Kind::of(&s.kind),
+                    about: s.about.clone(),
+                    default: s.default.clone(),
+                    binds: s.binds.clone(),
+                });
+            }
+        }
+        Specs { keys }
+    }
+
+    /// The settings of the backends `host` loaded.
+    pub fn of_host(host: &crate::host::Host) -> Specs {
+        let descs: Vec<Description> = host.backends.iter().map(|b| b.desc.clone()).collect();
+        Specs::new(descs.iter())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&KeySpec> {
+        self.keys.iter().find(|k| k.name == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &KeySpec> {
+        self.keys.iter()
+    }
+
+    pub fn unknown_key(&self, name: &str) -> OvError {
+        let valid: Vec<&str> = self.keys.iter().map(|k| k.name.as_str()).collect();
+        OvError::usage(format!(
+            "unknown setting '{name}'; valid settings: {}",
+            valid.join(", ")
+        ))
+        .hint("ov settings list")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -154,10 +191,10 @@ pub fn parse_value(spec: &KeySpec, raw: &str) -> Result<Value> {
             spec.kind.describe()
         ))
     };
-    match spec.kind {
-        Kind::Choice(choices) => {
+    match &spec.kind {
+        Kind::Choice(choices) | Kind::Backend(choices) => {
             let v = raw.trim().to_ascii_lowercase();
-            if choices.contains(&v.as_str()) {
+            if choices.contains(&v) {
                 Ok(Value::Text(v))
             } else {
                 Err(bad().hint(format!("ov settings set {} {}", spec.name, choices[0])))
@@ -200,7 +237,15 @@ pub fn parse_value(spec: &KeySpec, raw: &str) -> Result<Value> {
 
 /// Check a value read from a file against its key's kind.
 fn typed_from_toml(spec: &KeySpec, item: &toml_edit::Value) -> Option<Value> {
-    let v = match (spec.kind, item) {
+    let v = match (&spec.kind, item) {
+        (Kind::Backend(_), toml_edit::Value::String(s)) => {
+            let name = s.value().trim().to_ascii_lowercase();
+            let word = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            return word.then_some(Value::Text(name));
+        }
         (Kind::Bool, toml_edit::Value::Boolean(b)) => Value::Bool(*b.value()),
         (Kind::Seconds, toml_edit::Value::Integer(i)) if (1..=MAX_SECONDS).contains(i.value()) => {
             Value::Int(*i.value())
@@ -233,22 +278,31 @@ impl fmt::Display for Origin {
 /// The effective settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    values: BTreeMap<&'static str, (Value, Origin)>,
+    values: BTreeMap<String, (Value, Origin)>,
     /// Keys present in a file that ov does not know, with the file.
     pub unknown: Vec<(String, PathBuf)>,
+    specs: Specs,
 }
 
-fn default_value(name: &str, paths: &Paths) -> Option<Value> {
-    Some(match name {
-        "secret_backend" => Value::Text("auto".into()),
-        "keyring_collection_label" => Value::Text(String::new()),
-        "secrets.kdbx_path" => {
-            Value::Text(paths.config_dir.join("secrets.kdbx").display().to_string())
-        }
-        "secrets.kdbx_cache" => Value::Bool(true),
-        "secrets.kdbx_cache_timeout" => Value::Int(3600),
-        _ => return None,
-    })
+/// A setting bound to another's value that no longer matches it: a key
+/// file set for one database while another is configured.
+#[derive(Debug, Clone)]
+pub struct Unbound {
+    pub name: String,
+    pub value: PathBuf,
+    /// What it was set for.
+    pub belongs_to: PathBuf,
+    /// The setting it is bound to.
+    pub to: String,
+}
+
+fn default_value(spec: &KeySpec, paths: &Paths) -> Option<Value> {
+    let raw = spec.default.as_deref()?;
+    let raw = raw.replace("{config_dir}", &paths.config_dir.display().to_string());
+    match spec.kind {
+        Kind::Text | Kind::Path => Some(Value::Text(raw)),
+        _ => parse_value(spec, &raw).ok(),
+    }
 }
 
 /// Find `a.b` in a document: the table `a`, the key `b`.
@@ -297,15 +351,16 @@ pub fn read_doc(path: &Path) -> Result<Option<DocumentMut>> {
 
 impl Settings {
     /// Defaults, then the system file, then the user's file.
-    pub fn load(paths: &Paths) -> Result<Settings> {
+    pub fn load(paths: &Paths, specs: &Specs) -> Result<Settings> {
         let mut settings = Settings {
-            values: KEYS
+            values: specs
                 .iter()
                 .filter_map(|k| {
-                    default_value(k.name, paths).map(|v| (k.name, (v, Origin::Default)))
+                    default_value(k, paths).map(|v| (k.name.clone(), (v, Origin::Default)))
                 })
                 .collect(),
             unknown: Vec::new(),
+            specs: specs.clone(),
         };
         for (path, origin) in [
             (paths.system_config(), Origin::System(paths.system_config())),
@@ -323,7 +378,7 @@ impl Settings {
         let mut present = Vec::new();
         leaf_keys(doc.as_table(), "", &mut present);
         for name in present {
-            let Some(spec) = spec(&name) else {
+            let Some(spec) = self.specs.get(&name) else {
                 self.unknown.push((name, path.to_path_buf()));
                 continue;
             };
@@ -340,9 +395,14 @@ impl Settings {
                 ))
                 .hint(edit_command(path))
             })?;
-            self.values.insert(spec.name, (value, origin.clone()));
+            self.values
+                .insert(spec.name.clone(), (value, origin.clone()));
         }
         Ok(())
+    }
+
+    pub fn specs(&self) -> &Specs {
+        &self.specs
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
@@ -362,7 +422,7 @@ impl Settings {
 
     /// `secret_backend`, `None` for auto.
     pub fn forced_backend(&self) -> Option<&str> {
-        self.get_str("secret_backend").filter(|b| *b != "auto")
+        self.get_str(BACKEND).filter(|b| *b != "auto")
     }
 
     /// A path setting as the plugins see it: `~` expanded.
@@ -372,26 +432,37 @@ impl Settings {
             .map(|t| crate::paths::expand_tilde(paths, t))
     }
 
-    /// `secrets.kdbx_key_file` when it was made for another database than
-    /// the one `secrets.kdbx_path` names: (key file, its database). Such a
-    /// key file is not applied, so switching databases never turns every
-    /// password into a wrong one.
-    pub fn foreign_key_file(&self, paths: &Paths) -> Option<(PathBuf, PathBuf)> {
-        let key_file = self.path(paths, "secrets.kdbx_key_file")?;
-        let bound = self.path(paths, KEY_FILE_DB)?;
-        let db = self.path(paths, "secrets.kdbx_path")?;
-        (!crate::paths::same_file(&bound, &db)).then_some((key_file, bound))
+    /// The bound settings whose other half names something else now (a
+    /// key file made for another database than the one configured). Such a
+    /// value is not handed to its backend, so switching databases never
+    /// turns every password into a wrong one.
+    pub fn unbound(&self, paths: &Paths) -> Vec<Unbound> {
+        self.specs
+            .iter()
+            .filter_map(|k| {
+                let b = k.binds.as_ref()?;
+                let value = self.path(paths, &k.name)?;
+                let belongs_to = self.path(paths, &b.recorded_as)?;
+                let current = self.path(paths, &b.to)?;
+                (!crate::paths::same_file(&belongs_to, &current)).then(|| Unbound {
+                    name: k.name.clone(),
+                    value,
+                    belongs_to,
+                    to: b.to.clone(),
+                })
+            })
+            .collect()
     }
 
     /// The settings as the plugins see them: paths with `~` expanded, and
-    /// no key file that belongs to another database.
+    /// no bound value whose other half names something else.
     pub fn to_context_map(&self, paths: &Paths) -> BTreeMap<String, serde_json::Value> {
-        let foreign = self.foreign_key_file(paths).is_some();
+        let hidden: Vec<String> = self.unbound(paths).into_iter().map(|u| u.name).collect();
         self.values
             .iter()
-            .filter(|(k, _)| !(foreign && **k == "secrets.kdbx_key_file"))
+            .filter(|(k, _)| !hidden.contains(k))
             .map(|(k, (v, _))| {
-                let value = match (spec(k).map(|s| s.kind), v) {
+                let value = match (self.specs.get(k).map(|s| &s.kind), v) {
                     (Some(Kind::Path), Value::Text(t)) if !t.is_empty() => {
                         crate::paths::expand_tilde(paths, t)
                             .display()
@@ -400,22 +471,23 @@ impl Settings {
                     }
                     _ => v.to_json(),
                 };
-                ((*k).to_owned(), value)
+                (k.clone(), value)
             })
             .collect()
     }
 
     /// Every known key with its effective value (if any) and where it came from.
-    pub fn entries(&self) -> Vec<(&'static KeySpec, Option<&Value>, Option<&Origin>)> {
-        KEYS.iter()
-            .map(|k| (k, self.get(k.name), self.origin(k.name)))
+    pub fn entries(&self) -> Vec<(&KeySpec, Option<&Value>, Option<&Origin>)> {
+        self.specs
+            .iter()
+            .map(|k| (k, self.get(&k.name), self.origin(&k.name)))
             .collect()
     }
 }
 
 /// Write a value into the user's file, keeping everything else in it.
-pub fn set_user(paths: &Paths, name: &str, raw: &str) -> Result<Value> {
-    let spec = spec(name).ok_or_else(|| unknown_key(name))?;
+pub fn set_user(paths: &Paths, specs: &Specs, name: &str, raw: &str) -> Result<Value> {
+    let spec = specs.get(name).ok_or_else(|| specs.unknown_key(name))?;
     // A relative path is taken from where the command runs and stored
     // absolute, so what it names never depends on the current directory.
     let anchored;
@@ -459,11 +531,12 @@ pub fn set_user(paths: &Paths, name: &str, raw: &str) -> Result<Value> {
         }
         true
     })?;
-    if name == "secrets.kdbx_key_file" {
-        // Bind the key file to the database it is set for.
-        let settings = Settings::load(paths)?;
-        if let Some(db) = settings.path(paths, "secrets.kdbx_path") {
-            set_user(paths, KEY_FILE_DB, &db.display().to_string())?;
+    if let Some(b) = &spec.binds {
+        // Record what the value was set for (the database a key file
+        // belongs to).
+        let settings = Settings::load(paths, specs)?;
+        if let Some(current) = settings.path(paths, &b.to) {
+            set_user(paths, specs, &b.recorded_as, &current.display().to_string())?;
         }
     }
     Ok(value)
@@ -471,12 +544,12 @@ pub fn set_user(paths: &Paths, name: &str, raw: &str) -> Result<Value> {
 
 /// Remove a key from the user's file; `false` when it was not there.
 /// Keys ov does not know may be removed too, to clean up a file.
-pub fn unset_user(paths: &Paths, name: &str) -> Result<bool> {
+pub fn unset_user(paths: &Paths, specs: &Specs, name: &str) -> Result<bool> {
     let in_file = read_doc(&paths.user_config())?
         .map(|doc| lookup(&doc, name).is_some())
         .unwrap_or(false);
-    if spec(name).is_none() && !in_file {
-        return Err(unknown_key(name));
+    if specs.get(name).is_none() && !in_file {
+        return Err(specs.unknown_key(name));
     }
     let mut removed = false;
     edit_user_file(paths, |doc| {
@@ -492,8 +565,8 @@ pub fn unset_user(paths: &Paths, name: &str) -> Result<bool> {
         removed = table.remove(leaf).is_some();
         removed
     })?;
-    if name == "secrets.kdbx_key_file" {
-        unset_user(paths, KEY_FILE_DB)?;
+    if let Some(b) = specs.get(name).and_then(|k| k.binds.clone()) {
+        unset_user(paths, specs, &b.recorded_as)?;
     }
     Ok(removed)
 }

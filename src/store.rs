@@ -106,6 +106,9 @@ pub struct Miss {
     /// Backends `get --wait-unlock` waited on in vain, with why the wait
     /// ended.
     pub waited: Vec<(String, BackendError)>,
+    /// The locked backends someone else can unlock while ov waits
+    /// (`get --wait-unlock`).
+    pub waitable: Vec<String>,
 }
 
 impl Miss {
@@ -173,7 +176,8 @@ pub struct Written {
 pub struct Store {
     pub ctx: Context,
     pub host: Host,
-    pub unlocker: Unlocker,
+    /// The unlock chain of each backend that declares an unlock secret.
+    unlockers: BTreeMap<String, Unlocker>,
     forced: Option<String>,
 }
 
@@ -205,12 +209,42 @@ fn location(avail: &Availability) -> Option<String> {
 impl Store {
     pub fn new(paths: &Paths, settings: &Settings, host: Host) -> Store {
         let ctx = context(paths, settings);
+        let unlockers = host
+            .backends
+            .iter()
+            .filter_map(|b| {
+                Unlocker::for_backend(b.backend.as_ref(), &ctx).map(|u| (b.desc.name.clone(), u))
+            })
+            .collect();
         Store {
-            unlocker: Unlocker::new(&ctx, settings),
+            unlockers,
             ctx,
             host,
             forced: settings.forced_backend().map(str::to_owned),
         }
+    }
+
+    /// The unlock chain of backend `name`, if it declares a secret.
+    pub fn unlocker(&self, name: &str) -> Option<&Unlocker> {
+        self.unlockers.get(name)
+    }
+
+    /// Never prompt for an unlock secret (the doctor asks for nothing):
+    /// the environment and the cache only.
+    pub fn never_prompt(&mut self) {
+        for u in self.unlockers.values_mut() {
+            u.never_prompt();
+        }
+    }
+
+    /// `ctx` with backend `b`'s unlock secret when one is at hand without
+    /// asking (environment, cache), for work that must not prompt.
+    pub fn quiet_context(&self, b: &Loaded) -> Context {
+        let mut ctx = self.ctx.clone();
+        if let Some(u) = self.unlocker(&b.desc.name) {
+            ctx.unlock = u.quiet_secret();
+        }
+        ctx
     }
 
     /// Call a backend, unlocking it first when it says it is locked. The
@@ -222,14 +256,14 @@ impl Store {
         b: &Loaded,
         op: impl Fn(&Context) -> std::result::Result<T, ov_plugin_api::BackendError>,
     ) -> Result<std::result::Result<T, ov_plugin_api::BackendError>> {
-        if !b.desc.needs_unlock {
+        let Some(unlocker) = self.unlocker(&b.desc.name) else {
             return Ok(op(&self.ctx));
-        }
+        };
         match op(&self.ctx) {
-            // Without a password a key-file-only database may still open;
-            // if it refuses, a password is what is missing.
+            // Without a secret a store may still open (a key-file-only
+            // database); if it refuses, the secret is what is missing.
             Err(e) if matches!(e.kind, ErrorKind::Locked | ErrorKind::WrongPassword) => {
-                self.unlocker.run(&self.ctx, op).map(Ok)
+                unlocker.run(&self.ctx, op).map(Ok)
             }
             other => Ok(other),
         }
@@ -296,6 +330,9 @@ impl Store {
                     miss.unavailable.push((b.desc.name.clone(), e));
                 }
                 Err(e) if e.kind == ErrorKind::Locked => {
+                    if b.desc.waits {
+                        miss.waitable.push(b.desc.name.clone());
+                    }
                     miss.locked.push((b.desc.name.clone(), e));
                 }
                 Err(e) => return Err(e.into()),

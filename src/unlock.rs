@@ -1,23 +1,23 @@
-//! The unlock chain for stores that need a password (kdbx): the environment,
-//! then the kernel-keyring cache, then a prompt, with retries; and the
-//! no-terminal guard that fails fast instead of hanging.
+//! The unlock chain, for every backend that declares an unlock secret
+//! ([`UnlockSpec`]): its environment variable, then the kernel-keyring
+//! cache, then a prompt, with retries; and the no-terminal guard that
+//! fails fast instead of hanging. The engine knows no backend by name: the
+//! label, the variable and the cache settings come from the description,
+//! the target (what the secret opens, its cache id) from the backend.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
 
-use ov_plugin_api::{BackendError, Context, ErrorKind, Secret};
+use ov_plugin_api::{Backend, BackendError, Context, ErrorKind, Secret, UnlockSpec};
 
 use crate::error::{OvError, Result};
 use crate::keycache;
 use crate::prompt;
-use crate::settings::Settings;
 
-pub const PASSWORD_ENV: &str = "OV_KDBX_PASSWORD";
-pub const NO_TTY: &str = "kdbx password required but stdin is not a terminal; \
-                          set OV_KDBX_PASSWORD=<password> or run interactively";
 const TRIES: usize = 3;
+/// How long a cached secret lives when the backend names no setting.
+const DEFAULT_TTL: u64 = 3600;
 
-/// Where a password came from: decides retries and caching.
+/// Where a secret came from: decides retries and caching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum From {
     Env,
@@ -27,28 +27,55 @@ pub enum From {
     Memory,
 }
 
-/// `OV_KDBX_PASSWORD`, refusing an empty one.
-pub fn password_from_env() -> Result<Option<Secret>> {
-    match std::env::var(PASSWORD_ENV) {
+/// The secret in `spec`'s variable, refusing an empty one.
+pub fn secret_from_env(spec: &UnlockSpec) -> Result<Option<Secret>> {
+    match std::env::var(&spec.env) {
         Ok(v) if v.is_empty() => Err(OvError::new(format!(
-            "{PASSWORD_ENV} is set but empty; a KeePass password cannot be empty"
+            "{} is set but empty; a {} cannot be empty",
+            spec.env, spec.label
         ))
-        .hint(format!("unset {PASSWORD_ENV}   # to be prompted instead"))),
+        .hint(format!("unset {}   # to be prompted instead", spec.env))),
         Ok(v) => Ok(Some(Secret::new(v))),
         Err(_) => Ok(None),
     }
 }
 
 /// The no-terminal guard: fails at once where a prompt would hang.
-pub fn no_tty_error() -> OvError {
-    OvError::new(NO_TTY).hint(format!(
-        "{PASSWORD_ENV}=… ov …   # for scripts, CI and systemd units"
+pub fn no_tty_error(spec: &UnlockSpec) -> OvError {
+    OvError::new(format!(
+        "{} required but stdin is not a terminal; set {}=<password> or run interactively",
+        spec.label, spec.env
+    ))
+    .hint(format!(
+        "{}=… ov …   # for scripts, CI and systemd units",
+        spec.env
     ))
 }
 
+/// A new secret for a store being created: the variable, else asked twice
+/// on the terminal. An empty one is refused.
+pub fn new_secret(spec: &UnlockSpec) -> Result<(Secret, From)> {
+    if let Some(pw) = secret_from_env(spec)? {
+        return Ok((pw, From::Env));
+    }
+    if !prompt::stdin_is_tty() {
+        return Err(no_tty_error(spec));
+    }
+    let pw = prompt::ask_hidden_twice(&format!("New {}: ", spec.label))?;
+    if pw.is_empty() {
+        return Err(OvError::new("the password is empty; nothing was created"));
+    }
+    Ok((pw, From::Prompt))
+}
+
+/// The unlock chain for one backend's store.
 #[derive(Debug)]
 pub struct Unlocker {
-    pub db: PathBuf,
+    /// The backend's name, for the cache key.
+    backend: String,
+    spec: UnlockSpec,
+    /// What the secret opens (a database path), as the backend names it.
+    pub target: String,
     cache_desc: String,
     cache_enabled: bool,
     cache_ttl: u64,
@@ -57,22 +84,41 @@ pub struct Unlocker {
 }
 
 impl Unlocker {
-    pub fn new(ctx: &Context, settings: &Settings) -> Unlocker {
-        let db = ov_plugin_kdbx::db_path(ctx);
+    /// The chain for `backend`, or `None` when it declares no unlock
+    /// secret. `ctx.settings` holds the backend's cache settings.
+    pub fn for_backend(backend: &dyn Backend, ctx: &Context) -> Option<Unlocker> {
+        let desc = backend.describe();
+        let spec = desc.unlock?;
+        let target = backend.unlock_target(ctx).unwrap_or_default();
+        Some(Unlocker::new(&desc.name, spec, target, ctx))
+    }
+
+    pub fn new(backend: &str, spec: UnlockSpec, target: String, ctx: &Context) -> Unlocker {
+        let setting = |name: &Option<String>| name.as_deref().and_then(|n| ctx.settings.get(n));
+        let cache_enabled = setting(&spec.cache_setting)
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(true);
+        let cache_ttl = setting(&spec.cache_timeout_setting)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(DEFAULT_TTL);
         Unlocker {
-            cache_desc: keycache::description(&db),
-            db,
-            cache_enabled: !matches!(
-                settings.get("secrets.kdbx_cache"),
-                Some(crate::settings::Value::Bool(false))
-            ),
-            cache_ttl: match settings.get("secrets.kdbx_cache_timeout") {
-                Some(crate::settings::Value::Int(n)) => u64::try_from(*n).unwrap_or(3600),
-                _ => 3600,
-            },
+            backend: backend.to_owned(),
+            cache_desc: keycache::description(backend, &target),
+            target,
+            spec,
+            cache_enabled,
+            cache_ttl,
             remembered: RefCell::new(None),
             never_prompt: false,
         }
+    }
+
+    pub fn spec(&self) -> &UnlockSpec {
+        &self.spec
+    }
+
+    pub fn backend(&self) -> &str {
+        &self.backend
     }
 
     pub fn cache_enabled(&self) -> bool {
@@ -83,32 +129,66 @@ impl Unlocker {
         self.cache_ttl
     }
 
+    /// The kernel-keyring key the secret is cached under.
     pub fn cache_description(&self) -> &str {
         &self.cache_desc
     }
 
+    /// The cached secret. One cached by an earlier version under a name
+    /// the backend lists as legacy is moved to the current name first.
     pub fn cached(&self) -> Option<Secret> {
-        if self.cache_enabled {
-            keycache::load(&self.cache_desc)
-        } else {
-            None
+        if !self.cache_enabled {
+            return None;
         }
+        if let Some(pw) = keycache::load(&self.cache_desc) {
+            return Some(pw);
+        }
+        for old in &self.spec.legacy_cache_names {
+            let old = format!("{old}:{}", self.target);
+            if let Some(pw) = keycache::load(&old) {
+                // Moved, keeping the time it has left only roughly: the
+                // configured timeout starts again, as after an unlock.
+                if keycache::store(&self.cache_desc, &pw, self.cache_ttl).is_ok() {
+                    keycache::clear(&old);
+                }
+                return Some(pw);
+            }
+        }
+        None
     }
 
-    /// A password without prompting (for the doctor): env, then cache.
-    pub fn quiet_password(&self) -> Option<Secret> {
-        password_from_env().ok().flatten().or_else(|| self.cached())
+    /// Forget the cached secret, under the current name and the legacy
+    /// ones; whether there was one.
+    pub fn clear_cache(&self) -> bool {
+        let mut cleared = keycache::clear(&self.cache_desc);
+        for old in &self.spec.legacy_cache_names {
+            cleared |= keycache::clear(&format!("{old}:{}", self.target));
+        }
+        cleared
+    }
+
+    /// Cache `pw` for the configured time; why not, when it cannot be.
+    pub fn cache(&self, pw: &Secret) -> std::result::Result<(), String> {
+        keycache::store(&self.cache_desc, pw, self.cache_ttl)
+    }
+
+    /// A secret without prompting (for the doctor): env, then cache.
+    pub fn quiet_secret(&self) -> Option<Secret> {
+        secret_from_env(&self.spec)
+            .ok()
+            .flatten()
+            .or_else(|| self.cached())
     }
 
     pub fn remember(&self, pw: &Secret) {
         *self.remembered.borrow_mut() = Some(pw.clone());
     }
 
-    pub fn store_in_cache(&self, pw: &Secret) {
+    fn store_in_cache(&self, pw: &Secret) {
         if self.cache_enabled {
             // A missing kernel keyring (some containers) only costs a prompt
-            // next time; `ov doctor kdbx` reports it.
-            let _ = keycache::store(&self.cache_desc, pw, self.cache_ttl);
+            // next time; `ov doctor` reports it.
+            let _ = self.cache(pw);
         }
     }
 
@@ -118,19 +198,23 @@ impl Unlocker {
         self.never_prompt = true;
     }
 
-    pub fn prompt(&self) -> Result<Secret> {
-        if self.never_prompt || !prompt::stdin_is_tty() {
-            return Err(no_tty_error());
-        }
-        prompt::ask_hidden(&format!("kdbx password for {}: ", self.db.display()))
+    fn can_prompt(&self) -> bool {
+        !self.never_prompt && prompt::stdin_is_tty()
     }
 
-    /// The first try's password: remembered, env, cache, then a prompt.
+    pub fn prompt(&self) -> Result<Secret> {
+        if !self.can_prompt() {
+            return Err(no_tty_error(&self.spec));
+        }
+        prompt::ask_hidden(&format!("{} for {}: ", self.spec.label, self.target))
+    }
+
+    /// The first try's secret: remembered, env, cache, then a prompt.
     fn first(&self) -> Result<(Secret, From)> {
         if let Some(pw) = self.remembered.borrow().clone() {
             return Ok((pw, From::Memory));
         }
-        if let Some(pw) = password_from_env()? {
+        if let Some(pw) = secret_from_env(&self.spec)? {
             return Ok((pw, From::Env));
         }
         if let Some(pw) = self.cached() {
@@ -139,20 +223,19 @@ impl Unlocker {
         Ok((self.prompt()?, From::Prompt))
     }
 
-    /// Run `op` with a password, for a store that said it is locked. A
-    /// wrong password gets "Sorry, try again." and a fresh prompt (never the
-    /// env or the cache again), three tries in all; other errors return at
-    /// once.
+    /// Run `op` with a secret, for a store that said it is locked. A wrong
+    /// secret gets "Sorry, try again." and a fresh prompt (never the env or
+    /// the cache again), three tries in all; other errors return at once.
     pub fn run<T>(
         &self,
         base: &Context,
         op: impl Fn(&Context) -> std::result::Result<T, BackendError>,
     ) -> Result<T> {
-        self.run_with_password(base, op).map(|(_, v)| v)
+        self.run_with_secret(base, op).map(|(_, v)| v)
     }
 
-    /// [`Unlocker::run`], also handing back the password that worked.
-    pub fn run_with_password<T>(
+    /// [`Unlocker::run`], also handing back the secret that worked.
+    pub fn run_with_secret<T>(
         &self,
         base: &Context,
         op: impl Fn(&Context) -> std::result::Result<T, BackendError>,
@@ -163,11 +246,11 @@ impl Unlocker {
             let (pw, from) = if attempt == 1 {
                 self.first()?
             } else {
-                if self.never_prompt || !prompt::stdin_is_tty() {
+                if !self.can_prompt() {
                     // No one to ask: say why the earlier try failed.
                     break;
                 }
-                eprintln!("Sorry, try again.");
+                prompt::say("Sorry, try again.");
                 (self.prompt()?, From::Prompt)
             };
             ctx.unlock = Some(pw.clone());
@@ -181,7 +264,7 @@ impl Unlocker {
                 }
                 Err(e) if e.kind == ErrorKind::WrongPassword => {
                     if from == From::Cache {
-                        keycache::clear(&self.cache_desc);
+                        self.clear_cache();
                     }
                     if from == From::Memory {
                         *self.remembered.borrow_mut() = None;
@@ -193,7 +276,10 @@ impl Unlocker {
         }
         let (e, from) = last.unwrap_or_else(|| {
             (
-                BackendError::new(ErrorKind::WrongPassword, "decoding kdbx: Wrong password?"),
+                BackendError::new(
+                    ErrorKind::WrongPassword,
+                    format!("the {} did not open {}", self.spec.label, self.target),
+                ),
                 From::Prompt,
             )
         });
@@ -202,18 +288,14 @@ impl Unlocker {
             From::Env => {
                 err = err
                     .hint(format!(
-                        "{PASSWORD_ENV} holds a password that does not open {}",
-                        self.db.display()
+                        "{} holds a password that does not open {}",
+                        self.spec.env, self.target
                     ))
-                    .hint(format!("unset {PASSWORD_ENV}; ov secrets unlock"));
+                    .hint(format!("unset {}; ov secrets unlock", self.spec.env));
             }
             From::Cache | From::Memory => err = err.hint("ov secrets unlock"),
-            From::Prompt => {
-                err = err.hint(format!(
-                    "keepassxc-cli open {}   # check the password with KeePassXC",
-                    ov_plugin_support::shell_quote(&self.db)
-                ));
-            }
+            // The backend's own error says how to check the secret.
+            From::Prompt => {}
         }
         Err(err)
     }

@@ -431,6 +431,70 @@ fn the_cache_serves_a_fresh_session_keyring_and_lock_clears_it() {
     );
 }
 
+/// Issue 16: the cache key is now `ov-kdbx:<path>`, the engine's name for
+/// any backend's secret. A password an earlier ov cached under
+/// `ov-kdbx-password:<path>` still opens the database, and moves to the
+/// new name; `lock` forgets both. The doctor shows the time left, not the
+/// key's permission mask.
+#[test]
+fn a_password_cached_under_the_old_name_keeps_working_and_moves() {
+    let env = with_db();
+    env.run_stdin(&["secrets", "set", "s", "k"], "migrated\n");
+    let db = db(&env).display().to_string();
+    let (old, new) = (format!("ov-kdbx-password:{db}"), format!("ov-kdbx:{db}"));
+    // What the earlier ov left: the password in the user keyring, in a
+    // session of its own, readable by the user.
+    let script = format!(
+        "keyctl link @u @s >/dev/null && id=$(printf %s '{PW}' | keyctl padd user '{old}' @u) && keyctl setperm $id 0x3f3f0000 && keyctl timeout $id 600"
+    );
+    let out = Command::new("keyctl")
+        .args(["session", "-", "sh", "-c", &script])
+        .output()
+        .expect("keyctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let search = |name: &str| {
+        Command::new("keyctl")
+            .args([
+                "session",
+                "-",
+                "sh",
+                "-c",
+                &format!("keyctl link @u @s && keyctl search @u user '{name}'"),
+            ])
+            .output()
+            .expect("keyctl")
+            .status
+            .success()
+    };
+    let out = in_fresh_session(&env, &["secrets", "get", "s", "k"], false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "migrated\n");
+    assert!(search(&new), "not moved to {new}");
+    assert!(!search(&old), "{old} left behind");
+    let doctor = stdout(&in_fresh_session(&env, &["doctor", "kdbx.cache"], false));
+    let line = doctor
+        .lines()
+        .find(|l| l.contains("kdbx.cache"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(line.contains(&format!("{new} cached")), "{doctor}");
+    let left = line.rsplit("expires in ").next().unwrap_or_default();
+    assert!(
+        left.ends_with('m') || left.ends_with('h') || left.ends_with('s'),
+        "not a time: {line}"
+    );
+    assert!(
+        in_fresh_session(&env, &["secrets", "lock"], false)
+            .status
+            .success()
+    );
+    assert!(!search(&new));
+}
+
 #[test]
 fn bad_database_files_are_refused_and_left_as_they_are() {
     let mut env = with_db();

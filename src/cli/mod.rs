@@ -4,7 +4,6 @@ mod auth;
 mod doctor;
 mod import_env;
 mod import_store;
-mod kdbx;
 mod plugins;
 mod run;
 mod secrets;
@@ -18,7 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::error::{EXIT_USAGE, OvError, Result};
 use crate::host::Host;
 use crate::paths::Paths;
-use crate::settings::Settings;
+use crate::settings::{Settings, Specs};
 use crate::store::Store;
 
 /// `println!` for command output: a write that fails (a full disk,
@@ -222,23 +221,37 @@ fn generate_man(dir: &std::path::Path) -> Result<i32> {
 /// Everything a store command needs, set up once.
 pub(crate) struct Engine {
     pub paths: Paths,
+    /// Every setting: the engine's and the loaded backends'.
+    pub specs: Specs,
     pub store: Store,
 }
 
 impl Engine {
     pub fn load() -> Result<Engine> {
         let paths = Paths::from_env()?;
-        let settings = Settings::load(&paths)?;
-        let host = Host::load(&Paths::plugin_search_path());
-        for failed in host.failures() {
-            if let crate::host::State::Failed { error, fix } = &failed.state {
-                warn(&format!("skipping a plugin: {error}"));
-                eprintln!("hint: {fix}");
-            }
-        }
+        let host = load_host();
+        let specs = Specs::of_host(&host);
+        let settings = Settings::load(&paths, &specs)?;
         let store = Store::new(&paths, &settings, host);
-        Ok(Engine { paths, store })
+        Ok(Engine {
+            paths,
+            specs,
+            store,
+        })
     }
+}
+
+/// The backends, built in and from the plugin directories, saying which
+/// plugins were skipped and why.
+pub(crate) fn load_host() -> Host {
+    let host = Host::load(&Paths::plugin_search_path());
+    for failed in host.failures() {
+        if let crate::host::State::Failed { error, fix } = &failed.state {
+            warn(&format!("skipping a plugin: {error}"));
+            eprintln!("hint: {fix}");
+        }
+    }
+    host
 }
 
 /// `--json`, for commands whose output scripts parse.

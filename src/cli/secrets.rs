@@ -226,16 +226,29 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
     };
     let engine = Engine::load()?;
     match cmd {
-        SecretsCommand::Init(a) => crate::cli::kdbx::init(
-            &engine,
-            a.path,
-            a.force,
-            a.key_file,
-            a.no_password,
-            a.switch,
-        ),
-        SecretsCommand::Unlock => crate::cli::kdbx::unlock(&engine),
-        SecretsCommand::Lock => crate::cli::kdbx::lock(&engine),
+        SecretsCommand::Init(a) => {
+            let req = crate::lifecycle::Init {
+                location: a.path,
+                force: a.force,
+                key_file: a.key_file,
+                no_password: a.no_password,
+                switch: a.switch,
+            };
+            for line in crate::lifecycle::init(&engine.paths, &engine.specs, &engine.store, req)? {
+                eprintln!("{line}");
+            }
+            Ok(0)
+        }
+        SecretsCommand::Unlock => {
+            eprintln!("{}", crate::lifecycle::unlock(&engine.store)?);
+            Ok(0)
+        }
+        SecretsCommand::Lock => {
+            for line in crate::lifecycle::lock(&engine.store) {
+                eprintln!("{line}");
+            }
+            Ok(0)
+        }
         SecretsCommand::List(a) => list(&engine, a),
         SecretsCommand::Get(a) => get(&engine, &a),
         SecretsCommand::Set(a) => set(&engine, a),
@@ -306,7 +319,7 @@ fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
     }
     for (name, locked) in &miss.locked {
         hints.extend(locked.hints.iter().cloned());
-        if name != "kdbx" {
+        if miss.waitable.contains(name) {
             hints.push(format!(
                 "ov secrets get {} {} --wait-unlock   # then unlock the {name}; ov reads it at once",
                 entry.service, entry.key
@@ -854,6 +867,6 @@ fn path(engine: &Engine, a: &PathArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    outln!("{}", ov_plugin_kdbx::db_path(&engine.store.ctx).display());
+    outln!("{}", engine.store.store_path()?);
     Ok(0)
 }

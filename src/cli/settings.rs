@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::paths::Paths;
-use crate::settings::{self, Origin, Settings};
+use crate::settings::{self, Origin, Settings, Specs};
 
 #[derive(Debug, Subcommand)]
 pub enum SettingsCommand {
@@ -34,48 +34,53 @@ struct Row<'a> {
 
 pub fn run(cmd: SettingsCommand) -> Result<i32> {
     let paths = Paths::from_env()?;
+    // The backends own most settings: they say which there are.
+    let specs = Specs::of_host(&crate::cli::load_host());
     match cmd {
         SettingsCommand::Get { key } => {
-            settings::spec(&key).ok_or_else(|| settings::unknown_key(&key))?;
-            let s = Settings::load(&paths)?;
+            specs.get(&key).ok_or_else(|| specs.unknown_key(&key))?;
+            let s = Settings::load(&paths, &specs)?;
             match s.get(&key) {
                 Some(v) => outln!("{v}"),
                 None => outln!(),
             }
         }
         SettingsCommand::Set { key, value } => {
-            let v = settings::set_user(&paths, &key, &value)?;
+            let v = settings::set_user(&paths, &specs, &key, &value)?;
             eprintln!("{key} = {v}  ({})", paths.tilde(&paths.user_config()));
-            if let Some((key_file, db)) = Settings::load(&paths)?.foreign_key_file(&paths) {
+            for u in Settings::load(&paths, &specs)?.unbound(&paths) {
                 eprintln!(
-                    "ov: note: secrets.kdbx_key_file {} belongs to {}, so it is not used for this database",
-                    paths.tilde(&key_file),
-                    paths.tilde(&db)
+                    "ov: note: {} {} belongs to {}, so it is not used while {} names another",
+                    u.name,
+                    paths.tilde(&u.value),
+                    paths.tilde(&u.belongs_to),
+                    u.to
                 );
                 eprintln!(
-                    "hint: ov settings set secrets.kdbx_key_file {}   # if this database uses it too",
-                    ov_plugin_support::shell_quote(&key_file)
+                    "hint: ov settings set {} {}   # if this one uses it too",
+                    u.name,
+                    ov_plugin_support::shell_quote(&u.value)
                 );
             }
         }
         SettingsCommand::Unset { key } => {
-            if settings::unset_user(&paths, &key)? {
+            if settings::unset_user(&paths, &specs, &key)? {
                 eprintln!("removed {key} from {}", paths.tilde(&paths.user_config()));
             } else {
                 eprintln!("{key} was not set in {}", paths.tilde(&paths.user_config()));
             }
         }
         SettingsCommand::List(args) => {
-            let s = Settings::load(&paths)?;
+            let s = Settings::load(&paths, &specs)?;
             let entries = s.entries();
             if args.json {
                 let rows: Vec<Row> = entries
                     .iter()
                     .map(|(spec, value, origin)| Row {
-                        key: spec.name,
+                        key: &spec.name,
                         value: *value,
                         origin: *origin,
-                        about: spec.about,
+                        about: &spec.about,
                     })
                     .collect();
                 crate::cli::print_json(&rows)?;

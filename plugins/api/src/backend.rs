@@ -1,8 +1,8 @@
 //! The trait every backend implements, built in or loaded.
 
 use crate::{
-    Availability, BackendError, CheckReport, Context, Description, EntryRef, Request, Response,
-    Secret, SecretBytes,
+    Availability, BackendError, CheckReport, Context, CreateRequest, Created, Description,
+    EntryRef, Request, Response, Secret, SecretBytes,
 };
 
 /// A secret store. Backends never print and never read the terminal: they
@@ -78,6 +78,34 @@ pub trait Backend: Send + Sync {
     fn checks(&self, _ctx: &Context) -> Vec<CheckReport> {
         Vec::new()
     }
+
+    /// What the unlock secret opens here, such as a database path: the
+    /// engine caches the secret under it and names it in the prompt.
+    /// `None` when there is nothing to unlock.
+    fn unlock_target(&self, _ctx: &Context) -> Option<String> {
+        None
+    }
+
+    /// Open the store with `ctx.unlock` and close it: `wrong_password`
+    /// when the secret does not open it, `locked` when one is needed.
+    fn verify_unlock(&self, ctx: &Context) -> Result<(), BackendError> {
+        self.list(ctx, None).map(|_| ())
+    }
+
+    /// Make a new store (`ov secrets init`), for backends that say
+    /// [`Description::creates`].
+    fn create(&self, _ctx: &Context, _request: &CreateRequest) -> Result<Created, BackendError> {
+        Err(BackendError::unsupported(format!(
+            "creating a {} store",
+            self.describe().name
+        )))
+    }
+
+    /// Forget what the backend keeps to open its store without the secret
+    /// (`ov secrets lock`); what it forgot, as sentences.
+    fn lock(&self, _ctx: &Context) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Does `service` equal `prefix` or lie below it in the `/` hierarchy?
@@ -124,6 +152,12 @@ pub fn dispatch(backend: &dyn Backend, request: Request) -> Response {
             backend.get_when_unlocked(&ctx, &entry, timeout_ms),
             Response::Value,
         ),
+        Request::UnlockTarget { ctx } => Response::Target(backend.unlock_target(&ctx)),
+        Request::VerifyUnlock { ctx } => answer(backend.verify_unlock(&ctx), |()| Response::Done),
+        Request::Create { ctx, request } => {
+            answer(backend.create(&ctx, &request), Response::Created)
+        }
+        Request::Lock { ctx } => Response::Notices(backend.lock(&ctx)),
         Request::Unsupported => Response::Error(BackendError::unsupported("this request kind")),
     }
 }

@@ -6,11 +6,13 @@
 //! entry point ([`ffi`]). This crate does no I/O of its own.
 
 mod backend;
+mod describe;
 pub mod ffi;
 mod proto;
 mod secret;
 
 pub use backend::{Backend, dispatch, service_matches};
+pub use describe::{Binding, CreateRequest, Created, SettingKind, SettingSpec, UnlockSpec};
 pub use proto::{
     AutoFix, Availability, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
     Request, Response, Status,

@@ -62,7 +62,7 @@ impl fmt::Display for EntryRef {
 }
 
 /// What a backend is and what it can do.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Description {
     /// Short name used in settings and output: `env`, `keyring`, `kdbx`, `config`.
     pub name: String,
@@ -87,6 +87,16 @@ pub struct Description {
     /// or the service behind the store coming up.
     #[serde(default)]
     pub waits: bool,
+    /// The settings this backend owns.
+    #[serde(default)]
+    pub settings: Vec<crate::SettingSpec>,
+    /// The secret that opens the store, served by the engine's unlock
+    /// chain; `None` for stores that need none.
+    #[serde(default)]
+    pub unlock: Option<crate::UnlockSpec>,
+    /// `ov secrets init` can make a new store of this kind (`create`).
+    #[serde(default)]
+    pub creates: bool,
 }
 
 /// Whether a backend can serve requests right now.
@@ -313,6 +323,24 @@ pub enum Request {
         ctx: Context,
         entry: EntryRef,
     },
+    /// What the unlock secret opens here (its cache id), if any.
+    UnlockTarget {
+        ctx: Context,
+    },
+    /// Open the store with `ctx.unlock` and close it again.
+    VerifyUnlock {
+        ctx: Context,
+    },
+    /// `ov secrets init`.
+    Create {
+        ctx: Context,
+        request: crate::CreateRequest,
+    },
+    /// `ov secrets lock`: drop what the backend keeps to open the store
+    /// without its secret.
+    Lock {
+        ctx: Context,
+    },
     /// Anything this side does not know.
     #[serde(other)]
     Unsupported,
@@ -331,6 +359,8 @@ pub enum Response {
     Entries(Vec<EntryRef>),
     Checks(Vec<CheckReport>),
     Notices(Vec<String>),
+    Target(Option<String>),
+    Created(crate::Created),
     Error(BackendError),
 }
 

@@ -166,6 +166,7 @@ impl Backend for ConfigBackend {
             needs_unlock: false,
             listable: true,
             waits: false,
+            ..Description::default()
         }
     }
 

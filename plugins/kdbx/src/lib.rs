@@ -22,9 +22,11 @@ use keepass::db::{DatabaseOpenError, GroupId};
 use keepass::error::DatabaseKeyError;
 use keepass::{Database, DatabaseKey};
 use ov_plugin_api::{
-    Availability, Backend, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
-    Secret, Status, service_matches,
+    Availability, Backend, BackendError, CheckReport, Context, CreateRequest, Created, Description,
+    EntryRef, ErrorKind, Secret, Status, service_matches,
 };
+
+pub mod lifecycle;
 use ov_plugin_support::{private_file_report, report, shell_quote, with_lock, write_atomic};
 use zeroize::Zeroizing;
 
@@ -116,6 +118,10 @@ fn wrong_password(path: &Path) -> BackendError {
             path.display()
         ),
     )
+    .with_hint(format!(
+        "keepassxc-cli open {}   # check the password with KeePassXC",
+        shell_quote(path)
+    ))
 }
 
 /// Read the file, refusing what is not a regular file.
@@ -384,7 +390,22 @@ impl Backend for KdbxBackend {
             needs_unlock: true,
             listable: true,
             waits: false,
+            settings: lifecycle::settings(),
+            unlock: Some(lifecycle::unlock_spec()),
+            creates: true,
         }
+    }
+
+    fn unlock_target(&self, ctx: &Context) -> Option<String> {
+        Some(db_path(ctx).display().to_string())
+    }
+
+    fn verify_unlock(&self, ctx: &Context) -> Result<(), BackendError> {
+        open(ctx).map(|_| ())
+    }
+
+    fn create(&self, ctx: &Context, request: &CreateRequest) -> Result<Created, BackendError> {
+        lifecycle::create(ctx, request)
     }
 
     fn probe(&self, ctx: &Context) -> Availability {

@@ -45,7 +45,7 @@ use std::path::Path;
 
 use ov_plugin_api::{
     Availability, Backend, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
-    Secret, SecretBytes, service_matches,
+    Secret, SecretBytes, SettingKind, SettingSpec, service_matches,
 };
 use ov_plugin_support::shell_quote;
 use secret_service::blocking::{Collection, Item};
@@ -778,6 +778,14 @@ impl Backend for KeyringBackend {
             needs_unlock: false,
             listable: true,
             waits: true,
+            settings: vec![SettingSpec {
+                name: LABEL_SETTING.into(),
+                kind: SettingKind::Text,
+                about: "Secret Service collection to pin reads and writes to (empty: search every collection)".into(),
+                default: Some(String::new()),
+                binds: None,
+            }],
+            ..Description::default()
         }
     }
 

@@ -543,6 +543,15 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Resu
     Ok(())
 }
 
+/// Whether two paths name one file: through symlinks and `..` when both
+/// exist, else by their absolute spelling.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
