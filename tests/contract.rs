@@ -1,6 +1,7 @@
 //! One store contract, run against each backend built in and loaded from
-//! its shared library through the real plugin ABI: the config backend, and
-//! the keyring backend against a real gnome-keyring.
+//! its shared library through the real plugin ABI: the config backend, the
+//! kdbx backend, the keyring backend against a real gnome-keyring, and the
+//! example plugin (loaded only: it is never linked).
 
 #![allow(clippy::unwrap_used)] // the contract is test code called from tests
 
@@ -20,8 +21,11 @@ fn ctx(dir: &std::path::Path) -> Context {
 
 fn contract(backend: &dyn Backend, name: &str, plaintext: bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let ctx = ctx(tmp.path());
+    let mut ctx = ctx(tmp.path());
     let desc = backend.describe();
+    if desc.unlock.is_some() {
+        unlock_contract(backend, &mut ctx);
+    }
     assert_eq!(desc.name, name);
     assert!(desc.writable && desc.listable);
     assert_eq!(desc.plaintext, plaintext);
@@ -93,6 +97,42 @@ fn contract(backend: &dyn Backend, name: &str, plaintext: bool) {
     }
 }
 
+/// A backend that declares an unlock secret: a store made (by `create`
+/// when it can, else by the first write), refused without its secret and
+/// with a wrong one, in the kinds the engine's chain acts on; then `ctx`
+/// carries the right one for the rest of the contract.
+fn unlock_contract(backend: &dyn Backend, ctx: &mut Context) {
+    let secret = Secret::from("contract secret");
+    let a = EntryRef::new("seed", "k");
+    if backend.describe().creates {
+        let req = ov_plugin_api::CreateRequest {
+            secret: Some(secret.clone()),
+            ..Default::default()
+        };
+        let created = backend.create(ctx, &req).unwrap();
+        assert_eq!(Some(created.target), backend.unlock_target(ctx));
+        ctx.unlock = Some(secret.clone());
+    } else {
+        ctx.unlock = Some(secret.clone());
+        backend.set(ctx, &a, &Secret::from("1")).unwrap();
+        assert!(backend.delete(ctx, &a).unwrap());
+    }
+    backend.verify_unlock(ctx).unwrap();
+    ctx.unlock = None;
+    assert_eq!(backend.get(ctx, &a).unwrap_err().kind, ErrorKind::Locked);
+    ctx.unlock = Some(Secret::from("not the secret"));
+    assert_eq!(
+        backend.verify_unlock(ctx).unwrap_err().kind,
+        ErrorKind::WrongPassword
+    );
+    assert_eq!(
+        backend.get(ctx, &a).unwrap_err().kind,
+        ErrorKind::WrongPassword
+    );
+    ctx.unlock = Some(secret);
+    assert!(backend.unlock_target(ctx).is_some());
+}
+
 fn config_permissions(backend: &dyn Backend, ctx: &Context, c: &EntryRef) {
     // Permission problems come back typed, with the fix.
     use std::os::unix::fs::PermissionsExt;
@@ -140,4 +180,25 @@ fn keyring_backend_built_in_and_loaded_from_its_shared_library() {
         }
         drop(ss);
     }
+}
+
+#[test]
+fn kdbx_backend_built_in() {
+    contract(&ov_plugin_kdbx::KdbxBackend, "kdbx", false);
+}
+
+#[test]
+fn kdbx_backend_loaded_from_its_shared_library() {
+    let lib = common::plugin_lib("ov_plugin_kdbx");
+    let backend =
+        DynBackend::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
+    contract(&backend, "kdbx", false);
+}
+
+#[test]
+fn example_backend_loaded_from_its_shared_library() {
+    let lib = common::plugin_lib("ov_plugin_example");
+    let backend =
+        DynBackend::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
+    contract(&backend, "agefile", false);
 }
