@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
-use ov_plugin_api::{EntryRef, Secret};
+use ov_plugin_api::{Availability, EntryRef, Secret};
 
 use crate::error::{OvError, Result};
 use crate::host::Loaded;
@@ -165,6 +165,79 @@ impl<'a> Importer<'a> {
 
 /// A backup as `ov secrets export` writes it: service → key → value.
 pub type Backup = BTreeMap<String, BTreeMap<String, Secret>>;
+
+/// The backends `ov secrets import [--from F] [--move]` copies from into
+/// `target`: every other listable backend that can be reached, or `F`.
+/// `F` down or locked is an error naming its state and fix, not "nothing
+/// to import"; `--move` needs sources it can delete from.
+pub fn sources<'a>(
+    store: &'a Store,
+    target: &Loaded,
+    from: Option<&str>,
+    moving: bool,
+) -> Result<Vec<&'a Loaded>> {
+    let candidate = |b: &&Loaded| {
+        b.desc.listable && b.desc.name != target.desc.name && from.is_none_or(|f| f == b.desc.name)
+    };
+    let sources: Vec<&Loaded> = store
+        .chain()
+        .iter()
+        .filter(candidate)
+        // A backend that cannot be reached here (no keyring on a headless
+        // box) has nothing to import.
+        .filter(|b| store.probe(b).is_available())
+        .collect();
+    if let Some(f) = from
+        && sources.is_empty()
+    {
+        // Listable but not reachable now: that is a backend that is down,
+        // not one that cannot be imported from.
+        if let Some(b) = store.chain().iter().find(candidate) {
+            let (state, reason) = match store.probe(b) {
+                Availability::Locked { reason } => ("locked", reason),
+                Availability::Unavailable { reason, .. } => ("down", reason),
+                Availability::Available { .. } => ("down", String::new()),
+            };
+            let mut e = OvError::new(format!(
+                "cannot import from '{f}': the {f} is {state} ({reason}); nothing was imported"
+            ));
+            // The backend's own word on how to bring it up, when it has one.
+            if let Err(be) = b.backend.list(store.context(), None) {
+                for h in be.hints {
+                    e = e.hint(h);
+                }
+            }
+            if !e
+                .hints
+                .iter()
+                .any(|h| h.starts_with(&format!("ov doctor {f}")))
+            {
+                e = e.hint(format!(
+                    "ov doctor {f}   # why it is {state} and how to fix it"
+                ));
+            }
+            return Err(e);
+        }
+        return Err(OvError::usage(format!(
+            "cannot import from '{f}': it is not a listable backend other than the target ({})",
+            target.desc.name
+        ))
+        .hint("ov plugins list"));
+    }
+    if moving && sources.iter().any(|s| !s.desc.writable) {
+        let names: Vec<&str> = sources
+            .iter()
+            .filter(|s| !s.desc.writable)
+            .map(|s| s.desc.name.as_str())
+            .collect();
+        return Err(OvError::usage(format!(
+            "--move deletes from the source, and {} cannot be written",
+            names.join(", ")
+        ))
+        .hint("ov secrets import --from config --move   # name a source ov can delete from"));
+    }
+    Ok(sources)
+}
 
 /// Read an export back: JSON (`--format json`) or YAML (the default). A
 /// file that is neither, or not shaped service → key → value, is an error

@@ -75,8 +75,8 @@ impl Store {
     pub fn store_path(&self) -> Result<String> {
         let b = self.creator()?;
         Ok(b.backend
-            .unlock_target(&self.ctx)
-            .or_else(|| match b.backend.probe(&self.ctx) {
+            .unlock_target(self.context())
+            .or_else(|| match b.backend.probe(self.context()) {
                 Availability::Available { location } => location,
                 _ => None,
             })
@@ -139,7 +139,7 @@ pub fn init(paths: &Paths, specs: &Specs, store: &Store, req: Init) -> Result<Ve
         }
     }
     if let (Some(spec), Some((pw, From::Prompt))) = (&spec, &secret) {
-        let u = Unlocker::new(name, spec.clone(), created.target.clone(), &store.ctx);
+        let u = Unlocker::new(name, spec.clone(), created.target.clone(), store.context());
         if u.cache_enabled() {
             let _ = u.cache(pw);
         }
@@ -165,7 +165,7 @@ pub fn unlock(store: &Store) -> Result<String> {
         ))
         .hint(format!("ov settings set {setting} true")));
     }
-    if let Availability::Unavailable { reason, .. } = b.backend.probe(&store.ctx) {
+    if let Availability::Unavailable { reason, .. } = b.backend.probe(store.context()) {
         let e = OvError::new(format!("cannot unlock the {name} backend: {reason}"));
         return Err(if b.desc.creates {
             e.hint("ov secrets init")
@@ -175,7 +175,7 @@ pub fn unlock(store: &Store) -> Result<String> {
     }
     // A stale cached secret must not stand in for the one typed now.
     u.clear_cache();
-    let (pw, ()) = u.run_with_secret(&store.ctx, |c| b.backend.verify_unlock(c))?;
+    let (pw, ()) = u.run_with_secret(store.context(), |c| b.backend.verify_unlock(c))?;
     u.cache(&pw).map_err(|e| {
         OvError::new(e).hint("keyctl show @u   # is the kernel keyring usable here?")
     })?;
@@ -199,7 +199,7 @@ pub fn lock(store: &Store) -> Vec<String> {
         } else {
             format!("no cached password for {}", u.target)
         });
-        lines.extend(b.backend.lock(&store.ctx));
+        lines.extend(b.backend.lock(store.context()));
     }
     if lines.is_empty() {
         lines.push("nothing to lock: no installed backend takes an unlock secret".into());

@@ -495,10 +495,7 @@ fn read_listed(
         if !usable_name(svc, &entry.key) {
             continue;
         }
-        let Some(b) = store.host.backend(&source) else {
-            continue;
-        };
-        if let Some(v) = store.get_from(b, &EntryRef::new(svc, &entry.key))? {
+        if let Some(v) = store.get_in(&source, &EntryRef::new(svc, &entry.key))? {
             out.push((entry.key.clone(), v));
         }
     }

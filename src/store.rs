@@ -153,6 +153,15 @@ impl Listing {
     }
 }
 
+/// What `get --wait-unlock` waits on after a miss.
+#[derive(Debug, Default)]
+pub struct Wait {
+    /// Locked backends someone else can unlock.
+    pub locked: Vec<String>,
+    /// Backends whose service is not up yet, with why.
+    pub starting: Vec<(String, String)>,
+}
+
 /// What a delete did.
 #[derive(Debug, Default)]
 pub struct Deleted {
@@ -174,8 +183,8 @@ pub struct Written {
 }
 
 pub struct Store {
-    pub ctx: Context,
-    pub host: Host,
+    ctx: Context,
+    host: Host,
     /// The unlock chain of each backend that declares an unlock secret.
     unlockers: BTreeMap<String, Unlocker>,
     forced: Option<String>,
@@ -551,6 +560,115 @@ impl Store {
     }
 
     /// Entries of one backend, for import.
+    /// The context every backend is called with.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// A backend by name.
+    pub fn backend(&self, name: &str) -> Option<&Loaded> {
+        self.host.backend(name)
+    }
+
+    /// Whether backend `b` can serve requests now, and where it keeps
+    /// its values.
+    pub fn probe(&self, b: &Loaded) -> Availability {
+        b.backend.probe(&self.ctx)
+    }
+
+    /// Each backend in chain order with its state, for `ov secrets path --all`.
+    pub fn locations(&self) -> Vec<(&str, Availability)> {
+        self.chain()
+            .iter()
+            .map(|b| (b.desc.name.as_str(), self.probe(b)))
+            .collect()
+    }
+
+    /// The value backend `name` holds for `entry`, unlocking it as needed
+    /// (`None` for an unknown backend too).
+    pub fn get_in(&self, name: &str, entry: &EntryRef) -> Result<Option<Secret>> {
+        match self.backend(name) {
+            Some(b) => self.get_from(b, entry),
+            None => Ok(None),
+        }
+    }
+
+    /// The first encrypted backend that can list and take writes and is
+    /// not down: where plaintext entries should move.
+    pub fn encrypted_home(&self) -> Option<&str> {
+        self.chain()
+            .iter()
+            .find(|b| {
+                b.desc.writable
+                    && !b.desc.plaintext
+                    && b.desc.listable
+                    && !matches!(self.probe(b), Availability::Unavailable { .. })
+            })
+            .map(|b| b.desc.name.as_str())
+    }
+
+    /// The backends a missed read may wait on (`get --wait-unlock`):
+    /// locked ones someone else can unlock first, then ones whose service
+    /// is not up yet. Names with why, for the CLI to say what it waits for.
+    pub fn waits_for(&self, miss: &Miss) -> Wait {
+        let waits = |name: &str| self.backend(name).is_some_and(|b| b.desc.waits);
+        Wait {
+            locked: miss
+                .locked
+                .iter()
+                .map(|(n, _)| n.clone())
+                .filter(|n| waits(n))
+                .collect(),
+            starting: miss
+                .starting()
+                .filter(|(n, _)| waits(n))
+                .map(|(n, e)| (n.clone(), e.message.clone()))
+                .collect(),
+        }
+    }
+
+    /// Wait up to `ms` on each backend of `wait` in turn for `entry`:
+    /// the first value wins (as bytes with `raw`); a backend still locked
+    /// or absent moves from `miss`'s lists to its `waited` one, with the
+    /// wait's own words. A backend that declares an unlock secret is asked
+    /// through the unlock chain.
+    pub fn get_waiting(
+        &self,
+        entry: &EntryRef,
+        wait: &Wait,
+        ms: u64,
+        raw: bool,
+        miss: &mut Miss,
+    ) -> Result<Option<SecretBytes>> {
+        let names = wait
+            .locked
+            .iter()
+            .chain(wait.starting.iter().map(|(n, _)| n));
+        for name in names {
+            let Some(b) = self.backend(name) else {
+                continue;
+            };
+            match self.call(b, |c| b.backend.get_when_unlocked(c, entry, ms))? {
+                Err(e) if matches!(e.kind, ErrorKind::Locked | ErrorKind::Unavailable) => {
+                    miss.locked.retain(|(n, _)| n != name);
+                    miss.unavailable.retain(|(n, _)| n != name);
+                    miss.waited.push((name.clone(), e));
+                }
+                Ok(None) => {}
+                // Readable now. Raw: the bytes as stored, also when they
+                // are not the text the wait read them as.
+                _ if raw => {
+                    if let Some(bytes) = self.call(b, |c| b.backend.get_bytes(c, entry))?? {
+                        return Ok(Some(bytes));
+                    }
+                }
+                Ok(Some(value)) => return Ok(Some(SecretBytes::from(value))),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
     /// Every entry of backend `b`: a complete listing, so it is also what
     /// `b` is recorded as holding.
     pub fn list_in(&self, b: &Loaded) -> Result<Vec<EntryRef>> {

@@ -77,74 +77,13 @@ fn plural(n: usize) -> &'static str {
 pub(crate) fn from_backends(engine: &Engine, a: &ImportArgs) -> Result<i32> {
     let store = &engine.store;
     let target = store.write_target()?;
-    let sources: Vec<_> = store
-        .chain()
-        .iter()
-        .filter(|b| b.desc.listable && b.desc.name != target.desc.name)
-        .filter(|b| a.from.as_deref().is_none_or(|f| f == b.desc.name))
-        // A backend that cannot be reached here (no keyring on a headless
-        // box) has nothing to import.
-        .filter(|b| b.backend.probe(&store.ctx).is_available())
-        .collect();
-    if let Some(f) = &a.from
-        && sources.is_empty()
-    {
-        // Listable but not reachable now: that is a backend that is down,
-        // not one that cannot be imported from.
-        if let Some(b) = store
-            .chain()
-            .iter()
-            .find(|b| &b.desc.name == f && b.desc.listable && b.desc.name != target.desc.name)
-        {
-            let (state, reason) = match b.backend.probe(&store.ctx) {
-                ov_plugin_api::Availability::Locked { reason } => ("locked", reason),
-                ov_plugin_api::Availability::Unavailable { reason, .. } => ("down", reason),
-                ov_plugin_api::Availability::Available { .. } => ("down", String::new()),
-            };
-            let mut e = OvError::new(format!(
-                "cannot import from '{f}': the {f} is {state} ({reason}); nothing was imported"
-            ));
-            // The backend's own word on how to bring it up, when it has one.
-            if let Err(be) = b.backend.list(&store.ctx, None) {
-                for h in be.hints {
-                    e = e.hint(h);
-                }
-            }
-            if !e
-                .hints
-                .iter()
-                .any(|h| h.starts_with(&format!("ov doctor {f}")))
-            {
-                e = e.hint(format!(
-                    "ov doctor {f}   # why it is {state} and how to fix it"
-                ));
-            }
-            return Err(e);
-        }
-        return Err(OvError::usage(format!(
-            "cannot import from '{f}': it is not a listable backend other than the target ({})",
-            target.desc.name
-        ))
-        .hint("ov plugins list"));
-    }
+    let sources = crate::import::sources(store, target, a.from.as_deref(), a.move_)?;
     if sources.is_empty() {
         eprintln!(
             "nothing to import: writes go to {} and no other backend can list its entries",
             target.desc.name
         );
         return Ok(0);
-    }
-    if a.move_ && sources.iter().any(|s| !s.desc.writable) {
-        let names: Vec<&str> = sources
-            .iter()
-            .filter(|s| !s.desc.writable)
-            .map(|s| s.desc.name.as_str())
-            .collect();
-        return Err(OvError::usage(format!(
-            "--move deletes from the source, and {} cannot be written",
-            names.join(", ")
-        ))
-        .hint("ov secrets import --from config --move   # name a source ov can delete from"));
     }
     let dry = a.dry_run;
     let mut imp = Importer::new(store, target, options(a));

@@ -4,7 +4,7 @@ use crate::cli::{out, outln};
 use std::collections::BTreeMap;
 
 use clap::{Args, Subcommand, ValueEnum};
-use ov_plugin_api::{EntryRef, ErrorKind, Secret};
+use ov_plugin_api::{EntryRef, Secret};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -368,19 +368,11 @@ fn report_written(engine: &Engine, entry: &EntryRef, w: &Written) {
 /// The command line that moves what `plaintext` holds into an encrypted
 /// backend: the one there is, or a KeePass database `ov secrets init` makes.
 fn move_to_encrypted(engine: &Engine, plaintext: &str) -> String {
-    let encrypted = engine.store.chain().iter().find(|b| {
-        b.desc.writable
-            && !b.desc.plaintext
-            && b.desc.listable
-            && !matches!(
-                b.backend.probe(&engine.store.ctx),
-                ov_plugin_api::Availability::Unavailable { .. }
-            )
-    });
+    let encrypted = engine.store.encrypted_home();
     let mut steps = Vec::new();
     match encrypted {
         // Writes went past it, so secret_backend names the plaintext one.
-        Some(b) => steps.push(format!("ov settings set secret_backend {}", b.desc.name)),
+        Some(name) => steps.push(format!("ov settings set secret_backend {name}")),
         None => {
             steps.push("ov secrets init".to_owned());
             if engine.store.forced().is_some() {
@@ -478,60 +470,33 @@ fn get(engine: &Engine, a: &GetArgs) -> Result<i32> {
 /// (locked ones first, then ones whose service is not up yet, such as a
 /// keyring provider that is starting), and print the value once one has it.
 fn wait_and_get(engine: &Engine, a: &GetArgs, entry: &EntryRef, mut miss: Miss) -> Result<i32> {
-    let waitable = |name: &str| engine.store.host.backend(name).filter(|b| b.desc.waits);
-    let locked: Vec<String> = miss
-        .locked
-        .iter()
-        .map(|(n, _)| n.clone())
-        .filter(|n| waitable(n).is_some())
-        .collect();
-    if !locked.is_empty() {
+    let wait = engine.store.waits_for(&miss);
+    if !wait.locked.is_empty() {
         eprintln!(
             "waiting up to {} s for {} to be unlocked…",
             a.wait_timeout,
-            locked.join(", ")
+            wait.locked.join(", ")
         );
     }
-    let starting: Vec<(String, String)> = miss
-        .starting()
-        .filter(|(n, _)| waitable(n).is_some())
-        .map(|(n, e)| (n.clone(), e.message.clone()))
-        .collect();
-    for (name, why) in &starting {
+    for (name, why) in &wait.starting {
         eprintln!(
             "waiting up to {} s for {name} to come up ({why})…",
             a.wait_timeout
         );
     }
     let ms = a.wait_timeout.saturating_mul(1000);
-    let waits = locked.iter().chain(starting.iter().map(|(n, _)| n));
-    for name in waits {
-        let Some(b) = waitable(name) else { continue };
-        match b.backend.get_when_unlocked(&engine.store.ctx, entry, ms) {
-            // Still locked or still absent: the miss says so, with the
-            // wait's own words and hints.
-            Err(e) if matches!(e.kind, ErrorKind::Locked | ErrorKind::Unavailable) => {
-                miss.locked.retain(|(n, _)| n != name);
-                miss.unavailable.retain(|(n, _)| n != name);
-                miss.waited.push((name.clone(), e));
-            }
-            Ok(None) => {}
-            // Readable now. --raw prints the bytes as stored, also when
-            // they are not the text the wait read them as.
-            _ if a.raw => {
-                if let Some(bytes) = b.backend.get_bytes(&engine.store.ctx, entry)? {
-                    print_raw(bytes.expose())?;
-                    return Ok(0);
-                }
-            }
-            Ok(Some(value)) => {
-                print_value(&value)?;
-                return Ok(0);
-            }
-            Err(e) => return Err(e.into()),
-        }
+    match engine
+        .store
+        .get_waiting(entry, &wait, ms, a.raw, &mut miss)?
+    {
+        Some(bytes) if a.raw => print_raw(bytes.expose())?,
+        Some(bytes) => match std::str::from_utf8(bytes.expose()) {
+            Ok(text) => print_value(&Secret::from(text))?,
+            Err(_) => print_raw(bytes.expose())?,
+        },
+        None => return Err(not_found(entry, &miss)),
     }
-    Err(not_found(entry, &miss))
+    Ok(0)
 }
 
 fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
@@ -798,10 +763,7 @@ fn export(engine: &Engine, a: &ExportArgs) -> Result<i32> {
         .map_err(|e| e.hint("ov secrets export   # again, once it is readable"))?;
     let mut tree: BTreeMap<String, BTreeMap<String, Secret>> = BTreeMap::new();
     for (entry, source) in &entries {
-        let Some(b) = engine.store.host.backend(source) else {
-            continue;
-        };
-        if let Some(v) = engine.store.get_from(b, entry)? {
+        if let Some(v) = engine.store.get_in(source, entry)? {
             tree.entry(entry.service.clone())
                 .or_default()
                 .insert(entry.key.clone(), v);
@@ -853,8 +815,8 @@ fn forget(engine: &Engine, a: &ForgetArgs) -> Result<i32> {
 
 fn path(engine: &Engine, a: &PathArgs) -> Result<i32> {
     if a.all {
-        for b in engine.store.chain() {
-            let loc = match b.backend.probe(&engine.store.ctx) {
+        for (name, state) in engine.store.locations() {
+            let loc = match state {
                 ov_plugin_api::Availability::Available { location } => {
                     location.unwrap_or_else(|| "-".into())
                 }
@@ -863,7 +825,7 @@ fn path(engine: &Engine, a: &PathArgs) -> Result<i32> {
                     format!("unavailable: {reason}")
                 }
             };
-            outln!("{}\t{loc}", b.desc.name);
+            outln!("{name}\t{loc}");
         }
         return Ok(0);
     }
