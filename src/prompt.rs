@@ -7,11 +7,10 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 
-use ov_plugin_api::Secret;
+use ov_plugin_api::{MAX_VALUE_BYTES, Secret};
 use zeroize::Zeroizing;
 
 use crate::error::{OvError, Result};
-use crate::store::MAX_VALUE_BYTES;
 
 /// A line for the person at the terminal (a retry notice), on stderr.
 pub fn say(line: &str) {

@@ -17,7 +17,7 @@ use crate::settings::Settings;
 use crate::unlock::Unlocker;
 
 /// The largest value ov stores.
-pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+pub use ov_plugin_api::MAX_VALUE_BYTES;
 
 /// Refuse names that cannot round-trip through every backend.
 pub fn validate_entry(service: &str, key: &str) -> Result<EntryRef> {

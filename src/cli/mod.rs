@@ -2,8 +2,6 @@
 
 mod auth;
 mod doctor;
-mod import_env;
-mod import_store;
 mod plugins;
 mod run;
 mod secrets;

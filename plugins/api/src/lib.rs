@@ -19,3 +19,7 @@ pub use proto::{
 };
 pub use secret::{Secret, SecretBytes};
 pub use zeroize;
+
+/// The largest value a backend is asked to store, and the most `ov` reads
+/// for one from a pipe: 1 MiB.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;

@@ -6,7 +6,7 @@
 use crate::cli::outln;
 use zeroize::Zeroizing;
 
-use crate::cli::secrets::{ImportArgs, resealed};
+use super::{ImportArgs, resealed};
 use crate::cli::{Engine, warn};
 use crate::error::{EXIT_ERROR, OvError, Result};
 use crate::import::{Importer, Options, Outcome, backup_entries, parse_backup};

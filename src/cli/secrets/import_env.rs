@@ -4,9 +4,9 @@
 use crate::cli::outln;
 use zeroize::Zeroizing;
 
+use super::import_store::{Tally, report_first_write};
+use super::{ImportArgs, resealed};
 use crate::cli::Engine;
-use crate::cli::import_store::{Tally, report_first_write};
-use crate::cli::secrets::{ImportArgs, resealed};
 use crate::cli::warn;
 use crate::dotenv;
 use crate::error::{OvError, Result};
