@@ -475,7 +475,12 @@ impl Store {
             }
             let mut unnamable = Vec::new();
             let mut found = std::collections::BTreeSet::new();
-            for e in self.call(b, |c| b.backend.list(c, service))?? {
+            // What the listing could not see comes with it (a locked
+            // collection), so a listing that leaves it out does not look
+            // like lost secrets.
+            let listed = self.call(b, |c| b.backend.list(c, service))??;
+            let notices = listed.notices;
+            for e in listed.entries {
                 found.insert(e.service.clone());
                 // Another tool's item can carry a name ov's commands would
                 // refuse (`https://host`): listing it would promise a `get`
@@ -497,9 +502,6 @@ impl Store {
                     first.key
                 );
             }
-            // A listing that silently leaves out a locked collection looks
-            // like lost secrets; say what was not seen.
-            let notices = b.backend.list_notices(&self.ctx);
             if notices.is_empty() {
                 held.listed(&b.desc.name, service, found);
             } else {
@@ -515,7 +517,7 @@ impl Store {
 
     /// Entries of one backend, for import.
     pub fn list_in(&self, b: &Loaded) -> Result<Vec<EntryRef>> {
-        Ok(self.call(b, |c| b.backend.list(c, None))??)
+        Ok(self.call(b, |c| b.backend.list(c, None))??.entries)
     }
 }
 

@@ -184,7 +184,7 @@ fn refuse_to_hide(engine: &Engine, current: &Path, new: &Path) -> Result<()> {
     ctx.unlock = engine.store.unlocker.quiet_password();
     let count = ov_plugin_api::Backend::list(&ov_plugin_kdbx::KdbxBackend, &ctx, None)
         .ok()
-        .map(|entries| entries.len());
+        .map(|listed| listed.entries.len());
     if count == Some(0) {
         return Ok(());
     }
