@@ -78,7 +78,7 @@ pub struct Host {
 
 /// A built-in backend, spoken to through the same client a loaded plugin
 /// gets (and so behind the same panic guard).
-fn linked(backend: impl Backend + 'static) -> Arc<dyn Backend> {
+pub(crate) fn linked(backend: impl Backend + 'static) -> Arc<dyn Backend> {
     let desc = backend.describe();
     Arc::new(Client::new(Linked(backend), desc))
 }
