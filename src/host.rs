@@ -249,25 +249,36 @@ impl Handler for Library {
     }
 }
 
-/// The library's entry function: under the name it was built with (the
-/// file's own name), or else the one exported symbol with the entry prefix.
+/// The library's entry function: under the name its file name gives (the
+/// one it was built with), or else the one exported symbol with the entry
+/// prefix. A library with several (plugin crates linked together) must be
+/// named after the one to load.
 fn find_entry(lib: &libloading::Library, path: &Path) -> Result<EntryFn, String> {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut names = vec![entry_symbol_for_stem(&stem)];
-    names.extend(exported_entries(path)?);
-    for symbol in names {
+    let get = |symbol: &str| {
         // SAFETY: the symbol's type is fixed by the ABI; checked by version.
-        if let Ok(entry) = unsafe { lib.get::<EntryFn>(symbol.as_bytes()) } {
-            return Ok(*entry);
-        }
+        unsafe { lib.get::<EntryFn>(symbol.as_bytes()) }
+            .ok()
+            .map(|entry| *entry)
+    };
+    if let Some(entry) = get(&entry_symbol_for_stem(&stem)) {
+        return Ok(entry);
     }
-    Err(format!(
-        "{} is not an ov plugin: it exports no {ENTRY_PREFIX}* symbol",
-        path.display()
-    ))
+    match exported_entries(path)?.as_slice() {
+        [] => Err(format!(
+            "{} is not an ov plugin: it exports no {ENTRY_PREFIX}* symbol",
+            path.display()
+        )),
+        [one] => get(one).ok_or_else(|| format!("{}: cannot resolve {one}", path.display())),
+        several => Err(format!(
+            "{} holds several ov plugins ({}); name the file after the one to load (lib<crate>.so)",
+            path.display(),
+            several.join(", ")
+        )),
+    }
 }
 
 /// The dynamic symbols of an ELF library that start with the entry prefix.

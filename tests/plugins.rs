@@ -117,6 +117,27 @@ fn library_without_the_entry_symbol_is_not_a_plugin() {
 }
 
 #[test]
+fn doctor_list_probes_no_backend() {
+    let mut env = TestEnv::new();
+    env.install_plugin("ov_plugin_fixture", "libov_plugin_fixture.so");
+    let marker = env.root().join("probed");
+    env.set_env("OV_FIXTURE_PROBE_MARKER", marker.display().to_string());
+    let out = env.run_stdin(&["secrets", "set", "svc", "k"], "v\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    fs::remove_file(&marker).ok();
+    let list = env.ok(&["doctor", "--list"]);
+    assert!(list.contains("backends.plaintext"), "{list}");
+    assert!(list.contains("fixture.alive"), "{list}");
+    assert!(!marker.exists(), "ov doctor --list probed the fixture");
+    // Running the check does probe it: the marker works.
+    env.run(&["doctor", "backends.plaintext"]);
+    assert!(
+        marker.exists(),
+        "the plaintext check must probe the fixture"
+    );
+}
+
+#[test]
 fn a_renamed_plugin_still_loads() {
     let mut env = TestEnv::new();
     env.install_plugin("ov_plugin_fixture", "fixture-renamed.so");
