@@ -244,7 +244,7 @@ impl fmt::Debug for Library {
 pub type DynBackend = Client<Library>;
 
 impl Handler for Library {
-    fn handle(&self, request: Request) -> Response {
+    fn handle(&self, request: Request<'_>) -> Response {
         self.exchange(&request).unwrap_or_else(Response::Error)
     }
 }
@@ -390,7 +390,7 @@ impl Library {
     /// One request and its answer. An answer of a kind this ov does not
     /// know (from a newer plugin) is an error saying so, not a broken
     /// message.
-    fn exchange(&self, request: &Request) -> Result<Response, BackendError> {
+    fn exchange(&self, request: &Request<'_>) -> Result<Response, BackendError> {
         let mut bytes = serde_json::to_vec(request).map_err(|e| {
             BackendError::new(ErrorKind::Internal, format!("cannot encode request: {e}"))
         })?;

@@ -95,7 +95,7 @@ pub fn service_matches(service: &str, prefix: Option<&str>) -> bool {
 }
 
 /// Answer one request with a backend: the plugin side of the protocol.
-pub fn dispatch(backend: &dyn Backend, request: Request) -> Response {
+pub fn dispatch(backend: &dyn Backend, request: Request<'_>) -> Response {
     fn answer<T>(result: Result<T, BackendError>, ok: impl FnOnce(T) -> Response) -> Response {
         match result {
             Ok(v) => ok(v),

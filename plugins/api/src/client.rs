@@ -8,6 +8,7 @@
 //! [`Request`] variant, a trait method, its [`dispatch`] arm and its
 //! [`Client`] method, all in this crate.
 
+use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::{
@@ -17,7 +18,7 @@ use crate::{
 
 /// Something that answers protocol requests.
 pub trait Handler: Send + Sync {
-    fn handle(&self, request: Request) -> Response;
+    fn handle(&self, request: Request<'_>) -> Response;
 }
 
 /// A backend compiled into the host, answered in process. A panic in it
@@ -26,7 +27,7 @@ pub trait Handler: Send + Sync {
 pub struct Linked<B>(pub B);
 
 impl<B: Backend> Handler for Linked<B> {
-    fn handle(&self, request: Request) -> Response {
+    fn handle(&self, request: Request<'_>) -> Response {
         catch_unwind(AssertUnwindSafe(|| dispatch(&self.0, request))).unwrap_or_else(|_| {
             let name = catch_unwind(AssertUnwindSafe(|| self.0.describe().name))
                 .unwrap_or_else(|_| "built-in".into());
@@ -55,7 +56,7 @@ impl<H: Handler> Client<H> {
     /// answer of the wrong kind.
     fn ask<T>(
         &self,
-        request: Request,
+        request: Request<'_>,
         pick: impl FnOnce(Response) -> Result<T, Response>,
     ) -> Result<T, BackendError> {
         match self.handler.handle(request) {
@@ -78,7 +79,9 @@ impl<H: Handler> Backend for Client<H> {
     }
 
     fn probe(&self, ctx: &Context) -> Availability {
-        let req = Request::Probe { ctx: ctx.clone() };
+        let req = Request::Probe {
+            ctx: Cow::Borrowed(ctx),
+        };
         self.ask(req, |r| match r {
             Response::Availability(a) => Ok(a),
             other => Err(other),
@@ -91,8 +94,8 @@ impl<H: Handler> Backend for Client<H> {
 
     fn get(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Secret>, BackendError> {
         let req = Request::Get {
-            ctx: ctx.clone(),
-            entry: entry.clone(),
+            ctx: Cow::Borrowed(ctx),
+            entry: Cow::Borrowed(entry),
         };
         self.ask(req, |r| match r {
             Response::Value(v) => Ok(v),
@@ -106,8 +109,8 @@ impl<H: Handler> Backend for Client<H> {
         entry: &EntryRef,
     ) -> Result<Option<SecretBytes>, BackendError> {
         let req = Request::GetBytes {
-            ctx: ctx.clone(),
-            entry: entry.clone(),
+            ctx: Cow::Borrowed(ctx),
+            entry: Cow::Borrowed(entry),
         };
         match self.ask(req, |r| match r {
             Response::Bytes(v) => Ok(v),
@@ -123,9 +126,9 @@ impl<H: Handler> Backend for Client<H> {
 
     fn set(&self, ctx: &Context, entry: &EntryRef, value: &Secret) -> Result<(), BackendError> {
         let req = Request::Set {
-            ctx: ctx.clone(),
-            entry: entry.clone(),
-            value: value.clone(),
+            ctx: Cow::Borrowed(ctx),
+            entry: Cow::Borrowed(entry),
+            value: Cow::Borrowed(value),
         };
         self.ask(req, |r| match r {
             Response::Done => Ok(()),
@@ -135,8 +138,8 @@ impl<H: Handler> Backend for Client<H> {
 
     fn delete(&self, ctx: &Context, entry: &EntryRef) -> Result<bool, BackendError> {
         let req = Request::Delete {
-            ctx: ctx.clone(),
-            entry: entry.clone(),
+            ctx: Cow::Borrowed(ctx),
+            entry: Cow::Borrowed(entry),
         };
         self.ask(req, |r| match r {
             Response::Deleted(d) => Ok(d),
@@ -146,7 +149,7 @@ impl<H: Handler> Backend for Client<H> {
 
     fn list(&self, ctx: &Context, service: Option<&str>) -> Result<EntryList, BackendError> {
         let req = Request::List {
-            ctx: ctx.clone(),
+            ctx: Cow::Borrowed(ctx),
             service: service.map(str::to_owned),
         };
         self.ask(req, |r| match r {
@@ -162,8 +165,8 @@ impl<H: Handler> Backend for Client<H> {
         timeout_ms: u64,
     ) -> Result<Option<Secret>, BackendError> {
         let req = Request::GetWhenUnlocked {
-            ctx: ctx.clone(),
-            entry: entry.clone(),
+            ctx: Cow::Borrowed(ctx),
+            entry: Cow::Borrowed(entry),
             timeout_ms,
         };
         self.ask(req, |r| match r {
@@ -174,7 +177,9 @@ impl<H: Handler> Backend for Client<H> {
 
     /// A backend that cannot say has nothing to say.
     fn write_notices(&self, ctx: &Context) -> Vec<String> {
-        let req = Request::WriteNotices { ctx: ctx.clone() };
+        let req = Request::WriteNotices {
+            ctx: Cow::Borrowed(ctx),
+        };
         self.ask(req, |r| match r {
             Response::Notices(n) => Ok(n),
             other => Err(other),
@@ -195,7 +200,7 @@ impl<H: Handler> Backend for Client<H> {
     /// for the caller, who has the declaration).
     fn run_check(&self, ctx: &Context, id: &str) -> Vec<CheckReport> {
         let req = Request::RunCheck {
-            ctx: ctx.clone(),
+            ctx: Cow::Borrowed(ctx),
             id: id.to_owned(),
         };
         self.ask(req, |r| match r {

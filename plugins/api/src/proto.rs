@@ -7,6 +7,7 @@
 //! one a clear "newer than me" error, instead of a crash. The two sides
 //! exchange their [`ProtocolVersion`] first ([`Request::Hello`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -340,10 +341,11 @@ impl From<Vec<EntryRef>> for EntryList {
     }
 }
 
-/// A request from the engine to a backend.
+/// A request from the engine to a backend. The host lends what it sends
+/// (a built-in backend reads it in place); a plugin decodes its own copy.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
+pub enum Request<'a> {
     /// The first message: the host's protocol version; answered with the
     /// plugin's ([`Response::Hello`]) by the protocol code, not the backend.
     Hello {
@@ -351,44 +353,44 @@ pub enum Request {
     },
     Describe,
     Probe {
-        ctx: Context,
+        ctx: Cow<'a, Context>,
     },
     Get {
-        ctx: Context,
-        entry: EntryRef,
+        ctx: Cow<'a, Context>,
+        entry: Cow<'a, EntryRef>,
     },
     Set {
-        ctx: Context,
-        entry: EntryRef,
-        value: Secret,
+        ctx: Cow<'a, Context>,
+        entry: Cow<'a, EntryRef>,
+        value: Cow<'a, Secret>,
     },
     Delete {
-        ctx: Context,
-        entry: EntryRef,
+        ctx: Cow<'a, Context>,
+        entry: Cow<'a, EntryRef>,
     },
     List {
-        ctx: Context,
+        ctx: Cow<'a, Context>,
         service: Option<String>,
     },
     /// The checks the backend can run ([`CheckDecl`]); no I/O.
     DeclareChecks,
     /// Run one declared check.
     RunCheck {
-        ctx: Context,
+        ctx: Cow<'a, Context>,
         id: String,
     },
     WriteNotices {
-        ctx: Context,
+        ctx: Cow<'a, Context>,
     },
     GetWhenUnlocked {
-        ctx: Context,
-        entry: EntryRef,
+        ctx: Cow<'a, Context>,
+        entry: Cow<'a, EntryRef>,
         timeout_ms: u64,
     },
     /// `get`, as the stored bytes (`ov secrets get --raw`).
     GetBytes {
-        ctx: Context,
-        entry: EntryRef,
+        ctx: Cow<'a, Context>,
+        entry: Cow<'a, EntryRef>,
     },
     /// Anything this side does not know.
     #[serde(other)]
@@ -467,7 +469,7 @@ mod tests {
                        "entry":{"service":"s","key":"k","flavour":"x"}}"#;
         let req: Request = serde_json::from_str(json).unwrap();
         match req {
-            Request::Get { entry, .. } => assert_eq!(entry, EntryRef::new("s", "k")),
+            Request::Get { entry, .. } => assert_eq!(*entry, EntryRef::new("s", "k")),
             other => panic!("decoded as {other:?}"),
         }
     }
