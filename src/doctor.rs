@@ -135,32 +135,34 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
     // Each backend's own checks, grouped under its name.
     // The doctor never prompts: a store that needs a password gets what the
     // environment or the kernel-keyring cache has, or nothing.
-    let unlockers: Vec<(String, Unlocker)> = host
-        .backends
-        .iter()
-        .filter_map(|b| {
-            Unlocker::for_backend(b.backend.as_ref(), &ctx).map(|u| (b.desc.name.clone(), u))
-        })
-        .collect();
-    for (name, u) in &unlockers {
-        let present = host
-            .backend(name)
-            .is_some_and(|b| b.backend.probe(&ctx).is_available());
-        if !present || settings.is_err() {
-            continue;
+    // One cache check per backend that declares an unlock secret; what
+    // it opens and whether it is cached are found out when it runs.
+    for b in host.backends.iter().filter(|b| b.desc.unlock.is_some()) {
+        if settings.is_err() {
+            break;
         }
-        let cache = Cache {
-            title: format!("{} cache", u.spec().label),
-            desc: u.cache_description().to_owned(),
-            enabled: u.cache_enabled(),
-            setting: u.spec().cache_setting.clone().unwrap_or_default(),
-            env: u.spec().env.clone(),
-        };
+        let name = b.desc.name.clone();
+        let (backend, ctx) = (Arc::clone(&b.backend), ctx.clone());
+        let title = format!(
+            "{} cache",
+            b.desc
+                .unlock
+                .as_ref()
+                .map_or("unlock secret", |u| u.label.as_str())
+        );
         let id = format!("{name}.cache");
         tasks.push(
-            Task::single(id.clone(), cache.title.clone(), move || {
-                cache_check(&id, &cache)
-            })
+            Task::batch(
+                id.clone(),
+                title.clone(),
+                move || match Unlocker::for_backend(backend.as_ref(), &ctx) {
+                    Some(u) if backend.probe(&ctx).is_available() => {
+                        vec![cache_check(&id, &title, &u)]
+                    }
+                    _ => Vec::new(),
+                },
+            )
+            .listing([])
             .after(format!("plugins.{name}")),
         );
     }
@@ -241,24 +243,62 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
     // gpg.*: the GnuPG chain and the .secrets file of the current directory.
     tasks.extend(ov_plugin_gpg::checks::doctor_tasks(".secrets".into()));
     for b in &host.backends {
-        let name = b.desc.name.clone();
-        let backend = Arc::clone(&b.backend);
-        let mut ctx = ctx.clone();
-        if let Some((_, u)) = unlockers.iter().find(|(n, _)| *n == name) {
-            ctx.unlock = u.quiet_secret();
-        }
-        let mut task = Task::batch(name.clone(), format!("{name} backend checks"), move || {
-            backend.checks(&ctx)
-        })
-        .after(format!("plugins.{name}"));
-        if b.desc.needs_unlock {
-            // Opening the store derives a key (Argon2 takes seconds on a
-            // small board): that is work, not a hang.
-            task = task.at_least(SLOW_CHECK_BUDGET);
-        }
-        tasks.push(task);
+        tasks.extend(backend_tasks(b, &ctx));
     }
     tasks
+}
+
+/// One task per check a backend declares, each with its own timeout, run
+/// after the checks it names. Declaring runs nothing: the store is opened
+/// and the password looked up inside the tasks.
+fn backend_tasks(b: &crate::host::Loaded, ctx: &Context) -> Vec<Task> {
+    let name = &b.desc.name;
+    let needs_unlock = b.desc.unlock.is_some();
+    b.backend
+        .declare_checks()
+        .into_iter()
+        .map(|decl| {
+            let backend = Arc::clone(&b.backend);
+            let mut ctx = ctx.clone();
+            let (id, title) = (decl.id.clone(), decl.title.clone());
+            let mut task = Task::batch(decl.id, decl.title, move || {
+                // The doctor never prompts: a store that needs a secret
+                // gets what the environment or the cache has, or nothing.
+                if needs_unlock {
+                    ctx.unlock = Unlocker::for_backend(backend.as_ref(), &ctx)
+                        .and_then(|u| u.quiet_secret());
+                }
+                let mut reports = backend.run_check(&ctx, &id);
+                for r in reports.iter_mut().filter(|r| r.title.is_empty()) {
+                    r.title = title.clone();
+                }
+                reports
+            })
+            .listing([])
+            .after(format!("plugins.{name}"));
+            for dep in decl.depends_on {
+                task = task.runs_after(dep);
+            }
+            if needs_unlock {
+                // Opening the store derives a key (Argon2 takes seconds on a
+                // small board): that is work, not a hang.
+                task = task.at_least(SLOW_CHECK_BUDGET);
+            }
+            task
+        })
+        .collect()
+}
+
+/// Every check a backend declares, run one after the other, for a
+/// summary that needs the first fix among them.
+fn all_checks(
+    backend: &dyn ov_plugin_api::Backend,
+    ctx: &Context,
+) -> impl Iterator<Item = ov_checks::CheckReport> {
+    backend
+        .declare_checks()
+        .into_iter()
+        .flat_map(move |d| backend.run_check(ctx, &d.id))
 }
 
 /// The least time a check that derives keys or starts an agent gets.
@@ -266,58 +306,74 @@ pub const SLOW_CHECK_BUDGET: Duration = Duration::from_secs(15);
 
 /// `backends.plaintext`, when a plaintext backend can be listed and an
 /// encrypted writable one is there (open or locked) to take its entries.
+/// Which ones are there is found out when the check runs: the task itself
+/// exists whenever both kinds are installed.
 fn plaintext_task(ctx: &Context, host: &Host, forced: Option<&str>) -> Option<Task> {
-    let usable = |b: &&crate::host::Loaded| {
-        matches!(
-            b.backend.probe(ctx),
-            Availability::Available { .. } | Availability::Locked { .. }
-        )
-    };
     let plain = host
         .backends
         .iter()
-        .find(|b| b.desc.plaintext && b.desc.listable && b.desc.writable)
-        .filter(|b| b.backend.probe(ctx).is_available())?;
-    let encrypted = host
+        .find(|b| b.desc.plaintext && b.desc.listable && b.desc.writable)?
+        .clone();
+    let encrypted: Vec<crate::host::Loaded> = host
         .backends
         .iter()
         .filter(|b| !b.desc.plaintext && b.desc.writable)
-        .find(usable)?;
-    let (id, title) = ("backends.plaintext", "no secrets left in plaintext");
-    let (ctx, backend) = (ctx.clone(), Arc::clone(&plain.backend));
-    let (plain_name, enc_name) = (plain.desc.name.clone(), encrypted.desc.name.clone());
-    // Writes forced to the plaintext backend would send the import back
-    // into it: point them at the encrypted one first.
-    let mut fix = String::new();
-    if forced == Some(plain_name.as_str()) {
-        fix.push_str(&format!("ov settings set secret_backend {enc_name} && "));
+        .cloned()
+        .collect();
+    if encrypted.is_empty() {
+        return None;
     }
-    fix.push_str(&format!("ov secrets import --from {plain_name} --move"));
+    let (id, title) = ("backends.plaintext", "no secrets left in plaintext");
+    let (ctx, forced) = (ctx.clone(), forced.map(str::to_owned));
     Some(
-        Task::single(id, title, move || match backend.list(&ctx, None) {
-            Err(e) => report(id, title, Status::Warn, format!("cannot list {plain_name}: {}", e.message)),
-            Ok(entries) if entries.is_empty() => report(
-                id,
-                title,
-                Status::Ok,
-                format!("nothing stored in {plain_name} (plaintext)"),
-            ),
-            Ok(entries) => {
-                let mut r = report(
+        Task::batch(id, title, move || {
+            let usable = |b: &&crate::host::Loaded| {
+                matches!(
+                    b.backend.probe(&ctx),
+                    Availability::Available { .. } | Availability::Locked { .. }
+                )
+            };
+            if !plain.backend.probe(&ctx).is_available() {
+                return Vec::new();
+            }
+            let Some(encrypted) = encrypted.iter().find(usable) else {
+                return Vec::new();
+            };
+            let (plain_name, enc_name) = (&plain.desc.name, &encrypted.desc.name);
+            // Writes forced to the plaintext backend would send the import
+            // back into it: point them at the encrypted one first.
+            let mut fix = String::new();
+            if forced.as_deref() == Some(plain_name.as_str()) {
+                fix.push_str(&format!("ov settings set secret_backend {enc_name} && "));
+            }
+            fix.push_str(&format!("ov secrets import --from {plain_name} --move"));
+            vec![match plain.backend.list(&ctx, None).map(|l| l.entries) {
+                Err(e) => report(id, title, Status::Warn, format!("cannot list {plain_name}: {}", e.message)),
+                Ok(entries) if entries.is_empty() => report(
                     id,
                     title,
-                    Status::Warn,
-                    format!(
-                        "{} entr{} in {plain_name} (plaintext) while {enc_name} can keep them encrypted",
-                        entries.len(),
-                        if entries.len() == 1 { "y is" } else { "ies are" }
-                    ),
-                );
-                r.fix = Some(fix.clone());
-                r
-            }
+                    Status::Ok,
+                    format!("nothing stored in {plain_name} (plaintext)"),
+                ),
+                Ok(entries) => {
+                    let mut r = report(
+                        id,
+                        title,
+                        Status::Warn,
+                        format!(
+                            "{} entr{} in {plain_name} (plaintext) while {enc_name} can keep them encrypted",
+                            entries.len(),
+                            if entries.len() == 1 { "y is" } else { "ies are" }
+                        ),
+                    );
+                    r.fix = Some(fix);
+                    r
+                }
+            }]
         })
-        .after("backends.available"),
+        .listing([])
+        .after("backends.available")
+        .quiet_skip(),
     )
 }
 
@@ -339,26 +395,20 @@ fn missing_backends(missing: &[(&str, &str)]) -> ov_checks::CheckReport {
     r
 }
 
-/// What the unlock-secret cache check of one backend needs.
-struct Cache {
-    title: String,
-    desc: String,
-    enabled: bool,
-    setting: String,
-    env: String,
-}
-
-fn cache_check(id: &str, c: &Cache) -> ov_checks::CheckReport {
-    let title = c.title.as_str();
-    let desc = &c.desc;
-    if !c.enabled {
+fn cache_check(id: &str, title: &str, u: &Unlocker) -> ov_checks::CheckReport {
+    let desc = u.cache_description();
+    if !u.cache_enabled() {
         return report(
             id,
             title,
             Status::Ok,
             format!(
                 "off ({} = false): every command asks or reads {}",
-                c.setting, c.env
+                u.spec()
+                    .cache_setting
+                    .as_deref()
+                    .unwrap_or("its cache setting"),
+                u.spec().env
             ),
         );
     }
@@ -474,8 +524,7 @@ fn backends_available(
     // else the first hint of the error a use of it gets now (a listing).
     let own_fix = |name: &str| {
         let (_, b) = backends.iter().find(|(d, _)| d.name == name)?;
-        b.checks(ctx)
-            .into_iter()
+        all_checks(b.as_ref(), ctx)
             .find(|r| matches!(r.status, Status::Warn | Status::Fail) && r.fix.is_some())
             .and_then(|r| r.fix)
             .or_else(|| {

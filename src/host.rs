@@ -2,17 +2,15 @@
 //! libraries loaded at run time with `libloading`.
 
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use libloading::Library;
-use ov_plugin_api::ffi::{ABI_VERSION, CallFn, EntryFn, FreeFn, entry_symbol_for_stem};
-use ov_plugin_api::zeroize::Zeroize;
-use ov_plugin_api::{
-    Availability, Backend, BackendError, CheckReport, Context, CreateRequest, Created, Description,
-    EntryRef, ErrorKind, Request, Response, Secret, SecretBytes,
+use ov_plugin_api::client::{Client, Handler, Linked};
+use ov_plugin_api::ffi::{
+    ABI_VERSION, CallFn, ENTRY_PREFIX, EntryFn, FreeFn, entry_symbol_for_stem,
 };
+use ov_plugin_api::zeroize::Zeroize;
+use ov_plugin_api::{Backend, BackendError, Description, ErrorKind, PROTOCOL, Request, Response};
 use ov_plugin_support::shell_quote;
 
 use crate::env_backend::EnvBackend;
@@ -78,18 +76,23 @@ pub struct Host {
     pub backends: Vec<Loaded>,
 }
 
+/// A built-in backend, spoken to through the same client a loaded plugin
+/// gets (and so behind the same panic guard).
+pub(crate) fn linked(backend: impl Backend + 'static) -> Arc<dyn Backend> {
+    let desc = backend.describe();
+    Arc::new(Client::new(Linked(backend), desc))
+}
+
 /// The backends compiled into this binary.
 pub fn builtins() -> Vec<Arc<dyn Backend>> {
     #[allow(unused_mut)] // every push below sits behind a feature
-    let mut b: Vec<Arc<dyn Backend>> = vec![Arc::new(Guarded(EnvBackend))];
+    let mut b: Vec<Arc<dyn Backend>> = vec![linked(EnvBackend)];
     #[cfg(feature = "builtin-keyring")]
-    b.push(Arc::new(Guarded(
-        ov_plugin_keyring::KeyringBackend::default(),
-    )));
+    b.push(linked(ov_plugin_keyring::KeyringBackend::default()));
     #[cfg(feature = "builtin-kdbx")]
-    b.push(Arc::new(Guarded(ov_plugin_kdbx::KdbxBackend)));
+    b.push(linked(ov_plugin_kdbx::KdbxBackend));
     #[cfg(feature = "builtin-config")]
-    b.push(Arc::new(Guarded(ov_plugin_config::ConfigBackend)));
+    b.push(linked(ov_plugin_config::ConfigBackend));
     b
 }
 
@@ -118,7 +121,7 @@ impl Host {
                         fix: u.fix,
                         abi: None,
                     })
-                    .and_then(|_| DynBackend::open(&file));
+                    .and_then(|_| Library::open(&file));
                 match opened {
                     Ok(backend) => host.add(Arc::new(backend), Origin::Path(file)),
                     Err(failure) => host.plugins.push(PluginInfo {
@@ -216,39 +219,89 @@ pub struct LoadFailure {
     pub abi: Option<u32>,
 }
 
-/// A backend living in a shared library, spoken to through messages.
-pub struct DynBackend {
+/// A shared library's `call`, as a protocol [`Handler`]: each request is
+/// JSON in, JSON out.
+pub struct Library {
     call: CallFn,
     free: FreeFn,
-    desc: Description,
+    /// The file name, until the plugin has said its own.
+    name: String,
     // Never unloaded: a plugin's thread-local destructors run when each
     // thread that called it exits, which can be after this value is gone;
     // unmapping the code under them would crash the process.
-    _lib: std::mem::ManuallyDrop<Library>,
+    _lib: std::mem::ManuallyDrop<libloading::Library>,
 }
 
-impl fmt::Debug for DynBackend {
+impl fmt::Debug for Library {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DynBackend")
-            .field("name", &self.desc.name)
+        f.debug_struct("Library")
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
 
-impl DynBackend {
-    /// A request answered with notices; a plugin too old to know it has
-    /// nothing to say.
-    fn notices(&self, req: Request) -> Vec<String> {
-        self.ask(req, |r| match r {
-            Response::Notices(n) => Some(n),
-            _ => None,
-        })
-        .unwrap_or_default()
-    }
+/// A loaded plugin: its library behind the protocol client.
+pub type DynBackend = Client<Library>;
 
+impl Handler for Library {
+    fn handle(&self, request: Request<'_>) -> Response {
+        self.exchange(&request).unwrap_or_else(Response::Error)
+    }
+}
+
+/// The library's entry function: under the name its file name gives (the
+/// one it was built with), or else the one exported symbol with the entry
+/// prefix. A library with several (plugin crates linked together) must be
+/// named after the one to load.
+fn find_entry(lib: &libloading::Library, path: &Path) -> Result<EntryFn, String> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let get = |symbol: &str| {
+        // SAFETY: the symbol's type is fixed by the ABI; checked by version.
+        unsafe { lib.get::<EntryFn>(symbol.as_bytes()) }
+            .ok()
+            .map(|entry| *entry)
+    };
+    if let Some(entry) = get(&entry_symbol_for_stem(&stem)) {
+        return Ok(entry);
+    }
+    match exported_entries(path)?.as_slice() {
+        [] => Err(format!(
+            "{} is not an ov plugin: it exports no {ENTRY_PREFIX}* symbol",
+            path.display()
+        )),
+        [one] => get(one).ok_or_else(|| format!("{}: cannot resolve {one}", path.display())),
+        several => Err(format!(
+            "{} holds several ov plugins ({}); name the file after the one to load (lib<crate>.so)",
+            path.display(),
+            several.join(", ")
+        )),
+    }
+}
+
+/// The dynamic symbols of an ELF library that start with the entry prefix.
+fn exported_entries(path: &Path) -> Result<Vec<String>, String> {
+    use object::{Object, ObjectSymbol};
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cache = object::ReadCache::new(file);
+    let Ok(elf) = object::File::parse(&cache) else {
+        return Ok(Vec::new());
+    };
+    Ok(elf
+        .dynamic_symbols()
+        .filter(|s| s.is_definition())
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .filter(|n| n.starts_with(ENTRY_PREFIX))
+        .collect())
+}
+
+impl Library {
     pub fn open(path: &Path) -> Result<DynBackend, LoadFailure> {
         let quoted = shell_quote(path);
         let remove = format!("rm {quoted}   # or reinstall the package that provides it");
+        let rebuild = format!("rm {quoted}   # then install the plugin built for this ov version");
         let fail = |error: String, abi| LoadFailure {
             error,
             fix: remove.clone(),
@@ -258,26 +311,9 @@ impl DynBackend {
         // this only for a file `trust::check_plugin` accepted: it and every
         // directory above it belong to root or the user and nobody else
         // can write them, so its code is as trusted as ov's own.
-        let lib = unsafe { Library::new(path) }
+        let lib = unsafe { libloading::Library::new(path) }
             .map_err(|e| fail(format!("cannot load plugin {}: {e}", path.display()), None))?;
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let symbol = entry_symbol_for_stem(&stem);
-        // SAFETY: the symbol's type is fixed by the ABI; checked below by version.
-        let entry: EntryFn = unsafe { lib.get::<EntryFn>(symbol.as_bytes()) }
-            .map(|s| *s)
-            .map_err(|_| {
-                fail(
-                    format!(
-                        "{} is not an ov plugin: it has no symbol '{symbol}' \
-                         (a plugin keeps the file name it was built with)",
-                        path.display()
-                    ),
-                    None,
-                )
-            })?;
+        let entry = find_entry(&lib, path).map_err(|e| fail(e, None))?;
         // SAFETY: `entry` takes no arguments and returns a pointer to a
         // static declaration whose first field is always the ABI version.
         let decl = unsafe { entry() };
@@ -297,52 +333,64 @@ impl DynBackend {
                     path.display(),
                     env!("CARGO_PKG_VERSION")
                 ),
-                fix: format!("rm {quoted}   # then install the plugin built for this ov version"),
+                fix: rebuild,
                 abi: Some(abi),
             });
         }
         // SAFETY: the version matches, so the layout is ours.
         let (call, free) = unsafe { ((*decl).call, (*decl).free) };
-        let mut backend = DynBackend {
+        let library = Library {
             call,
             free,
-            desc: Description {
-                name: stem.clone(),
-                version: String::new(),
-                summary: String::new(),
-                priority: u32::MAX,
-                ..Description::default()
-            },
+            name: path
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             _lib: std::mem::ManuallyDrop::new(lib),
         };
-        match backend.request(&Request::Describe) {
-            Ok(Response::Description(d)) => backend.desc = d,
-            Ok(Response::Error(e)) => {
-                return Err(fail(
-                    format!("{}: describe failed: {}", path.display(), e.message),
-                    Some(abi),
-                ));
-            }
-            Ok(other) => {
-                return Err(fail(
-                    format!(
-                        "{}: unexpected answer to describe: {other:?}",
-                        path.display()
-                    ),
-                    Some(abi),
-                ));
-            }
-            Err(e) => {
-                return Err(fail(
-                    format!("{}: {}", path.display(), e.message),
-                    Some(abi),
+        // The versions first: a plugin of another major cannot be trusted
+        // to read even the description request the way it is meant.
+        let protocol_error = |said: String| LoadFailure {
+            error: format!(
+                "{} speaks {said}, but this ov (v{}) speaks plugin protocol v{PROTOCOL}",
+                path.display(),
+                env!("CARGO_PKG_VERSION")
+            ),
+            fix: rebuild.clone(),
+            abi: Some(abi),
+        };
+        match library.exchange(&Request::Hello { host: PROTOCOL }) {
+            Ok(Response::Hello(v)) if v.major == PROTOCOL.major => {}
+            Ok(Response::Hello(v)) => return Err(protocol_error(format!("plugin protocol v{v}"))),
+            // Plugins from before the versions were exchanged answer in
+            // the old shape, or refuse the request.
+            Ok(_) | Err(_) => {
+                return Err(protocol_error(
+                    "an older plugin protocol (it does not say which)".into(),
                 ));
             }
         }
-        Ok(backend)
+        let describe_failed = |why: String| {
+            fail(
+                format!("{}: describe failed: {why}", path.display()),
+                Some(abi),
+            )
+        };
+        let mut library = library;
+        match library.exchange(&Request::Describe) {
+            Ok(Response::Description(desc)) => {
+                library.name = desc.name.clone();
+                Ok(Client::new(library, desc))
+            }
+            Ok(Response::Error(e)) | Err(e) => Err(describe_failed(e.message)),
+            Ok(other) => Err(describe_failed(format!("unexpected answer {other:?}"))),
+        }
     }
 
-    fn request(&self, request: &Request) -> Result<Response, BackendError> {
+    /// One request and its answer. An answer of a kind this ov does not
+    /// know (from a newer plugin) is an error saying so, not a broken
+    /// message.
+    fn exchange(&self, request: &Request<'_>) -> Result<Response, BackendError> {
         let mut bytes = serde_json::to_vec(request).map_err(|e| {
             BackendError::new(ErrorKind::Internal, format!("cannot encode request: {e}"))
         })?;
@@ -353,280 +401,38 @@ impl DynBackend {
         if ptr.is_null() {
             return Err(BackendError::new(
                 ErrorKind::Internal,
-                format!("plugin {} returned no answer", self.desc.name),
+                format!("plugin {} returned no answer", self.name),
             ));
         }
         // SAFETY: the plugin hands back `out_len` bytes at `ptr`, valid until `free`.
         let answer = unsafe { std::slice::from_raw_parts(ptr, out_len) };
-        let decoded = serde_json::from_slice::<Response>(answer);
+        let decoded = Response::from_json(answer);
+        let kind = match &decoded {
+            Ok(Response::Unknown) => serde_json::from_slice::<serde_json::Value>(answer)
+                .ok()
+                .and_then(|v| v.get("answer")?.as_str().map(str::to_owned)),
+            _ => None,
+        };
         // SAFETY: returned exactly as received.
         unsafe { (self.free)(ptr, out_len) };
-        decoded.map_err(|e| {
-            BackendError::new(
+        match decoded {
+            Ok(Response::Unknown) => Err(BackendError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "plugin {} answered '{}', which this ov does not know: the plugin is newer than ov",
+                    self.name,
+                    kind.unwrap_or_default()
+                ),
+            )
+            .with_hint("ov plugins list   # then update ov, or install the plugin built for it")),
+            Ok(r) => Ok(r),
+            Err(e) => Err(BackendError::new(
                 ErrorKind::Internal,
                 format!(
                     "plugin {} sent an answer this ov cannot read: {e}",
-                    self.desc.name
+                    self.name
                 ),
-            )
-        })
-    }
-
-    fn ask<T>(
-        &self,
-        request: Request,
-        pick: impl FnOnce(Response) -> Option<T>,
-    ) -> Result<T, BackendError> {
-        match self.request(&request)? {
-            Response::Error(e) => Err(e),
-            other => {
-                let shown = format!("{other:?}");
-                pick(other).ok_or_else(|| {
-                    BackendError::new(
-                        ErrorKind::Internal,
-                        format!(
-                            "plugin {} gave an unexpected answer: {shown}",
-                            self.desc.name
-                        ),
-                    )
-                })
-            }
+            )),
         }
-    }
-}
-
-impl Backend for DynBackend {
-    fn describe(&self) -> Description {
-        self.desc.clone()
-    }
-
-    fn probe(&self, ctx: &Context) -> Availability {
-        self.ask(Request::Probe { ctx: ctx.clone() }, |r| match r {
-            Response::Availability(a) => Some(a),
-            _ => None,
-        })
-        .unwrap_or_else(|e| Availability::Unavailable {
-            reason: e.message,
-            transient: e.transient,
-        })
-    }
-
-    fn get(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Secret>, BackendError> {
-        let req = Request::Get {
-            ctx: ctx.clone(),
-            entry: entry.clone(),
-        };
-        self.ask(req, |r| match r {
-            Response::Value(v) => Some(v),
-            _ => None,
-        })
-    }
-
-    fn get_bytes(
-        &self,
-        ctx: &Context,
-        entry: &EntryRef,
-    ) -> Result<Option<SecretBytes>, BackendError> {
-        let req = Request::GetBytes {
-            ctx: ctx.clone(),
-            entry: entry.clone(),
-        };
-        match self.ask(req, |r| match r {
-            Response::Bytes(v) => Some(v),
-            _ => None,
-        }) {
-            // A plugin older than the request: its values are text.
-            Err(e) if e.kind == ErrorKind::Unsupported => {
-                self.get(ctx, entry).map(|v| v.map(SecretBytes::from))
-            }
-            other => other,
-        }
-    }
-
-    fn set(&self, ctx: &Context, entry: &EntryRef, value: &Secret) -> Result<(), BackendError> {
-        let req = Request::Set {
-            ctx: ctx.clone(),
-            entry: entry.clone(),
-            value: value.clone(),
-        };
-        self.ask(req, |r| matches!(r, Response::Done).then_some(()))
-    }
-
-    fn delete(&self, ctx: &Context, entry: &EntryRef) -> Result<bool, BackendError> {
-        let req = Request::Delete {
-            ctx: ctx.clone(),
-            entry: entry.clone(),
-        };
-        self.ask(req, |r| match r {
-            Response::Deleted(d) => Some(d),
-            _ => None,
-        })
-    }
-
-    fn list(&self, ctx: &Context, service: Option<&str>) -> Result<Vec<EntryRef>, BackendError> {
-        let req = Request::List {
-            ctx: ctx.clone(),
-            service: service.map(str::to_owned),
-        };
-        self.ask(req, |r| match r {
-            Response::Entries(e) => Some(e),
-            _ => None,
-        })
-    }
-
-    fn get_when_unlocked(
-        &self,
-        ctx: &Context,
-        entry: &EntryRef,
-        timeout_ms: u64,
-    ) -> Result<Option<Secret>, BackendError> {
-        let req = Request::GetWhenUnlocked {
-            ctx: ctx.clone(),
-            entry: entry.clone(),
-            timeout_ms,
-        };
-        self.ask(req, |r| match r {
-            Response::Value(v) => Some(v),
-            _ => None,
-        })
-    }
-
-    fn list_notices(&self, ctx: &Context) -> Vec<String> {
-        self.notices(Request::ListNotices { ctx: ctx.clone() })
-    }
-
-    fn write_notices(&self, ctx: &Context) -> Vec<String> {
-        self.notices(Request::WriteNotices { ctx: ctx.clone() })
-    }
-
-    fn checks(&self, ctx: &Context) -> Vec<CheckReport> {
-        match self.ask(Request::Checks { ctx: ctx.clone() }, |r| match r {
-            Response::Checks(c) => Some(c),
-            _ => None,
-        }) {
-            Ok(c) => c,
-            Err(e) => vec![ov_checks::report(
-                &format!("{}.checks", self.desc.name),
-                "backend checks",
-                ov_checks::Status::Fail,
-                e.message,
-            )],
-        }
-    }
-
-    fn unlock_target(&self, ctx: &Context) -> Option<String> {
-        self.ask(Request::UnlockTarget { ctx: ctx.clone() }, |r| match r {
-            Response::Target(t) => Some(t),
-            _ => None,
-        })
-        .ok()
-        .flatten()
-    }
-
-    fn verify_unlock(&self, ctx: &Context) -> Result<(), BackendError> {
-        let req = Request::VerifyUnlock { ctx: ctx.clone() };
-        self.ask(req, |r| matches!(r, Response::Done).then_some(()))
-    }
-
-    fn create(&self, ctx: &Context, request: &CreateRequest) -> Result<Created, BackendError> {
-        let req = Request::Create {
-            ctx: ctx.clone(),
-            request: request.clone(),
-        };
-        self.ask(req, |r| match r {
-            Response::Created(c) => Some(c),
-            _ => None,
-        })
-    }
-
-    fn lock(&self, ctx: &Context) -> Vec<String> {
-        self.notices(Request::Lock { ctx: ctx.clone() })
-    }
-}
-
-/// A built-in backend with the same panic safety a loaded plugin gets.
-#[derive(Debug)]
-struct Guarded<B>(B);
-
-fn guard<T>(name: &str, f: impl FnOnce() -> Result<T, BackendError>) -> Result<T, BackendError> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        Err(BackendError::new(
-            ErrorKind::Internal,
-            format!("the {name} backend panicked (a bug in ov)"),
-        ))
-    })
-}
-
-impl<B: Backend> Backend for Guarded<B> {
-    fn describe(&self) -> Description {
-        self.0.describe()
-    }
-
-    fn probe(&self, ctx: &Context) -> Availability {
-        catch_unwind(AssertUnwindSafe(|| self.0.probe(ctx)))
-            .unwrap_or_else(|_| Availability::unavailable("the backend panicked (a bug in ov)"))
-    }
-
-    fn get(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Secret>, BackendError> {
-        guard(&self.0.describe().name, || self.0.get(ctx, entry))
-    }
-
-    fn get_bytes(
-        &self,
-        ctx: &Context,
-        entry: &EntryRef,
-    ) -> Result<Option<SecretBytes>, BackendError> {
-        guard(&self.0.describe().name, || self.0.get_bytes(ctx, entry))
-    }
-
-    fn set(&self, ctx: &Context, entry: &EntryRef, value: &Secret) -> Result<(), BackendError> {
-        guard(&self.0.describe().name, || self.0.set(ctx, entry, value))
-    }
-
-    fn delete(&self, ctx: &Context, entry: &EntryRef) -> Result<bool, BackendError> {
-        guard(&self.0.describe().name, || self.0.delete(ctx, entry))
-    }
-
-    fn list(&self, ctx: &Context, service: Option<&str>) -> Result<Vec<EntryRef>, BackendError> {
-        guard(&self.0.describe().name, || self.0.list(ctx, service))
-    }
-
-    fn get_when_unlocked(
-        &self,
-        ctx: &Context,
-        entry: &EntryRef,
-        timeout_ms: u64,
-    ) -> Result<Option<Secret>, BackendError> {
-        guard(&self.0.describe().name, || {
-            self.0.get_when_unlocked(ctx, entry, timeout_ms)
-        })
-    }
-
-    fn write_notices(&self, ctx: &Context) -> Vec<String> {
-        catch_unwind(AssertUnwindSafe(|| self.0.write_notices(ctx))).unwrap_or_default()
-    }
-
-    fn list_notices(&self, ctx: &Context) -> Vec<String> {
-        catch_unwind(AssertUnwindSafe(|| self.0.list_notices(ctx))).unwrap_or_default()
-    }
-
-    fn checks(&self, ctx: &Context) -> Vec<CheckReport> {
-        self.0.checks(ctx)
-    }
-
-    fn unlock_target(&self, ctx: &Context) -> Option<String> {
-        catch_unwind(AssertUnwindSafe(|| self.0.unlock_target(ctx))).unwrap_or_default()
-    }
-
-    fn verify_unlock(&self, ctx: &Context) -> Result<(), BackendError> {
-        guard(&self.0.describe().name, || self.0.verify_unlock(ctx))
-    }
-
-    fn create(&self, ctx: &Context, request: &CreateRequest) -> Result<Created, BackendError> {
-        guard(&self.0.describe().name, || self.0.create(ctx, request))
-    }
-
-    fn lock(&self, ctx: &Context) -> Vec<String> {
-        catch_unwind(AssertUnwindSafe(|| self.0.lock(ctx))).unwrap_or_default()
     }
 }

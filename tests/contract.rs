@@ -8,7 +8,7 @@
 mod common;
 
 use common::secret_service::SecretService;
-use ov::host::DynBackend;
+use ov::host::Library;
 use ov_plugin_api::{Backend, Context, EntryRef, ErrorKind, Secret};
 
 fn ctx(dir: &std::path::Path) -> Context {
@@ -35,7 +35,7 @@ fn contract(backend: &dyn Backend, name: &str, plaintext: bool) {
     let b = EntryRef::new("ov/vnc/deep", "k.with.dots");
     let c = EntryRef::new("other", "x");
     assert_eq!(backend.get(&ctx, &a).unwrap(), None);
-    assert!(backend.list(&ctx, None).unwrap().is_empty());
+    assert!(backend.list(&ctx, None).unwrap().entries.is_empty());
 
     let tricky = "quote\" backslash\\ newline\n tab\t unicode é ✓";
     backend.set(&ctx, &a, &Secret::from(tricky)).unwrap();
@@ -61,18 +61,24 @@ fn contract(backend: &dyn Backend, name: &str, plaintext: bool) {
 
     // List, with and without a service prefix.
     assert_eq!(
-        backend.list(&ctx, None).unwrap(),
+        backend.list(&ctx, None).unwrap().entries,
         vec![c.clone(), a.clone(), b.clone()]
     );
     assert_eq!(
-        backend.list(&ctx, Some("ov")).unwrap(),
+        backend.list(&ctx, Some("ov")).unwrap().entries,
         vec![a.clone(), b.clone()]
     );
     assert_eq!(
-        backend.list(&ctx, Some("ov/vnc/deep")).unwrap(),
+        backend.list(&ctx, Some("ov/vnc/deep")).unwrap().entries,
         vec![b.clone()]
     );
-    assert!(backend.list(&ctx, Some("ov/vn")).unwrap().is_empty());
+    assert!(
+        backend
+            .list(&ctx, Some("ov/vn"))
+            .unwrap()
+            .entries
+            .is_empty()
+    );
 
     // Delete.
     assert!(backend.delete(&ctx, &a).unwrap());
@@ -84,13 +90,34 @@ fn contract(backend: &dyn Backend, name: &str, plaintext: bool) {
     backend.set(&ctx, &a, &Secret::from(big.as_str())).unwrap();
     assert_eq!(backend.get(&ctx, &a).unwrap().unwrap().len(), big.len());
 
-    // Checks are reported with ids in the backend's group.
-    let checks = backend.checks(&ctx);
-    assert!(!checks.is_empty());
+    // Checks are declared with ids in the backend's group, and each one
+    // run reports under its own id (or ids below it).
+    let declared = backend.declare_checks();
+    assert!(!declared.is_empty());
     let group = format!("{name}.");
     assert!(
-        checks.iter().all(|c| c.id.starts_with(&group)),
-        "{checks:?}"
+        declared.iter().all(|d| d.id.starts_with(&group)),
+        "{declared:?}"
+    );
+    for d in &declared {
+        assert!(
+            d.depends_on
+                .iter()
+                .all(|dep| declared.iter().any(|o| &o.id == dep)),
+            "{d:?} depends on an undeclared check"
+        );
+        for r in backend.run_check(&ctx, &d.id) {
+            assert!(
+                r.id == d.id || r.id.starts_with(&format!("{}.", d.id)),
+                "{} reported {r:?}",
+                d.id
+            );
+        }
+    }
+    assert!(
+        backend
+            .run_check(&ctx, &format!("{name}.no_such_check"))
+            .is_empty()
     );
     if name == "config" {
         config_permissions(backend, &ctx, &c);
@@ -151,8 +178,7 @@ fn config_backend_built_in() {
 #[test]
 fn config_backend_loaded_from_its_shared_library() {
     let lib = common::plugin_lib("ov_plugin_config");
-    let backend =
-        DynBackend::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
+    let backend = Library::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
     contract(&backend, "config", true);
 }
 
@@ -169,7 +195,7 @@ fn keyring_backend_built_in_and_loaded_from_its_shared_library() {
         unsafe { std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &ss.address) };
         if loaded {
             let backend =
-                DynBackend::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
+                Library::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
             contract(&backend, "keyring", false);
         } else {
             contract(
@@ -190,15 +216,13 @@ fn kdbx_backend_built_in() {
 #[test]
 fn kdbx_backend_loaded_from_its_shared_library() {
     let lib = common::plugin_lib("ov_plugin_kdbx");
-    let backend =
-        DynBackend::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
+    let backend = Library::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
     contract(&backend, "kdbx", false);
 }
 
 #[test]
 fn example_backend_loaded_from_its_shared_library() {
     let lib = common::plugin_lib("ov_plugin_example");
-    let backend =
-        DynBackend::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
+    let backend = Library::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
     contract(&backend, "agefile", false);
 }

@@ -2,7 +2,10 @@
 
 mod common;
 
-use common::{TestEnv, mode_of, stdout};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::{TestEnv, mode_of, stderr, stdout};
 
 /// The JSON report with timings zeroed, for snapshots.
 fn stable_json(env: &TestEnv, text: &str) -> String {
@@ -138,9 +141,43 @@ fn list_names_every_check() {
         "config",
         "machine-key",
         "gpg.used",
+        // Each backend's checks by id, declared without running them.
+        "config.credentials_mode",
+        "config.credentials_parse",
+        "kdbx.kdf",
+        "keyring.collection",
     ] {
         assert!(text.contains(id), "{id} missing from:\n{text}");
     }
+}
+
+/// Issue 16: a backend's check is selected by its id and runs alone.
+#[test]
+fn one_backend_check_is_selected_by_its_id() {
+    let env = TestEnv::new();
+    fs::create_dir_all(env.config_dir()).unwrap();
+    let creds = env.config_dir().join("credentials.toml");
+    fs::write(&creds, "[svc]\nKEY = \"v\"\n").unwrap();
+    fs::set_permissions(&creds, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = env.run(&["doctor", "config.credentials_mode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("✓ config.credentials_mode"), "{text}");
+    assert!(!text.contains("config.credentials_parse"), "{text}");
+    assert!(!text.contains("keyring."), "{text}");
+    // A check shows the one it depends on, as before.
+    let text = env.ok(&["doctor", "config.credentials_parse"]);
+    assert!(text.contains("✓ config.credentials_parse"), "{text}");
+    assert!(text.contains("1 entry stored in plaintext"), "{text}");
+    assert!(text.contains("✓ config.credentials_mode"), "{text}");
+    // Listed one by one, a check nobody declared is unknown.
+    let out = env.run(&["doctor", "config.no_such_check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no check or group named 'config.no_such_check'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Issue 15: `--list` did not know `machine-key`, and refused `--json`.

@@ -100,16 +100,103 @@ fn wrong_abi_is_refused_with_both_versions() {
 #[test]
 fn library_without_the_entry_symbol_is_not_a_plugin() {
     let mut env = TestEnv::new();
-    // A real shared library that is not an ov plugin: the fixture under
-    // another name, so the symbol the host derives does not exist.
-    env.install_plugin("ov_plugin_fixture", "libsomething_else.so");
+    // A real shared library that exports no entry symbol.
+    let lib = env.plugin_dir().join("libov_plugin_plain.so");
+    let marker = env.root().join("constructor-ran");
+    constructor_library(&env, &lib, &marker);
+    env.set_env("OV_PLUGIN_PATH", env.plugin_dir().display().to_string());
     let out = env.run(&["plugins", "list"]);
     assert_eq!(out.status.code(), Some(1));
     let err = env.normalize(&stderr(&out));
     assert!(
-        err.contains("[TMP]/plugins/libsomething_else.so is not an ov plugin: it has no symbol 'ov_plugin_entry_something_else'"),
+        err.contains(
+            "[TMP]/plugins/libov_plugin_plain.so is not an ov plugin: it exports no ov_plugin_entry_* symbol"
+        ),
         "{err}"
     );
+}
+
+#[test]
+fn doctor_list_probes_no_backend() {
+    let mut env = TestEnv::new();
+    env.install_plugin("ov_plugin_fixture", "libov_plugin_fixture.so");
+    let marker = env.root().join("probed");
+    env.set_env("OV_FIXTURE_PROBE_MARKER", marker.display().to_string());
+    let out = env.run_stdin(&["secrets", "set", "svc", "k"], "v\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    fs::remove_file(&marker).ok();
+    let list = env.ok(&["doctor", "--list"]);
+    assert!(list.contains("backends.plaintext"), "{list}");
+    assert!(list.contains("fixture.alive"), "{list}");
+    assert!(!marker.exists(), "ov doctor --list probed the fixture");
+    // Running the check does probe it: the marker works.
+    env.run(&["doctor", "backends.plaintext"]);
+    assert!(
+        marker.exists(),
+        "the plaintext check must probe the fixture"
+    );
+}
+
+#[test]
+fn a_renamed_plugin_still_loads() {
+    let mut env = TestEnv::new();
+    env.install_plugin("ov_plugin_fixture", "fixture-renamed.so");
+    let list = env.normalize(&env.ok(&["plugins", "list"]));
+    assert!(
+        list.lines().any(|l| l.starts_with("fixture ")
+            && l.contains("[TMP]/plugins/fixture-renamed.so")
+            && l.ends_with("loaded")),
+        "{list}"
+    );
+    // And it answers: its check runs through the library.
+    let out = env.ok(&["doctor", "fixture.alive"]);
+    assert!(out.contains("✓ fixture.alive"), "{out}");
+}
+
+#[test]
+fn another_protocol_major_is_refused_with_both_versions() {
+    let mut env = TestEnv::new();
+    env.install_plugin("ov_plugin_fixture", "libov_plugin_fixture.so");
+    env.set_env("OV_FIXTURE_PROTOCOL", "9.0");
+    let out = env.run(&["plugins", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = env.normalize(&stderr(&out));
+    assert!(
+        err.contains(
+            "ov: error: [TMP]/plugins/libov_plugin_fixture.so speaks plugin protocol v9.0, but this ov (v0.1.0) speaks plugin protocol v2.0"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: rm [TMP]/plugins/libov_plugin_fixture.so   # then install the plugin built for this ov version"),
+        "{err}"
+    );
+    // A newer minor of the same major loads: it only adds.
+    env.unset_env("OV_FIXTURE_PROTOCOL");
+    env.set_env("OV_FIXTURE_PROTOCOL", "2.7");
+    let list = env.ok(&["plugins", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("fixture ") && l.ends_with("loaded")),
+        "{list}"
+    );
+}
+
+#[test]
+fn an_answer_from_a_newer_plugin_is_a_clear_error() {
+    let mut env = TestEnv::new();
+    env.install_plugin("ov_plugin_fixture", "libov_plugin_fixture.so");
+    let out = env.run(&["secrets", "get", "s", "future-answer"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "ov: error: plugin fixture answered 'teleported', which this ov does not know: the plugin is newer than ov"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("hint: ov plugins list"), "{err}");
+    assert!(!err.contains("cannot read"), "{err}");
 }
 
 #[test]

@@ -267,14 +267,14 @@ pub fn catalog(tasks: &[Task]) -> Vec<ListedGroup> {
             g.checks.push(ListedCheck {
                 id: t.id.clone(),
                 title: t.title.clone(),
-                depends_on: t.depends_on.clone(),
+                depends_on: t.waits_for_all(),
             });
         }
         for (id, title) in &t.listed {
             g.checks.push(ListedCheck {
                 id: id.clone(),
                 title: title.clone(),
-                depends_on: t.depends_on.clone(),
+                depends_on: t.waits_for_all(),
             });
         }
     }

@@ -18,6 +18,12 @@ pub struct Task {
     pub title: String,
     /// Task ids that must finish first; a failure among them skips this task.
     pub depends_on: Vec<String>,
+    /// Task ids that must finish first, whatever their outcome: the task
+    /// itself decides what a failure there means (a backend's checks).
+    pub runs_after: Vec<String>,
+    /// Report nothing, rather than a skip, when a prerequisite failed: a
+    /// check that applies only in some states cannot tell whether it does.
+    pub quiet_skip: bool,
     /// The checks a batch reports, when they are known before it runs
     /// (`ov doctor --list`): id and title.
     pub listed: Vec<(String, String)>,
@@ -49,6 +55,8 @@ impl Task {
             id: id.into(),
             title: title.into(),
             depends_on: Vec::new(),
+            runs_after: Vec::new(),
+            quiet_skip: false,
             listed: Vec::new(),
             listed_all: false,
             min_timeout: Duration::ZERO,
@@ -70,6 +78,28 @@ impl Task {
     pub fn after(mut self, dep: impl Into<String>) -> Self {
         self.depends_on.push(dep.into());
         self
+    }
+
+    /// Run once `dep` finished, whatever its outcome.
+    pub fn runs_after(mut self, dep: impl Into<String>) -> Self {
+        self.runs_after.push(dep.into());
+        self
+    }
+
+    /// Report nothing when a prerequisite did not pass.
+    pub fn quiet_skip(mut self) -> Self {
+        self.quiet_skip = true;
+        self
+    }
+
+    /// Every task this one waits for, gating or not.
+    fn waits_for(&self) -> impl Iterator<Item = &String> {
+        self.depends_on.iter().chain(&self.runs_after)
+    }
+
+    /// [`Task::waits_for`], for listing.
+    pub(crate) fn waits_for_all(&self) -> Vec<String> {
+        self.waits_for().cloned().collect()
     }
 
     /// Name every check this batch will report (maybe none), for `--list`.
@@ -126,7 +156,7 @@ pub fn select(tasks: Vec<Task>, patterns: &[String]) -> (Vec<Task>, Vec<String>)
         if keep.insert(id.to_owned())
             && let Some(t) = by_id.get(id)
         {
-            stack.extend(t.depends_on.iter().map(String::as_str));
+            stack.extend(t.waits_for().map(String::as_str));
         }
     }
     let kept = tasks.into_iter().filter(|t| keep.contains(&t.id)).collect();
@@ -135,15 +165,15 @@ pub fn select(tasks: Vec<Task>, patterns: &[String]) -> (Vec<Task>, Vec<String>)
 
 /// Task ids that lie on a dependency cycle.
 fn cyclic(tasks: &[Task]) -> HashSet<String> {
-    let deps: HashMap<&str, &[String]> = tasks
+    let deps: HashMap<&str, Vec<&String>> = tasks
         .iter()
-        .map(|t| (t.id.as_str(), t.depends_on.as_slice()))
+        .map(|t| (t.id.as_str(), t.waits_for().collect()))
         .collect();
     let mut bad = HashSet::new();
     for t in tasks {
         // Depth-first walk from each task; reaching it again means a cycle.
         let mut seen = HashSet::new();
-        let mut stack: Vec<&str> = t.depends_on.iter().map(String::as_str).collect();
+        let mut stack: Vec<&str> = t.waits_for().map(String::as_str).collect();
         while let Some(id) = stack.pop() {
             if id == t.id {
                 bad.insert(t.id.clone());
@@ -152,7 +182,7 @@ fn cyclic(tasks: &[Task]) -> HashSet<String> {
             if seen.insert(id)
                 && let Some(d) = deps.get(id)
             {
-                stack.extend(d.iter().map(String::as_str));
+                stack.extend(d.iter().map(|s| s.as_str()));
             }
         }
     }
@@ -181,6 +211,12 @@ pub fn run(tasks: Vec<Task>, timeout: Duration) -> Vec<Finished> {
             .filter(|d| known.contains(*d))
             .cloned()
             .collect();
+        let after: Vec<String> = task
+            .runs_after
+            .iter()
+            .filter(|d| known.contains(*d))
+            .cloned()
+            .collect();
         let in_cycle = cycles.contains(&task.id);
         let handle = thread::spawn(move || {
             let Task {
@@ -188,6 +224,7 @@ pub fn run(tasks: Vec<Task>, timeout: Duration) -> Vec<Finished> {
                 title,
                 run,
                 min_timeout,
+                quiet_skip,
                 ..
             } = task;
             let timeout = timeout.max(min_timeout);
@@ -200,7 +237,9 @@ pub fn run(tasks: Vec<Task>, timeout: Duration) -> Vec<Finished> {
                     "dependency cycle among checks (a bug in ov)",
                 )]
             } else {
-                match wait_for(&board, &deps) {
+                let failed = wait_for(&board, &deps, &after);
+                match failed {
+                    Some(_) if quiet_skip => Vec::new(),
                     Some(failed) => {
                         let mut r = report(
                             &id,
@@ -241,15 +280,19 @@ pub fn run(tasks: Vec<Task>, timeout: Duration) -> Vec<Finished> {
     ordered.into_values().flatten().collect()
 }
 
-/// Block until every dependency finished; the first one that failed or was
-/// skipped, if any.
-fn wait_for(board: &Arc<(Mutex<Board>, Condvar)>, deps: &[String]) -> Option<String> {
+/// Block until every dependency and every task to run after finished; the
+/// first dependency that failed or was skipped, if any.
+fn wait_for(
+    board: &Arc<(Mutex<Board>, Condvar)>,
+    deps: &[String],
+    after: &[String],
+) -> Option<String> {
     let (lock, cvar) = &**board;
     let Ok(mut b) = lock.lock() else {
         return Some("the doctor's own bookkeeping".to_owned());
     };
     loop {
-        if deps.iter().all(|d| b.done.contains_key(d)) {
+        if deps.iter().chain(after).all(|d| b.done.contains_key(d)) {
             return deps
                 .iter()
                 .find(|d| matches!(b.done.get(*d), Some(Status::Fail | Status::Skip)))
@@ -426,6 +469,25 @@ mod tests {
         let ids: Vec<_> = kept.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, vec!["config.file", "config.mode"]);
         assert_eq!(unknown, vec!["nope".to_owned()]);
+    }
+
+    #[test]
+    fn runs_after_orders_without_skipping_and_select_follows_it() {
+        let tasks = vec![
+            failing("b.first"),
+            ok("b.second").runs_after("b.first"),
+            ok("b.third").after("b.first").quiet_skip(),
+        ];
+        let (kept, _) = select(tasks, &["b.second".into(), "b.third".into()]);
+        assert_eq!(kept.len(), 3);
+        let out = run(kept, Duration::from_secs(2));
+        assert_eq!(
+            statuses(&out),
+            vec![
+                ("b.first".into(), Status::Fail),
+                ("b.second".into(), Status::Ok)
+            ]
+        );
     }
 
     #[test]

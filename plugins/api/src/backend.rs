@@ -1,8 +1,8 @@
 //! The trait every backend implements, built in or loaded.
 
 use crate::{
-    Availability, BackendError, CheckReport, Context, CreateRequest, Created, Description,
-    EntryRef, Request, Response, Secret, SecretBytes,
+    Availability, BackendError, CheckDecl, CheckReport, Context, CreateRequest, Created,
+    Description, EntryList, EntryRef, PROTOCOL, Request, Response, Secret, SecretBytes,
 };
 
 /// A secret store. Backends never print and never read the terminal: they
@@ -40,9 +40,10 @@ pub trait Backend: Send + Sync {
         )))
     }
 
-    /// Entries whose service is `service` or lies below it (`ov` matches `ov/vnc`).
-    fn list(&self, _ctx: &Context, _service: Option<&str>) -> Result<Vec<EntryRef>, BackendError> {
-        Ok(Vec::new())
+    /// Entries whose service is `service` or lies below it (`ov` matches
+    /// `ov/vnc`), with notices saying what the listing could not see.
+    fn list(&self, _ctx: &Context, _service: Option<&str>) -> Result<EntryList, BackendError> {
+        Ok(EntryList::default())
     }
 
     /// Wait, without polling, until `entry` can be read from a store that
@@ -62,20 +63,22 @@ pub trait Backend: Send + Sync {
         )))
     }
 
-    /// What the last `list` could not see (a locked or unreadable part of
-    /// the store), as sentences for stderr. Asked right after `list`.
-    fn list_notices(&self, _ctx: &Context) -> Vec<String> {
-        Vec::new()
-    }
-
     /// Things the user should know before a write, such as a file format
     /// upgrade the write will make. Cheap, and never prompts.
     fn write_notices(&self, _ctx: &Context) -> Vec<String> {
         Vec::new()
     }
 
-    /// The doctor checks this backend contributes, already run.
-    fn checks(&self, _ctx: &Context) -> Vec<CheckReport> {
+    /// The doctor checks this backend can run. A fixed list: no I/O, no
+    /// look at the machine (`ov doctor --list` shows it as it is).
+    fn declare_checks(&self) -> Vec<CheckDecl> {
+        Vec::new()
+    }
+
+    /// Run the declared check `id`: its report, or several for a check
+    /// that reports one line per thing it finds, or none when it does not
+    /// apply here (a key file check with no key file set).
+    fn run_check(&self, _ctx: &Context, _id: &str) -> Vec<CheckReport> {
         Vec::new()
     }
 
@@ -120,7 +123,7 @@ pub fn service_matches(service: &str, prefix: Option<&str>) -> bool {
 }
 
 /// Answer one request with a backend: the plugin side of the protocol.
-pub fn dispatch(backend: &dyn Backend, request: Request) -> Response {
+pub fn dispatch(backend: &dyn Backend, request: Request<'_>) -> Response {
     fn answer<T>(result: Result<T, BackendError>, ok: impl FnOnce(T) -> Response) -> Response {
         match result {
             Ok(v) => ok(v),
@@ -128,6 +131,7 @@ pub fn dispatch(backend: &dyn Backend, request: Request) -> Response {
         }
     }
     match request {
+        Request::Hello { .. } => Response::Hello(PROTOCOL),
         Request::Describe => Response::Description(backend.describe()),
         Request::Probe { ctx } => Response::Availability(backend.probe(&ctx)),
         Request::Get { ctx, entry } => answer(backend.get(&ctx, &entry), Response::Value),
@@ -141,9 +145,9 @@ pub fn dispatch(backend: &dyn Backend, request: Request) -> Response {
         Request::List { ctx, service } => {
             answer(backend.list(&ctx, service.as_deref()), Response::Entries)
         }
-        Request::Checks { ctx } => Response::Checks(backend.checks(&ctx)),
+        Request::DeclareChecks => Response::CheckList(backend.declare_checks()),
+        Request::RunCheck { ctx, id } => Response::Checks(backend.run_check(&ctx, &id)),
         Request::WriteNotices { ctx } => Response::Notices(backend.write_notices(&ctx)),
-        Request::ListNotices { ctx } => Response::Notices(backend.list_notices(&ctx)),
         Request::GetWhenUnlocked {
             ctx,
             entry,

@@ -2,8 +2,13 @@
 //! [`PluginDecl`]. Everything else is JSON messages through `call`.
 //!
 //! The entry symbol is named after the crate (`ov_plugin_entry_<crate>`), so
-//! several plugin crates can be linked into `ov` statically without clashing;
-//! the host derives the name from the library's file name.
+//! several plugin crates can be linked into one binary without clashing. The
+//! host finds it by its prefix among the library's exported symbols, so a
+//! renamed library still loads.
+//!
+//! Two versions guard the boundary: [`ABI_VERSION`] for the C layout here,
+//! read before anything else, and [`crate::PROTOCOL`] for the messages,
+//! exchanged by the first request ([`crate::Request::Hello`]).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -11,7 +16,8 @@ use zeroize::Zeroize;
 
 use crate::{Backend, BackendError, ErrorKind, Request, Response, dispatch};
 
-/// Bumped on any change to [`PluginDecl`] or to the meaning of a message.
+/// Bumped on any change to [`PluginDecl`] or the calling convention of its
+/// functions; message changes bump [`crate::PROTOCOL`] instead.
 pub const ABI_VERSION: u32 = 1;
 
 /// Prefix of the entry symbol; the crate name follows.
@@ -34,7 +40,8 @@ pub struct PluginDecl {
     pub free: FreeFn,
 }
 
-/// The entry symbol name for a library file stem such as `libov_plugin_config`.
+/// The entry symbol a library of this file stem (`libov_plugin_config`) has
+/// when it keeps the name it was built with: the host tries it first.
 pub fn entry_symbol_for_stem(stem: &str) -> String {
     let crate_name = stem.strip_prefix("lib").unwrap_or(stem);
     format!("{ENTRY_PREFIX}{crate_name}")

@@ -1,11 +1,14 @@
 //! `ov-plugin-api`: the contract between `ov` and its backend plugins.
 //!
-//! A backend implements [`Backend`]. Linked into `ov` it is called directly;
-//! built as a `cdylib` with [`export_plugin!`] it is loaded at run time and
-//! spoken to through JSON [`Request`]/[`Response`] messages over one C-ABI
-//! entry point ([`ffi`]). This crate does no I/O of its own.
+//! A backend implements [`Backend`]. Linked into `ov` it answers the
+//! protocol's [`Request`]s in process ([`client::Linked`]); built as a
+//! `cdylib` with [`export_plugin!`] it is loaded at run time and gets the
+//! same messages as JSON over one C-ABI entry point ([`ffi`]). Either way
+//! the host calls it through one [`client::Client`]. This crate does no I/O
+//! of its own.
 
 mod backend;
+pub mod client;
 mod describe;
 pub mod ffi;
 mod proto;
@@ -14,8 +17,8 @@ mod secret;
 pub use backend::{Backend, dispatch, service_matches};
 pub use describe::{Binding, CreateRequest, Created, SettingKind, SettingSpec, UnlockSpec};
 pub use proto::{
-    AutoFix, Availability, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
-    Request, Response, Status,
+    AutoFix, Availability, BackendError, CheckDecl, CheckReport, Context, Description, EntryList,
+    EntryRef, ErrorKind, PROTOCOL, ProtocolVersion, Request, Response, Status,
 };
 pub use secret::{Secret, SecretBytes};
 pub use zeroize;

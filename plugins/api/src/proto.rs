@@ -1,10 +1,13 @@
 //! Messages between the engine and a backend. Pure data: no I/O here.
 //!
-//! Every message is JSON on the wire. Unknown fields are ignored and unknown
-//! request kinds decode to [`Request::Unsupported`], so an engine and a plugin
-//! one version apart still talk: the newer side gets a typed "unsupported"
-//! answer instead of a crash.
+//! Every message is JSON on the wire. Unknown fields are ignored, unknown
+//! request kinds decode to [`Request::Unsupported`] and unknown answers to
+//! [`Response::Unknown`], so an engine and a plugin one minor version apart
+//! still talk: the newer side gets a typed "unsupported" answer, the older
+//! one a clear "newer than me" error, instead of a crash. The two sides
+//! exchange their [`ProtocolVersion`] first ([`Request::Hello`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -12,6 +15,28 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::{Secret, SecretBytes};
+
+/// The version of the messages in this module, exchanged at load time.
+///
+/// The major number changes when an existing message changes meaning or
+/// shape (a field removed or retyped, an answer replaced): a host refuses a
+/// plugin of another major. The minor number changes when something is
+/// added that an older side can ignore or refuse cleanly (a new request, a
+/// new answer, a new optional field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProtocolVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+/// The protocol this crate speaks.
+pub const PROTOCOL: ProtocolVersion = ProtocolVersion { major: 2, minor: 0 };
+
+impl fmt::Display for ProtocolVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
 
 /// What the engine tells a backend about the machine and the user's settings.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -278,90 +303,169 @@ pub struct CheckReport {
     pub depends_on: Vec<String>,
 }
 
-/// A request from the engine to a backend.
+/// A doctor check a backend can run, declared before anything runs (for
+/// `ov doctor --list` and to select and time each check on its own).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckDecl {
+    /// Dotted id, the backend's name first: `config.credentials_mode`. A
+    /// check that reports one line per thing it finds (`keyring.collection`)
+    /// reports ids below its own (`keyring.collection.login`).
+    pub id: String,
+    pub title: String,
+    /// Checks that run before this one; its body decides what their outcome
+    /// means for it.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
+impl CheckDecl {
+    pub fn new(id: impl Into<String>, title: impl Into<String>) -> Self {
+        CheckDecl {
+            id: id.into(),
+            title: title.into(),
+            depends_on: Vec::new(),
+        }
+    }
+
+    pub fn after(mut self, dep: impl Into<String>) -> Self {
+        self.depends_on.push(dep.into());
+        self
+    }
+}
+
+/// What `list` found, and what it could not see (a locked or unreadable
+/// part of the store), as sentences for stderr.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryList {
+    pub entries: Vec<EntryRef>,
+    #[serde(default)]
+    pub notices: Vec<String>,
+}
+
+impl From<Vec<EntryRef>> for EntryList {
+    fn from(entries: Vec<EntryRef>) -> Self {
+        EntryList {
+            entries,
+            notices: Vec::new(),
+        }
+    }
+}
+
+/// A request from the engine to a backend. The host lends what it sends
+/// (a built-in backend reads it in place); a plugin decodes its own copy.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
+pub enum Request<'a> {
+    /// The first message: the host's protocol version; answered with the
+    /// plugin's ([`Response::Hello`]) by the protocol code, not the backend.
+    Hello {
+        host: ProtocolVersion,
+    },
     Describe,
     Probe {
-        ctx: Context,
+        ctx: Cow<'a, Context>,
     },
     Get {
-        ctx: Context,
-        entry: EntryRef,
+        ctx: Cow<'a, Context>,
+        entry: Cow<'a, EntryRef>,
     },
     Set {
-        ctx: Context,
-        entry: EntryRef,
-        value: Secret,
+        ctx: Cow<'a, Context>,
+        entry: Cow<'a, EntryRef>,
+        value: Cow<'a, Secret>,
     },
     Delete {
-        ctx: Context,
-        entry: EntryRef,
+        ctx: Cow<'a, Context>,
+        entry: Cow<'a, EntryRef>,
     },
     List {
-        ctx: Context,
+        ctx: Cow<'a, Context>,
         service: Option<String>,
     },
-    Checks {
-        ctx: Context,
+    /// The checks the backend can run ([`CheckDecl`]); no I/O.
+    DeclareChecks,
+    /// Run one declared check.
+    RunCheck {
+        ctx: Cow<'a, Context>,
+        id: String,
     },
     WriteNotices {
-        ctx: Context,
+        ctx: Cow<'a, Context>,
     },
     GetWhenUnlocked {
-        ctx: Context,
-        entry: EntryRef,
+        ctx: Cow<'a, Context>,
+        entry: Cow<'a, EntryRef>,
         timeout_ms: u64,
-    },
-    /// What the last `list` could not see.
-    ListNotices {
-        ctx: Context,
     },
     /// `get`, as the stored bytes (`ov secrets get --raw`).
     GetBytes {
-        ctx: Context,
-        entry: EntryRef,
+        ctx: Cow<'a, Context>,
+        entry: Cow<'a, EntryRef>,
     },
     /// What the unlock secret opens here (its cache id), if any.
     UnlockTarget {
-        ctx: Context,
+        ctx: Cow<'a, Context>,
     },
     /// Open the store with `ctx.unlock` and close it again.
     VerifyUnlock {
-        ctx: Context,
+        ctx: Cow<'a, Context>,
     },
     /// `ov secrets init`.
     Create {
-        ctx: Context,
-        request: crate::CreateRequest,
+        ctx: Cow<'a, Context>,
+        request: Cow<'a, crate::CreateRequest>,
     },
     /// `ov secrets lock`: drop what the backend keeps to open the store
     /// without its secret.
     Lock {
-        ctx: Context,
+        ctx: Cow<'a, Context>,
     },
     /// Anything this side does not know.
     #[serde(other)]
     Unsupported,
 }
 
-/// A backend's answer.
+/// A backend's answer: `{"answer": KIND, "value": …}`.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "answer", content = "value", rename_all = "snake_case")]
 pub enum Response {
+    Hello(ProtocolVersion),
     Description(Description),
     Availability(Availability),
     Value(Option<Secret>),
     Bytes(Option<SecretBytes>),
     Done,
     Deleted(bool),
-    Entries(Vec<EntryRef>),
+    Entries(EntryList),
+    CheckList(Vec<CheckDecl>),
     Checks(Vec<CheckReport>),
     Notices(Vec<String>),
     Target(Option<String>),
     Created(crate::Created),
     Error(BackendError),
+    /// An answer this side does not know (from a newer plugin); see
+    /// [`Response::from_json`].
+    #[serde(other)]
+    Unknown,
+}
+
+impl Response {
+    /// Decode an answer. One of a kind this side does not know is
+    /// [`Response::Unknown`] whatever its value holds; one of a known kind
+    /// that does not decode is an error.
+    pub fn from_json(bytes: &[u8]) -> Result<Response, serde_json::Error> {
+        serde_json::from_slice(bytes).or_else(|err| {
+            // serde's catch-all takes no value: look again at the kind alone.
+            let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+            if let Some(map) = value.as_object_mut() {
+                map.remove("value");
+            }
+            match serde_json::from_value(value) {
+                Ok(Response::Unknown) => Ok(Response::Unknown),
+                _ => Err(err),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -375,12 +479,27 @@ mod tests {
     }
 
     #[test]
+    fn unknown_answer_kind_decodes_as_unknown() {
+        for json in [
+            r#"{"answer":"teleported","value":{"to":"mars"}}"#,
+            r#"{"answer":"teleported"}"#,
+        ] {
+            let resp = Response::from_json(json.as_bytes()).unwrap();
+            assert!(matches!(resp, Response::Unknown), "{json}");
+        }
+        let known = Response::from_json(br#"{"answer":"deleted","value":true}"#).unwrap();
+        assert!(matches!(known, Response::Deleted(true)));
+        // A known kind with a broken value stays an error.
+        assert!(Response::from_json(br#"{"answer":"deleted","value":"x"}"#).is_err());
+    }
+
+    #[test]
     fn unknown_fields_are_ignored() {
         let json = r#"{"op":"get","ctx":{"config_dir":"/c","future":true},
                        "entry":{"service":"s","key":"k","flavour":"x"}}"#;
         let req: Request = serde_json::from_str(json).unwrap();
         match req {
-            Request::Get { entry, .. } => assert_eq!(entry, EntryRef::new("s", "k")),
+            Request::Get { entry, .. } => assert_eq!(*entry, EntryRef::new("s", "k")),
             other => panic!("decoded as {other:?}"),
         }
     }

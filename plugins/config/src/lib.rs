@@ -15,8 +15,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use ov_plugin_api::{
-    Availability, Backend, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
-    Secret, Status, service_matches,
+    Availability, Backend, BackendError, CheckDecl, CheckReport, Context, Description, EntryList,
+    EntryRef, ErrorKind, Secret, Status, service_matches,
 };
 use ov_plugin_support::{
     FileProblem, check_private_file, edit_command, private_file_report, report, toml_error_message,
@@ -222,10 +222,10 @@ impl Backend for ConfigBackend {
         })
     }
 
-    fn list(&self, ctx: &Context, service: Option<&str>) -> Result<Vec<EntryRef>, BackendError> {
+    fn list(&self, ctx: &Context, service: Option<&str>) -> Result<EntryList, BackendError> {
         let path = credentials_path(ctx);
         let Some(doc) = load(&path)? else {
-            return Ok(Vec::new());
+            return Ok(EntryList::default());
         };
         let mut out = Vec::new();
         for (svc, item) in doc.iter() {
@@ -241,66 +241,87 @@ impl Backend for ConfigBackend {
             }
         }
         out.sort();
-        Ok(out)
+        Ok(out.into())
     }
 
-    fn checks(&self, ctx: &Context) -> Vec<CheckReport> {
+    fn declare_checks(&self) -> Vec<CheckDecl> {
+        vec![
+            CheckDecl::new(MODE_CHECK, MODE_TITLE),
+            CheckDecl::new(PARSE_CHECK, PARSE_TITLE).after(MODE_CHECK),
+        ]
+    }
+
+    fn run_check(&self, ctx: &Context, id: &str) -> Vec<CheckReport> {
         let path = credentials_path(ctx);
-        let mode_id = "config.credentials_mode";
-        let title = "plaintext credentials file permissions";
-        let mut mode = private_file_report(mode_id, title, &path);
-        if mode.status == Status::Ok && !path.exists() {
-            mode.finding = format!(
-                "{} does not exist; nothing is stored in plaintext",
-                path.display()
-            );
-            return vec![mode];
+        match id {
+            MODE_CHECK => vec![mode_check(&path)],
+            PARSE_CHECK => parse_check(&path).into_iter().collect(),
+            _ => Vec::new(),
         }
-        let failed = mode.status == Status::Fail;
-        let mut reports = vec![mode];
-        let parse_id = "config.credentials_parse";
-        let parse_title = "plaintext credentials file parses";
-        if failed {
-            let mut r = report(
+    }
+}
+
+const MODE_CHECK: &str = "config.credentials_mode";
+const MODE_TITLE: &str = "plaintext credentials file permissions";
+const PARSE_CHECK: &str = "config.credentials_parse";
+const PARSE_TITLE: &str = "plaintext credentials file parses";
+
+fn mode_check(path: &Path) -> CheckReport {
+    let mut mode = private_file_report(MODE_CHECK, MODE_TITLE, path);
+    if mode.status == Status::Ok && !path.exists() {
+        mode.finding = format!(
+            "{} does not exist; nothing is stored in plaintext",
+            path.display()
+        );
+    }
+    mode
+}
+
+/// Nothing when there is no file to parse.
+fn parse_check(path: &Path) -> Option<CheckReport> {
+    let mode = private_file_report(MODE_CHECK, MODE_TITLE, path);
+    if mode.status == Status::Ok && !path.exists() {
+        return None;
+    }
+    let (parse_id, parse_title) = (PARSE_CHECK, PARSE_TITLE);
+    if mode.status == Status::Fail {
+        let mut r = report(
+            parse_id,
+            parse_title,
+            Status::Skip,
+            "skipped: permissions come first",
+        );
+        r.depends_on = vec![MODE_CHECK.into()];
+        return Some(r);
+    }
+    let mut r = match load(path) {
+        Ok(doc) => {
+            let n = doc
+                .map(|d| {
+                    d.iter()
+                        .filter_map(|(_, i)| i.as_table_like())
+                        .map(|t| t.len())
+                        .sum::<usize>()
+                })
+                .unwrap_or(0);
+            report(
                 parse_id,
                 parse_title,
-                Status::Skip,
-                "skipped: permissions come first",
-            );
-            r.depends_on = vec![mode_id.into()];
-            reports.push(r);
-            return reports;
+                Status::Ok,
+                format!(
+                    "{n} entr{} stored in plaintext",
+                    if n == 1 { "y" } else { "ies" }
+                ),
+            )
         }
-        let mut r = match load(&path) {
-            Ok(doc) => {
-                let n = doc
-                    .map(|d| {
-                        d.iter()
-                            .filter_map(|(_, i)| i.as_table_like())
-                            .map(|t| t.len())
-                            .sum::<usize>()
-                    })
-                    .unwrap_or(0);
-                report(
-                    parse_id,
-                    parse_title,
-                    Status::Ok,
-                    format!(
-                        "{n} entr{} stored in plaintext",
-                        if n == 1 { "y" } else { "ies" }
-                    ),
-                )
-            }
-            Err(e) => {
-                let mut r = report(parse_id, parse_title, Status::Fail, e.message.clone());
-                r.fix = e.hints.first().cloned();
-                r
-            }
-        };
-        r.depends_on = vec![mode_id.into()];
-        reports.push(r);
-        reports
-    }
+        Err(e) => {
+            let mut r = report(parse_id, parse_title, Status::Fail, e.message.clone());
+            r.fix = e.hints.first().cloned();
+            r
+        }
+    };
+    r.depends_on = vec![MODE_CHECK.into()];
+    Some(r)
 }
 
 ov_plugin_api::export_plugin!(ConfigBackend);

@@ -22,14 +22,16 @@ use std::path::{Path, PathBuf};
 
 use age::secrecy::SecretString;
 use ov_plugin_api::{
-    Availability, Backend, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
-    Secret, SettingKind, SettingSpec, Status, UnlockSpec, service_matches,
+    Availability, Backend, BackendError, CheckDecl, CheckReport, Context, Description, EntryList,
+    EntryRef, ErrorKind, Secret, SettingKind, SettingSpec, Status, UnlockSpec, service_matches,
 };
 use ov_plugin_support::{is_missing, read_regular, report, with_fix, with_lock, write_atomic};
 
 pub const NAME: &str = "agefile";
 pub const PATH_SETTING: &str = "agefile.path";
 pub const PASSPHRASE_ENV: &str = "OV_AGEFILE_PASSPHRASE";
+const FILE_CHECK: &str = "agefile.file";
+const FILE_TITLE: &str = "agefile store opens";
 /// scrypt's log2(N) for new files; files with more are refused as too slow.
 const WORK_FACTOR: u8 = 15;
 const MAX_WORK_FACTOR: u8 = 20;
@@ -203,12 +205,13 @@ impl Backend for AgeFile {
         })
     }
 
-    fn list(&self, ctx: &Context, service: Option<&str>) -> Result<Vec<EntryRef>, BackendError> {
-        Ok(load(ctx)?
+    fn list(&self, ctx: &Context, service: Option<&str>) -> Result<EntryList, BackendError> {
+        let entries: Vec<EntryRef> = load(ctx)?
             .iter()
             .filter(|(svc, _)| service_matches(svc, service))
             .flat_map(|(svc, keys)| keys.keys().map(|k| EntryRef::new(svc.clone(), k.clone())))
-            .collect())
+            .collect();
+        Ok(entries.into())
     }
 
     fn unlock_target(&self, ctx: &Context) -> Option<String> {
@@ -219,8 +222,15 @@ impl Backend for AgeFile {
         load(ctx).map(|_| ())
     }
 
-    fn checks(&self, ctx: &Context) -> Vec<CheckReport> {
-        let (id, title) = ("agefile.file", "agefile store opens");
+    fn declare_checks(&self) -> Vec<CheckDecl> {
+        vec![CheckDecl::new(FILE_CHECK, FILE_TITLE)]
+    }
+
+    fn run_check(&self, ctx: &Context, id: &str) -> Vec<CheckReport> {
+        if id != FILE_CHECK {
+            return Vec::new();
+        }
+        let title = FILE_TITLE;
         let path = path(ctx);
         let shown = ov_plugin_support::shell_quote(&path);
         vec![match load(ctx) {

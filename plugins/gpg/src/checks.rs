@@ -43,14 +43,37 @@ pub fn tasks(file: PathBuf) -> Vec<Task> {
         Task::single("gpg.binary", "gpg installed", binary),
         after_binary("gpg.agent", "gpg-agent and its configuration", |g| {
             agent_checks(g)
-        }),
+        })
+        .listing(listed(&[
+            ("gpg.agent.running", "gpg-agent running"),
+            ("gpg.agent.conf", "gpg-agent.conf"),
+            ("gpg.agent.systemd", "systemd sockets for gpg-agent"),
+        ])),
         after_binary("gpg.keys", "secret keys, passphrases and backups", |g| {
             key_checks(g)
-        }),
+        })
+        .listing(listed(&[
+            ("gpg.keys.secret", "secret keys"),
+            ("gpg.keys.cached", "passphrases cached in gpg-agent"),
+            ("gpg.keys.stored", "passphrases in the Secret Service"),
+            ("gpg.keys.backup", "key backups in the Secret Service"),
+        ])),
         after_binary("gpg.file", "the .secrets file", move |g| {
             file_checks(g, &file)
-        }),
+        })
+        .listing(listed(&[
+            ("gpg.file.recipients", "the .secrets recipients"),
+            ("gpg.file.decrypt", "decrypt test"),
+        ])),
     ]
+}
+
+/// The checks a batch reports (some only in some states), for `--list`.
+fn listed(checks: &[(&str, &str)]) -> Vec<(String, String)> {
+    checks
+        .iter()
+        .map(|(id, title)| ((*id).to_owned(), (*title).to_owned()))
+        .collect()
 }
 
 /// A batch that needs gpg: it runs once `gpg.binary` passed (and reports

@@ -22,8 +22,8 @@ use keepass::db::{DatabaseOpenError, GroupId};
 use keepass::error::DatabaseKeyError;
 use keepass::{Database, DatabaseKey};
 use ov_plugin_api::{
-    Availability, Backend, BackendError, CheckReport, Context, CreateRequest, Created, Description,
-    EntryRef, ErrorKind, Secret, Status, service_matches,
+    Availability, Backend, BackendError, CheckDecl, CheckReport, Context, CreateRequest, Created,
+    Description, EntryList, EntryRef, ErrorKind, Secret, Status, service_matches,
 };
 
 pub mod lifecycle;
@@ -460,7 +460,7 @@ impl Backend for KdbxBackend {
         })
     }
 
-    fn list(&self, ctx: &Context, service: Option<&str>) -> Result<Vec<EntryRef>, BackendError> {
+    fn list(&self, ctx: &Context, service: Option<&str>) -> Result<EntryList, BackendError> {
         let (_, db) = open(ctx)?;
         let recycle = db.recycle_bin().map(|g| g.id());
         let mut out = Vec::new();
@@ -481,7 +481,7 @@ impl Backend for KdbxBackend {
         }
         out.sort();
         out.dedup();
-        Ok(out)
+        Ok(out.into())
     }
 
     fn write_notices(&self, ctx: &Context) -> Vec<String> {
@@ -500,8 +500,22 @@ impl Backend for KdbxBackend {
         }
     }
 
-    fn checks(&self, ctx: &Context) -> Vec<CheckReport> {
-        checks(ctx)
+    fn declare_checks(&self) -> Vec<CheckDecl> {
+        let db = "kdbx.database";
+        vec![
+            CheckDecl::new(db, "KeePass database present"),
+            CheckDecl::new("kdbx.permissions", "KeePass database owner and mode").after(db),
+            CheckDecl::new("kdbx.key_file", "KeePass key file owner and mode").after(db),
+            CheckDecl::new("kdbx.format", "KeePass format").after(db),
+            CheckDecl::new("kdbx.unlock", "KeePass database opens").after("kdbx.format"),
+            CheckDecl::new("kdbx.kdf", "KeePass key derivation strength").after("kdbx.unlock"),
+        ]
+    }
+
+    fn run_check(&self, ctx: &Context, id: &str) -> Vec<CheckReport> {
+        let mut out = checks(ctx, id);
+        out.retain(|r| r.id == id);
+        out
     }
 }
 
@@ -582,7 +596,10 @@ fn kdf_finding(kdf: &KdfConfig) -> (Status, String) {
     }
 }
 
-fn checks(ctx: &Context) -> Vec<CheckReport> {
+/// The checks up to `only` (a declared id), cheap ones all run because
+/// later ones depend on what they find; the database is opened only for
+/// `kdbx.unlock` and `kdbx.kdf`.
+fn checks(ctx: &Context, only: &str) -> Vec<CheckReport> {
     let path = db_path(ctx);
     let mut out = Vec::new();
     let quoted = shell_quote(&path);
@@ -728,6 +745,9 @@ fn checks(ctx: &Context) -> Vec<CheckReport> {
         return out;
     }
 
+    if !matches!(only, "kdbx.unlock" | "kdbx.kdf") {
+        return out;
+    }
     // kdbx.unlock: opens with what the engine has (env or cache); never prompts.
     let mut unlock = if ctx.unlock.is_none() && key_file(ctx).is_none() {
         // Locked is the normal state of a database at rest, not a fault.
@@ -813,7 +833,7 @@ mod tests {
     }
 
     fn kdf_check(ctx: &Context) -> CheckReport {
-        checks(ctx)
+        checks(ctx, "kdbx.kdf")
             .into_iter()
             .find(|r| r.id == "kdbx.kdf")
             .expect("kdbx.kdf is reported")

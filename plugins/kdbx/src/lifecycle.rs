@@ -229,7 +229,7 @@ fn refuse_to_hide(ctx: &Context, current: &Path, new: &Path) -> Result<(), Backe
     let count = KdbxBackend
         .list(ctx, None)
         .ok()
-        .map(|entries| entries.len());
+        .map(|listed| listed.entries.len());
     if count == Some(0) {
         return Ok(());
     }

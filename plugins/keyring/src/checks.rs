@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 
-use ov_plugin_api::{BackendError, CheckReport, Status};
+use ov_plugin_api::{BackendError, CheckDecl, CheckReport, Status};
 use ov_plugin_support::{report, with_fix};
 use zeroize::Zeroizing;
 
@@ -31,16 +31,40 @@ fn bus_address() -> String {
         .unwrap_or_else(|| "the default address ($XDG_RUNTIME_DIR/bus)".into())
 }
 
-pub fn run(bus: &Bus, pin: Option<String>) -> Vec<CheckReport> {
+const DEFAULT_ALIAS: &str = "keyring.default_alias";
+const COLLECTION: &str = "keyring.collection";
+const PINNED: &str = "keyring.pinned_label";
+const DUPLICATES: &str = "keyring.duplicates";
+
+/// The checks `ov doctor keyring` runs, in order: each after the provider.
+pub fn declared() -> Vec<CheckDecl> {
+    vec![
+        CheckDecl::new(BUS, "D-Bus session bus reachable"),
+        CheckDecl::new(PROVIDER, "Secret Service provider answers").after(BUS),
+        CheckDecl::new(DEFAULT_ALIAS, "default collection alias").after(PROVIDER),
+        CheckDecl::new(COLLECTION, "each collection (one line per collection)").after(PROVIDER),
+        CheckDecl::new(PINNED, "pinned collection label exists").after(PROVIDER),
+        CheckDecl::new(DUPLICATES, "one value per secret across collections").after(PROVIDER),
+    ]
+}
+
+/// The reports of the declared check `only` (one per collection for
+/// `keyring.collection`).
+pub fn run(bus: &Bus, pin: Option<String>, only: &str) -> Vec<CheckReport> {
+    let wanted = only.to_owned();
     let checked = bus.run(move |link| {
         link.provider()?;
         link.ss()?;
-        Ok(inspect(link, pin.as_deref()))
+        Ok(inspect(link, pin.as_deref(), &wanted))
     });
-    match checked {
+    let reports = match checked {
         Ok(reports) => reports,
         Err(e) => failed(&e),
-    }
+    };
+    reports
+        .into_iter()
+        .filter(|r| r.id == only || r.id.strip_prefix(only).is_some_and(|s| s.starts_with('.')))
+        .collect()
 }
 
 /// The reports when no session could be opened at all.
@@ -168,13 +192,16 @@ fn provider_program(link: &Link) -> Option<String> {
     Some(format!("{exe} (pid {pid}, {owner})"))
 }
 
-fn inspect(link: &'static Link, pin: Option<&str>) -> Vec<CheckReport> {
+fn inspect(link: &'static Link, pin: Option<&str>, only: &str) -> Vec<CheckReport> {
     let mut out = vec![report(
         BUS,
         "D-Bus session bus reachable",
         Status::Ok,
         format!("connected to {}", bus_address()),
     )];
+    if only == BUS {
+        return out;
+    }
     let who =
         provider_program(link).unwrap_or_else(|| "a provider that does not say who it is".into());
     let scan = match scan(link) {
@@ -212,15 +239,18 @@ fn inspect(link: &'static Link, pin: Option<&str>) -> Vec<CheckReport> {
         ),
         BUS,
     ));
-    out.push(after(default_alias(&scan, pin), PROVIDER));
-    out.extend(collections(&scan).into_iter().map(|r| after(r, PROVIDER)));
-    out.push(after(pinned(&scan, pin), PROVIDER));
-    out.push(after(conflicts(&scan, pin), PROVIDER));
+    match only {
+        DEFAULT_ALIAS => out.push(after(default_alias(&scan, pin), PROVIDER)),
+        COLLECTION => out.extend(collections(&scan).into_iter().map(|r| after(r, PROVIDER))),
+        PINNED => out.push(after(pinned(&scan, pin), PROVIDER)),
+        DUPLICATES => out.push(after(conflicts(&scan, pin), PROVIDER)),
+        _ => {}
+    }
     out
 }
 
 fn default_alias(scan: &Scan, pin: Option<&str>) -> CheckReport {
-    let id = "keyring.default_alias";
+    let id = DEFAULT_ALIAS;
     let title = "default collection alias";
     let pinned_note = if pin.is_some() {
         "; ov is pinned to a label, so this only matters to other programs"
@@ -355,7 +385,7 @@ fn collections(scan: &Scan) -> Vec<CheckReport> {
 }
 
 fn pinned(scan: &Scan, pin: Option<&str>) -> CheckReport {
-    let id = "keyring.pinned_label";
+    let id = PINNED;
     let title = "pinned collection label exists";
     match pin {
         None => report(
@@ -382,7 +412,7 @@ fn pinned(scan: &Scan, pin: Option<&str>) -> CheckReport {
 /// The same service/key with different values in two collections: which
 /// one a read returns depends on the order, and that surprises people.
 fn conflicts(scan: &Scan, pin: Option<&str>) -> CheckReport {
-    let id = "keyring.duplicates";
+    let id = DUPLICATES;
     let title = "one value per secret across collections";
     // Every entry (ov's and other tools'), by the collections holding it;
     // values are fetched only where there are two copies to compare.

@@ -44,8 +44,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use ov_plugin_api::{
-    Availability, Backend, BackendError, CheckReport, Context, Description, EntryRef, ErrorKind,
-    Secret, SecretBytes, SettingKind, SettingSpec, service_matches,
+    Availability, Backend, BackendError, CheckDecl, CheckReport, Context, Description, EntryList,
+    EntryRef, ErrorKind, Secret, SecretBytes, SettingKind, SettingSpec, service_matches,
 };
 use ov_plugin_support::shell_quote;
 use secret_service::blocking::{Collection, Item};
@@ -69,8 +69,6 @@ const LOCATION: &str = "Secret Service (org.freedesktop.secrets) on the session 
 #[derive(Debug, Default)]
 pub struct KeyringBackend {
     bus: Bus,
-    /// What the last `list` could not see, for `list_notices`.
-    skipped: std::sync::Mutex<Vec<String>>,
 }
 
 /// A collection whose label and lock state could be read.
@@ -842,22 +840,21 @@ impl Backend for KeyringBackend {
             .run(move |link| delete_in(link, pin.as_deref(), &entry))
     }
 
-    fn list(&self, ctx: &Context, service: Option<&str>) -> Result<Vec<EntryRef>, BackendError> {
+    fn list(&self, ctx: &Context, service: Option<&str>) -> Result<EntryList, BackendError> {
         let pin = pinned_label(ctx);
         let service = service.map(str::to_owned);
-        let (entries, skipped) = self
+        let (entries, notices) = self
             .bus
             .run(move |link| list_in(link, pin.as_deref(), service.as_deref()))?;
-        *self.skipped.lock().unwrap_or_else(|p| p.into_inner()) = skipped;
-        Ok(entries)
+        Ok(EntryList { entries, notices })
     }
 
-    fn list_notices(&self, _ctx: &Context) -> Vec<String> {
-        std::mem::take(&mut *self.skipped.lock().unwrap_or_else(|p| p.into_inner()))
+    fn declare_checks(&self) -> Vec<CheckDecl> {
+        checks::declared()
     }
 
-    fn checks(&self, ctx: &Context) -> Vec<CheckReport> {
-        let mut reports = checks::run(&self.bus, pinned_label(ctx));
+    fn run_check(&self, ctx: &Context, id: &str) -> Vec<CheckReport> {
+        let mut reports = checks::run(&self.bus, pinned_label(ctx), id);
         // A headless machine without a session bus is normal unless the
         // user asked for the keyring: then it is the thing to fix.
         if ctx.setting_str("secret_backend") != Some("keyring") {
