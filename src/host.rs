@@ -379,6 +379,7 @@ impl Library {
         let mut library = library;
         match library.exchange(&Request::Describe) {
             Ok(Response::Description(desc)) => {
+                let desc = *desc;
                 library.name = desc.name.clone();
                 Ok(Client::new(library, desc))
             }

@@ -132,7 +132,7 @@ pub fn dispatch(backend: &dyn Backend, request: Request<'_>) -> Response {
     }
     match request {
         Request::Hello { .. } => Response::Hello(PROTOCOL),
-        Request::Describe => Response::Description(backend.describe()),
+        Request::Describe => Response::Description(Box::new(backend.describe())),
         Request::Probe { ctx } => Response::Availability(backend.probe(&ctx)),
         Request::Get { ctx, entry } => answer(backend.get(&ctx, &entry), Response::Value),
         Request::GetBytes { ctx, entry } => {
@@ -158,9 +158,9 @@ pub fn dispatch(backend: &dyn Backend, request: Request<'_>) -> Response {
         ),
         Request::UnlockTarget { ctx } => Response::Target(backend.unlock_target(&ctx)),
         Request::VerifyUnlock { ctx } => answer(backend.verify_unlock(&ctx), |()| Response::Done),
-        Request::Create { ctx, request } => {
-            answer(backend.create(&ctx, &request), Response::Created)
-        }
+        Request::Create { ctx, request } => answer(backend.create(&ctx, &request), |c| {
+            Response::Created(Box::new(c))
+        }),
         Request::Lock { ctx } => Response::Notices(backend.lock(&ctx)),
         Request::Unsupported => Response::Error(BackendError::unsupported("this request kind")),
     }

@@ -250,7 +250,7 @@ impl<H: Handler> Backend for Client<H> {
             request: Cow::Borrowed(request),
         };
         self.ask(req, |r| match r {
-            Response::Created(c) => Ok(c),
+            Response::Created(c) => Ok(*c),
             other => Err(other),
         })
     }

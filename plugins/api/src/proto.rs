@@ -430,7 +430,7 @@ pub enum Request<'a> {
 #[serde(tag = "answer", content = "value", rename_all = "snake_case")]
 pub enum Response {
     Hello(ProtocolVersion),
-    Description(Description),
+    Description(Box<Description>),
     Availability(Availability),
     Value(Option<Secret>),
     Bytes(Option<SecretBytes>),
@@ -441,7 +441,7 @@ pub enum Response {
     Checks(Vec<CheckReport>),
     Notices(Vec<String>),
     Target(Option<String>),
-    Created(crate::Created),
+    Created(Box<crate::Created>),
     Error(BackendError),
     /// An answer this side does not know (from a newer plugin); see
     /// [`Response::from_json`].
