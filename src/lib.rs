@@ -1,6 +1,10 @@
 //! `ov`: the engine behind the command line. `main.rs` only calls
 //! [`cli::main`]; everything testable lives here.
 
+// `src/doctor.rs` still says `ov_plugin_gpg` (the crate's name before it
+// became `ov-gpg`); the alias goes when that file says `ov_gpg`.
+extern crate ov_gpg as ov_plugin_gpg;
+
 pub mod cli;
 pub mod cmdline;
 pub mod doctor;

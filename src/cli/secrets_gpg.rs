@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use ov_checks::Summary;
+use ov_gpg::keystore::Keystore;
+use ov_gpg::{Gpg, GpgError, SecretKey, agent, fix};
 use ov_plugin_api::Secret;
-use ov_plugin_gpg::keystore::Keystore;
-use ov_plugin_gpg::{Gpg, GpgError, SecretKey, agent, fix};
 use ov_plugin_support::{shell_quote, with_lock, write_atomic};
 use zeroize::Zeroizing;
 
@@ -464,7 +464,7 @@ fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
     // (never /tmp on disk), removed when `dir` drops on every path out,
     // and by `guard` when a signal comes.
     let guard = PlaintextGuard::install();
-    let mut dir = Some(ov_plugin_gpg::private_dir()?);
+    let mut dir = Some(ov_gpg::private_dir()?);
     let tmp = dir
         .as_ref()
         .map(|d| d.path().join("secrets.env"))
@@ -782,7 +782,7 @@ fn import_keystore(gpg: &Gpg, key_id: Option<&str>, pass: Option<&Secret>) -> Re
             fix::BACKUP
         )));
     }
-    let dir = ov_plugin_gpg::private_dir()?;
+    let dir = ov_gpg::private_dir()?;
     for (id, uid, armored) in &found {
         let f = dir.path().join("key.asc");
         write_atomic(&f, armored, Some(0o600))?;
@@ -999,7 +999,7 @@ fn setup(gpg: &Gpg, a: &SetupArgs) -> Result<i32> {
 }
 
 fn doctor(file: &Path) -> Result<i32> {
-    let tasks = ov_plugin_gpg::checks::tasks(file.to_path_buf());
+    let tasks = ov_gpg::checks::tasks(file.to_path_buf());
     let results = ov_checks::run(tasks, Duration::from_millis(10_000));
     crate::cli::print_report(&results)?;
     Ok(if Summary::of(&results).passed() {

@@ -8,10 +8,10 @@ use ov_plugin_api::{BackendError, CheckReport, Status};
 use ov_plugin_support::{report, with_fix};
 use zeroize::Zeroizing;
 
-use crate::bus::{Bus, Link, NO_BUS_FIX, START_PROVIDER, TIMEOUT_ENV};
 use crate::{
     APPLICATION, ATTR_APPLICATION, LABEL_SETTING, Scan, entries_in, pin_error, q, scan, unlock_hint,
 };
+use ov_secret_service::bus::{Bus, Link, NO_BUS_FIX, START_PROVIDER, TIMEOUT_ENV};
 use secret_service::blocking::Item;
 
 const BUS: &str = "keyring.session_bus";
@@ -69,11 +69,11 @@ fn failed(e: &BackendError) -> Vec<CheckReport> {
             ),
         ];
     }
-    let limit = crate::bus::timeout();
+    let limit = ov_secret_service::bus::timeout();
     if e.message.contains("did not answer within")
         && matches!(
-            crate::wire::bus_answers(limit),
-            Err(crate::wire::Error::Io(ref io)) if io.kind() == std::io::ErrorKind::TimedOut
+            ov_secret_service::wire::bus_answers(limit),
+            Err(ov_secret_service::wire::Error::Io(ref io)) if io.kind() == std::io::ErrorKind::TimedOut
         )
     {
         // Not the provider: the bus daemon itself accepts and says nothing.

@@ -29,16 +29,12 @@
 //! # Never hanging
 //!
 //! Every operation runs against a deadline: reads on their own socket with
-//! its timeouts (see `wire.rs`), everything else on a worker thread the
+//! its timeouts (see [`wire`]), everything else on a worker thread the
 //! caller stops waiting for (see [`bus`]). A missing bus, a missing
 //! provider or one that does not answer is `Unavailable`, and the engine
 //! moves on to the next backend.
 
-pub mod bus;
 mod checks;
-mod session;
-mod wait;
-mod wire;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -51,9 +47,10 @@ use ov_plugin_support::shell_quote;
 use secret_service::blocking::{Collection, Item};
 use zeroize::Zeroizing;
 
-use crate::bus::{Bus, Link, map_error, unavailable};
-use crate::session::{KeyPair, PeerKey, SecretReply};
-use crate::wire::{Method, Wire};
+use ov_secret_service::bus::{self, Bus, Link, map_error, unavailable};
+use ov_secret_service::session::{self, KeyPair, PeerKey, SecretReply};
+use ov_secret_service::wait;
+use ov_secret_service::wire::{self, Method, Wire};
 
 pub const NAME: &str = "keyring";
 /// The setting that pins ov to one collection; empty means "search them all".

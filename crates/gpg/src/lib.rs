@@ -37,7 +37,7 @@ impl GpgError {
     pub fn no_session_bus(&self) -> bool {
         self.hints
             .iter()
-            .any(|h| h == ov_plugin_keyring::bus::NO_BUS_FIX)
+            .any(|h| h == ov_secret_service::bus::NO_BUS_FIX)
     }
 
     pub fn hint(mut self, h: impl Into<String>) -> Self {
