@@ -8,9 +8,10 @@ use ov_plugin_api::{BackendError, CheckReport, Status};
 use ov_plugin_support::{report, with_fix};
 use zeroize::Zeroizing;
 
-use crate::{
-    APPLICATION, ATTR_APPLICATION, LABEL_SETTING, Scan, entries_in, pin_error, q, scan, unlock_hint,
-};
+use crate::collections::{Scan, in_memory, pin_error, pin_fix, scan};
+use crate::items::entries_in;
+use crate::locked::unlock_hint;
+use crate::{APPLICATION, ATTR_APPLICATION, LABEL_SETTING, q};
 use ov_secret_service::bus::{Bus, Link, NO_BUS_FIX, START_PROVIDER, TIMEOUT_ENV};
 use secret_service::blocking::Item;
 
@@ -257,7 +258,7 @@ fn default_alias(scan: &Scan, pin: Option<&str>) -> CheckReport {
                             "default → {path}, which cannot be used: {why}; reads skip it{pinned_note}"
                         ),
                     ),
-                    crate::pin_fix(scan),
+                    pin_fix(scan),
                 )
             }
         }
@@ -268,14 +269,14 @@ fn default_alias(scan: &Scan, pin: Option<&str>) -> CheckReport {
                 status,
                 format!(
                     "no default alias is set, so writes have nowhere to go{}{pinned_note}",
-                    if scan.colls.iter().all(crate::in_memory) && !scan.colls.is_empty() {
+                    if scan.colls.iter().all(in_memory) && !scan.colls.is_empty() {
                         " (only the in-memory session collection exists, which is lost at logout)"
                     } else {
                         ""
                     }
                 ),
             ),
-            crate::pin_fix(scan),
+            pin_fix(scan),
         ),
         Err(reason) => with_fix(
             report(
@@ -284,7 +285,7 @@ fn default_alias(scan: &Scan, pin: Option<&str>) -> CheckReport {
                 status,
                 format!("the default alias cannot be read: {reason}{pinned_note}"),
             ),
-            crate::pin_fix(scan),
+            pin_fix(scan),
         ),
     }
 }
@@ -332,7 +333,7 @@ fn collections(scan: &Scan) -> Vec<CheckReport> {
                     Status::Warn,
                     format!("{:?}: cannot list items: {e}", c.label),
                 ),
-                crate::pin_fix(scan),
+                pin_fix(scan),
             ),
         };
         out.push(r);
@@ -348,7 +349,7 @@ fn collections(scan: &Scan) -> Vec<CheckReport> {
                     b.path, b.reason
                 ),
             ),
-            crate::pin_fix(scan),
+            pin_fix(scan),
         ));
     }
     out
