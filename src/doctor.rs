@@ -241,7 +241,7 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         );
     }
     // gpg.*: the GnuPG chain and the .secrets file of the current directory.
-    tasks.extend(ov_plugin_gpg::checks::doctor_tasks(".secrets".into()));
+    tasks.extend(ov_gpg::checks::doctor_tasks(".secrets".into()));
     for b in &host.backends {
         tasks.extend(backend_tasks(b, &ctx));
     }

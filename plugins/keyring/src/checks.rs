@@ -8,10 +8,11 @@ use ov_plugin_api::{BackendError, CheckDecl, CheckReport, Status};
 use ov_plugin_support::{report, with_fix};
 use zeroize::Zeroizing;
 
-use crate::bus::{Bus, Link, NO_BUS_FIX, START_PROVIDER, TIMEOUT_ENV};
-use crate::{
-    APPLICATION, ATTR_APPLICATION, LABEL_SETTING, Scan, entries_in, pin_error, q, scan, unlock_hint,
-};
+use crate::collections::{Scan, in_memory, pin_error, pin_fix, scan};
+use crate::items::entries_in;
+use crate::locked::unlock_hint;
+use crate::{APPLICATION, ATTR_APPLICATION, LABEL_SETTING, q};
+use ov_secret_service::bus::{Bus, Link, NO_BUS_FIX, START_PROVIDER, TIMEOUT_ENV};
 use secret_service::blocking::Item;
 
 const BUS: &str = "keyring.session_bus";
@@ -93,11 +94,11 @@ fn failed(e: &BackendError) -> Vec<CheckReport> {
             ),
         ];
     }
-    let limit = crate::bus::timeout();
+    let limit = ov_secret_service::bus::timeout();
     if e.message.contains("did not answer within")
         && matches!(
-            crate::wire::bus_answers(limit),
-            Err(crate::wire::Error::Io(ref io)) if io.kind() == std::io::ErrorKind::TimedOut
+            ov_secret_service::wire::bus_answers(limit),
+            Err(ov_secret_service::wire::Error::Io(ref io)) if io.kind() == std::io::ErrorKind::TimedOut
         )
     {
         // Not the provider: the bus daemon itself accepts and says nothing.
@@ -287,7 +288,7 @@ fn default_alias(scan: &Scan, pin: Option<&str>) -> CheckReport {
                             "default → {path}, which cannot be used: {why}; reads skip it{pinned_note}"
                         ),
                     ),
-                    crate::pin_fix(scan),
+                    pin_fix(scan),
                 )
             }
         }
@@ -298,14 +299,14 @@ fn default_alias(scan: &Scan, pin: Option<&str>) -> CheckReport {
                 status,
                 format!(
                     "no default alias is set, so writes have nowhere to go{}{pinned_note}",
-                    if scan.colls.iter().all(crate::in_memory) && !scan.colls.is_empty() {
+                    if scan.colls.iter().all(in_memory) && !scan.colls.is_empty() {
                         " (only the in-memory session collection exists, which is lost at logout)"
                     } else {
                         ""
                     }
                 ),
             ),
-            crate::pin_fix(scan),
+            pin_fix(scan),
         ),
         Err(reason) => with_fix(
             report(
@@ -314,7 +315,7 @@ fn default_alias(scan: &Scan, pin: Option<&str>) -> CheckReport {
                 status,
                 format!("the default alias cannot be read: {reason}{pinned_note}"),
             ),
-            crate::pin_fix(scan),
+            pin_fix(scan),
         ),
     }
 }
@@ -362,7 +363,7 @@ fn collections(scan: &Scan) -> Vec<CheckReport> {
                     Status::Warn,
                     format!("{:?}: cannot list items: {e}", c.label),
                 ),
-                crate::pin_fix(scan),
+                pin_fix(scan),
             ),
         };
         out.push(r);
@@ -378,7 +379,7 @@ fn collections(scan: &Scan) -> Vec<CheckReport> {
                     b.path, b.reason
                 ),
             ),
-            crate::pin_fix(scan),
+            pin_fix(scan),
         ));
     }
     out

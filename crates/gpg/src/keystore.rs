@@ -1,5 +1,5 @@
-//! The two Secret Service schemas of `ov secrets gpg`, over the keyring
-//! plugin's connection (worker thread + deadline: a dead provider cannot
+//! The two Secret Service schemas of `ov secrets gpg`, over the Secret Service
+//! client's connection (worker thread + deadline: a dead provider cannot
 //! hang ov).
 //!
 //! `org.gnupg.Passphrase` is pinentry's own: its libsecret lookup
@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use ov_plugin_api::BackendError;
-use ov_plugin_keyring::bus::{Bus, Link, map_error};
+use ov_secret_service::bus::{Bus, Link, map_error};
 use zeroize::Zeroizing;
 
 use crate::GpgError;

@@ -1,0 +1,233 @@
+//! The key file: 32 bytes in locked memory, loaded and created the way
+//! spec 001 says, and the age identity it derives for an app/env.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::str::FromStr;
+
+use bech32::ToBase32;
+use hkdf::Hkdf;
+use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{HKDF_SALT, KEY_LEN, derive_command};
+use crate::error::{OvError, Result};
+
+/// 32 key bytes, locked in RAM, kept out of core dumps, zeroed on drop.
+pub struct MachineKey {
+    bytes: Box<[u8; KEY_LEN]>,
+    locked: bool,
+}
+
+impl std::fmt::Debug for MachineKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MachineKey(..)")
+    }
+}
+
+impl MachineKey {
+    fn new() -> MachineKey {
+        // Not dumpable: no core file, and no ptrace or /proc/<pid>/mem by
+        // other processes of the same user. execve resets it for the child.
+        let _ = nix::sys::prctl::set_dumpable(false);
+        let mut bytes = Box::new([0u8; KEY_LEN]);
+        let ptr = std::ptr::NonNull::from(&mut *bytes).cast();
+        // SAFETY: the range is one live heap allocation of KEY_LEN bytes,
+        // unlocked again in Drop before it is freed.
+        let locked = match unsafe { nix::sys::mman::mlock(ptr, KEY_LEN) } {
+            Ok(()) => true,
+            Err(e) => {
+                // Still safe to use, but the page could reach swap: say so
+                // where the service's log will show it.
+                eprintln!(
+                    "ov: warning: cannot lock the machine key in memory ({}); it could be \
+                     written to swap. Raise the limit: LimitMEMLOCK=64K in the unit, or \
+                     ulimit -l 64",
+                    e.desc()
+                );
+                false
+            }
+        };
+        MachineKey { bytes, locked }
+    }
+
+    fn generate() -> Result<MachineKey> {
+        let mut key = MachineKey::new();
+        getrandom::fill(&mut key.bytes[..])
+            .map_err(|e| OvError::new(format!("the system random number generator failed: {e}")))?;
+        Ok(key)
+    }
+
+    /// The age identity this key has for one app/env.
+    pub fn identity(&self, app: &str, env: &str) -> age::x25519::Identity {
+        let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), &self.bytes[..]);
+        let mut okm = Zeroizing::new([0u8; 32]);
+        let info = format!("ov bundle x25519 {app}/{env}");
+        hk.expand(info.as_bytes(), &mut okm[..])
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        let mut text = Zeroizing::new(
+            bech32::encode("age-secret-key-", okm.to_base32(), bech32::Variant::Bech32)
+                .expect("the HRP is valid"),
+        );
+        text.make_ascii_uppercase();
+        age::x25519::Identity::from_str(&text).expect("a freshly encoded identity parses")
+    }
+}
+
+impl Drop for MachineKey {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+        if self.locked {
+            let ptr = std::ptr::NonNull::from(&mut *self.bytes).cast();
+            // SAFETY: the same range mlock'd in new(), still allocated.
+            let _ = unsafe { nix::sys::mman::munlock(ptr, KEY_LEN) };
+        }
+    }
+}
+
+/// The system's text for an I/O error, lower-cased, without "(os error N)":
+/// `too many levels of symbolic links`, as spec 001 quotes it.
+pub(super) fn io_text(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = s.split(" (os error").next().unwrap_or_default();
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Open and check a key file the way spec 001 says: O_NOFOLLOW, then
+/// fstat on the open descriptor (no race with a separate stat), mode
+/// exactly 0600, owned by the current uid, exactly 32 bytes.
+pub fn load(path: &Path, app: &str, env: &str) -> Result<MachineKey> {
+    let file = ov_plugin_support::open_regular(path, nix::libc::O_NOFOLLOW).map_err(|e| {
+        let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
+        let err = OvError::new(format!("opening machine key: {}", io_text(&e)));
+        match errno {
+            nix::errno::Errno::ELOOP => err.hint(format!(
+                "ov run refuses symlinks; pass the real file: --machine-key \"$(readlink -f {})\"",
+                ov_plugin_support::shell_quote(path)
+            )),
+            nix::errno::Errno::EACCES => err.hint(format!(
+                "sudo chown \"$(id -un)\": {}",
+                ov_plugin_support::shell_quote(path)
+            )),
+            _ => err.hint(derive_command(path, app, env)),
+        }
+    })?;
+    let meta = file.metadata()?;
+    let mode = meta.mode() & 0o7777;
+    if mode != 0o600 {
+        return Err(OvError::new(format!(
+            "machine key has permissions {mode:04o} — must be 0600"
+        ))
+        .hint(format!(
+            "chmod 600 {}",
+            ov_plugin_support::shell_quote(path)
+        )));
+    }
+    let uid = nix::unistd::Uid::effective().as_raw();
+    if meta.uid() != uid {
+        return Err(OvError::new(format!(
+            "machine key is owned by uid {} but current uid is {uid}",
+            meta.uid()
+        ))
+        .hint(chown_command(path)));
+    }
+    if meta.len() != KEY_LEN as u64 || !meta.is_file() {
+        return Err(OvError::new("machine key must be exactly 32 bytes")
+            .hint(derive_command(path, app, env)));
+    }
+    let mut key = MachineKey::new();
+    let mut file = file;
+    file.read_exact(&mut key.bytes[..]).map_err(|_| {
+        OvError::new("machine key must be exactly 32 bytes").hint(derive_command(path, app, env))
+    })?;
+    Ok(key)
+}
+
+fn libc_flags() -> i32 {
+    (nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC).bits()
+}
+
+/// `chown USER:GROUP PATH` for the current user.
+pub fn chown_command(path: &Path) -> String {
+    let user = ov_plugin_support::user_name(nix::unistd::Uid::effective().as_raw());
+    let group = nix::unistd::Group::from_gid(nix::unistd::Gid::effective())
+        .ok()
+        .flatten()
+        .map_or_else(|| nix::unistd::Gid::effective().to_string(), |g| g.name);
+    format!(
+        "chown {user}:{group} {}",
+        ov_plugin_support::shell_quote(path)
+    )
+}
+
+/// Why a key file cannot be created at `path`, with the command that
+/// makes its directory (missing) or hands it to the user (not writable).
+fn out_dir_problem(path: &Path, e: &std::io::Error) -> OvError {
+    let err = OvError::new(format!("cannot create {}: {}", path.display(), io_text(e)));
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return err;
+    };
+    let user = ov_plugin_support::user_name(nix::unistd::Uid::effective().as_raw());
+    let dir_q = ov_plugin_support::shell_quote(dir);
+    let writable = |d: &Path| nix::unistd::access(d, nix::unistd::AccessFlags::W_OK).is_ok();
+    if ov_plugin_support::is_missing(e) && !dir.exists() {
+        // The nearest directory that is there says whether root must make it.
+        let ancestor = dir.ancestors().find(|d| d.exists());
+        if ancestor.is_some_and(writable) {
+            err.hint(format!("mkdir -p -m 700 {dir_q}"))
+        } else {
+            err.hint(format!("install -d -m 700 -o {user} {dir_q}   # as root"))
+        }
+    } else if e.kind() == std::io::ErrorKind::PermissionDenied
+        && dir.is_dir()
+        && !writable(dir)
+        // Only a directory that is someone's or empty (made for the key,
+        // such as /etc/ov) is handed over; /etc is not.
+        && (std::fs::metadata(dir).is_ok_and(|m| m.uid() != 0)
+            || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()))
+    {
+        err.hint(format!("chown {user} {dir_q}   # as root"))
+    } else {
+        err
+    }
+}
+
+/// Write a fresh key for `app`/`env`: O_EXCL unless `force`, mode 0600,
+/// never through a symlink.
+pub fn create(path: &Path, force: bool, app: &str, env: &str) -> Result<MachineKey> {
+    let key = MachineKey::generate()?;
+    if force {
+        ov_plugin_support::write_atomic(path, &key.bytes[..], Some(0o600))
+            .map_err(|e| out_dir_problem(path, &e))?;
+        return Ok(key);
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc_flags())
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                OvError::new(format!("{} already exists", path.display()))
+                    .hint(format!(
+                        "ov auth derive-machine-key --out {} --app {app} --env {env} --force   # rotate it",
+                        ov_plugin_support::shell_quote(path)
+                    ))
+                    .hint(format!(
+                        "ov auth machine-key add {} --app {app} --env {env}   # use this key for {app}/{env} as well",
+                        ov_plugin_support::shell_quote(path)
+                    ))
+            } else {
+                out_dir_problem(path, &e)
+            }
+        })?;
+    f.write_all(&key.bytes[..])?;
+    f.sync_all()?;
+    Ok(key)
+}
