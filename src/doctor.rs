@@ -642,9 +642,7 @@ fn machine_key_reports(
             }
             Err(e) => {
                 // The key may rightly belong to the service account.
-                let status = if e.message.starts_with("machine key is owned by")
-                    || e.message.contains("permission denied")
-                {
+                let status = if e.kind == crate::error::Kind::Environment {
                     Status::Warn
                 } else {
                     Status::Fail

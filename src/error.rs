@@ -9,11 +9,28 @@ use ov_plugin_api::BackendError;
 pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 
+/// Whose move it is, for code that acts on an error (the doctor's status,
+/// say) instead of reading its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// The command was called wrongly.
+    Usage,
+    /// Something the user can change: a file's mode, a value, a setting.
+    #[default]
+    User,
+    /// The machine or another account: a file someone else owns, a
+    /// service that is down.
+    Environment,
+    /// A bug in ov.
+    Internal,
+}
+
 #[derive(Debug, Clone)]
 pub struct OvError {
     pub message: String,
     pub hints: Vec<String>,
     pub exit_code: i32,
+    pub kind: Kind,
 }
 
 pub type Result<T, E = OvError> = std::result::Result<T, E>;
@@ -24,6 +41,7 @@ impl OvError {
             message: message.into(),
             hints: Vec::new(),
             exit_code: EXIT_ERROR,
+            kind: Kind::User,
         }
     }
 
@@ -31,8 +49,15 @@ impl OvError {
     pub fn usage(message: impl Into<String>) -> Self {
         OvError {
             exit_code: EXIT_USAGE,
+            kind: Kind::Usage,
             ..OvError::new(message)
         }
+    }
+
+    /// Say whose move it is (see [`Kind`]).
+    pub fn kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -62,10 +87,17 @@ impl std::error::Error for OvError {}
 
 impl From<BackendError> for OvError {
     fn from(e: BackendError) -> Self {
+        use ov_plugin_api::ErrorKind as B;
+        let kind = match e.kind {
+            B::Internal => Kind::Internal,
+            B::Unavailable | B::Io => Kind::Environment,
+            _ => Kind::User,
+        };
         OvError {
             message: e.message,
             hints: e.hints,
             exit_code: EXIT_ERROR,
+            kind,
         }
     }
 }

@@ -116,13 +116,10 @@ pub fn init(paths: &Paths, specs: &Specs, store: &Store, req: Init) -> Result<Ve
 
     let spec = b.desc.unlock.clone().filter(|_| !req.no_password);
     let secret = match &spec {
-        Some(spec) => Some(new_secret(spec).map_err(|e| {
-            if e.message.starts_with("the password is empty") {
-                e.hint("ov secrets init --key-file ~/.config/ov/secrets.key --no-password   # a key file alone")
-            } else {
-                e
-            }
-        })?),
+        Some(spec) => Some(new_secret(
+            spec,
+            "ov secrets init --key-file ~/.config/ov/secrets.key --no-password   # a key file alone",
+        )?),
         None => None,
     };
     request.secret = secret.as_ref().map(|(s, _)| s.clone());

@@ -53,8 +53,8 @@ pub fn no_tty_error(spec: &UnlockSpec) -> OvError {
 }
 
 /// A new secret for a store being created: the variable, else asked twice
-/// on the terminal. An empty one is refused.
-pub fn new_secret(spec: &UnlockSpec) -> Result<(Secret, From)> {
+/// on the terminal. An empty one is refused, with `if_empty` as the hint.
+pub fn new_secret(spec: &UnlockSpec, if_empty: &str) -> Result<(Secret, From)> {
     if let Some(pw) = secret_from_env(spec)? {
         return Ok((pw, From::Env));
     }
@@ -63,7 +63,7 @@ pub fn new_secret(spec: &UnlockSpec) -> Result<(Secret, From)> {
     }
     let pw = prompt::ask_hidden_twice(&format!("New {}: ", spec.label))?;
     if pw.is_empty() {
-        return Err(OvError::new("the password is empty; nothing was created"));
+        return Err(OvError::new("the password is empty; nothing was created").hint(if_empty));
     }
     Ok((pw, From::Prompt))
 }

@@ -12,7 +12,7 @@ use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{HKDF_SALT, KEY_LEN, derive_command};
-use crate::error::{OvError, Result};
+use crate::error::{Kind, OvError, Result};
 
 /// 32 key bytes, locked in RAM, kept out of core dumps, zeroed on drop.
 pub struct MachineKey {
@@ -110,7 +110,7 @@ pub fn load(path: &Path, app: &str, env: &str) -> Result<MachineKey> {
                 "ov run refuses symlinks; pass the real file: --machine-key \"$(readlink -f {})\"",
                 ov_plugin_support::shell_quote(path)
             )),
-            nix::errno::Errno::EACCES => err.hint(format!(
+            nix::errno::Errno::EACCES => err.kind(Kind::Environment).hint(format!(
                 "sudo chown \"$(id -un)\": {}",
                 ov_plugin_support::shell_quote(path)
             )),
@@ -134,6 +134,7 @@ pub fn load(path: &Path, app: &str, env: &str) -> Result<MachineKey> {
             "machine key is owned by uid {} but current uid is {uid}",
             meta.uid()
         ))
+        .kind(Kind::Environment)
         .hint(chown_command(path)));
     }
     if meta.len() != KEY_LEN as u64 || !meta.is_file() {

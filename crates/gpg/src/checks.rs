@@ -422,7 +422,7 @@ fn file_checks(g: &Gpg, file: &Path) -> Vec<CheckReport> {
             Status::Ok,
             format!("{} decrypts", file.display()),
         ),
-        Err(e) if e.message.contains("not cached") && stored_for(&keys, &recipients) => report(
+        Err(e) if e.is(crate::problem::NOT_CACHED) && stored_for(&keys, &recipients) => report(
             id,
             title,
             Status::Ok,
@@ -432,7 +432,7 @@ fn file_checks(g: &Gpg, file: &Path) -> Vec<CheckReport> {
             ),
         ),
         Err(e) => {
-            let status = if e.message.contains("not cached") {
+            let status = if e.is(crate::problem::NOT_CACHED) {
                 Status::Warn
             } else {
                 Status::Fail

@@ -156,7 +156,8 @@ impl Gpg {
             let mut e = GpgError::new(format!(
                 "decrypting {name} failed: the key's passphrase is not cached in gpg-agent and no pinentry can ask for it{}",
                 if can_prompt() { "" } else { " (no terminal)" }
-            ));
+            ))
+            .with_problem(crate::problem::NOT_CACHED);
             e = e
                 .hint(format!(
                     "ov secrets gpg show -f {name}   # on a terminal, to enter the passphrase once"

@@ -25,9 +25,13 @@ const CONTENT_TYPE: &str = "text/plain";
 
 impl From<BackendError> for GpgError {
     fn from(e: BackendError) -> Self {
+        let problem = e
+            .is(ov_secret_service::bus::NO_BUS)
+            .then_some(crate::problem::NO_SESSION_BUS);
         GpgError {
             message: e.message,
             hints: e.hints,
+            problem,
         }
     }
 }

@@ -29,6 +29,16 @@ use zeroize::Zeroizing;
 pub struct GpgError {
     pub message: String,
     pub hints: Vec<String>,
+    /// What went wrong, for code to act on (the message is for people).
+    pub problem: Option<&'static str>,
+}
+
+/// The problems code acts on.
+pub mod problem {
+    /// The key's passphrase is not in gpg-agent and nobody can be asked.
+    pub const NOT_CACHED: &str = "passphrase_not_cached";
+    /// No session bus, so no Secret Service (a server, an ssh session).
+    pub const NO_SESSION_BUS: &str = ov_secret_service::bus::NO_BUS;
 }
 
 impl GpgError {
@@ -36,14 +46,24 @@ impl GpgError {
         GpgError {
             message: message.into(),
             hints: Vec::new(),
+            problem: None,
         }
     }
+
+    pub fn with_problem(mut self, code: &'static str) -> Self {
+        self.problem = Some(code);
+        self
+    }
+
+    /// Is this the problem named `code` (see [`problem`])?
+    pub fn is(&self, code: &str) -> bool {
+        self.problem == Some(code)
+    }
+
     /// The Secret Service error of a machine with no session bus at all (a
     /// server, an ssh session), where starting a provider cannot work.
     pub fn no_session_bus(&self) -> bool {
-        self.hints
-            .iter()
-            .any(|h| h == ov_secret_service::bus::NO_BUS_FIX)
+        self.is(problem::NO_SESSION_BUS)
     }
 
     pub fn hint(mut self, h: impl Into<String>) -> Self {

@@ -81,6 +81,10 @@ pub fn absent() -> BackendError {
 
 /// The command that starts a provider, for hints and doctor fixes.
 pub const START_PROVIDER: &str = "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC / KWallet with Secret Service enabled";
+/// The problem name of an error for a machine with no usable session bus.
+pub const NO_BUS: &str = "no_session_bus";
+/// The problem name of a provider that missed its deadline.
+pub const TIMED_OUT: &str = "timed_out";
 /// The fix when there is no session bus at all.
 pub const NO_BUS_FIX: &str = "export DBUS_SESSION_BUS_ADDRESS=unix:path=$XDG_RUNTIME_DIR/bus   # headless: ov settings set secret_backend kdbx";
 
@@ -181,7 +185,9 @@ impl Bus {
     pub fn ready_at(&self, addrs: Option<&[Addr]>) -> Result<(), BackendError> {
         let s = self.lock();
         if let Some(reason) = &s.unresponsive {
-            return Err(unavailable(reason.clone()));
+            return Err(unavailable(reason.clone())
+                .unresponsive()
+                .with_problem(TIMED_OUT));
         }
         if s.service.is_none()
             && let Some(missing) = missing_socket(addrs)
@@ -205,6 +211,7 @@ impl Bus {
         s.service = None;
         unavailable(reason)
             .unresponsive()
+            .with_problem(TIMED_OUT)
             .with_hint("ov doctor keyring")
             .with_hint(format!(
                 "{TIMEOUT_ENV}=5000 ov …   # give a slow provider more time"
@@ -222,12 +229,14 @@ impl Bus {
                 _ => unavailable(format!(
                     "the session bus connection failed: {io} (cannot {doing})"
                 ))
-                .with_hint(NO_BUS_FIX),
+                .with_hint(NO_BUS_FIX)
+                .with_problem(NO_BUS),
             },
             wire::Error::Auth(line) => unavailable(format!(
                 "the session bus refused ov's authentication ({line}) (cannot {doing})"
             ))
-            .with_hint(NO_BUS_FIX),
+            .with_hint(NO_BUS_FIX)
+            .with_problem(NO_BUS),
             wire::Error::Dbus(name, desc) => map_dbus(&name, desc.as_deref(), doing),
             wire::Error::Protocol(why) => BackendError::new(
                 ErrorKind::Io,
@@ -305,7 +314,9 @@ fn connect_error(e: &zbus::Error) -> BackendError {
         },
         other => other.to_string(),
     };
-    unavailable(format!("no D-Bus session bus: {why} at {}", bus_address())).with_hint(NO_BUS_FIX)
+    unavailable(format!("no D-Bus session bus: {why} at {}", bus_address()))
+        .with_hint(NO_BUS_FIX)
+        .with_problem(NO_BUS)
 }
 
 /// The D-Bus error inside an error (name and message), when the bus or
@@ -353,9 +364,12 @@ pub fn map_error(e: &secret_service::Error, doing: &str) -> BackendError {
         E::Zbus(zbus::Error::InputOutput(io)) => unavailable(format!(
             "the session bus connection failed: {io} (cannot {doing})"
         ))
-        .with_hint(NO_BUS_FIX),
+        .with_hint(NO_BUS_FIX)
+        .with_problem(NO_BUS),
         E::Zbus(zbus::Error::Address(_) | zbus::Error::Handshake(_)) => {
-            unavailable(format!("cannot {doing}: {e}")).with_hint(NO_BUS_FIX)
+            unavailable(format!("cannot {doing}: {e}"))
+                .with_hint(NO_BUS_FIX)
+                .with_problem(NO_BUS)
         }
         E::Locked => BackendError::new(ErrorKind::Locked, format!("cannot {doing}: it is locked")),
         E::Prompt | E::PromptDisconnected => BackendError::new(

@@ -212,6 +212,11 @@ pub struct BackendError {
     /// (a hung provider): a miss says so rather than only "no secret".
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unresponsive: bool,
+    /// A name for the problem, defined by the code that found it
+    /// (`no_session_bus`, `timed_out`), for the engine and checks to act on
+    /// instead of reading the message, which is for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 impl BackendError {
@@ -222,7 +227,19 @@ impl BackendError {
             hints: Vec::new(),
             transient: false,
             unresponsive: false,
+            problem: None,
         }
+    }
+
+    /// Name the problem (see [`BackendError::problem`]).
+    pub fn with_problem(mut self, code: &str) -> Self {
+        self.problem = Some(code.to_owned());
+        self
+    }
+
+    /// Is this the problem named `code`?
+    pub fn is(&self, code: &str) -> bool {
+        self.problem.as_deref() == Some(code)
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {

@@ -12,7 +12,7 @@ use crate::collections::{Scan, in_memory, pin_error, pin_fix, scan};
 use crate::items::entries_in;
 use crate::locked::unlock_hint;
 use crate::{APPLICATION, ATTR_APPLICATION, LABEL_SETTING, q};
-use ov_secret_service::bus::{Bus, Link, NO_BUS_FIX, START_PROVIDER, TIMEOUT_ENV};
+use ov_secret_service::bus::{self, Bus, Link, NO_BUS_FIX, START_PROVIDER, TIMEOUT_ENV};
 use secret_service::blocking::Item;
 
 const BUS: &str = "keyring.session_bus";
@@ -72,7 +72,7 @@ pub fn run(bus: &Bus, pin: Option<String>, only: &str) -> Vec<CheckReport> {
 fn failed(e: &BackendError) -> Vec<CheckReport> {
     let bus_title = "D-Bus session bus reachable";
     let provider_title = "Secret Service provider answers";
-    if e.hints.iter().any(|h| h == NO_BUS_FIX) {
+    if e.is(bus::NO_BUS) {
         return vec![
             with_fix(
                 report(
@@ -95,7 +95,7 @@ fn failed(e: &BackendError) -> Vec<CheckReport> {
         ];
     }
     let limit = ov_secret_service::bus::timeout();
-    if e.message.contains("did not answer within")
+    if e.is(bus::TIMED_OUT)
         && matches!(
             ov_secret_service::wire::bus_answers(limit),
             Err(ov_secret_service::wire::Error::Io(ref io)) if io.kind() == std::io::ErrorKind::TimedOut
@@ -127,7 +127,7 @@ fn failed(e: &BackendError) -> Vec<CheckReport> {
             ),
         ];
     }
-    if e.message.contains("did not answer within") {
+    if e.is(bus::TIMED_OUT) {
         return vec![
             report(
                 BUS,
