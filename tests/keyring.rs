@@ -1347,3 +1347,65 @@ fn entries_moved_off_the_keyring_are_not_held_against_it_later() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("t0k3n"), "{}", stdout(&out));
 }
+
+/// Issue 15: with the keyring forced and no session bus reachable, the fix
+/// named `$XDG_RUNTIME_DIR`, which may be unset (then it pointed at
+/// `/bus`). Now: the user's own bus socket when there is one the
+/// environment does not point at, else a store that needs no bus. Each,
+/// pasted, makes the check pass.
+#[test]
+fn the_no_session_bus_fix_names_a_real_socket_or_a_store_without_one() {
+    // A stale address while the user's bus runs at $XDG_RUNTIME_DIR/bus.
+    let mut env = TestEnv::new();
+    let _ss = SecretService::start_at_runtime_bus(&mut env);
+    env.ok(&["settings", "set", "secret_backend", "keyring"]);
+    env.unset_env("DBUS_SESSION_BUS_ADDRESS");
+    env.set_env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let report = stdout(&env.run(&["doctor", "keyring", "--json"]));
+    let check = TestEnv::check_in(&report, "keyring.session_bus");
+    assert_eq!(check["status"], "warn", "{report}");
+    let fix = check["fix"].as_str().expect("a fix").to_owned();
+    let runtime_bus = env.root().join("run/bus");
+    assert_eq!(
+        fix,
+        format!(
+            "export DBUS_SESSION_BUS_ADDRESS=unix:path={}",
+            runtime_bus.display()
+        )
+    );
+    // Pasted into the shell that then runs ov.
+    let pasted = env.paste(&format!("{fix}; ov doctor keyring --json"));
+    let after = stdout(&pasted);
+    assert_eq!(
+        TestEnv::check_in(&after, "keyring.session_bus")["status"],
+        "ok",
+        "{after}"
+    );
+
+    // No session bus at all: a KeePass database instead, which works
+    // when pasted (OV_KDBX_PASSWORD answers init's question).
+    let mut env = TestEnv::new();
+    env.ok(&["settings", "set", "secret_backend", "keyring"]);
+    env.set_env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let report = stdout(&env.run(&["doctor", "keyring", "--json"]));
+    let check = TestEnv::check_in(&report, "keyring.session_bus");
+    let fix = check["fix"].as_str().expect("a fix").to_owned();
+    assert!(!fix.contains("$XDG_RUNTIME_DIR"), "{fix}");
+    if std::fs::metadata(format!("/run/user/{}/bus", nix::unistd::geteuid())).is_err() {
+        assert!(
+            fix.starts_with("ov secrets init && ov settings set secret_backend kdbx"),
+            "{fix}"
+        );
+        env.set_env("OV_KDBX_PASSWORD", "a new database password");
+        let pasted = env.paste(&fix);
+        assert!(pasted.status.success(), "{fix}: {}", stderr(&pasted));
+        let report = stdout(&env.run(&["doctor", "keyring", "backends", "--json"]));
+        for id in ["keyring.session_bus", "backends.available"] {
+            assert_eq!(
+                TestEnv::check_in(&report, id)["status"],
+                "ok",
+                "{id}: {report}"
+            );
+        }
+    }
+}

@@ -105,6 +105,15 @@ impl SecretService {
         SecretService::bus_listening(env, &listen)
     }
 
+    /// A private bus at the standard place, `$XDG_RUNTIME_DIR/bus`, with
+    /// gnome-keyring on it.
+    pub fn start_at_runtime_bus(env: &mut TestEnv) -> SecretService {
+        let listen = format!("unix:path={}", env.root().join("run/bus").display());
+        let mut s = SecretService::bus_listening(env, &listen);
+        s.start_keyring();
+        s
+    }
+
     /// A private bus on an abstract socket (what `unix:tmpdir=` gives on
     /// Linux), with gnome-keyring on it.
     pub fn start_abstract(env: &mut TestEnv) -> SecretService {

@@ -8,6 +8,7 @@
 //! the provider has missed a deadline, later calls in the same process fail
 //! at once instead of waiting again.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
 use std::thread;
 use std::time::Duration;
@@ -85,8 +86,34 @@ pub const START_PROVIDER: &str = "gnome-keyring-daemon --start --components=secr
 pub const NO_BUS: &str = "no_session_bus";
 /// The problem name of a provider that missed its deadline.
 pub const TIMED_OUT: &str = "timed_out";
-/// The fix when there is no session bus at all.
-pub const NO_BUS_FIX: &str = "export DBUS_SESSION_BUS_ADDRESS=unix:path=$XDG_RUNTIME_DIR/bus   # headless: ov settings set secret_backend kdbx";
+/// The user's own session bus socket, when there is one the environment
+/// does not point at (a stale or missing `DBUS_SESSION_BUS_ADDRESS`, as
+/// after `su`): `$XDG_RUNTIME_DIR/bus`, or `/run/user/<uid>/bus`.
+pub fn own_bus_socket() -> Option<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let current = std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap_or_default();
+    [
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty())
+            .map(|d| PathBuf::from(d).join("bus")),
+        Some(wire::fallback_socket()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|sock| {
+        std::fs::metadata(sock).is_ok_and(|m| m.file_type().is_socket())
+            && current != format!("unix:path={}", sock.display())
+    })
+}
+
+/// The hint when no session bus can be reached: point at the user's own
+/// bus when there is one, else start one for a new shell.
+pub fn no_bus_fix() -> String {
+    match own_bus_socket() {
+        Some(sock) => format!("export DBUS_SESSION_BUS_ADDRESS=unix:path={}", sock.display()),
+        None => "dbus-run-session -- \"$SHELL\"   # a session bus for a new shell; start a Secret Service provider in it".into(),
+    }
+}
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -229,13 +256,13 @@ impl Bus {
                 _ => unavailable(format!(
                     "the session bus connection failed: {io} (cannot {doing})"
                 ))
-                .with_hint(NO_BUS_FIX)
+                .with_hint(no_bus_fix())
                 .with_problem(NO_BUS),
             },
             wire::Error::Auth(line) => unavailable(format!(
                 "the session bus refused ov's authentication ({line}) (cannot {doing})"
             ))
-            .with_hint(NO_BUS_FIX)
+            .with_hint(no_bus_fix())
             .with_problem(NO_BUS),
             wire::Error::Dbus(name, desc) => map_dbus(&name, desc.as_deref(), doing),
             wire::Error::Protocol(why) => BackendError::new(
@@ -315,7 +342,7 @@ fn connect_error(e: &zbus::Error) -> BackendError {
         other => other.to_string(),
     };
     unavailable(format!("no D-Bus session bus: {why} at {}", bus_address()))
-        .with_hint(NO_BUS_FIX)
+        .with_hint(no_bus_fix())
         .with_problem(NO_BUS)
 }
 
@@ -364,11 +391,11 @@ pub fn map_error(e: &secret_service::Error, doing: &str) -> BackendError {
         E::Zbus(zbus::Error::InputOutput(io)) => unavailable(format!(
             "the session bus connection failed: {io} (cannot {doing})"
         ))
-        .with_hint(NO_BUS_FIX)
+        .with_hint(no_bus_fix())
         .with_problem(NO_BUS),
         E::Zbus(zbus::Error::Address(_) | zbus::Error::Handshake(_)) => {
             unavailable(format!("cannot {doing}: {e}"))
-                .with_hint(NO_BUS_FIX)
+                .with_hint(no_bus_fix())
                 .with_problem(NO_BUS)
         }
         E::Locked => BackendError::new(ErrorKind::Locked, format!("cannot {doing}: it is locked")),

@@ -67,7 +67,7 @@ fn subscribe() -> Result<mpsc::Receiver<()>, BackendError> {
         Ok(Ok(())) => Ok(rx),
         Ok(Err(e)) => Err(
             unavailable(format!("cannot watch the keyring for an unlock: {e}"))
-                .with_hint(bus::NO_BUS_FIX)
+                .with_hint(bus::no_bus_fix())
                 .with_problem(bus::NO_BUS),
         ),
         Err(_) => Err(unavailable(

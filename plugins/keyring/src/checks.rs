@@ -12,7 +12,7 @@ use crate::collections::{Scan, in_memory, pin_error, pin_fix, scan};
 use crate::items::entries_in;
 use crate::locked::unlock_hint;
 use crate::{APPLICATION, ATTR_APPLICATION, LABEL_SETTING, q};
-use ov_secret_service::bus::{self, Bus, Link, NO_BUS_FIX, START_PROVIDER, TIMEOUT_ENV};
+use ov_secret_service::bus::{self, Bus, Link, START_PROVIDER, TIMEOUT_ENV};
 use secret_service::blocking::Item;
 
 const BUS: &str = "keyring.session_bus";
@@ -51,7 +51,10 @@ pub fn declared() -> Vec<CheckDecl> {
 
 /// The reports of the declared check `only` (one per collection for
 /// `keyring.collection`).
-pub fn run(bus: &Bus, pin: Option<String>, only: &str) -> Vec<CheckReport> {
+/// Run check `only`. `forced`: `secret_backend` names the keyring, so a
+/// machine without a session bus is a problem to fix, not the normal
+/// headless case.
+pub fn run(bus: &Bus, pin: Option<String>, only: &str, forced: bool) -> Vec<CheckReport> {
     let wanted = only.to_owned();
     let checked = bus.run(move |link| {
         link.provider()?;
@@ -60,7 +63,7 @@ pub fn run(bus: &Bus, pin: Option<String>, only: &str) -> Vec<CheckReport> {
     });
     let reports = match checked {
         Ok(reports) => reports,
-        Err(e) => failed(&e),
+        Err(e) => failed(&e, forced),
     };
     reports
         .into_iter()
@@ -69,20 +72,30 @@ pub fn run(bus: &Bus, pin: Option<String>, only: &str) -> Vec<CheckReport> {
 }
 
 /// The reports when no session could be opened at all.
-fn failed(e: &BackendError) -> Vec<CheckReport> {
+fn failed(e: &BackendError, forced: bool) -> Vec<CheckReport> {
     let bus_title = "D-Bus session bus reachable";
     let provider_title = "Secret Service provider answers";
     if e.is(bus::NO_BUS) {
+        let found = report(
+            BUS,
+            bus_title,
+            if forced { Status::Warn } else { Status::Ok },
+            format!("{}; the keyring backend is skipped", e.message),
+        );
         return vec![
-            with_fix(
-                report(
-                    BUS,
-                    bus_title,
-                    Status::Warn,
-                    format!("{}; the keyring backend is skipped", e.message),
-                ),
-                NO_BUS_FIX,
-            ),
+            if forced {
+                // No bus to point at on this machine (a server, ssh): the
+                // keyring cannot serve here, a KeePass database can.
+                with_fix(
+                    found,
+                    match bus::own_bus_socket() {
+                        Some(_) => bus::no_bus_fix(),
+                        None => "ov secrets init && ov settings set secret_backend kdbx   # no session bus on this machine: keep secrets in a KeePass database instead".into(),
+                    },
+                )
+            } else {
+                found
+            },
             after(
                 report(
                     PROVIDER,

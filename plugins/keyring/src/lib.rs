@@ -47,7 +47,7 @@ use ov_plugin_api::{
     EntryRef, ErrorKind, Secret, SecretBytes, SettingKind, SettingSpec,
 };
 use ov_plugin_support::shell_quote;
-use ov_secret_service::bus::{self, Bus};
+use ov_secret_service::bus::Bus;
 use ov_secret_service::wait;
 
 pub use crate::collections::CREATE_LOGIN;
@@ -187,18 +187,8 @@ impl Backend for KeyringBackend {
     }
 
     fn run_check(&self, ctx: &Context, id: &str) -> Vec<CheckReport> {
-        let mut reports = checks::run(&self.bus, pinned_label(ctx), id);
-        // A headless machine without a session bus is normal unless the
-        // user asked for the keyring: then it is the thing to fix.
-        if ctx.setting_str("secret_backend") != Some("keyring") {
-            for r in &mut reports {
-                if r.id == "keyring.session_bus" && r.fix.as_deref() == Some(bus::NO_BUS_FIX) {
-                    r.status = ov_plugin_api::Status::Ok;
-                    r.fix = None;
-                }
-            }
-        }
-        reports
+        let forced = ctx.setting_str("secret_backend") == Some(NAME);
+        checks::run(&self.bus, pinned_label(ctx), id, forced)
     }
 }
 
