@@ -74,6 +74,12 @@ fn the_plugin_is_chosen_and_configured_through_the_settings_it_declares() {
         .find(|r| r["key"] == "agefile.path")
         .expect("agefile.path listed");
     assert_eq!(row["about"], "the agefile example backend's store");
+    // Its checks are listed without running anything.
+    let list = env.ok(&["doctor", "--list"]);
+    assert!(
+        list.contains("agefile.file") && list.contains("agefile.cache"),
+        "{list}"
+    );
     let out = env.run(&["settings", "get", "agefile.nothing"]);
     assert!(stderr(&out).contains("valid settings: secret_backend"));
 }
