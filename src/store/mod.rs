@@ -403,7 +403,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Entries of one backend, for import.
     /// The context every backend is called with.
     pub fn context(&self) -> &Context {
         &self.ctx
