@@ -1409,3 +1409,23 @@ fn the_no_session_bus_fix_names_a_real_socket_or_a_store_without_one() {
         }
     }
 }
+
+/// Issue 15: no Secret Service provider on the bus: the fix the doctor
+/// prints, pasted, starts one and `keyring.provider` passes.
+#[test]
+fn the_start_a_provider_fix_pasted_makes_it_answer() {
+    let mut env = TestEnv::new();
+    let _ss = SecretService::bus_only(&mut env);
+    env.ok(&["settings", "set", "secret_backend", "keyring"]);
+    let provider = |env: &TestEnv| {
+        let report = stdout(&env.run(&["doctor", "keyring", "--json"]));
+        TestEnv::check_in(&report, "keyring.provider")
+    };
+    let check = provider(&env);
+    assert_ne!(check["status"], "ok", "{check}");
+    let fix = check["fix"].as_str().expect("a fix").to_owned();
+    assert!(fix.starts_with("gnome-keyring-daemon --start"), "{fix}");
+    let pasted = env.paste(&fix);
+    assert!(pasted.status.success(), "{fix}: {}", stderr(&pasted));
+    assert_eq!(provider(&env)["status"], "ok", "{}", provider(&env));
+}
