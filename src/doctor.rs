@@ -8,7 +8,6 @@ use ov_checks::{Status, Task, config_file_mode_check, report};
 use ov_plugin_api::{Availability, Context};
 
 use crate::host::{Host, Origin, State};
-use crate::keycache;
 use crate::paths::Paths;
 use crate::settings::Settings;
 use crate::store::context;
@@ -140,10 +139,10 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         .backend("kdbx")
         .is_some_and(|b| b.backend.probe(&ctx).is_available());
     if let (Some(u), true) = (&unlocker, kdbx_present) {
-        let (desc, enabled) = (u.cache_description().to_owned(), u.cache_enabled());
+        let (db, enabled) = (u.db.clone(), u.cache_enabled());
         tasks.push(
             Task::single("kdbx.cache", "KeePass password cache", move || {
-                cache_check(&desc, enabled)
+                ov_plugin_kdbx::cache::check(&db, enabled)
             })
             .after("plugins.kdbx"),
         );
@@ -321,38 +320,6 @@ fn missing_backends(missing: &[(&str, &str)]) -> ov_checks::CheckReport {
             .into(),
     );
     r
-}
-
-fn cache_check(desc: &str, enabled: bool) -> ov_checks::CheckReport {
-    let (id, title) = ("kdbx.cache", "KeePass password cache");
-    if !enabled {
-        return report(
-            id,
-            title,
-            Status::Ok,
-            "off (secrets.kdbx_cache = false): every command asks or reads OV_KDBX_PASSWORD",
-        );
-    }
-    match keycache::time_left(desc) {
-        Some(left) => report(
-            id,
-            title,
-            Status::Ok,
-            format!("{desc} cached in the user keyring, expires in {left}"),
-        ),
-        None if keycache::load(desc).is_some() => report(
-            id,
-            title,
-            Status::Ok,
-            format!("{desc} cached in the user keyring"),
-        ),
-        None => report(
-            id,
-            title,
-            Status::Ok,
-            "no password cached (`ov secrets unlock` caches one)",
-        ),
-    }
 }
 
 fn settings_parse(

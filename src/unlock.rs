@@ -171,6 +171,10 @@ impl Unlocker {
                 (self.prompt()?, From::Prompt)
             };
             ctx.unlock = Some(pw.clone());
+            // The backend caches its derived key where the password is cached.
+            let cached = self.cache_enabled && matches!(from, From::Prompt | From::Cache);
+            ctx.settings
+                .insert(ov_plugin_kdbx::cache::CACHE_HINT.into(), cached.into());
             match op(&ctx) {
                 Ok(v) => {
                     if from == From::Prompt {

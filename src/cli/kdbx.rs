@@ -232,13 +232,14 @@ pub fn unlock(engine: &Engine) -> Result<i32> {
     }
     // A stale cached password must not stand in for the one typed now.
     keycache::clear(unlocker.cache_description());
-    let (pw, _) =
-        unlocker.run_with_password(&engine.store.ctx, |c| ov_plugin_kdbx::open(c).map(|_| ()))?;
+    // Opens with the password (never a cached derived key) and caches the
+    // derived key, so the next read skips the key derivation.
+    let (pw, _) = unlocker.run_with_password(&engine.store.ctx, ov_plugin_kdbx::unlock)?;
     keycache::store(unlocker.cache_description(), &pw, unlocker.cache_ttl()).map_err(|e| {
         OvError::new(e).hint("keyctl show @u   # is the kernel keyring usable here?")
     })?;
     eprintln!(
-        "unlocked {}; the password is cached in the kernel keyring for {} s (`ov secrets lock` forgets it)",
+        "unlocked {}; its key and password are cached in the kernel keyring for {} s (`ov secrets lock` forgets them)",
         unlocker.db.display(),
         unlocker.cache_ttl()
     );
@@ -247,7 +248,8 @@ pub fn unlock(engine: &Engine) -> Result<i32> {
 
 pub fn lock(engine: &Engine) -> Result<i32> {
     let unlocker = &engine.store.unlocker;
-    if keycache::clear(unlocker.cache_description()) {
+    let key = ov_plugin_kdbx::forget_cached_key(&engine.store.ctx);
+    if keycache::clear(unlocker.cache_description()) || key {
         eprintln!("forgot the cached password for {}", unlocker.db.display());
     } else {
         eprintln!("no cached password for {}", unlocker.db.display());

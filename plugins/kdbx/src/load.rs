@@ -1,0 +1,145 @@
+//! How a read opens the database: KDBX 4 through ov's reader, with the
+//! cached derived key when there is one that passes the header HMAC, else
+//! the password chain's key (whose derivation is then cached); anything
+//! else through the `keepass` crate.
+
+use std::path::Path;
+
+use keepass::Database;
+use ov_plugin_api::{BackendError, Context, ErrorKind};
+use ov_plugin_support::shell_quote;
+use zeroize::Zeroizing;
+
+use crate::read::{self, ReadError, Tree, tree};
+use crate::{cache, database_key, db_path, key_file_bytes, locked, open_error, read_file, wrong_password};
+
+fn read_error(path: &Path, e: ReadError) -> BackendError {
+    match e {
+        ReadError::WrongKey => wrong_password(path),
+        other => BackendError::new(
+            ErrorKind::Corrupt,
+            format!("{} is not a readable KeePass database: {other}", path.display()),
+        )
+        .with_hint(format!(
+            "keepassxc-cli db-info {}   # check the file; restore it from a backup if it is damaged",
+            shell_quote(path)
+        )),
+    }
+}
+
+/// When a key was derived from the password chain, should it be cached?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    /// As the password cache goes: when the engine caches the password
+    /// ([`cache::CACHE_HINT`]), a key file alone opens the database, or a
+    /// stale derived key is there to refresh.
+    Follow,
+    /// Always, when caching is on (`ov secrets unlock`).
+    Always,
+}
+
+/// The database's tree for a read.
+pub fn read_tree(ctx: &Context) -> Result<Tree, BackendError> {
+    read_with(ctx, true, Store::Follow)
+}
+
+fn read_with(ctx: &Context, use_cached: bool, store: Store) -> Result<Tree, BackendError> {
+    let path = db_path(ctx);
+    let bytes = read_file(&path)?;
+    let header = match read::header::parse(&bytes) {
+        Ok(h) => h,
+        Err(ReadError::Unsupported(_)) => {
+            let key = database_key(ctx, &path)?;
+            let db = Database::parse(&bytes, key).map_err(|e| open_error(&path, e))?;
+            return Ok(tree_of(&db));
+        }
+        Err(e) => return Err(read_error(&path, e)),
+    };
+    let caching = cache::enabled(ctx);
+    let cached = if caching {
+        cache::load(&cache::derived_description(&path))
+    } else {
+        None
+    };
+    if use_cached
+        && let Some(key) = cached
+            .as_deref()
+            .and_then(|b| cache::derived_key(b, &header.kdf_params))
+    {
+        match read::open(&bytes, &header, &key) {
+            Ok(tree) => return Ok(tree),
+            // Another database at this path, or a tampered header: the
+            // cached key answers nothing; the password chain takes over.
+            Err(ReadError::WrongKey) => {
+                cache::forget_derived(&path);
+            }
+            Err(e) => return Err(read_error(&path, e)),
+        }
+    }
+    let key_file = key_file_bytes(ctx)?;
+    let password = ctx.unlock.as_ref().map(|p| p.expose());
+    if password.is_none() && key_file.is_none() {
+        return Err(locked(&path));
+    }
+    let composite = read::composite_key(password, key_file.as_deref().map(|k| &k[..]));
+    let transformed = read::transform(&header.kdf, &composite).map_err(|e| read_error(&path, e))?;
+    let tree = read::open(&bytes, &header, &transformed).map_err(|e| read_error(&path, e))?;
+    let wanted = match store {
+        Store::Always => true,
+        Store::Follow => {
+            cached.is_some()
+                || password.is_none()
+                || ctx.settings.get(cache::CACHE_HINT) == Some(&serde_json::Value::Bool(true))
+        }
+    };
+    if caching && wanted {
+        cache::store_derived(&path, &header.kdf_params, &transformed, cache::ttl(ctx));
+    }
+    Ok(tree)
+}
+
+/// `ov secrets unlock`: open the database with the context's password
+/// (never a cached derived key, so the password is checked) and cache its
+/// derived key.
+pub fn unlock(ctx: &Context) -> Result<(), BackendError> {
+    read_with(ctx, false, Store::Always).map(|_| ())
+}
+
+/// `ov secrets lock`: forget the cached derived key of the context's
+/// database; `true` when there was one.
+pub fn forget_cached_key(ctx: &Context) -> bool {
+    cache::forget_derived(&db_path(ctx))
+}
+
+/// The tree of a database the `keepass` crate opened (KDBX 3.1).
+fn tree_of(db: &Database) -> Tree {
+    let mut out = Tree::default();
+    let mut ids = vec![db.root().id()];
+    out.groups.push(tree::Group {
+        name: db.root().name.clone(),
+        ..tree::Group::default()
+    });
+    let mut i = 0;
+    while let Some(group) = ids.get(i).and_then(|id| db.group(*id)) {
+        for child in group.groups() {
+            ids.push(child.id());
+            out.groups.push(tree::Group {
+                name: child.name.clone(),
+                uuid: Vec::new(),
+                parent: Some(i),
+            });
+        }
+        for e in group.entries() {
+            out.entries.push(tree::Entry {
+                group: i,
+                title: e.get_title().map(str::to_owned),
+                password: e.get_password().map(|p| Zeroizing::new(p.to_owned())),
+            });
+        }
+        i += 1;
+    }
+    out.recycle_bin = db
+        .recycle_bin()
+        .and_then(|bin| ids.iter().position(|id| *id == bin.id()));
+    out
+}
