@@ -9,15 +9,14 @@
 //! possessor-only permissions would refuse the read.
 //!
 //! A derived key opens one database as long as its key derivation salt
-//! stays the same: the cached value is bound to the database's KDF
-//! parameters (salt included) by their SHA-256, and every use is checked
-//! by the header HMAC before anything is decrypted.
+//! stays the same: the cached value is bound to a hash of the database's
+//! KDF parameters (salt included) and of the key file, and every use is
+//! checked by the header HMAC before anything is decrypted.
 
 use std::path::Path;
 
 use linux_keyutils::{KeyPermissionsBuilder, KeyRing, KeyRingIdentifier, Permission};
 use ov_plugin_api::{CheckReport, Context, Secret, Status};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub const PASSWORD_KEY: &str = "ov-kdbx-password";
@@ -122,15 +121,11 @@ pub fn time_left(desc: &str) -> Option<String> {
         .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
 }
 
-/// What a cached derived key is bound to: the KDF parameters, salt included.
-fn binding(kdf_params: &[u8]) -> [u8; 32] {
-    Sha256::digest(kdf_params).into()
-}
-
-/// The derived key in a cached value, if it was cached for these KDF parameters.
-pub fn derived_key(bytes: &[u8], kdf_params: &[u8]) -> Option<crate::read::Key32> {
+/// The derived key in a cached value, if it was cached with this binding
+/// (a hash of the KDF parameters and the key file).
+pub fn derived_key(bytes: &[u8], binding: &[u8; 32]) -> Option<crate::read::Key32> {
     let (&layout, rest) = bytes.split_first()?;
-    if layout != LAYOUT || rest.len() != 64 || rest[..32] != binding(kdf_params) {
+    if layout != LAYOUT || rest.len() != 64 || rest[..32] != binding[..] {
         return None;
     }
     let mut key = Zeroizing::new([0u8; 32]);
@@ -138,11 +133,11 @@ pub fn derived_key(bytes: &[u8], kdf_params: &[u8]) -> Option<crate::read::Key32
     Some(key)
 }
 
-/// Cache the derived key of `db` for these KDF parameters.
-pub fn store_derived(db: &Path, kdf_params: &[u8], key: &[u8; 32], ttl_secs: u64) {
+/// Cache the derived key of `db` with its binding.
+pub fn store_derived(db: &Path, binding: &[u8; 32], key: &[u8; 32], ttl_secs: u64) {
     let mut bytes = Zeroizing::new(Vec::with_capacity(65));
     bytes.push(LAYOUT);
-    bytes.extend_from_slice(&binding(kdf_params));
+    bytes.extend_from_slice(binding);
     bytes.extend_from_slice(key);
     // A missing kernel keyring (some containers) only costs a derivation
     // next time; the doctor's kdbx.cache check reports it.

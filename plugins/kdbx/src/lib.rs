@@ -40,7 +40,6 @@ pub mod read;
 
 pub use load::{forget_cached_key, unlock};
 
-
 pub const DEFAULT_FILE: &str = "secrets.kdbx";
 
 /// Argon2id with 64 MiB, as KeePassXC does by default; the iteration count
@@ -85,10 +84,10 @@ fn key_file_bytes(ctx: &Context) -> Result<Option<Zeroizing<Vec<u8>>>, BackendEr
         return Ok(None);
     };
     let mut file = ov_plugin_support::open_regular(&kf, 0).map_err(|e| {
-            BackendError::new(
-                ErrorKind::InvalidInput,
-                format!("cannot open the key file {}: {e}", kf.display()),
-            )
+        BackendError::new(
+            ErrorKind::InvalidInput,
+            format!("cannot open the key file {}: {e}", kf.display()),
+        )
         .with_hint(format!("ls -l {}", shell_quote(&kf)))
         .with_hint("ov settings unset secrets.kdbx_key_file   # if the database has no key file")
     })?;

@@ -8,10 +8,13 @@ use std::path::Path;
 use keepass::Database;
 use ov_plugin_api::{BackendError, Context, ErrorKind};
 use ov_plugin_support::shell_quote;
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::read::{self, ReadError, Tree, tree};
-use crate::{cache, database_key, db_path, key_file_bytes, locked, open_error, read_file, wrong_password};
+use crate::{
+    cache, database_key, db_path, key_file_bytes, locked, open_error, read_file, wrong_password,
+};
 
 fn read_error(path: &Path, e: ReadError) -> BackendError {
     match e {
@@ -31,11 +34,25 @@ fn read_error(path: &Path, e: ReadError) -> BackendError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Store {
     /// As the password cache goes: when the engine caches the password
-    /// ([`cache::CACHE_HINT`]), a key file alone opens the database, or a
-    /// stale derived key is there to refresh.
+    /// ([`cache::CACHE_HINT`]), or a stale derived key is there to
+    /// refresh. A key file alone caches nothing, as before.
     Follow,
     /// Always, when caching is on (`ov secrets unlock`).
     Always,
+}
+
+/// What a cached derived key is bound to: the database's KDF parameters
+/// (salt included) and the key file's contents, if there is one.
+fn binding(header: &read::Header, key_file: Option<&[u8]>) -> [u8; 32] {
+    let mut h = Sha256::new().chain_update(&header.kdf_params);
+    match key_file {
+        Some(kf) => {
+            h.update([1u8]);
+            h.update(Sha256::digest(kf));
+        }
+        None => h.update([0u8]),
+    }
+    h.finalize().into()
 }
 
 /// The database's tree for a read.
@@ -55,6 +72,10 @@ fn read_with(ctx: &Context, use_cached: bool, store: Store) -> Result<Tree, Back
         }
         Err(e) => return Err(read_error(&path, e)),
     };
+    // The key file is read first, warm or cold: a cached key is bound to
+    // it, so a key file that is gone or changed stops the cached key too.
+    let key_file = key_file_bytes(ctx)?;
+    let binding = binding(&header, key_file.as_deref().map(|k| &k[..]));
     let caching = cache::enabled(ctx);
     let cached = if caching {
         cache::load(&cache::derived_description(&path))
@@ -64,7 +85,7 @@ fn read_with(ctx: &Context, use_cached: bool, store: Store) -> Result<Tree, Back
     if use_cached
         && let Some(key) = cached
             .as_deref()
-            .and_then(|b| cache::derived_key(b, &header.kdf_params))
+            .and_then(|b| cache::derived_key(b, &binding))
     {
         match read::open(&bytes, &header, &key) {
             Ok(tree) => return Ok(tree),
@@ -76,7 +97,6 @@ fn read_with(ctx: &Context, use_cached: bool, store: Store) -> Result<Tree, Back
             Err(e) => return Err(read_error(&path, e)),
         }
     }
-    let key_file = key_file_bytes(ctx)?;
     let password = ctx.unlock.as_ref().map(|p| p.expose());
     if password.is_none() && key_file.is_none() {
         return Err(locked(&path));
@@ -88,12 +108,11 @@ fn read_with(ctx: &Context, use_cached: bool, store: Store) -> Result<Tree, Back
         Store::Always => true,
         Store::Follow => {
             cached.is_some()
-                || password.is_none()
                 || ctx.settings.get(cache::CACHE_HINT) == Some(&serde_json::Value::Bool(true))
         }
     };
     if caching && wanted {
-        cache::store_derived(&path, &header.kdf_params, &transformed, cache::ttl(ctx));
+        cache::store_derived(&path, &binding, &transformed, cache::ttl(ctx));
     }
     Ok(tree)
 }

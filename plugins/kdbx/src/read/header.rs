@@ -77,7 +77,10 @@ impl std::fmt::Debug for Kdf {
                 iterations,
                 parallelism,
                 ..
-            } => write!(f, "Argon2{variant:?}({memory}, {iterations}, {parallelism})"),
+            } => write!(
+                f,
+                "Argon2{variant:?}({memory}, {iterations}, {parallelism})"
+            ),
         }
     }
 }
@@ -132,7 +135,8 @@ pub fn parse(data: &[u8]) -> Result<Header, ReadError> {
         return Err(ReadError::Unsupported(format!("KDBX {major}.{minor}")));
     }
     let mut pos = 12;
-    let (mut cipher, mut compressed, mut seed, mut iv, mut kdf_params) = (None, None, None, None, None);
+    let (mut cipher, mut compressed, mut seed, mut iv, mut kdf_params) =
+        (None, None, None, None, None);
     loop {
         let kind = take(data, pos, 1, "a header field")?[0];
         let len = le_u32(take(data, pos + 1, 4, "a header field length")?) as usize;
@@ -144,7 +148,11 @@ pub fn parse(data: &[u8]) -> Result<Header, ReadError> {
                 cipher = Some(match value {
                     v if v == AES256_UUID => Cipher::Aes256Cbc,
                     v if v == CHACHA20_UUID => Cipher::ChaCha20,
-                    _ => return Err(ReadError::Unsupported("a payload cipher other than AES-256 and ChaCha20".into())),
+                    _ => {
+                        return Err(ReadError::Unsupported(
+                            "a payload cipher other than AES-256 and ChaCha20".into(),
+                        ));
+                    }
                 });
             }
             3 => {

@@ -73,7 +73,9 @@ pub fn check_header(data: &[u8], header: &Header, keys: &Keys) -> Result<(), Rea
     let head = &data[..header.end.min(data.len())];
     let sha = take(data, header.end, 32, "the header checksum")?;
     if Sha256::digest(head).as_slice() != sha {
-        return Err(corrupt("the header checksum does not match (the file is damaged)"));
+        return Err(corrupt(
+            "the header checksum does not match (the file is damaged)",
+        ));
     }
     let tag = take(data, header.end + 32, 32, "the header HMAC")?;
     let mut m = mac(&block_key(u64::MAX, &keys.hmac));
@@ -94,8 +96,11 @@ fn block_stream(data: &[u8], hmac_key: &[u8; 64]) -> Result<Zeroizing<Vec<u8>>, 
         m.update(&index.to_le_bytes());
         m.update(size_bytes);
         m.update(block);
-        m.verify_slice(tag)
-            .map_err(|_| corrupt(format!("payload block {index} fails its HMAC (the file is damaged)")))?;
+        m.verify_slice(tag).map_err(|_| {
+            corrupt(format!(
+                "payload block {index} fails its HMAC (the file is damaged)"
+            ))
+        })?;
         if size == 0 {
             break;
         }
@@ -106,7 +111,12 @@ fn block_stream(data: &[u8], hmac_key: &[u8; 64]) -> Result<Zeroizing<Vec<u8>>, 
 }
 
 /// Decrypt and decompress the payload: the inner header and the XML.
-pub fn decrypt(data: &[u8], header: &Header, keys: &Keys, limit: usize) -> Result<Zeroizing<Vec<u8>>, ReadError> {
+pub fn decrypt(
+    data: &[u8],
+    header: &Header,
+    keys: &Keys,
+    limit: usize,
+) -> Result<Zeroizing<Vec<u8>>, ReadError> {
     let stream = data
         .get(header.end + 64..)
         .ok_or_else(|| corrupt("truncated: no payload after the header"))?;
@@ -118,11 +128,13 @@ pub fn decrypt(data: &[u8], header: &Header, keys: &Keys, limit: usize) -> Resul
             c.apply_keystream(&mut buf);
             buf.len()
         }
-        Cipher::Aes256Cbc => cbc::Decryptor::<aes::Aes256>::new_from_slices(&*keys.cipher, &header.iv)
-            .map_err(|_| corrupt("an AES IV of the wrong length"))?
-            .decrypt_padded::<Pkcs7>(&mut buf)
-            .map_err(|_| corrupt("the payload's padding is wrong (the file is damaged)"))?
-            .len(),
+        Cipher::Aes256Cbc => {
+            cbc::Decryptor::<aes::Aes256>::new_from_slices(&*keys.cipher, &header.iv)
+                .map_err(|_| corrupt("an AES IV of the wrong length"))?
+                .decrypt_padded::<Pkcs7>(&mut buf)
+                .map_err(|_| corrupt("the payload's padding is wrong (the file is damaged)"))?
+                .len()
+        }
     };
     buf.truncate(plain_len);
     if !header.compressed {
@@ -201,7 +213,8 @@ pub fn inner_header(payload: &[u8]) -> Result<(InnerStream, usize), ReadError> {
             let h = Zeroizing::new(<[u8; 32]>::from(Sha256::digest(&*key)));
             const IV: [u8; 8] = [0xE8, 0x30, 0x09, 0x4B, 0x97, 0x20, 0x5D, 0x2A];
             InnerStream::Salsa20(Box::new(
-                salsa20::Salsa20::new_from_slices(&*h, &IV).map_err(|_| corrupt("inner Salsa20 key"))?,
+                salsa20::Salsa20::new_from_slices(&*h, &IV)
+                    .map_err(|_| corrupt("inner Salsa20 key"))?,
             ))
         }
         _ => {

@@ -83,9 +83,9 @@ struct Parser<'a> {
 }
 
 fn is_true(e: &BytesStart<'_>, name: &str) -> bool {
-    e.attributes().flatten().any(|a| {
-        a.key.as_ref() == name && a.value.as_ref().eq_ignore_ascii_case("true")
-    })
+    e.attributes()
+        .flatten()
+        .any(|a| a.key.as_ref() == name && a.value.as_ref().eq_ignore_ascii_case("true"))
 }
 
 impl Parser<'_> {
@@ -206,7 +206,8 @@ impl Parser<'_> {
                 .map_err(|_| corrupt("a protected value is not base64"))?,
         );
         self.stream.apply(&mut bytes);
-        let s = std::str::from_utf8(&bytes).map_err(|_| corrupt("a protected value is not UTF-8"))?;
+        let s =
+            std::str::from_utf8(&bytes).map_err(|_| corrupt("a protected value is not UTF-8"))?;
         Ok(Zeroizing::new(s.to_owned()))
     }
 
@@ -254,8 +255,10 @@ pub fn parse(xml: &[u8], stream: &mut InnerStream) -> Result<Tree, ReadError> {
                     p.text.push(c);
                 } else {
                     let name = r.xml10_content();
-                    let resolved = quick_xml::escape::resolve_predefined_entity(&name)
-                        .ok_or_else(|| corrupt(format!("the XML uses an unknown entity &{name};")))?;
+                    let resolved =
+                        quick_xml::escape::resolve_predefined_entity(&name).ok_or_else(|| {
+                            corrupt(format!("the XML uses an unknown entity &{name};"))
+                        })?;
                     p.text.push_str(resolved);
                 }
             }
