@@ -331,7 +331,7 @@ mod tests {
             iterations: 2,
             memory: 1024 * 1024,
             parallelism: 1,
-            version: argon2::Version::Version13,
+            version: rust_argon2::Version::Version13,
         };
         let mut db = Database::with_config(config);
         db.meta.database_name = Some("weak".into());

@@ -131,7 +131,7 @@ pub fn forget_cached_key(ctx: &Context) -> bool {
 }
 
 /// The tree of a database the `keepass` crate opened (KDBX 3.1).
-fn tree_of(db: &Database) -> Tree {
+pub(crate) fn tree_of(db: &Database) -> Tree {
     let mut out = Tree::default();
     let mut ids = vec![db.root().id()];
     out.groups.push(tree::Group {

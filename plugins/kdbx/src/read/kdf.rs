@@ -105,7 +105,7 @@ pub fn transform(kdf: &Kdf, composite: &[u8; 32]) -> Result<Key32, ReadError> {
                 aes.encrypt_block(a.into());
                 aes.encrypt_block(b.into());
             }
-            out.copy_from_slice(&Sha256::digest(&*blocks));
+            out.copy_from_slice(&Sha256::digest(blocks.as_slice()));
         }
         Kdf::Argon2 {
             variant,

@@ -18,7 +18,12 @@ pub use header::Header;
 pub use kdf::{Key32, composite_key, transform};
 pub use tree::Tree;
 
-/// Why a read failed.
+#[cfg(test)]
+mod tests;
+
+/// Why a read failed. `Unsupported` comes from the outer header only, so
+/// a caller can hand such a file to the `keepass` crate before any key is
+/// tried.
 #[derive(Debug)]
 pub enum ReadError {
     /// A file this reader does not handle (KDBX 3.1, Twofish…): the
@@ -49,7 +54,7 @@ pub fn open(data: &[u8], header: &Header, transformed: &[u8; 32]) -> Result<Tree
     open_limited(data, header, transformed, payload::MAX_PAYLOAD)
 }
 
-fn open_limited(
+pub(crate) fn open_limited(
     data: &[u8],
     header: &Header,
     transformed: &[u8; 32],

@@ -163,6 +163,8 @@ fn too_large(limit: usize) -> ReadError {
 
 /// The inner stream cipher that hides protected values.
 pub enum InnerStream {
+    /// Protected values stored as they are (base64 only).
+    Plain,
     ChaCha20(Box<chacha20::ChaCha20>),
     Salsa20(Box<salsa20::Salsa20>),
 }
@@ -170,6 +172,7 @@ pub enum InnerStream {
 impl InnerStream {
     pub fn apply(&mut self, buf: &mut [u8]) {
         match self {
+            InnerStream::Plain => {}
             InnerStream::ChaCha20(c) => c.apply_keystream(buf),
             InnerStream::Salsa20(c) => c.apply_keystream(buf),
         }
@@ -200,7 +203,7 @@ pub fn inner_header(payload: &[u8]) -> Result<(InnerStream, usize), ReadError> {
             _ => return Err(corrupt("an unknown inner header field")),
         }
     }
-    let key = key.ok_or_else(|| corrupt("the inner header has no stream key"))?;
+    let key = key.unwrap_or_default();
     let stream = match id {
         Some(3) => {
             let h = Zeroizing::new(<[u8; 64]>::from(Sha512::digest(&*key)));
@@ -217,11 +220,8 @@ pub fn inner_header(payload: &[u8]) -> Result<(InnerStream, usize), ReadError> {
                     .map_err(|_| corrupt("inner Salsa20 key"))?,
             ))
         }
-        _ => {
-            return Err(ReadError::Unsupported(
-                "an inner stream other than ChaCha20 and Salsa20".into(),
-            ));
-        }
+        Some(0) => InnerStream::Plain,
+        _ => return Err(corrupt("an unknown inner stream cipher")),
     };
     Ok((stream, pos))
 }
