@@ -177,16 +177,26 @@ fn open_error(path: &Path, err: DatabaseOpenError) -> BackendError {
             format!("{}: the key file was refused: {other}", path.display()),
         )
         .with_hint("ov settings get secrets.kdbx_key_file"),
-        DatabaseOpenError::Io(e) => BackendError::from(ov_plugin_support::io_context("read", path, e)),
-        other => BackendError::new(
-            ErrorKind::Corrupt,
-            format!("{} is not a readable KeePass database: {other}", path.display()),
-        )
-        .with_hint(format!(
-            "keepassxc-cli db-info {}   # check the file; restore it from a backup if it is damaged",
-            shell_quote(path)
-        )),
+        DatabaseOpenError::Io(e) => {
+            BackendError::from(ov_plugin_support::io_context("read", path, e))
+        }
+        other => unreadable(path, other),
     }
+}
+
+/// A file that is damaged, truncated, hostile or not a database at all.
+fn unreadable(path: &Path, why: impl std::fmt::Display) -> BackendError {
+    BackendError::new(
+        ErrorKind::Corrupt,
+        format!(
+            "{} is not a readable KeePass database: {why}",
+            path.display()
+        ),
+    )
+    .with_hint(format!(
+        "keepassxc-cli db-info {}   # check the file; restore it from a backup if it is damaged",
+        shell_quote(path)
+    ))
 }
 
 /// Open the database with the context's key.

@@ -6,27 +6,20 @@
 use std::path::Path;
 
 use keepass::Database;
-use ov_plugin_api::{BackendError, Context, ErrorKind};
-use ov_plugin_support::shell_quote;
+use ov_plugin_api::{BackendError, Context};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::read::{self, ReadError, Tree, tree};
 use crate::{
-    cache, database_key, db_path, key_file_bytes, locked, open_error, read_file, wrong_password,
+    cache, database_key, db_path, key_file_bytes, locked, open_error, read_file, unreadable,
+    wrong_password,
 };
 
 fn read_error(path: &Path, e: ReadError) -> BackendError {
     match e {
         ReadError::WrongKey => wrong_password(path),
-        other => BackendError::new(
-            ErrorKind::Corrupt,
-            format!("{} is not a readable KeePass database: {other}", path.display()),
-        )
-        .with_hint(format!(
-            "keepassxc-cli db-info {}   # check the file; restore it from a backup if it is damaged",
-            shell_quote(path)
-        )),
+        other => unreadable(path, other),
     }
 }
 

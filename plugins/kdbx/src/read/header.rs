@@ -128,6 +128,19 @@ pub fn take<'a>(data: &'a [u8], pos: usize, len: usize, what: &str) -> Result<&'
         .ok_or_else(|| corrupt(format!("truncated: {what} runs past the end")))
 }
 
+/// The typed field at `pos` (a type byte, a 32-bit length, the value) and
+/// where the next one starts: the layout of both KDBX 4 headers.
+pub fn field<'a>(
+    data: &'a [u8],
+    pos: usize,
+    what: &str,
+) -> Result<(u8, &'a [u8], usize), ReadError> {
+    let kind = take(data, pos, 1, what)?[0];
+    let len = le_u32(take(data, pos + 1, 4, what)?) as usize;
+    let value = take(data, pos + 5, len, what)?;
+    Ok((kind, value, pos + 5 + len))
+}
+
 /// Parse the outer header of a KDBX 4 file.
 pub fn parse(data: &[u8]) -> Result<Header, ReadError> {
     let (major, minor) = version(data)?;
@@ -138,10 +151,8 @@ pub fn parse(data: &[u8]) -> Result<Header, ReadError> {
     let (mut cipher, mut compressed, mut seed, mut iv, mut kdf_params) =
         (None, None, None, None, None);
     loop {
-        let kind = take(data, pos, 1, "a header field")?[0];
-        let len = le_u32(take(data, pos + 1, 4, "a header field length")?) as usize;
-        let value = take(data, pos + 5, len, "a header field")?;
-        pos += 5 + len;
+        let (kind, value, next) = field(data, pos, "a header field")?;
+        pos = next;
         match kind {
             0 => break,
             2 => {

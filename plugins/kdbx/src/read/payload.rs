@@ -8,7 +8,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256, Sha512};
 use zeroize::Zeroizing;
 
-use super::header::{Cipher, Header, le_u32, take};
+use super::header::{Cipher, Header, field, le_u32, take};
 use super::{ReadError, corrupt};
 
 /// The most a payload may decompress to. A real database with attachments
@@ -190,13 +190,11 @@ pub fn inner_header(payload: &[u8]) -> Result<(InnerStream, usize), ReadError> {
     let (mut id, mut key) = (None, None);
     let mut pos = 0;
     loop {
-        let kind = take(payload, pos, 1, "an inner header field")?[0];
-        let len = le_u32(take(payload, pos + 1, 4, "an inner header field")?) as usize;
-        let value = take(payload, pos + 5, len, "an inner header field")?;
-        pos += 5 + len;
+        let (kind, value, next) = field(payload, pos, "an inner header field")?;
+        pos = next;
         match kind {
             0 => break,
-            1 if len == 4 => id = Some(le_u32(value)),
+            1 if value.len() == 4 => id = Some(le_u32(value)),
             2 => key = Some(Zeroizing::new(value.to_vec())),
             // Attachments: ov reads none.
             3 => {}
