@@ -139,7 +139,11 @@ fn wrong_password(path: &Path) -> BackendError {
     )
 }
 
-/// Read the file, refusing what is not a regular file.
+/// The largest database file ov reads: above the most a payload may
+/// decompress to, far above any real database.
+const MAX_FILE: u64 = 512 * 1024 * 1024;
+
+/// Read the file, refusing what is not a regular file or is too large.
 fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, BackendError> {
     let meta = fs::metadata(path).map_err(|e| match e.raw_os_error() {
         Some(40) => BackendError::new(
@@ -162,6 +166,16 @@ fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, BackendError> {
             "ov settings set secrets.kdbx_path {}",
             shell_quote(&path.join(DEFAULT_FILE))
         )));
+    }
+    if meta.len() > MAX_FILE {
+        return Err(unreadable(
+            path,
+            format!(
+                "it is {} MiB; ov reads no database over {} MiB",
+                meta.len() / (1024 * 1024),
+                MAX_FILE / (1024 * 1024)
+            ),
+        ));
     }
     ov_plugin_support::read_regular(path)
         .map(Zeroizing::new)

@@ -155,3 +155,32 @@ pub(crate) fn tree_of(db: &Database) -> Tree {
         .and_then(|bin| ids.iter().position(|id| *id == bin.id()));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ov_plugin_api::ErrorKind;
+
+    /// A (sparse) file of 600 MiB is refused from its size, before a byte
+    /// of it is read.
+    #[test]
+    fn a_file_too_large_to_be_a_database_is_refused_unread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("huge.kdbx");
+        let f = std::fs::File::create(&db).expect("create");
+        f.set_len(600 * 1024 * 1024).expect("sparse file");
+        let mut ctx = Context {
+            config_dir: dir.path().to_path_buf(),
+            ..Context::default()
+        };
+        ctx.settings
+            .insert("secrets.kdbx_path".into(), db.display().to_string().into());
+        let e = read_tree(&ctx).expect_err("refused");
+        assert_eq!(e.kind, ErrorKind::Corrupt);
+        assert!(
+            e.message.contains("ov reads no database over 512 MiB"),
+            "{}",
+            e.message
+        );
+    }
+}
