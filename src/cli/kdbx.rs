@@ -250,9 +250,12 @@ pub fn lock(engine: &Engine) -> Result<i32> {
     let unlocker = &engine.store.unlocker;
     let key = ov_plugin_kdbx::forget_cached_key(&engine.store.ctx);
     if keycache::clear(unlocker.cache_description()) || key {
-        eprintln!("forgot the cached password for {}", unlocker.db.display());
+        eprintln!(
+            "forgot the cached password and key for {}",
+            unlocker.db.display()
+        );
     } else {
-        eprintln!("no cached password for {}", unlocker.db.display());
+        eprintln!("no cached password or key for {}", unlocker.db.display());
     }
     Ok(0)
 }
