@@ -862,7 +862,23 @@ fn a_password_from_the_environment_or_a_cache_turned_off_leaves_no_key_behind() 
         !in_keyring(&key_desc(&db)),
         "OV_KDBX_PASSWORD caches nothing"
     );
+    // With the cache turned off, a key still in the keyring is not used.
+    unlock_in_fresh_session(&env);
     env.ok(&["settings", "set", "secrets.kdbx_cache", "false"]);
+    assert!(in_keyring(&key_desc(&db)));
+    let out = warm_get(&env, "s", "k");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("stdin is not a terminal"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        in_fresh_session(&env, &["secrets", "lock"], false)
+            .status
+            .success()
+    );
+    assert!(!in_keyring(&key_desc(&db)) && !in_keyring(&password_desc(&db)));
     let out = in_fresh_session(&env, &["secrets", "unlock"], true);
     assert_eq!(out.status.code(), Some(1));
     env.unset_env("OV_KDBX_PASSWORD");
