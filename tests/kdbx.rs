@@ -842,6 +842,16 @@ fn a_warm_read_needs_only_the_derived_key_and_sees_keepassxc_edits() {
     );
     assert_eq!(stdout(&out), "v2\n");
 
+    // A write through ov draws a new salt too; ov caches the new key, so
+    // the read after it needs no password.
+    unlock_in_fresh_session(&env);
+    let out = in_fresh_session(&env, &["secrets", "set", "s", "k", "v3"], false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    drop_from_keyring(&password_desc(&db));
+    let out = warm_get(&env, "s", "k");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "v3\n");
+
     // `ov secrets lock` forgets the key too.
     assert!(
         in_fresh_session(&env, &["secrets", "lock"], false)

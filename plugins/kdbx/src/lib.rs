@@ -313,6 +313,7 @@ fn save(ctx: &Context, path: &Path, db: &mut Database) -> Result<(), BackendErro
         )
     })?;
     write_atomic(path, &out, None)?;
+    load::recache_after_write(ctx, path, &out);
     Ok(())
 }
 

@@ -110,6 +110,29 @@ fn read_with(ctx: &Context, use_cached: bool, store: Store) -> Result<Tree, Back
     Ok(tree)
 }
 
+/// After ov saved the database (the save draws a new salt), cache its new
+/// derived key where one was cached, so the reads after a write stay warm.
+/// Best effort: without it the next read takes the password chain.
+pub(crate) fn recache_after_write(ctx: &Context, path: &Path, saved: &[u8]) {
+    if !cache::enabled(ctx) || cache::load(&cache::derived_description(path)).is_none() {
+        return;
+    }
+    let (Ok(header), Ok(key_file)) = (read::header::parse(saved), key_file_bytes(ctx)) else {
+        return;
+    };
+    let password = ctx.unlock.as_ref().map(|p| p.expose());
+    let composite = read::composite_key(password, key_file.as_deref().map(|k| &k[..]));
+    let Ok(key) = read::transform(&header.kdf, &composite) else {
+        return;
+    };
+    // Only a key that passes the new header's HMAC is cached.
+    let keys = read::payload::Keys::new(&header, &key);
+    if read::payload::check_header(saved, &header, &keys).is_ok() {
+        let binding = binding(&header, key_file.as_deref().map(|k| &k[..]));
+        cache::store_derived(path, &binding, &key, cache::ttl(ctx));
+    }
+}
+
 /// `ov secrets unlock`: open the database with the context's password
 /// (never a cached derived key, so the password is checked) and cache its
 /// derived key.
