@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use linux_keyutils::{KeyPermissionsBuilder, KeyRing, KeyRingIdentifier, Permission};
-use ov_plugin_api::{CheckReport, Context, Secret, Status};
+use ov_plugin_api::{CheckReport, Context, Status};
 use zeroize::Zeroizing;
 
 pub const PASSWORD_KEY: &str = "ov-kdbx-password";
@@ -147,12 +147,6 @@ pub fn store_derived(db: &Path, binding: &[u8; 32], key: &[u8; 32], ttl_secs: u6
 /// Forget the derived key of `db` (`ov secrets lock`); `true` when one was cached.
 pub fn forget_derived(db: &Path) -> bool {
     clear(&derived_description(db))
-}
-
-/// The cached password of `db`, if any.
-pub fn load_password(db: &Path) -> Option<Secret> {
-    let bytes = load(&password_description(db))?;
-    std::str::from_utf8(&bytes).ok().map(Secret::from)
 }
 
 /// The doctor's `kdbx.cache` line: what is cached for `db`, and for how long.
