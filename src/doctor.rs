@@ -142,6 +142,12 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
             break;
         }
         let name = b.desc.name.clone();
+        // A backend that keeps more than the engine's secret (the kdbx
+        // derived key) reports its cache itself.
+        let id = format!("{name}.cache");
+        if b.backend.declare_checks().iter().any(|d| d.id == id) {
+            continue;
+        }
         let (backend, ctx) = (Arc::clone(&b.backend), ctx.clone());
         let title = format!(
             "{} cache",
@@ -150,7 +156,6 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
                 .as_ref()
                 .map_or("unlock secret", |u| u.label.as_str())
         );
-        let id = format!("{name}.cache");
         tasks.push(
             Task::batch(
                 id.clone(),

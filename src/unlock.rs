@@ -254,6 +254,9 @@ impl Unlocker {
                 (self.prompt()?, From::Prompt)
             };
             ctx.unlock = Some(pw.clone());
+            // A backend may cache what it derives from the secret, under
+            // the same rules, only when the engine caches the secret itself.
+            ctx.unlock_cached = self.cache_enabled && matches!(from, From::Prompt | From::Cache);
             match op(&ctx) {
                 Ok(v) => {
                     if from == From::Prompt {

@@ -481,8 +481,12 @@ fn a_password_cached_under_the_old_name_keeps_working_and_moves() {
         .find(|l| l.contains("kdbx.cache"))
         .unwrap_or_default()
         .to_owned();
-    assert!(line.contains(&format!("{new} cached")), "{doctor}");
-    let left = line.rsplit("expires in ").next().unwrap_or_default();
+    assert!(line.contains("the password (expires in "), "{doctor}");
+    let left = line
+        .split("the password (expires in ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_default();
     assert!(
         left.ends_with('m') || left.ends_with('h') || left.ends_with('s'),
         "not a time: {line}"
@@ -806,4 +810,448 @@ fn a_key_file_is_never_applied_to_another_database() {
         &db(&env).display().to_string(),
     ]);
     assert_eq!(env.ok(&["secrets", "get", "s", "a"]), "from-a\n");
+}
+
+// ---- the derived-key cache and ov's own KDBX 4 reader ----
+
+/// Whether the user keyring holds a key with this description.
+fn in_keyring(desc: &str) -> bool {
+    Command::new("keyctl")
+        .args(["search", "@u", "user", desc])
+        .output()
+        .expect("keyctl")
+        .status
+        .success()
+}
+
+/// Drop one key from the user keyring, as its timeout would.
+fn drop_from_keyring(desc: &str) {
+    let out = Command::new("keyctl")
+        .args(["search", "@u", "user", desc])
+        .output()
+        .expect("keyctl");
+    assert!(out.status.success(), "{desc} is not in the user keyring");
+    let id = stdout(&out).trim().to_owned();
+    assert!(
+        Command::new("keyctl")
+            .args(["invalidate", &id])
+            .status()
+            .expect("keyctl")
+            .success()
+    );
+}
+
+/// The engine's cache key for a database's password.
+fn password_desc(db: &Path) -> String {
+    format!("ov-kdbx:{}", db.display())
+}
+
+fn key_desc(db: &Path) -> String {
+    format!("ov-kdbx-key:{}", db.display())
+}
+
+/// `ov secrets get` in a fresh session, no password in the environment and
+/// no terminal: only the cache can open the database.
+fn warm_get(env: &TestEnv, service: &str, key: &str) -> Output {
+    in_fresh_session(env, &["secrets", "get", service, key], false)
+}
+
+fn unlock_in_fresh_session(env: &TestEnv) {
+    let out = in_fresh_session(env, &["secrets", "unlock"], true);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_warm_read_needs_only_the_derived_key_and_sees_keepassxc_edits() {
+    let env = with_db();
+    let db = db(&env);
+    let db_s = db.display().to_string();
+    env.run_stdin(&["secrets", "set", "s", "k"], "v1\n");
+    unlock_in_fresh_session(&env);
+    assert!(in_keyring(&key_desc(&db)) && in_keyring(&password_desc(&db)));
+    let doctor = stdout(&in_fresh_session(&env, &["doctor", "kdbx.cache"], false));
+    assert!(
+        doctor.contains("the derived key (expires in")
+            && doctor.contains("the password (expires in"),
+        "{doctor}"
+    );
+    assert!(
+        !doctor.contains("3f"),
+        "the permission mask is no time: {doctor}"
+    );
+
+    // Without the password in the cache, the derived key alone answers.
+    drop_from_keyring(&password_desc(&db));
+    let out = warm_get(&env, "s", "k");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "v1\n");
+    let doctor = stdout(&in_fresh_session(&env, &["doctor", "kdbx.cache"], false));
+    assert!(
+        doctor.contains("the derived key (expires in") && !doctor.contains("the password"),
+        "{doctor}"
+    );
+
+    // KeePassXC saves with a new salt: the cached key no longer fits, the
+    // cached password opens the database and the key is cached afresh.
+    unlock_in_fresh_session(&env);
+    assert!(
+        kpx(&["edit", "-q", "-p", &db_s, "s/k"], &format!("{PW}\nv2\n"))
+            .status
+            .success()
+    );
+    let out = warm_get(&env, "s", "k");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "v2\n");
+    drop_from_keyring(&password_desc(&db));
+    let out = warm_get(&env, "s", "k");
+    assert!(
+        out.status.success(),
+        "the key was cached afresh: {}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "v2\n");
+
+    // A write through ov draws a new salt too; ov caches the new key, so
+    // the read after it needs no password.
+    unlock_in_fresh_session(&env);
+    let out = in_fresh_session(&env, &["secrets", "set", "s", "k", "v3"], false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    drop_from_keyring(&password_desc(&db));
+    let out = warm_get(&env, "s", "k");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "v3\n");
+
+    // `ov secrets lock` forgets the key too.
+    assert!(
+        in_fresh_session(&env, &["secrets", "lock"], false)
+            .status
+            .success()
+    );
+    assert!(!in_keyring(&key_desc(&db)));
+    assert_eq!(warm_get(&env, "s", "k").status.code(), Some(1));
+}
+
+#[test]
+fn a_password_from_the_environment_or_a_cache_turned_off_leaves_no_key_behind() {
+    let mut env = with_db();
+    let db = db(&env);
+    env.run_stdin(&["secrets", "set", "s", "k"], "v\n");
+    assert_eq!(env.ok(&["secrets", "get", "s", "k"]), "v\n");
+    assert!(
+        !in_keyring(&key_desc(&db)),
+        "OV_KDBX_PASSWORD caches nothing"
+    );
+    // With the cache turned off, a key still in the keyring is not used.
+    unlock_in_fresh_session(&env);
+    env.ok(&["settings", "set", "secrets.kdbx_cache", "false"]);
+    assert!(in_keyring(&key_desc(&db)));
+    let out = warm_get(&env, "s", "k");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("stdin is not a terminal"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        in_fresh_session(&env, &["secrets", "lock"], false)
+            .status
+            .success()
+    );
+    assert!(!in_keyring(&key_desc(&db)) && !in_keyring(&password_desc(&db)));
+    let out = in_fresh_session(&env, &["secrets", "unlock"], true);
+    assert_eq!(out.status.code(), Some(1));
+    env.unset_env("OV_KDBX_PASSWORD");
+    let out = prompt_session(&env, "secrets get s k", &[PW], "expect \"v\"");
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(!in_keyring(&key_desc(&db)) && !in_keyring(&password_desc(&db)));
+}
+
+#[test]
+fn a_typed_password_caches_the_key_so_the_next_read_is_warm() {
+    let mut env = with_db();
+    let db = db(&env);
+    env.run_stdin(&["secrets", "set", "s", "k"], "typed\n");
+    env.unset_env("OV_KDBX_PASSWORD");
+    let out = prompt_session(&env, "secrets get s k", &[PW], "expect \"typed\"");
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(in_keyring(&key_desc(&db)) && in_keyring(&password_desc(&db)));
+    drop_from_keyring(&password_desc(&db));
+    assert_eq!(stdout(&warm_get(&env, "s", "k")), "typed\n");
+}
+
+/// Rewrite the header's master seed and fix its SHA-256: the KDF
+/// parameters (what the cached key is bound to) stay, the header HMAC no
+/// longer matches.
+fn tamper_master_seed(path: &Path) {
+    use sha2::{Digest, Sha256};
+    let mut b = fs::read(path).expect("read");
+    let mut pos = 12;
+    loop {
+        let kind = b[pos];
+        let len = u32::from_le_bytes(b[pos + 1..pos + 5].try_into().expect("4 bytes")) as usize;
+        if kind == 4 {
+            b[pos + 5] ^= 0xff;
+        }
+        pos += 5 + len;
+        if kind == 0 {
+            break;
+        }
+    }
+    let sha = Sha256::digest(&b[..pos]);
+    b[pos..pos + 32].copy_from_slice(&sha);
+    fs::write(path, b).expect("write");
+}
+
+#[test]
+fn a_wrong_cached_key_never_answers() {
+    let env = with_db();
+    let db = db(&env);
+    env.run_stdin(&["secrets", "set", "s", "k"], "original\n");
+    let original = digest(&db);
+    unlock_in_fresh_session(&env);
+
+    // A tampered header: the cached key is bound to the same KDF
+    // parameters but fails the header HMAC; so does the password.
+    tamper_master_seed(&db);
+    let out = warm_get(&env, "s", "k");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(stdout(&out), "");
+    assert!(!in_keyring(&key_desc(&db)), "the failing key is forgotten");
+
+    // Another database at the same path, another password: neither the
+    // cached key nor the cached password opens it, nothing is answered.
+    fs::write(&db, &original).expect("restore");
+    unlock_in_fresh_session(&env);
+    let mut other = TestEnv::new();
+    other.set_env("OV_KDBX_PASSWORD", "another password");
+    other.ok(&["secrets", "init"]);
+    other.run_stdin(&["secrets", "set", "s", "k"], "imposter\n");
+    fs::copy(self::db(&other), &db).expect("replace");
+    let out = warm_get(&env, "s", "k");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(stdout(&out), "");
+    // Put back, unlocked again: the cache serves it as before.
+    fs::write(&db, &original).expect("restore");
+    unlock_in_fresh_session(&env);
+    assert_eq!(stdout(&warm_get(&env, "s", "k")), "original\n");
+}
+
+/// A KeePass XML export with `n` entries in group `grüße`: non-ASCII
+/// titles, a protected password and custom field, an unprotected user name.
+fn xml_with_entries(n: usize) -> String {
+    let mut entries = String::new();
+    for i in 0..n {
+        entries.push_str(&format!(
+            "<Entry><UUID>{}</UUID>\
+             <String><Key>Title</Key><Value>eintrag-{i}-ü</Value></String>\
+             <String><Key>UserName</Key><Value>user{i}</Value></String>\
+             <String><Key>Password</Key><Value ProtectInMemory=\"True\">wert-{i} ☃ &amp; &lt;x&gt;</Value></String>\
+             <String><Key>token</Key><Value ProtectInMemory=\"True\">tok{i}</Value></String>\
+             </Entry>",
+            uuid_b64(1, i)
+        ));
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n\
+         <KeePassFile><Meta><Generator>ov tests</Generator></Meta><Root>\
+         <Group><UUID>{}</UUID><Name>Root</Name>\
+         <Group><UUID>{}</UUID><Name>grüße</Name>{entries}</Group>\
+         </Group></Root></KeePassFile>\n",
+        uuid_b64(2, 0),
+        uuid_b64(3, 0)
+    )
+}
+
+/// A UUID in base64 (16 bytes: 22 characters, the last with its low bits
+/// clear, and `==`), distinct per (tag, n).
+fn uuid_b64(tag: u8, n: usize) -> String {
+    let tag = char::from(b'B' + tag % 20);
+    format!("{tag}AAAAAAAAAAAA{n:08}A==")
+}
+
+/// The minor version of a KDBX file, from its header.
+fn kdbx_version(path: &Path) -> (u16, u16) {
+    let b = fs::read(path).expect("read");
+    (
+        u16::from_le_bytes([b[10], b[11]]),
+        u16::from_le_bytes([b[8], b[9]]),
+    )
+}
+
+/// Cold (password from the environment) and, where a password is cached,
+/// warm (fresh session, cache only), `ov` answers what KeePassXC shows.
+fn reads_like_keepassxc(
+    env: &TestEnv,
+    db: &Path,
+    kpx_args: &[&str],
+    stdin: &str,
+    entries: &[(&str, &str)],
+    warm: bool,
+) {
+    for (service, key) in entries {
+        let want = kpx_show(db, &format!("{service}/{key}"), kpx_args, stdin);
+        assert_eq!(
+            env.ok(&["secrets", "get", service, key]),
+            want,
+            "cold {service}/{key}"
+        );
+        if warm {
+            let out = warm_get(env, service, key);
+            assert!(
+                out.status.success(),
+                "warm {service}/{key}: {}",
+                stderr(&out)
+            );
+            assert_eq!(stdout(&out), want, "warm {service}/{key}");
+        }
+    }
+}
+
+#[test]
+fn databases_of_every_kind_read_as_keepassxc_reads_them() {
+    let pw = format!("{PW}\n");
+    let xml_entries = [
+        ("grüße", "eintrag-0-ü"),
+        ("grüße", "eintrag-250-ü"),
+        ("grüße", "eintrag-499-ü"),
+    ];
+
+    // Made by ov (KDBX 4.1, Argon2id, AES-256), then merged into by
+    // KeePassXC: 500 entries, saved by KeePassXC as KDBX 4.0; then one
+    // entry edited there (history with protected values).
+    let env = with_db();
+    let db = db(&env);
+    let db_s = db.display().to_string();
+    env.run_stdin(
+        &["secrets", "set", "ov/ünï", "schlüssel ☃"],
+        "ov wrote — this\n",
+    );
+    assert_eq!(kdbx_version(&db), (4, 1));
+    let xml = env.root().join("big.xml");
+    fs::write(&xml, xml_with_entries(500)).expect("xml");
+    let big = env.root().join("big.kdbx");
+    let big_s = big.display().to_string();
+    let out = kpx(
+        &[
+            "import",
+            "-q",
+            "-p",
+            "-t",
+            "100",
+            &xml.display().to_string(),
+            &big_s,
+        ],
+        &format!("{PW}\n{PW}\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        kpx(&["merge", "-q", "-s", &db_s, &big_s], &pw)
+            .status
+            .success()
+    );
+    assert!(
+        kpx(
+            &["edit", "-q", "-p", &db_s, "grüße/eintrag-250-ü"],
+            &format!("{PW}\nedited ☃\n")
+        )
+        .status
+        .success()
+    );
+    assert_eq!(kdbx_version(&db), (4, 0), "KeePassXC saves KDBX 4.0");
+    unlock_in_fresh_session(&env);
+    let mut both = xml_entries.to_vec();
+    both.push(("ov/ünï", "schlüssel ☃"));
+    reads_like_keepassxc(&env, &db, &[], &pw, &both, true);
+    assert_eq!(env.ok(&["secrets", "list"]).lines().count(), 501);
+
+    // Made by KeePassXC: KDBX 3.1, AES-KDF, 500 entries (read by the
+    // keepass crate as before; warm through the cached password).
+    env.ok(&["settings", "set", "secrets.kdbx_path", &big_s]);
+    assert_eq!(kdbx_version(&big), (3, 1));
+    unlock_in_fresh_session(&env);
+    reads_like_keepassxc(&env, &big, &[], &pw, &xml_entries, true);
+    assert_eq!(env.ok(&["secrets", "list"]).lines().count(), 500);
+
+    // Made by ov with a key file and a password, and with a key file alone.
+    let mut kf_env = TestEnv::new();
+    kf_env.ok(&["settings", "set", "secrets.kdbx_cache_timeout", "120"]);
+    kf_env.set_env("OV_KDBX_PASSWORD", PW);
+    let key = kf_env.root().join("db.key");
+    let key_s = key.display().to_string();
+    kf_env.ok(&["secrets", "init", "--key-file", &key_s]);
+    kf_env.run_stdin(&["secrets", "set", "ä/b", "c"], "with key file\n");
+    unlock_in_fresh_session(&kf_env);
+    reads_like_keepassxc(
+        &kf_env,
+        &self::db(&kf_env),
+        &["-k", &key_s],
+        &pw,
+        &[("ä/b", "c")],
+        true,
+    );
+    // The cached key is bound to the key file: without it, no answer.
+    let moved = kf_env.root().join("moved.key");
+    fs::rename(&key, &moved).expect("move");
+    let out = warm_get(&kf_env, "ä/b", "c");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot open the key file"),
+        "{}",
+        stderr(&out)
+    );
+    fs::rename(&moved, &key).expect("move back");
+
+    // A KeePassXC key file set by KeePassXC, which saves KDBX 4.0: with the
+    // password, and alone. (keepassxc-cli 2.7 makes KDBX 3.1 files only
+    // with AES-KDF, and cannot choose a KDF or cipher; those kinds come
+    // from the keepass crate in the plugin's own tests.)
+    for with_password in [true, false] {
+        let mut k = TestEnv::new();
+        k.ok(&["settings", "set", "secrets.kdbx_cache_timeout", "120"]);
+        k.set_env("OV_KDBX_PASSWORD", PW);
+        k.ok(&["secrets", "init"]);
+        k.run_stdin(&["secrets", "set", "x", "y"], "from ov\n");
+        let kdb = self::db(&k);
+        let kdb_s = kdb.display().to_string();
+        let kfile = k.root().join("k.keyx");
+        let kfile_s = kfile.display().to_string();
+        let mut edit = vec!["db-edit", "-q", "--set-key-file", &kfile_s];
+        if !with_password {
+            edit.push("--unset-password");
+        }
+        edit.push(&kdb_s);
+        let out = kpx(&edit, &pw);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(kdbx_version(&kdb), (4, 0));
+        let mut open_args = vec!["-k", kfile_s.as_str()];
+        if !with_password {
+            open_args.insert(0, "--no-password");
+        }
+        let stdin = if with_password {
+            pw.clone()
+        } else {
+            String::new()
+        };
+        let mut edit = vec!["edit", "-q", "-p"];
+        edit.extend_from_slice(&open_args);
+        edit.extend_from_slice(&[&kdb_s, "x/y"]);
+        assert!(
+            kpx(&edit, &format!("{stdin}kpx value ü\n"))
+                .status
+                .success()
+        );
+        k.ok(&["settings", "set", "secrets.kdbx_key_file", &kfile_s]);
+        if with_password {
+            unlock_in_fresh_session(&k);
+        } else {
+            k.unset_env("OV_KDBX_PASSWORD");
+        }
+        reads_like_keepassxc(&k, &kdb, &open_args, &stdin, &[("x", "y")], with_password);
+        // A key file alone needs no password: a fresh session reads it,
+        // and nothing is cached for it.
+        if !with_password {
+            assert_eq!(stdout(&warm_get(&k, "x", "y")), "kpx value ü\n");
+            assert!(!in_keyring(&key_desc(&kdb)));
+        }
+    }
 }

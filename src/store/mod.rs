@@ -47,6 +47,7 @@ pub fn context(paths: &Paths, settings: &Settings) -> Context {
         runtime_dir: paths.runtime_dir.clone(),
         settings: settings.to_context_map(paths),
         unlock: None,
+        unlock_cached: false,
     }
 }
 

@@ -56,6 +56,12 @@ pub struct Context {
     /// A secret that opens the store (a kdbx password), when the engine has one.
     #[serde(default)]
     pub unlock: Option<Secret>,
+    /// The engine caches `unlock` in the kernel keyring (it was typed at
+    /// the prompt or came from the cache, and caching is on): a backend
+    /// may then cache what it derives from it, under the same rules. False
+    /// for a secret from the environment, which leaves nothing behind.
+    #[serde(default)]
+    pub unlock_cached: bool,
 }
 
 impl Context {

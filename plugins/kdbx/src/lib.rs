@@ -9,6 +9,11 @@
 //! prompt, the retries and the kernel-keyring cache; this backend only says
 //! `locked` (no password given) or `wrong_password`.
 //!
+//! Reads of KDBX 4 go through ov's own reader ([`read`]), which can open
+//! the database with a derived key cached in the kernel keyring
+//! ([`cache`]): a warm read skips the key derivation. KDBX 3.1 reads and
+//! every write go through the `keepass` crate.
+//!
 //! Writes hold a lock beside the database, save to a temp file, fsync and
 //! rename, keeping the file's mode and owner. A KDBX 3.1 database is saved as
 //! KDBX 4 (the format the `keepass` crate writes), after a copy of the
@@ -23,12 +28,19 @@ use keepass::error::DatabaseKeyError;
 use keepass::{Database, DatabaseKey};
 use ov_plugin_api::{
     Availability, Backend, BackendError, CheckDecl, CheckReport, Context, CreateRequest, Created,
-    Description, EntryList, EntryRef, ErrorKind, Secret, Status, service_matches,
+    Description, EntryList, EntryRef, ErrorKind, Secret,
 };
 
 pub mod lifecycle;
-use ov_plugin_support::{private_file_report, report, shell_quote, with_lock, write_atomic};
+use ov_plugin_support::{shell_quote, with_lock, write_atomic};
 use zeroize::Zeroizing;
+
+pub mod cache;
+mod checks;
+mod load;
+pub mod read;
+
+pub use load::{forget_cached_key, unlock};
 
 pub const DEFAULT_FILE: &str = "secrets.kdbx";
 
@@ -37,10 +49,6 @@ pub const DEFAULT_FILE: &str = "secrets.kdbx";
 pub const ARGON2_MEMORY: u64 = 64 * 1024 * 1024;
 pub const ARGON2_ITERATIONS: u64 = 10;
 pub const ARGON2_PARALLELISM: u32 = 2;
-
-/// Below these an attacker's guessing gets cheap; doctor warns.
-const WEAK_ARGON2_MEMORY: u64 = 16 * 1024 * 1024;
-const WEAK_AES_ROUNDS: u64 = 100_000;
 
 #[derive(Debug, Default)]
 pub struct KdbxBackend;
@@ -67,9 +75,32 @@ pub fn new_config() -> DatabaseConfig {
         iterations: ARGON2_ITERATIONS,
         memory: ARGON2_MEMORY,
         parallelism: ARGON2_PARALLELISM,
-        version: argon2::Version::Version13,
+        version: rust_argon2::Version::Version13,
     };
     config
+}
+
+/// The contents of the configured key file, if there is one.
+fn key_file_bytes(ctx: &Context) -> Result<Option<Zeroizing<Vec<u8>>>, BackendError> {
+    let Some(kf) = key_file(ctx) else {
+        return Ok(None);
+    };
+    let mut file = ov_plugin_support::open_regular(&kf, 0).map_err(|e| {
+        BackendError::new(
+            ErrorKind::InvalidInput,
+            format!("cannot open the key file {}: {e}", kf.display()),
+        )
+        .with_hint(format!("ls -l {}", shell_quote(&kf)))
+        .with_hint("ov settings unset secrets.kdbx_key_file   # if the database has no key file")
+    })?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| {
+        BackendError::new(
+            ErrorKind::InvalidInput,
+            format!("cannot read the key file {}: {e}", kf.display()),
+        )
+    })?;
+    Ok(Some(bytes))
 }
 
 /// Build the composite key from the unlock password and the key file.
@@ -78,21 +109,11 @@ fn database_key(ctx: &Context, path: &Path) -> Result<DatabaseKey, BackendError>
     if let Some(pw) = &ctx.unlock {
         key = key.with_password(pw.expose());
     }
-    if let Some(kf) = key_file(ctx) {
-        let mut file = ov_plugin_support::open_regular(&kf, 0).map_err(|e| {
+    if let Some(bytes) = key_file_bytes(ctx)? {
+        key = key.with_keyfile(&mut &bytes[..]).map_err(|e| {
             BackendError::new(
                 ErrorKind::InvalidInput,
-                format!("cannot open the key file {}: {e}", kf.display()),
-            )
-            .with_hint(format!("ls -l {}", shell_quote(&kf)))
-            .with_hint(
-                "ov settings unset secrets.kdbx_key_file   # if the database has no key file",
-            )
-        })?;
-        key = key.with_keyfile(&mut file).map_err(|e| {
-            BackendError::new(
-                ErrorKind::InvalidInput,
-                format!("cannot read the key file {}: {e}", kf.display()),
+                format!("cannot read the key file: {e}"),
             )
         })?;
     }
@@ -124,7 +145,11 @@ fn wrong_password(path: &Path) -> BackendError {
     ))
 }
 
-/// Read the file, refusing what is not a regular file.
+/// The largest database file ov reads: above the most a payload may
+/// decompress to, far above any real database.
+const MAX_FILE: u64 = 512 * 1024 * 1024;
+
+/// Read the file, refusing what is not a regular file or is too large.
 fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, BackendError> {
     let meta = fs::metadata(path).map_err(|e| match e.raw_os_error() {
         Some(40) => BackendError::new(
@@ -148,6 +173,16 @@ fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, BackendError> {
             shell_quote(&path.join(DEFAULT_FILE))
         )));
     }
+    if meta.len() > MAX_FILE {
+        return Err(unreadable(
+            path,
+            format!(
+                "it is {} MiB; ov reads no database over {} MiB",
+                meta.len() / (1024 * 1024),
+                MAX_FILE / (1024 * 1024)
+            ),
+        ));
+    }
     ov_plugin_support::read_regular(path)
         .map(Zeroizing::new)
         .map_err(|e| BackendError::from(ov_plugin_support::io_context("read", path, e)))
@@ -162,16 +197,26 @@ fn open_error(path: &Path, err: DatabaseOpenError) -> BackendError {
             format!("{}: the key file was refused: {other}", path.display()),
         )
         .with_hint("ov settings get secrets.kdbx_key_file"),
-        DatabaseOpenError::Io(e) => BackendError::from(ov_plugin_support::io_context("read", path, e)),
-        other => BackendError::new(
-            ErrorKind::Corrupt,
-            format!("{} is not a readable KeePass database: {other}", path.display()),
-        )
-        .with_hint(format!(
-            "keepassxc-cli db-info {}   # check the file; restore it from a backup if it is damaged",
-            shell_quote(path)
-        )),
+        DatabaseOpenError::Io(e) => {
+            BackendError::from(ov_plugin_support::io_context("read", path, e))
+        }
+        other => unreadable(path, other),
     }
+}
+
+/// A file that is damaged, truncated, hostile or not a database at all.
+fn unreadable(path: &Path, why: impl std::fmt::Display) -> BackendError {
+    BackendError::new(
+        ErrorKind::Corrupt,
+        format!(
+            "{} is not a readable KeePass database: {why}",
+            path.display()
+        ),
+    )
+    .with_hint(format!(
+        "keepassxc-cli db-info {}   # check the file; restore it from a backup if it is damaged",
+        shell_quote(path)
+    ))
 }
 
 /// Open the database with the context's key.
@@ -239,19 +284,6 @@ fn find_entry(db: &Database, entry: &EntryRef) -> Option<keepass::db::EntryId> {
         .map(|e| e.id())
 }
 
-/// The service path of a group: names from below the root down to it.
-fn service_of(db: &Database, mut id: GroupId) -> Option<String> {
-    let root = db.root().id();
-    let mut parts = Vec::new();
-    while id != root {
-        let g = db.group(id)?;
-        parts.push(g.name.clone());
-        id = g.parent()?.id();
-    }
-    parts.reverse();
-    (!parts.is_empty()).then(|| parts.join("/"))
-}
-
 /// The version the `keepass` crate writes.
 const SAVED_VERSION: DatabaseVersion = DatabaseVersion::KDB4(1);
 
@@ -287,6 +319,7 @@ fn save(ctx: &Context, path: &Path, db: &mut Database) -> Result<(), BackendErro
         )
     })?;
     write_atomic(path, &out, None)?;
+    load::recache_after_write(ctx, path, &out);
     Ok(())
 }
 
@@ -396,18 +429,6 @@ impl Backend for KdbxBackend {
         }
     }
 
-    fn unlock_target(&self, ctx: &Context) -> Option<String> {
-        Some(db_path(ctx).display().to_string())
-    }
-
-    fn verify_unlock(&self, ctx: &Context) -> Result<(), BackendError> {
-        open(ctx).map(|_| ())
-    }
-
-    fn create(&self, ctx: &Context, request: &CreateRequest) -> Result<Created, BackendError> {
-        lifecycle::create(ctx, request)
-    }
-
     fn probe(&self, ctx: &Context) -> Availability {
         let path = db_path(ctx);
         match fs::metadata(&path) {
@@ -423,10 +444,10 @@ impl Backend for KdbxBackend {
     }
 
     fn get(&self, ctx: &Context, entry: &EntryRef) -> Result<Option<Secret>, BackendError> {
-        let (_, db) = open(ctx)?;
-        Ok(find_entry(&db, entry)
-            .and_then(|id| db.entry(id))
-            .map(|e| Secret::from(e.get_password().unwrap_or_default())))
+        let tree = load::read_tree(ctx)?;
+        Ok(tree
+            .get(entry)
+            .map(|e| Secret::from(e.password.as_deref().map_or("", |p| p.as_str()))))
     }
 
     fn set(&self, ctx: &Context, entry: &EntryRef, value: &Secret) -> Result<(), BackendError> {
@@ -461,27 +482,7 @@ impl Backend for KdbxBackend {
     }
 
     fn list(&self, ctx: &Context, service: Option<&str>) -> Result<EntryList, BackendError> {
-        let (_, db) = open(ctx)?;
-        let recycle = db.recycle_bin().map(|g| g.id());
-        let mut out = Vec::new();
-        for e in db.iter_all_entries() {
-            let group = e.parent();
-            if Some(group.id()) == recycle || group.id() == db.root().id() {
-                continue;
-            }
-            let (Some(title), Some(svc)) = (e.get_title(), service_of(&db, group.id())) else {
-                continue;
-            };
-            if recycle.is_some_and(|r| svc_under(&db, group.id(), r)) {
-                continue;
-            }
-            if service_matches(&svc, service) {
-                out.push(EntryRef::new(svc, title));
-            }
-        }
-        out.sort();
-        out.dedup();
-        Ok(out.into())
+        Ok(load::read_tree(ctx)?.list(service).into())
     }
 
     fn write_notices(&self, ctx: &Context) -> Vec<String> {
@@ -503,6 +504,7 @@ impl Backend for KdbxBackend {
     fn declare_checks(&self) -> Vec<CheckDecl> {
         let db = "kdbx.database";
         vec![
+            CheckDecl::new("kdbx.cache", "KeePass password cache").after(db),
             CheckDecl::new(db, "KeePass database present"),
             CheckDecl::new("kdbx.permissions", "KeePass database owner and mode").after(db),
             CheckDecl::new("kdbx.key_file", "KeePass key file owner and mode").after(db),
@@ -513,387 +515,44 @@ impl Backend for KdbxBackend {
     }
 
     fn run_check(&self, ctx: &Context, id: &str) -> Vec<CheckReport> {
-        let mut out = checks(ctx, id);
+        if id == "kdbx.cache" {
+            // What is cached for a database that is there: the engine's
+            // password and this backend's derived key.
+            let db = db_path(ctx);
+            if !db.is_file() {
+                return Vec::new();
+            }
+            return vec![cache::check(&db, cache::enabled(ctx))];
+        }
+        let mut out = checks::checks(ctx, id);
         out.retain(|r| r.id == id);
         out
     }
-}
 
-/// Is group `id` inside group `ancestor`?
-fn svc_under(db: &Database, mut id: GroupId, ancestor: GroupId) -> bool {
-    while let Some(g) = db.group(id) {
-        if g.id() == ancestor {
-            return true;
-        }
-        match g.parent() {
-            Some(p) => id = p.id(),
-            None => return false,
-        }
+    fn unlock_target(&self, ctx: &Context) -> Option<String> {
+        Some(db_path(ctx).display().to_string())
     }
-    false
-}
 
-/// What raises a weak key derivation with the tools at hand:
-/// `keepassxc-cli db-edit` cannot change it (2.7), so a new database with
-/// a ~1 s derivation takes the entries over by `merge`, then its place.
-fn stronger_kdf_fix(path: &Path, key_file: Option<&Path>) -> String {
-    let db = shell_quote(path);
-    let mut new_path = path.as_os_str().to_owned();
-    new_path.push(".new");
-    let new = shell_quote(Path::new(&new_path));
-    let (create_kf, merge_kf) = match key_file {
-        Some(kf) => {
-            let kf = shell_quote(kf);
-            (format!(" --set-key-file {kf}"), format!(" -k {kf}"))
-        }
-        None => (String::new(), String::new()),
-    };
-    format!(
-        "keepassxc-cli db-create -p -t 1000{create_kf} {new} && keepassxc-cli merge -s{merge_kf} {new} {db} && mv {new} {db} && chmod 600 {db}   # a new database with a ~1 s key derivation takes the entries over (or raise it in KeePassXC: Database Security)"
-    )
-}
-
-fn kdf_finding(kdf: &KdfConfig) -> (Status, String) {
-    match kdf {
-        KdfConfig::Aes { rounds } => (
-            if *rounds < WEAK_AES_ROUNDS {
-                Status::Warn
-            } else {
-                Status::Ok
-            },
-            format!("AES-KDF, {rounds} rounds"),
-        ),
-        KdfConfig::Argon2 {
-            iterations,
-            memory,
-            parallelism,
-            ..
-        }
-        | KdfConfig::Argon2id {
-            iterations,
-            memory,
-            parallelism,
-            ..
-        } => {
-            let name = if matches!(kdf, KdfConfig::Argon2id { .. }) {
-                "Argon2id"
-            } else {
-                "Argon2d"
-            };
-            (
-                if *memory < WEAK_ARGON2_MEMORY {
-                    Status::Warn
-                } else {
-                    Status::Ok
-                },
-                format!(
-                    "{name}, {} MiB, {iterations} iterations, parallelism {parallelism}",
-                    memory / (1024 * 1024)
-                ),
-            )
-        }
-        _ => (Status::Warn, "an unknown KDF".into()),
+    /// Opens with the password (never a cached derived key) and caches the
+    /// derived key, so the next read skips the key derivation.
+    fn verify_unlock(&self, ctx: &Context) -> Result<(), BackendError> {
+        load::unlock(ctx)
     }
-}
 
-/// The checks up to `only` (a declared id), cheap ones all run because
-/// later ones depend on what they find; the database is opened only for
-/// `kdbx.unlock` and `kdbx.kdf`.
-fn checks(ctx: &Context, only: &str) -> Vec<CheckReport> {
-    let path = db_path(ctx);
-    let mut out = Vec::new();
-    let quoted = shell_quote(&path);
-
-    // kdbx.database: configured and present.
-    let present = path.is_file();
-    // Something is there, but not a database file: say what it is, since
-    // `ov secrets init` cannot create a database over it.
-    let wrong_kind = match fs::symlink_metadata(&path) {
-        Ok(m) if m.is_dir() => Some(format!("{} is a directory", path.display())),
-        Ok(m) if m.file_type().is_symlink() && !present => Some(match fs::metadata(&path) {
-            // ELOOP
-            Err(e) if e.raw_os_error() == Some(40) => {
-                format!("{} is a symlink loop", path.display())
-            }
-            Err(_) => format!(
-                "{} is a symlink to {}, which does not exist",
-                path.display(),
-                fs::read_link(&path).unwrap_or_default().display()
-            ),
-            Ok(_) => format!(
-                "{} is a symlink to something that is not a file",
-                path.display()
-            ),
-        }),
-        Ok(m) if !m.is_file() => Some(format!("{} is not a regular file", path.display())),
-        _ => None,
-    };
-    let mut r = if let Some(what) = wrong_kind {
-        let mut r = report(
-            "kdbx.database",
-            "KeePass database present",
-            Status::Fail,
-            format!("secrets.kdbx_path names no database: {what}"),
-        );
-        r.fix = Some(format!(
-            "ov settings set secrets.kdbx_path {}   # a file path for the database",
-            shell_quote(&if path.is_dir() {
-                path.join(DEFAULT_FILE)
-            } else {
-                ctx.config_dir.join(DEFAULT_FILE)
-            })
-        ));
-        r
-    } else if present {
-        report(
-            "kdbx.database",
-            "KeePass database present",
-            Status::Ok,
-            format!("{} exists", path.display()),
-        )
-    } else if ctx.setting_str("secret_backend") == Some("kdbx") {
-        let mut r = report(
-            "kdbx.database",
-            "KeePass database present",
-            Status::Fail,
-            format!(
-                "secret_backend is kdbx but there is no database at {}",
-                path.display()
-            ),
-        );
-        r.fix = Some(format!("ov secrets init {quoted}"));
-        r
-    } else {
-        report(
-            "kdbx.database",
-            "KeePass database present",
-            Status::Ok,
-            format!(
-                "no database at {} (the kdbx backend is unused)",
-                path.display()
-            ),
-        )
-    };
-    if !present {
-        out.push(r);
-        return out;
+    fn create(&self, ctx: &Context, request: &CreateRequest) -> Result<Created, BackendError> {
+        lifecycle::create(ctx, request)
     }
-    r.finding = format!("{} exists", path.display());
-    out.push(r);
 
-    // kdbx.permissions: mode and owner of the database and the key file.
-    let mut perm =
-        private_file_report("kdbx.permissions", "KeePass database owner and mode", &path);
-    perm.depends_on = vec!["kdbx.database".into()];
-    out.push(perm);
-    if let Some(kf) = key_file(ctx) {
-        let mut r = if kf.exists() {
-            private_file_report("kdbx.key_file", "KeePass key file owner and mode", &kf)
+    fn lock(&self, ctx: &Context) -> Vec<String> {
+        if load::forget_cached_key(ctx) {
+            vec![format!(
+                "forgot the cached key for {}",
+                db_path(ctx).display()
+            )]
         } else {
-            let mut r = report(
-                "kdbx.key_file",
-                "KeePass key file owner and mode",
-                Status::Fail,
-                format!("the key file {} does not exist", kf.display()),
-            );
-            r.fix =
-                Some("ov settings unset secrets.kdbx_key_file   # or restore the key file".into());
-            r
-        };
-        r.depends_on = vec!["kdbx.database".into()];
-        out.push(r);
-    }
-
-    // kdbx.format: version from the header (no key needed).
-    let mut fmt = match file_version(&path) {
-        Ok(v @ DatabaseVersion::KDB4(_)) => report(
-            "kdbx.format",
-            "KeePass format",
-            Status::Ok,
-            version_label(&v),
-        ),
-        Ok(v) => {
-            let mut r = report(
-                "kdbx.format",
-                "KeePass format",
-                Status::Warn,
-                format!(
-                    "{}; ov upgrades it to KDBX 4 on the next write (a backup is kept)",
-                    version_label(&v)
-                ),
-            );
-            r.fix = Some(format!(
-                "keepassxc-cli db-info {quoted}   # then save it as KDBX 4 in KeePassXC, or let ov upgrade it"
-            ));
-            r
+            Vec::new()
         }
-        Err(e) => {
-            let mut r = report(
-                "kdbx.format",
-                "KeePass format",
-                Status::Fail,
-                e.message.clone(),
-            );
-            r.fix = e.hints.first().cloned();
-            r
-        }
-    };
-    fmt.depends_on = vec!["kdbx.database".into()];
-    let format_ok = fmt.status != Status::Fail;
-    out.push(fmt);
-    if !format_ok {
-        return out;
     }
-
-    if !matches!(only, "kdbx.unlock" | "kdbx.kdf") {
-        return out;
-    }
-    // kdbx.unlock: opens with what the engine has (env or cache); never prompts.
-    let mut unlock = if ctx.unlock.is_none() && key_file(ctx).is_none() {
-        // Locked is the normal state of a database at rest, not a fault.
-        report(
-            "kdbx.unlock",
-            "KeePass database opens",
-            Status::Skip,
-            "skipped: locked, as a database at rest normally is (no OV_KDBX_PASSWORD, no cached password); `ov secrets unlock` opens it for this check",
-        )
-    } else {
-        match open(ctx) {
-            Ok((_, db)) => {
-                let mut r = report(
-                    "kdbx.unlock",
-                    "KeePass database opens",
-                    Status::Ok,
-                    format!("opens; {} entries", db.num_entries()),
-                );
-                r.depends_on = vec!["kdbx.format".into()];
-                out.push(r);
-                let (status, finding) = kdf_finding(&db.config.kdf_config);
-                let mut k = report(
-                    "kdbx.kdf",
-                    "KeePass key derivation strength",
-                    status,
-                    finding,
-                );
-                if status != Status::Ok {
-                    k.fix = Some(stronger_kdf_fix(&path, key_file(ctx).as_deref()));
-                }
-                k.depends_on = vec!["kdbx.unlock".into()];
-                out.push(k);
-                return out;
-            }
-            Err(e) if e.kind == ErrorKind::WrongPassword => {
-                let mut r = report(
-                    "kdbx.unlock",
-                    "KeePass database opens",
-                    Status::Fail,
-                    "the password from OV_KDBX_PASSWORD or the cache does not open it",
-                );
-                r.fix = Some("ov secrets lock && ov secrets unlock".into());
-                r
-            }
-            Err(e) => {
-                let mut r = report(
-                    "kdbx.unlock",
-                    "KeePass database opens",
-                    Status::Fail,
-                    e.message.clone(),
-                );
-                r.fix = e
-                    .hints
-                    .first()
-                    .cloned()
-                    .or_else(|| Some(format!("ls -l {quoted}")));
-                r
-            }
-        }
-    };
-    unlock.depends_on = vec!["kdbx.format".into()];
-    out.push(unlock);
-    out
 }
 
 ov_plugin_api::export_plugin!(KdbxBackend);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PW: &str = "weak-kdf-pw";
-
-    fn ctx_for(dir: &Path, db: &Path) -> Context {
-        let mut ctx = Context {
-            config_dir: dir.to_path_buf(),
-            unlock: Some(Secret::from(PW)),
-            ..Context::default()
-        };
-        ctx.settings
-            .insert("secrets.kdbx_path".into(), db.display().to_string().into());
-        ctx
-    }
-
-    fn kdf_check(ctx: &Context) -> CheckReport {
-        checks(ctx, "kdbx.kdf")
-            .into_iter()
-            .find(|r| r.id == "kdbx.kdf")
-            .expect("kdbx.kdf is reported")
-    }
-
-    /// A KDBX 4 database with 1 MiB of Argon2id, made here (KeePassXC's
-    /// own tools refuse a derivation this cheap), then the printed fix run
-    /// by bash with the real keepassxc-cli: the check passes and the entry
-    /// is still there.
-    #[test]
-    fn the_weak_key_derivation_fix_works_when_pasted() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db_path = dir.path().join("weak.kdbx");
-        let ctx = ctx_for(dir.path(), &db_path);
-        let mut config = new_config();
-        config.kdf_config = KdfConfig::Argon2id {
-            iterations: 2,
-            memory: 1024 * 1024,
-            parallelism: 1,
-            version: argon2::Version::Version13,
-        };
-        let mut db = Database::with_config(config);
-        db.meta.database_name = Some("weak".into());
-        let mut out = Vec::new();
-        db.save(&mut out, DatabaseKey::new().with_password(PW))
-            .expect("save");
-        write_atomic(&db_path, &out, Some(0o600)).expect("write");
-        KdbxBackend
-            .set(&ctx, &EntryRef::new("svc", "k"), &Secret::from("kept"))
-            .expect("set");
-
-        let before = kdf_check(&ctx);
-        assert_eq!(before.status, Status::Warn, "{}", before.finding);
-        let fix = before.fix.expect("a fix");
-        // Typed at the prompts as a person would (expect, on a terminal):
-        // the new password twice, then the one that opens both.
-        let script = format!(
-            "spawn bash -c $env(FIX)\n\
-             foreach _ {{1 2 3}} {{ expect -re {{(?i)password}} {{ send \"{PW}\\r\" }} timeout {{ exit 90 }} }}\n\
-             expect eof\n\
-             catch wait result\n\
-             exit [lindex $result 3]\n"
-        );
-        let done = std::process::Command::new("expect")
-            .arg("-c")
-            .arg(&script)
-            .env("FIX", &fix)
-            .output()
-            .expect("expect (Debian package expect; ./scripts/test installs it)");
-        assert!(
-            done.status.success(),
-            "{fix}: {}",
-            String::from_utf8_lossy(&done.stdout)
-        );
-        let after = kdf_check(&ctx);
-        assert_eq!(after.status, Status::Ok, "{}", after.finding);
-        let kept = KdbxBackend
-            .get(&ctx, &EntryRef::new("svc", "k"))
-            .expect("get")
-            .expect("the entry");
-        assert_eq!(kept.expose(), "kept");
-    }
-}

@@ -9,6 +9,8 @@
 //!   rename it over the target, so a reader sees the old or the new content
 //!   and concurrent writers never lose each other's changes.
 
+pub mod kernel_keyring;
+
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
