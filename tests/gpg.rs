@@ -177,6 +177,27 @@ fn gpg_env() -> (TestEnv, Gnupg, Key) {
     (env, g, key)
 }
 
+/// Another user's GnuPG home with a key of its own, and this environment's
+/// `.secrets` encrypted to that key alone.
+fn encrypted_to_a_stranger(env: &TestEnv) -> Gnupg {
+    let other = Gnupg::bare();
+    let stranger = other.gen_key("Stranger <s@example.com>");
+    let out = other.gpg(
+        &[
+            "--trust-model",
+            "always",
+            "-e",
+            "-r",
+            &stranger.fpr,
+            "-o",
+            "-",
+        ],
+        "A=1\n",
+    );
+    fs::write(secrets(env), &out.stdout).expect("write");
+    other
+}
+
 /// `ov ARGS` without a controlling terminal and with stdin from /dev/null.
 fn no_tty(env: &TestEnv, args: &[&str]) -> Output {
     env.command_under(&["setsid", "-w"], args)
@@ -280,21 +301,7 @@ fn a_file_that_is_not_openpgp_is_refused_with_the_fix_and_left_alone() {
 #[test]
 fn a_file_encrypted_to_a_key_we_lack_says_no_secret_key_and_how_to_import() {
     let (env, _g, _key) = gpg_env();
-    let other = Gnupg::bare();
-    let stranger = other.gen_key("Stranger <s@example.com>");
-    let out = other.gpg(
-        &[
-            "--trust-model",
-            "always",
-            "-e",
-            "-r",
-            &stranger.fpr,
-            "-o",
-            "-",
-        ],
-        "A=1\n",
-    );
-    fs::write(secrets(&env), &out.stdout).expect("write");
+    let _other = encrypted_to_a_stranger(&env);
     let before = fs::read(secrets(&env)).expect("read");
     let out = no_tty(&env, &["secrets", "gpg", "env"]);
     assert_eq!(out.status.code(), Some(1));
@@ -916,21 +923,7 @@ fn help_and_the_not_openpgp_error_read_as_reviewed() {
 #[test]
 fn doctor_fails_on_a_file_no_key_here_can_open_and_names_the_fix() {
     let (env, _g, _key) = gpg_env();
-    let other = Gnupg::bare();
-    let stranger = other.gen_key("Stranger <s@example.com>");
-    let out = other.gpg(
-        &[
-            "--trust-model",
-            "always",
-            "-e",
-            "-r",
-            &stranger.fpr,
-            "-o",
-            "-",
-        ],
-        "A=1\n",
-    );
-    fs::write(secrets(&env), &out.stdout).expect("write");
+    let _other = encrypted_to_a_stranger(&env);
     let out = no_tty(&env, &["secrets", "gpg", "doctor"]);
     let report = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{report}");
@@ -1549,21 +1542,7 @@ fn the_agent_cache_and_keystore_fixes_pasted_make_their_checks_pass() {
 #[test]
 fn the_missing_key_fix_names_the_key_and_pasted_makes_recipients_pass() {
     let (env, _g, _key) = gpg_env();
-    let other = Gnupg::bare();
-    let stranger = other.gen_key("Stranger <s@example.com>");
-    let out = other.gpg(
-        &[
-            "--trust-model",
-            "always",
-            "-e",
-            "-r",
-            &stranger.fpr,
-            "-o",
-            "-",
-        ],
-        "A=1\n",
-    );
-    fs::write(secrets(&env), &out.stdout).expect("write");
+    let other = encrypted_to_a_stranger(&env);
     let (status, finding) = &gpg_checks(&env)["gpg.file.recipients"];
     assert_eq!(status, "fail", "{finding}");
     let fix = gpg_fix(&env, "gpg.file.recipients").expect("a fix");
