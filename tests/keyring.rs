@@ -1429,3 +1429,32 @@ fn the_start_a_provider_fix_pasted_makes_it_answer() {
     assert!(pasted.status.success(), "{fix}: {}", stderr(&pasted));
     assert_eq!(provider(&env)["status"], "ok", "{}", provider(&env));
 }
+
+/// Issue 15: a provider that holds the name and answers nothing. The old
+/// fix, `gnome-keyring-daemon --replace`, asks it to quit and so hangs
+/// when pasted; the fix now names the process the bus says owns the name.
+/// Pasted (under a time limit, so a hang fails the test), the provider
+/// answers again.
+#[test]
+fn the_hung_provider_fix_pasted_restarts_it_without_hanging() {
+    let (mut env, ss) = keyring_env();
+    env.ok(&["settings", "set", "secret_backend", "keyring"]);
+    env.set_env("OV_KEYRING_TIMEOUT_MS", "500");
+    let pid = ss.keyring_pid().expect("the keyring's pid");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("stop");
+    let report = stdout(&env.run(&["doctor", "keyring", "--json"]));
+    let check = TestEnv::check_in(&report, "keyring.provider");
+    assert_eq!(check["status"], "fail", "{report}");
+    let fix = check["fix"].as_str().expect("a fix").to_owned();
+    assert!(
+        fix.starts_with(&format!("kill -KILL {pid} && gnome-keyring-daemon --start")),
+        "{fix}"
+    );
+    let pasted = env.paste(&format!("timeout 20 sh -c '{fix}'"));
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    assert!(pasted.status.success(), "{fix}: {}", stderr(&pasted));
+    let report = stdout(&env.run(&["doctor", "keyring", "--json"]));
+    let check = TestEnv::check_in(&report, "keyring.provider");
+    assert_eq!(check["status"], "ok", "{report}");
+}

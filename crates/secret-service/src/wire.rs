@@ -47,6 +47,20 @@ pub fn bus_answers(limit: Duration) -> Result<(), Error> {
 }
 const DBUS_PATH: &str = "/org/freedesktop/DBus";
 
+/// The process that owns `name` on the session bus, asked of the bus
+/// daemon itself (so a hung owner does not stop the answer).
+pub fn name_owner_pid(name: &str, limit: Duration) -> Option<u32> {
+    let addrs = session_addresses()?;
+    let mut wire = Wire::open(&addrs, Instant::now() + limit).ok()?;
+    let m = Method {
+        dest: DBUS_NAME,
+        path: DBUS_PATH,
+        iface: DBUS_NAME,
+        member: "GetConnectionUnixProcessID",
+    };
+    wire.call::<_, u32>(m, &(name,)).ok()
+}
+
 /// A session bus socket ov can dial itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Addr {

@@ -20,6 +20,35 @@ const PROVIDER: &str = "keyring.provider";
 const REPLACE_PROVIDER: &str =
     "gnome-keyring-daemon --replace --components=secrets   # or restart your keyring app";
 
+/// The fix for a provider that holds the Secret Service name and does not
+/// answer. `--replace` asks the old daemon to quit, and one that answers
+/// nothing never does (the pasted command would hang): the process the bus
+/// names is killed, then gnome-keyring started afresh, or the app named.
+fn restart_hung_provider() -> String {
+    let limit = ov_secret_service::bus::timeout();
+    let Some(pid) =
+        ov_secret_service::wire::name_owner_pid(ov_secret_service::session::DEST, limit)
+    else {
+        return REPLACE_PROVIDER.into();
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let comm = comm.trim();
+    if comm.starts_with("gnome-keyring") {
+        format!(
+            "kill -KILL {pid} && gnome-keyring-daemon --start --components=secrets   # pid {pid} holds the Secret Service name and does not answer"
+        )
+    } else {
+        let who = if comm.is_empty() {
+            "the provider"
+        } else {
+            comm
+        };
+        format!(
+            "kill -KILL {pid}   # {who} (pid {pid}) holds the Secret Service name and does not answer; start it again"
+        )
+    }
+}
+
 fn after(mut r: CheckReport, dep: &str) -> CheckReport {
     r.depends_on = vec![dep.to_owned()];
     r
@@ -159,7 +188,7 @@ fn failed(e: &BackendError, forced: bool) -> Vec<CheckReport> {
                             e.message
                         ),
                     ),
-                    REPLACE_PROVIDER,
+                    restart_hung_provider(),
                 ),
                 BUS,
             ),
