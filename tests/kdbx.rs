@@ -192,7 +192,7 @@ fn a_keepassxc_kdbx31_database_is_read_then_upgraded_with_a_backup() {
     );
     let doctor = stdout(&env.run(&["doctor", "kdbx", "--timeout", "30000"]));
     assert!(
-        doctor.contains("! kdbx.format") && doctor.contains("KDBX 3.1"),
+        doctor.contains("✓ kdbx.format") && doctor.contains("KDBX 3.1; ov upgrades it"),
         "{doctor}"
     );
 

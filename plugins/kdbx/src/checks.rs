@@ -194,21 +194,18 @@ pub fn checks(ctx: &Context, only: &str) -> Vec<CheckReport> {
             Status::Ok,
             version_label(&v),
         ),
-        Ok(v) => {
-            let mut r = report(
-                "kdbx.format",
-                "KeePass format",
-                Status::Warn,
-                format!(
-                    "{}; ov upgrades it to KDBX 4 on the next write (a backup is kept)",
-                    version_label(&v)
-                ),
-            );
-            r.fix = Some(format!(
-                "keepassxc-cli db-info {quoted}   # then save it as KDBX 4 in KeePassXC, or let ov upgrade it"
-            ));
-            r
-        }
+        // Read as it is, and upgraded on the next write with a backup:
+        // nothing for the user to do, so not a warning with a fix that
+        // changes nothing.
+        Ok(v) => report(
+            "kdbx.format",
+            "KeePass format",
+            Status::Ok,
+            format!(
+                "{}; ov upgrades it to KDBX 4 on the next write (a backup is kept)",
+                version_label(&v)
+            ),
+        ),
         Err(e) => {
             let mut r = report(
                 "kdbx.format",
