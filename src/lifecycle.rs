@@ -172,7 +172,11 @@ pub fn unlock(store: &Store) -> Result<String> {
     }
     // A stale cached secret must not stand in for the one typed now.
     u.clear_cache();
-    let (pw, ()) = u.run_with_secret(store.context(), |c| b.backend.verify_unlock(c))?;
+    // The secret is cached below whatever its source: the backend may
+    // cache what it derives from it too.
+    let mut ctx = store.context().clone();
+    ctx.unlock_cached = true;
+    let (pw, ()) = u.run_with_secret(&ctx, |c| b.backend.verify_unlock(c))?;
     u.cache(&pw).map_err(|e| {
         OvError::new(e).hint("keyctl show @u   # is the kernel keyring usable here?")
     })?;

@@ -256,7 +256,8 @@ impl Unlocker {
             ctx.unlock = Some(pw.clone());
             // A backend may cache what it derives from the secret, under
             // the same rules, only when the engine caches the secret itself.
-            ctx.unlock_cached = self.cache_enabled && matches!(from, From::Prompt | From::Cache);
+            ctx.unlock_cached = base.unlock_cached
+                || (self.cache_enabled && matches!(from, From::Prompt | From::Cache));
             match op(&ctx) {
                 Ok(v) => {
                     if from == From::Prompt {

@@ -23,17 +23,6 @@ fn read_error(path: &Path, e: ReadError) -> BackendError {
     }
 }
 
-/// When a key was derived from the password chain, should it be cached?
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Store {
-    /// As the password cache goes: when the engine caches the password
-    /// (`Context::unlock_cached`), or a stale derived key is there to
-    /// refresh. A key file alone caches nothing, as before.
-    Follow,
-    /// Always, when caching is on (`ov secrets unlock`).
-    Always,
-}
-
 /// What a cached derived key is bound to: the database's KDF parameters
 /// (salt included) and the key file's contents, if there is one.
 fn binding(header: &read::Header, key_file: Option<&[u8]>) -> [u8; 32] {
@@ -50,10 +39,10 @@ fn binding(header: &read::Header, key_file: Option<&[u8]>) -> [u8; 32] {
 
 /// The database's tree for a read.
 pub fn read_tree(ctx: &Context) -> Result<Tree, BackendError> {
-    read_with(ctx, true, Store::Follow)
+    read_with(ctx, true)
 }
 
-fn read_with(ctx: &Context, use_cached: bool, store: Store) -> Result<Tree, BackendError> {
+fn read_with(ctx: &Context, use_cached: bool) -> Result<Tree, BackendError> {
     let path = db_path(ctx);
     let bytes = read_file(&path)?;
     let header = match read::header::parse(&bytes) {
@@ -97,10 +86,10 @@ fn read_with(ctx: &Context, use_cached: bool, store: Store) -> Result<Tree, Back
     let composite = read::composite_key(password, key_file.as_deref().map(|k| &k[..]));
     let transformed = read::transform(&header.kdf, &composite).map_err(|e| read_error(&path, e))?;
     let tree = read::open(&bytes, &header, &transformed).map_err(|e| read_error(&path, e))?;
-    let wanted = match store {
-        Store::Always => true,
-        Store::Follow => cached.is_some() || ctx.unlock_cached,
-    };
+    // As the password cache goes: when the engine caches the password
+    // (`Context::unlock_cached`), or a stale derived key is there to
+    // refresh. A key file alone caches nothing, as before.
+    let wanted = cached.is_some() || ctx.unlock_cached;
     if caching && wanted {
         cache::store_derived(&path, &binding, &transformed, cache::ttl(ctx));
     }
@@ -131,10 +120,11 @@ pub(crate) fn recache_after_write(ctx: &Context, path: &Path, saved: &[u8]) {
 }
 
 /// `ov secrets unlock`: open the database with the context's password
-/// (never a cached derived key, so the password is checked) and cache its
-/// derived key.
+/// (never a cached derived key, so the password is checked), and cache its
+/// derived key when the engine caches the password
+/// (`Context::unlock_cached`, which `ov secrets unlock` sets).
 pub fn unlock(ctx: &Context) -> Result<(), BackendError> {
-    read_with(ctx, false, Store::Always).map(|_| ())
+    read_with(ctx, false).map(|_| ())
 }
 
 /// `ov secrets lock`: forget the cached derived key of the context's
