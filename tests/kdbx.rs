@@ -1255,3 +1255,71 @@ fn databases_of_every_kind_read_as_keepassxc_reads_them() {
         }
     }
 }
+
+/// Issue 15: every kdbx fix pasted makes its check pass. A key file the
+/// settings name but that is gone: the fix drops the setting (the
+/// database opens with its password alone), and `kdbx.key_file` no longer
+/// fails. A wrong password in the cache: `lock && unlock` on a terminal.
+#[test]
+fn the_missing_key_file_and_wrong_cached_password_fixes_pasted_pass() {
+    let mut env = with_db();
+    let gone = env.root().join("gone.key");
+    env.ok(&[
+        "settings",
+        "set",
+        "secrets.kdbx_key_file",
+        &gone.display().to_string(),
+    ]);
+    let check = |env: &TestEnv, id: &str| {
+        let report = stdout(&env.run(&["doctor", "kdbx", "--json", "--timeout", "30000"]));
+        TestEnv::check_in(&report, id)
+    };
+    let c = check(&env, "kdbx.key_file");
+    assert_eq!(c["status"], "fail", "{c}");
+    let fix = c["fix"].as_str().expect("a fix").to_owned();
+    let pasted = env.paste(&fix);
+    assert!(pasted.status.success(), "{fix}: {}", stderr(&pasted));
+    let c = check(&env, "kdbx.key_file");
+    assert!(c.is_null() || c["status"] == "ok", "{c}");
+    assert_eq!(check(&env, "kdbx.unlock")["status"], "ok");
+
+    // A wrong password where the cache is: kdbx.unlock fails with the fix
+    // that forgets it and asks again.
+    env.unset_env("OV_KDBX_PASSWORD");
+    let out = in_fresh_session_with(&env, &["secrets", "unlock"], "not the password");
+    assert!(!out.status.success(), "a wrong password must not unlock");
+    let desc = format!("ov-kdbx:{}", db(&env).display());
+    let store_wrong = Command::new("keyctl")
+        .args([
+            "session",
+            "-",
+            "sh",
+            "-c",
+            &format!(
+                "keyctl link @u @s >/dev/null && id=$(printf %s wrong | keyctl padd user '{desc}' @u) && keyctl setperm $id 0x3f3f0000 && keyctl timeout $id 120"
+            ),
+        ])
+        .output()
+        .expect("keyctl");
+    assert!(store_wrong.status.success());
+    let c = check(&env, "kdbx.unlock");
+    assert_ne!(c["status"], "ok", "{c}");
+    let fix = c["fix"].as_str().expect("a fix").to_owned();
+    assert_eq!(fix, "ov secrets lock && ov secrets unlock");
+    let shown = common::paste_on_tty(
+        &env,
+        &fix,
+        &format!("expect \"kdbx password for \"\nsend \"{PW}\\r\""),
+    );
+    assert!(shown.status.success(), "{}", stdout(&shown));
+    assert_eq!(check(&env, "kdbx.unlock")["status"], "ok");
+}
+
+/// `ov ARGS…` in a fresh session keyring with `password` in
+/// `OV_KDBX_PASSWORD`.
+fn in_fresh_session_with(env: &TestEnv, args: &[&str], password: &str) -> Output {
+    env.command_under(&["keyctl", "session", "-"], args)
+        .env("OV_KDBX_PASSWORD", password)
+        .output()
+        .expect("keyctl")
+}
