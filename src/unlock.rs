@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 
-use ov_plugin_api::{Backend, BackendError, Context, ErrorKind, Secret, UnlockSpec};
+use ov_plugin_api::{Backend, BackendError, Context, Description, ErrorKind, Secret, UnlockSpec};
 
 use crate::error::{OvError, Result};
 use crate::keycache;
@@ -87,8 +87,12 @@ impl Unlocker {
     /// The chain for `backend`, or `None` when it declares no unlock
     /// secret. `ctx.settings` holds the backend's cache settings.
     pub fn for_backend(backend: &dyn Backend, ctx: &Context) -> Option<Unlocker> {
-        let desc = backend.describe();
-        let spec = desc.unlock?;
+        Unlocker::described(&backend.describe(), backend, ctx)
+    }
+
+    /// [`Unlocker::for_backend`] with the description already at hand.
+    pub fn described(desc: &Description, backend: &dyn Backend, ctx: &Context) -> Option<Unlocker> {
+        let spec = desc.unlock.clone()?;
         let target = backend.unlock_target(ctx).unwrap_or_default();
         Some(Unlocker::new(&desc.name, spec, target, ctx))
     }

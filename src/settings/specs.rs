@@ -115,8 +115,7 @@ impl Specs {
 
     /// The settings of the backends `host` loaded.
     pub fn of_host(host: &crate::host::Host) -> Specs {
-        let descs: Vec<Description> = host.backends.iter().map(|b| b.desc.clone()).collect();
-        Specs::new(descs.iter())
+        Specs::new(host.backends.iter().map(|b| &b.desc))
     }
 
     pub fn get(&self, name: &str) -> Option<&KeySpec> {

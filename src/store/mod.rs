@@ -65,7 +65,8 @@ impl Store {
             .backends
             .iter()
             .filter_map(|b| {
-                Unlocker::for_backend(b.backend.as_ref(), &ctx).map(|u| (b.desc.name.clone(), u))
+                Unlocker::described(&b.desc, b.backend.as_ref(), &ctx)
+                    .map(|u| (b.desc.name.clone(), u))
             })
             .collect();
         Store {
