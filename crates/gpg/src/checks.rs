@@ -39,54 +39,49 @@ pub fn doctor_tasks(file: PathBuf) -> Vec<Task> {
 /// The doctor tasks for the `gpg` group; `file` is the `.secrets` to test
 /// (skipped when absent).
 pub fn tasks(file: PathBuf) -> Vec<Task> {
-    vec![
-        Task::single("gpg.binary", "gpg installed", binary),
-        after_binary("gpg.agent", "gpg-agent and its configuration", |g| {
-            agent_checks(g)
-        })
-        .listing(listed(&[
-            ("gpg.agent.running", "gpg-agent running"),
-            ("gpg.agent.conf", "gpg-agent.conf"),
-            ("gpg.agent.systemd", "systemd sockets for gpg-agent"),
-        ])),
-        after_binary("gpg.keys", "secret keys, passphrases and backups", |g| {
-            key_checks(g)
-        })
-        .listing(listed(&[
-            ("gpg.keys.secret", "secret keys"),
-            ("gpg.keys.cached", "passphrases cached in gpg-agent"),
-            ("gpg.keys.stored", "passphrases in the Secret Service"),
-            ("gpg.keys.backup", "key backups in the Secret Service"),
-        ])),
-        after_binary("gpg.file", "the .secrets file", move |g| {
-            file_checks(g, &file)
-        })
-        .listing(listed(&[
-            ("gpg.file.recipients", "the .secrets recipients"),
-            ("gpg.file.decrypt", "decrypt test"),
-        ])),
-    ]
+    let mut tasks = vec![Task::single("gpg.binary", "gpg installed", binary)];
+    for (id, title) in [
+        ("gpg.agent.running", "gpg-agent running"),
+        ("gpg.agent.conf", "gpg-agent.conf"),
+        ("gpg.agent.systemd", "systemd sockets for gpg-agent"),
+    ] {
+        tasks.push(after_binary(id, title, move |g| agent_checks(g, id)));
+    }
+    for (id, title) in [
+        ("gpg.keys.secret", "secret keys"),
+        ("gpg.keys.cached", "passphrases cached in gpg-agent"),
+        ("gpg.keys.stored", "passphrases in the Secret Service"),
+        ("gpg.keys.backup", "key backups in the Secret Service"),
+    ] {
+        tasks.push(after_binary(id, title, move |g| key_checks(g, id)));
+    }
+    for (id, title) in [
+        ("gpg.file.recipients", "the .secrets recipients"),
+        ("gpg.file.decrypt", "decrypt test"),
+    ] {
+        let file = file.clone();
+        tasks.push(after_binary(id, title, move |g| file_checks(g, &file, id)));
+    }
+    tasks
 }
 
-/// The checks a batch reports (some only in some states), for `--list`.
-fn listed(checks: &[(&str, &str)]) -> Vec<(String, String)> {
-    checks
-        .iter()
-        .map(|(id, title)| ((*id).to_owned(), (*title).to_owned()))
-        .collect()
-}
-
-/// A batch that needs gpg: it runs once `gpg.binary` passed (and reports
-/// nothing if gpg vanished in between).
+/// One check that needs gpg, as its own task with its own timeout: it
+/// runs once `gpg.binary` passed, reports only its own line (nothing where
+/// it does not apply, or if gpg vanished in between).
 fn after_binary(
-    id: &str,
+    id: &'static str,
     title: &str,
     checks: impl FnOnce(&Gpg) -> Vec<CheckReport> + Send + 'static,
 ) -> Task {
     Task::batch(id, title, move || match Gpg::find() {
-        Ok(g) => checks(&g),
+        Ok(g) => {
+            let mut out = checks(&g);
+            out.retain(|r| r.id == id);
+            out
+        }
         Err(_) => vec![],
     })
+    .listing([])
     .after("gpg.binary")
     // gpg starts its agent on first use and lists keys through it: seconds
     // on a cold or busy machine, which is not a fault.
@@ -101,7 +96,8 @@ fn binary() -> CheckReport {
     }
 }
 
-fn agent_checks(g: &Gpg) -> Vec<CheckReport> {
+/// The gpg-agent checks (cheap: the caller keeps the one it asked for).
+fn agent_checks(g: &Gpg, _only: &str) -> Vec<CheckReport> {
     let mut out = Vec::new();
     let (id, title) = ("gpg.agent.running", "gpg-agent running");
     out.push(match g.agent_version() {
@@ -206,7 +202,8 @@ fn agent_checks(g: &Gpg) -> Vec<CheckReport> {
     out
 }
 
-fn key_checks(g: &Gpg) -> Vec<CheckReport> {
+/// The key checks; only the one `only` names does its expensive part.
+fn key_checks(g: &Gpg, only: &str) -> Vec<CheckReport> {
     let mut out = Vec::new();
     let (id, title) = ("gpg.keys.secret", "secret keys");
     let keys = match g.secret_keys() {
@@ -244,104 +241,110 @@ fn key_checks(g: &Gpg) -> Vec<CheckReport> {
         .flat_map(|k| k.encryption_grips().map(move |gr| (gr.to_owned(), k)))
         .collect();
 
-    let (id, title) = ("gpg.keys.cached", "passphrases cached in gpg-agent");
-    out.push(match g.keyinfo() {
-        Err(e) => with_fix(report(id, title, Status::Warn, e.message), fix::AGENT),
-        Ok(info) => {
-            // A key without a passphrase has nothing to cache.
-            let not: Vec<&str> = grips
-                .iter()
-                .filter(|(gr, _)| {
-                    !info
-                        .iter()
-                        .any(|i| &i.keygrip == gr && (i.cached || !i.protected))
-                })
-                .map(|(gr, _)| gr.as_str())
-                .collect();
-            if !not.is_empty() {
-                with_fix(
+    if only == "gpg.keys.cached" {
+        let (id, title) = ("gpg.keys.cached", "passphrases cached in gpg-agent");
+        out.push(match g.keyinfo() {
+            Err(e) => with_fix(report(id, title, Status::Warn, e.message), fix::AGENT),
+            Ok(info) => {
+                // A key without a passphrase has nothing to cache.
+                let not: Vec<&str> = grips
+                    .iter()
+                    .filter(|(gr, _)| {
+                        !info
+                            .iter()
+                            .any(|i| &i.keygrip == gr && (i.cached || !i.protected))
+                    })
+                    .map(|(gr, _)| gr.as_str())
+                    .collect();
+                if !not.is_empty() {
+                    with_fix(
+                        report(
+                            id,
+                            title,
+                            Status::Warn,
+                            format!(
+                                "not cached for keygrip {} (the next decrypt asks for it)",
+                                not.join(", ")
+                            ),
+                        ),
+                        fix::SETUP,
+                    )
+                } else {
                     report(
                         id,
                         title,
-                        Status::Warn,
-                        format!(
-                            "not cached for keygrip {} (the next decrypt asks for it)",
-                            not.join(", ")
-                        ),
-                    ),
-                    fix::SETUP,
-                )
-            } else {
-                report(
-                    id,
-                    title,
-                    Status::Ok,
-                    format!("cached for {}", keygrips(grips.len(), "encryption keygrip")),
-                )
+                        Status::Ok,
+                        format!("cached for {}", keygrips(grips.len(), "encryption keygrip")),
+                    )
+                }
             }
-        }
-    });
+        });
+    }
 
     let ks = Keystore::new();
-    let (id, title) = ("gpg.keys.stored", "passphrases in the Secret Service");
-    let mut unavailable = None;
-    let mut missing = Vec::new();
-    // Keys without a passphrase need none stored.
-    let unprotected: Vec<String> = g
-        .keyinfo()
-        .map(|info| {
-            info.into_iter()
-                .filter(|i| !i.protected)
-                .map(|i| i.keygrip)
-                .collect()
-        })
-        .unwrap_or_default();
-    for (gr, _) in grips.iter().filter(|(gr, _)| !unprotected.contains(gr)) {
-        match ks.has_passphrase(gr) {
-            Ok(true) => {}
-            Ok(false) => missing.push(gr.clone()),
-            Err(e) => {
-                unavailable = Some(e);
-                break;
+    if only == "gpg.keys.stored" {
+        let (id, title) = ("gpg.keys.stored", "passphrases in the Secret Service");
+        let mut unavailable = None;
+        let mut missing = Vec::new();
+        // Keys without a passphrase need none stored.
+        let unprotected: Vec<String> = g
+            .keyinfo()
+            .map(|info| {
+                info.into_iter()
+                    .filter(|i| !i.protected)
+                    .map(|i| i.keygrip)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (gr, _) in grips.iter().filter(|(gr, _)| !unprotected.contains(gr)) {
+            match ks.has_passphrase(gr) {
+                Ok(true) => {}
+                Ok(false) => missing.push(gr.clone()),
+                Err(e) => {
+                    unavailable = Some(e);
+                    break;
+                }
             }
         }
+        out.push(match (unavailable, missing.is_empty()) {
+            (Some(e), _) if e.no_session_bus() => no_bus_skip(id, title, &e),
+            (Some(e), _) => with_fix(
+                report(id, title, Status::Warn, format!("Secret Service not available: {}", e.message)),
+                "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC and unlock its database",
+            ),
+            (None, false) => with_fix(
+                report(id, title, Status::Warn, format!("no org.gnupg.Passphrase with keygrip and key-grip n/<KEYGRIP> for keygrip {} (pinentry will ask)", missing.join(", "))),
+                fix::SETUP,
+            ),
+            (None, true) => report(id, title, Status::Ok, format!("org.gnupg.Passphrase stored for {}", keygrips(grips.len(), "keygrip"))),
+        });
     }
-    out.push(match (unavailable, missing.is_empty()) {
-        (Some(e), _) if e.no_session_bus() => no_bus_skip(id, title, &e),
-        (Some(e), _) => with_fix(
-            report(id, title, Status::Warn, format!("Secret Service not available: {}", e.message)),
-            "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC and unlock its database",
-        ),
-        (None, false) => with_fix(
-            report(id, title, Status::Warn, format!("no org.gnupg.Passphrase with keygrip and key-grip n/<KEYGRIP> for keygrip {} (pinentry will ask)", missing.join(", "))),
-            fix::SETUP,
-        ),
-        (None, true) => report(id, title, Status::Ok, format!("org.gnupg.Passphrase stored for {}", keygrips(grips.len(), "keygrip"))),
-    });
 
-    let (id, title) = ("gpg.keys.backup", "key backups in the Secret Service");
-    out.push(match ks.keys(None, false) {
-        Err(e) if e.no_session_bus() => no_bus_skip(id, title, &e),
-        Err(e) => with_fix(
-            report(id, title, Status::Warn, format!("Secret Service not available: {}", e.message)),
-            "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC and unlock its database",
-        ),
-        Ok(found) => {
-            let missing: Vec<&str> = keys
-                .iter()
-                .filter(|k| !found.iter().any(|(id, _, _)| k.matches(id)))
-                .map(|k| k.keyid.as_str())
-                .collect();
-            if missing.is_empty() {
-                report(id, title, Status::Ok, "every secret key has an org.gnupg.Key backup")
-            } else {
-                with_fix(
-                    report(id, title, Status::Warn, format!("no org.gnupg.Key backup of {}", missing.join(", "))),
-                    fix::BACKUP,
-                )
+    if only == "gpg.keys.backup" {
+        let (id, title) = ("gpg.keys.backup", "key backups in the Secret Service");
+        out.push(match ks.keys(None, false) {
+            Err(e) if e.no_session_bus() => no_bus_skip(id, title, &e),
+            Err(e) => with_fix(
+                report(id, title, Status::Warn, format!("Secret Service not available: {}", e.message)),
+                "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC and unlock its database",
+            ),
+            Ok(found) => {
+                let missing: Vec<&str> = keys
+                    .iter()
+                    .filter(|k| !found.iter().any(|(id, _, _)| k.matches(id)))
+                    .map(|k| k.keyid.as_str())
+                    .collect();
+                if missing.is_empty() {
+                    report(id, title, Status::Ok, "every secret key has an org.gnupg.Key backup")
+                } else {
+                    with_fix(
+                        report(id, title, Status::Warn, format!("no org.gnupg.Key backup of {}", missing.join(", "))),
+                        fix::BACKUP,
+                    )
+                }
             }
-        }
-    });
+        });
+    }
     out
 }
 
@@ -362,7 +365,8 @@ fn no_bus_skip(id: &str, title: &str, e: &crate::GpgError) -> CheckReport {
     )
 }
 
-fn file_checks(g: &Gpg, file: &Path) -> Vec<CheckReport> {
+/// The `.secrets` checks; the decrypt test runs only when `only` asks.
+fn file_checks(g: &Gpg, file: &Path, only: &str) -> Vec<CheckReport> {
     let (id, title) = ("gpg.file.recipients", "the .secrets recipients");
     if !file.exists() {
         return vec![report(
@@ -414,34 +418,36 @@ fn file_checks(g: &Gpg, file: &Path) -> Vec<CheckReport> {
             ),
         )
     }];
-    let (id, title) = ("gpg.file.decrypt", "decrypt test");
-    out.push(match g.decrypt_with(file, false) {
-        Ok(_) => report(
-            id,
-            title,
-            Status::Ok,
-            format!("{} decrypts", file.display()),
-        ),
-        Err(e) if e.is(crate::problem::NOT_CACHED) && stored_for(&keys, &recipients) => report(
-            id,
-            title,
-            Status::Ok,
-            format!(
-                "{} decrypts: the passphrase is not cached in gpg-agent, and without a terminal ov uses the one stored in the Secret Service",
-                file.display()
+    if only == "gpg.file.decrypt" {
+        let (id, title) = ("gpg.file.decrypt", "decrypt test");
+        out.push(match g.decrypt_with(file, false) {
+            Ok(_) => report(
+                id,
+                title,
+                Status::Ok,
+                format!("{} decrypts", file.display()),
             ),
-        ),
-        Err(e) => {
-            let status = if e.is(crate::problem::NOT_CACHED) {
-                Status::Warn
-            } else {
-                Status::Fail
-            };
-            let mut r = report(id, title, status, e.message);
-            r.fix = e.hints.last().cloned();
-            r
-        }
-    });
+            Err(e) if e.is(crate::problem::NOT_CACHED) && stored_for(&keys, &recipients) => report(
+                id,
+                title,
+                Status::Ok,
+                format!(
+                    "{} decrypts: the passphrase is not cached in gpg-agent, and without a terminal ov uses the one stored in the Secret Service",
+                    file.display()
+                ),
+            ),
+            Err(e) => {
+                let status = if e.is(crate::problem::NOT_CACHED) {
+                    Status::Warn
+                } else {
+                    Status::Fail
+                };
+                let mut r = report(id, title, status, e.message);
+                r.fix = e.hints.last().cloned();
+                r
+            }
+        });
+    }
     out
 }
 
