@@ -106,13 +106,23 @@ pub fn own_bus_socket() -> Option<PathBuf> {
     })
 }
 
+/// The command that points this shell at the user's own bus, when there
+/// is one the environment misses ([`own_bus_socket`]).
+pub fn point_at_own_bus() -> Option<String> {
+    own_bus_socket().map(|sock| {
+        format!(
+            "export DBUS_SESSION_BUS_ADDRESS=unix:path={}",
+            sock.display()
+        )
+    })
+}
+
 /// The hint when no session bus can be reached: point at the user's own
 /// bus when there is one, else start one for a new shell.
 pub fn no_bus_fix() -> String {
-    match own_bus_socket() {
-        Some(sock) => format!("export DBUS_SESSION_BUS_ADDRESS=unix:path={}", sock.display()),
-        None => "dbus-run-session -- \"$SHELL\"   # a session bus for a new shell; start a Secret Service provider in it".into(),
-    }
+    point_at_own_bus().unwrap_or_else(|| {
+        "dbus-run-session -- \"$SHELL\"   # a session bus for a new shell; start a Secret Service provider in it".into()
+    })
 }
 
 impl std::fmt::Debug for Link {

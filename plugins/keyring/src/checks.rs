@@ -117,10 +117,9 @@ fn failed(e: &BackendError, forced: bool) -> Vec<CheckReport> {
                 // keyring cannot serve here, a KeePass database can.
                 with_fix(
                     found,
-                    match bus::own_bus_socket() {
-                        Some(_) => bus::no_bus_fix(),
-                        None => "ov secrets init && ov settings set secret_backend kdbx   # no session bus on this machine: keep secrets in a KeePass database instead".into(),
-                    },
+                    bus::point_at_own_bus().unwrap_or_else(|| {
+                        "ov secrets init && ov settings set secret_backend kdbx   # no session bus on this machine: keep secrets in a KeePass database instead".into()
+                    }),
                 )
             } else {
                 found
