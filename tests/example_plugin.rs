@@ -33,7 +33,7 @@ fn store(env: &TestEnv) -> std::path::PathBuf {
 /// `ov ARGS…` in a fresh session keyring (as under ssh or systemd), with
 /// no terminal.
 fn fresh_session(env: &TestEnv, args: &[&str]) -> std::process::Output {
-    env.command_under(&["keyctl", "session", "-"], args)
+    env.in_fresh_keyring_session(args)
         .output()
         .expect("keyctl (./scripts/test installs keyutils)")
 }
@@ -155,7 +155,7 @@ fn the_prompt_retries_on_a_terminal_and_the_cache_serves_a_fresh_session() {
 
     // Unlocked once, read without a terminal from another fresh session.
     let unlock = env
-        .command_under(&["keyctl", "session", "-"], &["secrets", "unlock"])
+        .in_fresh_keyring_session(&["secrets", "unlock"])
         .env(ENV, PASS)
         .output()
         .expect("keyctl");

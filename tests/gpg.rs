@@ -1326,22 +1326,30 @@ fn a_value_given_to_gpg_set_is_hidden_from_ps_while_ov_runs() {
     assert!(shown.contains(&"x".repeat(value.len())), "{shown}");
 }
 
-/// `ov doctor gpg --json`: status and finding of each check, by id.
-fn gpg_checks(env: &TestEnv) -> std::collections::BTreeMap<String, (String, String)> {
+/// One check of `ov doctor gpg --json`.
+#[derive(Debug)]
+struct Check {
+    status: String,
+    finding: String,
+    fix: Option<String>,
+}
+
+/// `ov doctor gpg --json`: each check, by id.
+fn gpg_checks(env: &TestEnv) -> std::collections::BTreeMap<String, Check> {
     let out = no_tty(env, &["doctor", "gpg", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("doctor --json");
+    let text = |c: &serde_json::Value, k: &str| c[k].as_str().unwrap_or_default().to_owned();
     v["checks"]
         .as_array()
         .expect("checks")
         .iter()
         .map(|c| {
-            (
-                c["id"].as_str().unwrap_or_default().to_owned(),
-                (
-                    c["status"].as_str().unwrap_or_default().to_owned(),
-                    c["finding"].as_str().unwrap_or_default().to_owned(),
-                ),
-            )
+            let check = Check {
+                status: text(c, "status"),
+                finding: text(c, "finding"),
+                fix: c["fix"].as_str().map(str::to_owned),
+            };
+            (text(c, "id"), check)
         })
         .collect()
 }
@@ -1351,7 +1359,9 @@ fn with_no_session_bus_the_secret_service_checks_are_skipped_not_warned() {
     let (env, _g, _key) = gpg_env();
     let checks = gpg_checks(&env);
     for id in ["gpg.keys.stored", "gpg.keys.backup"] {
-        let (status, finding) = &checks[id];
+        let Check {
+            status, finding, ..
+        } = &checks[id];
         assert_eq!(status, "skip", "{id}: {finding}");
         assert!(
             finding.contains("no Secret Service here"),
@@ -1380,16 +1390,22 @@ fn a_key_without_a_passphrase_and_an_agent_not_yet_started_are_not_warnings() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let checks = gpg_checks(&env);
-    let (status, finding) = &checks["gpg.keys.cached"];
+    let Check {
+        status, finding, ..
+    } = &checks["gpg.keys.cached"];
     assert_eq!(status, "ok", "{finding}");
-    let (status, finding) = &checks["gpg.agent.running"];
+    let Check {
+        status, finding, ..
+    } = &checks["gpg.agent.running"];
     assert_eq!(status, "ok", "{finding}");
     // Stopped: gpg starts it again when it needs it. The doctor's other
     // gpg checks run beside this one and may start it first, so the
     // finding is either the version or the on-demand note; never a warning.
     g.cmd("gpgconf", &["--kill", "gpg-agent"], "");
     let checks = gpg_checks(&env);
-    let (status, finding) = &checks["gpg.agent.running"];
+    let Check {
+        status, finding, ..
+    } = &checks["gpg.agent.running"];
     assert_eq!(status, "ok", "{finding}");
     assert!(
         finding.contains("gpg starts it on demand") || finding.starts_with("gpg-agent "),
@@ -1471,14 +1487,6 @@ fn issue15_recipients_names_the_primary_key_and_the_subkey() {
     ]);
 }
 
-/// The fix `ov doctor gpg --json` prints for check `id`, if any.
-fn gpg_fix(env: &TestEnv, id: &str) -> Option<String> {
-    let out = no_tty(env, &["doctor", "gpg", "--json"]);
-    TestEnv::check_in(&stdout(&out), id)["fix"]
-        .as_str()
-        .map(str::to_owned)
-}
-
 /// Issue 15: every gpg fix, pasted where a user would paste it (a terminal
 /// for `setup`, which asks for the passphrase), makes its check pass.
 #[test]
@@ -1496,9 +1504,13 @@ fn the_agent_cache_and_keystore_fixes_pasted_make_their_checks_pass() {
     let checks = gpg_checks(&env);
     let mut fixes = Vec::new();
     for id in ["gpg.agent.conf", "gpg.keys.cached", "gpg.keys.stored"] {
-        let (status, finding) = &checks[id];
+        let Check {
+            status,
+            finding,
+            fix,
+        } = &checks[id];
         assert_eq!(status, "warn", "{id}: {finding}");
-        fixes.push(gpg_fix(&env, id).expect("a fix"));
+        fixes.push(fix.clone().expect("a fix"));
     }
     fixes.dedup();
     assert_eq!(fixes, ["ov secrets gpg setup"], "one fix for the three");
@@ -1513,7 +1525,9 @@ fn the_agent_cache_and_keystore_fixes_pasted_make_their_checks_pass() {
     assert!(shown.status.success(), "{}", stdout(&shown));
     let checks = gpg_checks(&env);
     for id in ["gpg.agent.conf", "gpg.keys.cached", "gpg.keys.stored"] {
-        let (status, finding) = &checks[id];
+        let Check {
+            status, finding, ..
+        } = &checks[id];
         assert_eq!(status, "ok", "{id}: {finding}");
     }
     assert!(g.cached(&key.enc_grip));
@@ -1527,12 +1541,14 @@ fn the_agent_cache_and_keystore_fixes_pasted_make_their_checks_pass() {
         .is_some()
     );
 
-    let (status, _) = &checks["gpg.keys.backup"];
-    assert_eq!(status, "warn");
-    let fix = gpg_fix(&env, "gpg.keys.backup").expect("a fix");
+    let backup = &checks["gpg.keys.backup"];
+    assert_eq!(backup.status, "warn");
+    let fix = backup.fix.clone().expect("a fix");
     let pasted = env.paste(&fix);
     assert!(pasted.status.success(), "{fix}: {}", stderr(&pasted));
-    let (status, finding) = &gpg_checks(&env)["gpg.keys.backup"];
+    let Check {
+        status, finding, ..
+    } = &gpg_checks(&env)["gpg.keys.backup"];
     assert_eq!(status, "ok", "{finding}");
 }
 
@@ -1543,9 +1559,13 @@ fn the_agent_cache_and_keystore_fixes_pasted_make_their_checks_pass() {
 fn the_missing_key_fix_names_the_key_and_pasted_makes_recipients_pass() {
     let (env, _g, _key) = gpg_env();
     let other = encrypted_to_a_stranger(&env);
-    let (status, finding) = &gpg_checks(&env)["gpg.file.recipients"];
+    let Check {
+        status,
+        finding,
+        fix,
+    } = &gpg_checks(&env)["gpg.file.recipients"];
     assert_eq!(status, "fail", "{finding}");
-    let fix = gpg_fix(&env, "gpg.file.recipients").expect("a fix");
+    let fix = fix.clone().expect("a fix");
     assert!(!fix.contains('<'), "a placeholder in {fix}");
     // The export the fix's comment names, run on "the machine that has the
     // key": the stranger's GnuPG home.
@@ -1566,7 +1586,9 @@ fn the_missing_key_fix_names_the_key_and_pasted_makes_recipients_pass() {
     assert!(exported.status.success(), "{export}: {}", stderr(&exported));
     let pasted = env.paste(&fix);
     assert!(pasted.status.success(), "{fix}: {}", stderr(&pasted));
-    let (status, finding) = &gpg_checks(&env)["gpg.file.recipients"];
+    let Check {
+        status, finding, ..
+    } = &gpg_checks(&env)["gpg.file.recipients"];
     assert_eq!(status, "ok", "{finding}");
 }
 
@@ -1578,19 +1600,21 @@ fn the_start_a_secret_service_fix_pasted_makes_it_reachable() {
     let _bus = SecretService::bus_only(&mut env);
     let checks = gpg_checks(&env);
     for id in ["gpg.keys.stored", "gpg.keys.backup"] {
-        let (status, finding) = &checks[id];
+        let Check {
+            status, finding, ..
+        } = &checks[id];
         assert_eq!(status, "warn", "{id}: {finding}");
         assert!(
             finding.contains("Secret Service not available"),
             "{finding}"
         );
     }
-    let fix = gpg_fix(&env, "gpg.keys.backup").expect("a fix");
+    let fix = checks["gpg.keys.backup"].fix.clone().expect("a fix");
     let pasted = env.paste(&fix);
     assert!(pasted.status.success(), "{fix}: {}", stderr(&pasted));
     let checks = gpg_checks(&env);
     for id in ["gpg.keys.stored", "gpg.keys.backup"] {
-        let (_, finding) = &checks[id];
+        let Check { finding, .. } = &checks[id];
         assert!(!finding.contains("not available"), "{id}: {finding}");
     }
 }

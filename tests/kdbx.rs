@@ -365,22 +365,10 @@ fn a_wrong_env_password_on_a_terminal_reprompts() {
 /// `keyctl session - ov ARGS…`: ov in a fresh session keyring that does not
 /// link the user keyring, as under ssh, `su` or systemd.
 fn in_fresh_session(env: &TestEnv, args: &[&str], with_env_password: bool) -> Output {
-    let mut cmd = env.command(&[]);
-    let mut k = Command::new("keyctl");
-    k.arg("session")
-        .arg("-")
-        .arg(env!("CARGO_BIN_EXE_ov"))
-        .args(args);
-    k.env_clear();
-    for (key, v) in cmd.get_envs() {
-        if let Some(v) = v
-            && (key != "OV_KDBX_PASSWORD" || with_env_password)
-        {
-            k.env(key, v);
-        }
+    let mut k = env.in_fresh_keyring_session(args);
+    if !with_env_password {
+        k.env_remove("OV_KDBX_PASSWORD");
     }
-    cmd.env_clear();
-    k.stdin(Stdio::null()).current_dir(env.root());
     k.output().unwrap_or_else(|e| {
         panic!("cannot run keyctl ({e}); ./scripts/test installs it (Debian package: keyutils)")
     })
@@ -1318,7 +1306,7 @@ fn the_missing_key_file_and_wrong_cached_password_fixes_pasted_pass() {
 /// `ov ARGS…` in a fresh session keyring with `password` in
 /// `OV_KDBX_PASSWORD`.
 fn in_fresh_session_with(env: &TestEnv, args: &[&str], password: &str) -> Output {
-    env.command_under(&["keyctl", "session", "-"], args)
+    env.in_fresh_keyring_session(args)
         .env("OV_KDBX_PASSWORD", password)
         .output()
         .expect("keyctl")

@@ -191,6 +191,12 @@ impl TestEnv {
         cmd
     }
 
+    /// `ov ARGS…` in a fresh session keyring that does not link the user
+    /// keyring, as under ssh, `su` or systemd, with no terminal.
+    pub fn in_fresh_keyring_session(&self, args: &[&str]) -> std::process::Command {
+        self.command_under(&["keyctl", "session", "-"], args)
+    }
+
     /// One check of an `ov … doctor … --json` report, by id: the whole
     /// report entry, or `null` when the report has no such check.
     pub fn check_in(report: &str, id: &str) -> serde_json::Value {
