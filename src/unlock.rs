@@ -71,8 +71,6 @@ pub fn new_secret(spec: &UnlockSpec, if_empty: &str) -> Result<(Secret, From)> {
 /// The unlock chain for one backend's store.
 #[derive(Debug)]
 pub struct Unlocker {
-    /// The backend's name, for the cache key.
-    backend: String,
     spec: UnlockSpec,
     /// What the secret opens (a database path), as the backend names it.
     pub target: String,
@@ -106,7 +104,6 @@ impl Unlocker {
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(DEFAULT_TTL);
         Unlocker {
-            backend: backend.to_owned(),
             cache_desc: keycache::description(backend, &target),
             target,
             spec,
@@ -119,10 +116,6 @@ impl Unlocker {
 
     pub fn spec(&self) -> &UnlockSpec {
         &self.spec
-    }
-
-    pub fn backend(&self) -> &str {
-        &self.backend
     }
 
     pub fn cache_enabled(&self) -> bool {
@@ -184,7 +177,7 @@ impl Unlocker {
             .or_else(|| self.cached())
     }
 
-    pub fn remember(&self, pw: &Secret) {
+    fn remember(&self, pw: &Secret) {
         *self.remembered.borrow_mut() = Some(pw.clone());
     }
 
