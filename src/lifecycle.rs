@@ -40,34 +40,29 @@ impl Store {
     /// The backend `ov secrets init` makes a store for: the one
     /// `secret_backend` forces when it can, else the first that can.
     pub fn creator(&self) -> Result<&Loaded> {
-        let creates = |b: &&Loaded| b.desc.creates;
-        self.forced()
-            .and_then(|f| self.chain().iter().find(|b| b.desc.name == f))
-            .filter(creates)
-            .or_else(|| self.chain().iter().find(creates))
-            .ok_or_else(|| {
-                OvError::new("no installed backend can create a store")
-                    .hint("ov plugins list   # the backends and what they can do")
-            })
+        self.forced_or_first(|b| b.desc.creates).ok_or_else(|| {
+            OvError::new("no installed backend can create a store")
+                .hint("ov plugins list   # the backends and what they can do")
+        })
     }
 
     /// The backend `ov secrets unlock` serves: the forced one when it
     /// takes a secret, else the first in the chain that does.
     fn unlockable(&self) -> Result<(&Loaded, &Unlocker)> {
-        let forced = self.forced();
-        let mut first = None;
-        for b in self.chain() {
-            let Some(u) = self.unlocker(&b.desc.name) else {
-                continue;
-            };
-            if forced == Some(b.desc.name.as_str()) {
-                return Ok((b, u));
-            }
-            first = first.or(Some((b, u)));
-        }
-        first.ok_or_else(|| {
-            OvError::new("no installed backend takes an unlock secret").hint("ov plugins list")
-        })
+        self.forced_or_first(|b| self.unlocker(&b.desc.name).is_some())
+            .and_then(|b| Some((b, self.unlocker(&b.desc.name)?)))
+            .ok_or_else(|| {
+                OvError::new("no installed backend takes an unlock secret").hint("ov plugins list")
+            })
+    }
+
+    /// The backend `secret_backend` forces when it can, else the first in
+    /// the chain that can.
+    fn forced_or_first(&self, can: impl Fn(&Loaded) -> bool) -> Option<&Loaded> {
+        self.forced()
+            .and_then(|f| self.chain().iter().find(|b| b.desc.name == f))
+            .filter(|b| can(b))
+            .or_else(|| self.chain().iter().find(|b| can(b)))
     }
 
     /// What the creator's store is, for `ov secrets path`: its unlock
