@@ -120,8 +120,9 @@ pub fn run(cmd: AuthCommand) -> Result<i32> {
     }
 }
 
-fn report_sealed(paths: &Paths, app: &str, env: &str, sealed: Option<&std::path::Path>) {
-    match sealed {
+fn report_sealed(paths: &Paths, app: &str, env: &str, sealed: &mk::Sealed) {
+    super::notes(&sealed.notes);
+    match &sealed.bundle {
         Some(b) => eprintln!("sealed {app}/{env} to {}", paths.tilde(b)),
         None => eprintln!("no machine key is registered for {app}/{env}; its bundle is removed"),
     }
@@ -149,7 +150,7 @@ fn derive(a: &DeriveArgs) -> Result<i32> {
             cmd
         })?;
     }
-    let key = mk::create(&path, a.force, app, env)?;
+    let key = super::key_in_memory(mk::create(&path, a.force, app, env)?);
     // Rotation: every app this path was registered for moves to the new key.
     let mut apps: Vec<(String, String)> = registry
         .keys
@@ -172,7 +173,7 @@ fn derive(a: &DeriveArgs) -> Result<i32> {
     registry.save(&engine.paths)?;
     for (x, y) in &apps {
         let sealed = mk::seal(&engine.paths, &registry, &engine.store, x, y)?;
-        report_sealed(&engine.paths, x, y, sealed.as_deref());
+        report_sealed(&engine.paths, x, y, &sealed);
     }
     let shown = ov_plugin_support::shell_quote(&path);
     eprintln!(
@@ -201,8 +202,9 @@ fn refuse_empty(
     env: &str,
     command: &dyn Fn(&str) -> String,
 ) -> Result<()> {
-    let secrets = mk::collect_complete(&engine.store, app, env, &format!("seal {app}/{env} now"))??;
-    if !secrets.is_empty() {
+    let collected =
+        mk::collect_complete(&engine.store, app, env, &format!("seal {app}/{env} now"))??;
+    if !collected.secrets.is_empty() {
         return Ok(());
     }
     let others: Vec<String> = mk::envs_holding(&engine.store, app)?
@@ -237,7 +239,7 @@ fn add(a: &AddArgs) -> Result<i32> {
     mk::validate_app_env(app, env)?;
     let engine = Engine::load()?;
     let path = mk::absolute(&a.path);
-    let key = mk::load(&path, app, env)?;
+    let key = super::key_in_memory(mk::load(&path, app, env)?);
     if !a.allow_empty {
         refuse_empty(&engine, app, env, &|other| {
             format!(
@@ -251,7 +253,7 @@ fn add(a: &AddArgs) -> Result<i32> {
     drop(key);
     registry.save(&engine.paths)?;
     let sealed = mk::seal(&engine.paths, &registry, &engine.store, app, env)?;
-    report_sealed(&engine.paths, app, env, sealed.as_deref());
+    report_sealed(&engine.paths, app, env, &sealed);
     Ok(0)
 }
 
@@ -325,7 +327,7 @@ fn revoke(a: &RevokeArgs) -> Result<i32> {
         "revoked {} registration(s) for {app}/{env}",
         before - registry.keys.len()
     );
-    report_sealed(&engine.paths, app, env, sealed.as_deref());
+    report_sealed(&engine.paths, app, env, &sealed);
     Ok(0)
 }
 
@@ -347,7 +349,7 @@ fn seal(a: &SealArgs) -> Result<i32> {
         )));
     }
     let sealed = mk::seal(&engine.paths, &registry, &engine.store, app, &a.env)?;
-    report_sealed(&engine.paths, app, &a.env, sealed.as_deref());
+    report_sealed(&engine.paths, app, &a.env, &sealed);
     Ok(0)
 }
 
@@ -370,7 +372,7 @@ fn seal_all() -> Result<i32> {
     let mut failed = 0;
     for (app, env) in &apps {
         match mk::seal(&engine.paths, &registry, &engine.store, app, env) {
-            Ok(sealed) => report_sealed(&engine.paths, app, env, sealed.as_deref()),
+            Ok(sealed) => report_sealed(&engine.paths, app, env, &sealed),
             Err(e) => {
                 failed += 1;
                 eprint!("{}", e.render());
@@ -389,7 +391,7 @@ fn seal_all() -> Result<i32> {
 
 fn identity(a: &IdentityArgs) -> Result<i32> {
     mk::validate_app_env(&a.app.app, &a.app.env)?;
-    let key = mk::load(&a.machine_key, &a.app.app, &a.app.env)?;
+    let key = super::key_in_memory(mk::load(&a.machine_key, &a.app.app, &a.app.env)?);
     let id = key.identity(&a.app.app, &a.app.env);
     use age::secrecy::ExposeSecret;
     let text = id.to_string();

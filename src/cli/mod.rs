@@ -299,6 +299,21 @@ fn color_stderr() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
+/// `ov: note: …` on stderr, one line per note the engine returned.
+pub(crate) fn notes<S: AsRef<str>>(notes: &[S]) {
+    for n in notes {
+        eprintln!("ov: note: {}", n.as_ref());
+    }
+}
+
+/// A machine key, after saying when it could not be locked in memory.
+pub(crate) fn key_in_memory(key: crate::machine_key::MachineKey) -> crate::machine_key::MachineKey {
+    if let Some(w) = key.memory_warning() {
+        warn(&w);
+    }
+    key
+}
+
 /// `ov: warning: …` on stderr.
 pub(crate) fn warn(message: &str) {
     let label = console::Style::new()

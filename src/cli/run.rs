@@ -54,7 +54,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
         .filter(|p| p.is_absolute());
     let secrets = if let Some(key_path) = &a.machine_key {
         // The service path: only the key file and the bundle are read.
-        let key = mk::load(key_path, app, env)?;
+        let key = super::key_in_memory(mk::load(key_path, app, env)?);
         let paths = Paths::from_env()?;
         let bundle = match &a.bundle {
             Some(b) => b.clone(),
@@ -101,7 +101,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
         })?
     } else {
         let engine = Engine::load()?;
-        let all = match &selection {
+        let got = match &selection {
             // --all means every secret: not the ones that happened to be
             // readable while the keyring was down or locked.
             run::Selection::All => mk::collect_complete(
@@ -117,6 +117,8 @@ pub fn run(a: RunArgs) -> Result<i32> {
             })?,
             run::Selection::Names(_) => mk::collect(&engine.store, app, env)?,
         };
+        super::notes(&got.notes);
+        let all = got.secrets;
         if all.is_empty() && matches!(selection, run::Selection::All) {
             let others: Vec<String> = mk::envs_holding(&engine.store, app)?
                 .into_iter()
@@ -135,11 +137,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
     };
     // A bundle sealed before names were checked may hold one another tool
     // stored (`PATH=/tmp/evil:`, `../x`): it is left out, with a note.
-    let service = mk::service(app, env);
-    let secrets: Vec<_> = secrets
-        .into_iter()
-        .filter(|(name, _)| mk::usable_name(&service, name))
-        .collect();
+    let usable = mk::usable(&mk::service(app, env), secrets);
+    super::notes(&usable.notes);
+    let secrets = usable.secrets;
     let relaunch = |prog: &std::ffi::OsStr| command_line(&a, env, Some(prog));
     if a.secrets_dir {
         run::run_with_files(&a.command, secrets, runtime_dir.as_deref(), &relaunch)

@@ -105,7 +105,7 @@ pub(super) fn machine_key_reports(
                 .and_then(Result::ok)
         });
         if let (Some(sealed), Some(stored)) = (&sealed, &stored) {
-            let diff = bundle_diff(sealed, stored);
+            let diff = bundle_diff(sealed, &stored.secrets);
             if diff.is_empty() {
                 out.push(report(
                     &id,

@@ -17,10 +17,31 @@ use crate::error::{OvError, Result};
 use crate::paths::Paths;
 use crate::store::Store;
 
-/// The secrets of one app/env in the user's store, in name order.
-pub fn collect(store: &Store, app: &str, env: &str) -> Result<Vec<(String, Secret)>> {
+/// An app/env's secrets as read from the store, and the notes to show
+/// about what was seen (entries left out, parts not seen).
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub secrets: Vec<(String, Secret)>,
+    pub notes: Vec<String>,
+}
+
+/// What sealing did: the bundle written (none when no key is registered
+/// any more and the bundle was removed), and the notes to show.
+#[derive(Debug)]
+pub struct Sealed {
+    pub bundle: Option<PathBuf>,
+    pub notes: Vec<String>,
+}
+
+/// The secrets of one app/env in the user's store, in name order; what
+/// could not be seen is a note, not an error.
+pub fn collect(store: &Store, app: &str, env: &str) -> Result<Collected> {
     let svc = service(app, env);
-    read_listed(store, &svc, store.list(Some(&svc))?)
+    let listing = store.listing(Some(&svc))?;
+    let mut got = read_listed(store, &svc, listing.entries)?;
+    got.notes
+        .splice(0..0, listing.unseen.into_iter().chain(listing.notes));
+    Ok(got)
 }
 
 /// The envs of `app` that hold at least one secret in the store, in name
@@ -66,27 +87,37 @@ pub fn collect_complete(
     app: &str,
     env: &str,
     doing: &str,
-) -> Result<Result<Vec<(String, Secret)>>> {
+) -> Result<Result<Collected>> {
     let svc = service(app, env);
-    Ok(match store.listing(Some(&svc))?.complete(doing) {
-        Ok(listed) => Ok(read_listed(store, &svc, listed)?),
+    let listing = store.listing(Some(&svc))?;
+    let notes = listing.notes.clone();
+    Ok(match listing.complete(doing) {
+        Ok(listed) => {
+            let mut got = read_listed(store, &svc, listed)?;
+            got.notes.splice(0..0, notes);
+            Ok(got)
+        }
         Err(unseen) => Err(unseen),
     })
 }
 
-/// Whether `name`, an entry of `service`, can become an environment
-/// variable; if not (another tool stored it: as a variable it would
-/// override another one, as a `--secrets-dir` file land elsewhere, and a
-/// bundle holding it would not open), it is left out with a note.
-pub fn usable_name(service: &str, name: &str) -> bool {
-    let ok = dotenv::valid_name(name);
-    if !ok {
-        eprintln!(
-            "ov: note: left out {service} entry {:?}: not an environment variable name (letters, digits and '_'); rename it where it is stored",
-            name.escape_debug().to_string()
-        );
+/// Keep the secrets whose names can become environment variables; each
+/// one left out (another tool stored it: as a variable it would override
+/// another one, as a `--secrets-dir` file land elsewhere, and a bundle
+/// holding it would not open) gets a note.
+pub fn usable(service: &str, secrets: Vec<(String, Secret)>) -> Collected {
+    let mut out = Collected::default();
+    for (name, value) in secrets {
+        if dotenv::valid_name(&name) {
+            out.secrets.push((name, value));
+        } else {
+            out.notes.push(format!(
+                "left out {service} entry {:?}: not an environment variable name (letters, digits and '_'); rename it where it is stored",
+                name.escape_debug().to_string()
+            ));
+        }
     }
-    ok
+    out
 }
 
 /// The values of listed entries of `svc`, from the backend that holds each.
@@ -94,32 +125,28 @@ fn read_listed(
     store: &Store,
     svc: &str,
     listed: std::collections::BTreeMap<EntryRef, String>,
-) -> Result<Vec<(String, Secret)>> {
+) -> Result<Collected> {
     let mut out = Vec::new();
     for (entry, source) in listed {
         if entry.service != svc {
-            continue;
-        }
-        if !usable_name(svc, &entry.key) {
             continue;
         }
         if let Some(v) = store.get_in(&source, &EntryRef::new(svc, &entry.key))? {
             out.push((entry.key.clone(), v));
         }
     }
-    Ok(out)
+    Ok(usable(svc, out))
 }
 
 /// Seal an app/env's secrets to every key registered for it; with no
-/// registration left, remove the bundle. Returns the bundle path when one
-/// was written.
+/// registration left, remove the bundle.
 pub fn seal(
     paths: &Paths,
     registry: &Registry,
     store: &Store,
     app: &str,
     env: &str,
-) -> Result<Option<PathBuf>> {
+) -> Result<Sealed> {
     let bundle = registry.bundle_path(paths, app, env);
     let recipients: Vec<age::x25519::Recipient> = registry
         .for_app(app, env)
@@ -143,15 +170,18 @@ pub fn seal(
                 )));
             }
         }
-        return Ok(None);
+        return Ok(Sealed {
+            bundle: None,
+            notes: Vec::new(),
+        });
     }
-    let secrets =
+    let collected =
         collect_complete(store, app, env, &format!("seal {app}/{env} now"))?.map_err(|mut e| {
             e.message.push_str("; the bundle keeps the secrets it had");
             e.hint(format!("{}   # once it is", seal_command(app, env)))
         })?;
     let mut plain = Zeroizing::new(format!("{BUNDLE_MAGIC}{app}/{env}\n"));
-    plain.push_str(&Zeroizing::new(dotenv::render(&secrets)));
+    plain.push_str(&Zeroizing::new(dotenv::render(&collected.secrets)));
     let encryptor =
         age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
             .map_err(|e| OvError::new(format!("cannot seal {app}/{env}: {e}")))?;
@@ -166,13 +196,16 @@ pub fn seal(
     }
     ov_plugin_support::write_atomic(&bundle, &sealed, Some(0o600))
         .map_err(|e| OvError::new(format!("cannot write {}: {e}", bundle.display())))?;
-    Ok(Some(bundle))
+    Ok(Sealed {
+        bundle: Some(bundle),
+        notes: collected.notes,
+    })
 }
 
 /// Record a change to `service` made through ov and re-seal its bundle
 /// when machine keys are registered for it. Services that are not
 /// `app/env` pass through untouched.
-pub fn after_change(paths: &Paths, store: &Store, service_name: &str) -> Result<Option<PathBuf>> {
+pub fn after_change(paths: &Paths, store: &Store, service_name: &str) -> Result<Option<Sealed>> {
     let Some((app, env)) = service_name.split_once('/') else {
         return Ok(None);
     };
@@ -186,20 +219,22 @@ pub fn after_change(paths: &Paths, store: &Store, service_name: &str) -> Result<
         }
         registry.changed.insert(service_name.to_owned(), now());
         registry.save(paths)?;
-        seal(paths, &registry, store, app, env).map_err(|mut e| {
-            e.message = format!(
-                "{service_name} was changed, but re-sealing its bundle failed: {}",
-                e.message
-            );
-            if e.hints
-                .iter()
-                .any(|h| h.starts_with(&seal_command(app, env)))
-            {
-                e
-            } else {
-                e.hint(seal_command(app, env))
-            }
-        })
+        seal(paths, &registry, store, app, env)
+            .map(Some)
+            .map_err(|mut e| {
+                e.message = format!(
+                    "{service_name} was changed, but re-sealing its bundle failed: {}",
+                    e.message
+                );
+                if e.hints
+                    .iter()
+                    .any(|h| h.starts_with(&seal_command(app, env)))
+                {
+                    e
+                } else {
+                    e.hint(seal_command(app, env))
+                }
+            })
     })
 }
 

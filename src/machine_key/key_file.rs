@@ -18,6 +18,8 @@ use crate::error::{Kind, OvError, Result};
 pub struct MachineKey {
     bytes: Box<[u8; KEY_LEN]>,
     locked: bool,
+    /// Why the bytes could not be locked in RAM, when they could not.
+    unlocked_because: Option<&'static str>,
 }
 
 impl std::fmt::Debug for MachineKey {
@@ -35,21 +37,27 @@ impl MachineKey {
         let ptr = std::ptr::NonNull::from(&mut *bytes).cast();
         // SAFETY: the range is one live heap allocation of KEY_LEN bytes,
         // unlocked again in Drop before it is freed.
-        let locked = match unsafe { nix::sys::mman::mlock(ptr, KEY_LEN) } {
-            Ok(()) => true,
-            Err(e) => {
-                // Still safe to use, but the page could reach swap: say so
-                // where the service's log will show it.
-                eprintln!(
-                    "ov: warning: cannot lock the machine key in memory ({}); it could be \
-                     written to swap. Raise the limit: LimitMEMLOCK=64K in the unit, or \
-                     ulimit -l 64",
-                    e.desc()
-                );
-                false
-            }
+        let (locked, unlocked_because) = match unsafe { nix::sys::mman::mlock(ptr, KEY_LEN) } {
+            Ok(()) => (true, None),
+            // Still safe to use, but the page could reach swap.
+            Err(e) => (false, Some(e.desc())),
         };
-        MachineKey { bytes, locked }
+        MachineKey {
+            bytes,
+            locked,
+            unlocked_because,
+        }
+    }
+
+    /// The warning to show where the service's log will have it, when the
+    /// key could not be locked in memory and so could be written to swap.
+    pub fn memory_warning(&self) -> Option<String> {
+        self.unlocked_because.map(|why| {
+            format!(
+                "cannot lock the machine key in memory ({why}); it could be written to swap. \
+                 Raise the limit: LimitMEMLOCK=64K in the unit, or ulimit -l 64"
+            )
+        })
     }
 
     fn generate() -> Result<MachineKey> {

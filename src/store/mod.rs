@@ -322,17 +322,6 @@ impl Store {
         Ok(self.call(b, |c| b.backend.delete(c, entry))??)
     }
 
-    /// Entries across every listable backend; the first backend in the chain
-    /// that holds an entry is its source. What could not be seen (a locked
-    /// collection, a keyring whose provider is not up yet) is said on stderr.
-    pub fn list(&self, service: Option<&str>) -> Result<BTreeMap<EntryRef, String>> {
-        let listing = self.listing(service)?;
-        for n in &listing.unseen {
-            eprintln!("ov: note: {n}");
-        }
-        Ok(listing.entries)
-    }
-
     /// Entries across every listable backend, and what could not be seen.
     pub fn listing(&self, service: Option<&str>) -> Result<Listing> {
         let mut out = Listing::default();
@@ -382,15 +371,15 @@ impl Store {
                 out.entries.entry(e).or_insert_with(|| b.desc.name.clone());
             }
             if let Some(first) = unnamable.first() {
-                eprintln!(
-                    "ov: note: {} entr{} in {} not listed: the name is not one ov can address \
+                out.notes.push(format!(
+                    "{} entr{} in {} not listed: the name is not one ov can address \
                      (such as service {:?}, key {:?})",
                     unnamable.len(),
                     if unnamable.len() == 1 { "y" } else { "ies" },
                     b.desc.name,
                     first.service,
                     first.key
-                );
+                ));
             }
             if notices.is_empty() {
                 held.listed(&b.desc.name, service, found);

@@ -53,6 +53,9 @@ pub struct Listing {
     pub unseen: Vec<String>,
     /// Backends that cannot be reached but held entries when last seen.
     pub unreachable: Vec<String>,
+    /// What the caller should tell the user about what was seen (entries
+    /// left out because ov cannot address their names), as sentences.
+    pub notes: Vec<String>,
 }
 
 impl Listing {

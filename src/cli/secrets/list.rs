@@ -28,13 +28,14 @@ pub struct ListArgs {
 pub(super) fn list(engine: &Engine, a: ListArgs) -> Result<i32> {
     let app_service = a.app.service()?;
     let service = app_service.as_deref().or(a.service.as_deref());
+    let listing = engine.store.listing(service)?;
+    super::super::notes(&listing.notes);
     let mut entries = if a.strict {
-        engine
-            .store
-            .listing(service)?
-            .complete("list every entry (--strict)")?
+        listing.complete("list every entry (--strict)")?
     } else {
-        engine.store.list(service)?
+        // What could not be seen is said, and the listing stands (exit 0).
+        super::super::notes(&listing.unseen);
+        listing.entries
     };
     if let Some(svc) = &app_service {
         // Exactly the app's secrets, by name.

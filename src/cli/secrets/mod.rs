@@ -274,8 +274,11 @@ fn move_to_encrypted(engine: &Engine, plaintext: &str) -> String {
 
 /// Re-seal the bundle of an app/env service after a change, and say so.
 pub(crate) fn resealed(engine: &Engine, service: &str) -> Result<()> {
-    if let Some(bundle) = crate::machine_key::after_change(&engine.paths, &engine.store, service)? {
-        eprintln!("sealed {service} to {}", engine.paths.tilde(&bundle));
+    if let Some(sealed) = crate::machine_key::after_change(&engine.paths, &engine.store, service)? {
+        super::notes(&sealed.notes);
+        if let Some(bundle) = &sealed.bundle {
+            eprintln!("sealed {service} to {}", engine.paths.tilde(bundle));
+        }
     }
     Ok(())
 }
