@@ -393,14 +393,14 @@ impl Library {
     /// message.
     fn exchange(&self, request: &Request<'_>) -> Result<Response, BackendError> {
         let mut bytes = serde_json::to_vec(request).map_err(|e| {
-            BackendError::new(ErrorKind::Internal, format!("cannot encode request: {e}"))
+            BackendError::of(ErrorKind::Internal, format!("cannot encode request: {e}"))
         })?;
         let mut out_len = 0usize;
         // SAFETY: `bytes` is a live buffer of the given length; `out_len` is writable.
         let ptr = unsafe { (self.call)(bytes.as_ptr(), bytes.len(), &mut out_len) };
         bytes.zeroize();
         if ptr.is_null() {
-            return Err(BackendError::new(
+            return Err(BackendError::of(
                 ErrorKind::Internal,
                 format!("plugin {} returned no answer", self.name),
             ));
@@ -417,7 +417,7 @@ impl Library {
         // SAFETY: returned exactly as received.
         unsafe { (self.free)(ptr, out_len) };
         match decoded {
-            Ok(Response::Unknown) => Err(BackendError::new(
+            Ok(Response::Unknown) => Err(BackendError::of(
                 ErrorKind::Unsupported,
                 format!(
                     "plugin {} answered '{}', which this ov does not know: the plugin is newer than ov",
@@ -425,9 +425,9 @@ impl Library {
                     kind.unwrap_or_default()
                 ),
             )
-            .with_hint("ov plugins list   # then update ov, or install the plugin built for it")),
+            .hint("ov plugins list   # then update ov, or install the plugin built for it")),
             Ok(r) => Ok(r),
-            Err(e) => Err(BackendError::new(
+            Err(e) => Err(BackendError::of(
                 ErrorKind::Internal,
                 format!(
                     "plugin {} sent an answer this ov cannot read: {e}",

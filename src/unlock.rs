@@ -27,29 +27,79 @@ pub enum From {
     Memory,
 }
 
+/// What stops the unlock chain before any backend is asked, with the
+/// command that fixes it: the same words for a command's error and the
+/// doctor's finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnlockProblem {
+    /// The backend's variable is set, to nothing.
+    EmptyEnv { env: String, label: String },
+    /// A prompt is needed and there is no terminal to ask on.
+    NoTty { env: String, label: String },
+}
+
+impl UnlockProblem {
+    pub fn empty_env(spec: &UnlockSpec) -> Self {
+        UnlockProblem::EmptyEnv {
+            env: spec.env.clone(),
+            label: spec.label.clone(),
+        }
+    }
+
+    pub fn no_tty(spec: &UnlockSpec) -> Self {
+        UnlockProblem::NoTty {
+            env: spec.env.clone(),
+            label: spec.label.clone(),
+        }
+    }
+
+    /// The sentence for people (the no-terminal one is spec 001's).
+    pub fn message(&self) -> String {
+        match self {
+            UnlockProblem::EmptyEnv { env, label } => {
+                format!("{env} is set but empty; a {label} cannot be empty")
+            }
+            UnlockProblem::NoTty { env, label } => format!(
+                "{label} required but stdin is not a terminal; set {env}=<password> or run interactively"
+            ),
+        }
+    }
+
+    /// The command that fixes it.
+    pub fn fix(&self) -> String {
+        match self {
+            UnlockProblem::EmptyEnv { env, .. } => {
+                format!("unset {env}   # to be prompted instead")
+            }
+            UnlockProblem::NoTty { env, .. } => {
+                format!("{env}=… ov …   # for scripts, CI and systemd units")
+            }
+        }
+    }
+
+    pub fn error(&self) -> OvError {
+        OvError::new(self.message()).hint(self.fix())
+    }
+}
+
+/// Whether `spec`'s variable is set to nothing, which the chain refuses.
+pub fn env_problem(spec: &UnlockSpec) -> Option<UnlockProblem> {
+    std::env::var_os(&spec.env)
+        .is_some_and(|v| v.is_empty())
+        .then(|| UnlockProblem::empty_env(spec))
+}
+
 /// The secret in `spec`'s variable, refusing an empty one.
 pub fn secret_from_env(spec: &UnlockSpec) -> Result<Option<Secret>> {
-    match std::env::var(&spec.env) {
-        Ok(v) if v.is_empty() => Err(OvError::new(format!(
-            "{} is set but empty; a {} cannot be empty",
-            spec.env, spec.label
-        ))
-        .hint(format!("unset {}   # to be prompted instead", spec.env))),
-        Ok(v) => Ok(Some(Secret::new(v))),
-        Err(_) => Ok(None),
+    if let Some(p) = env_problem(spec) {
+        return Err(p.error());
     }
+    Ok(std::env::var(&spec.env).ok().map(Secret::new))
 }
 
 /// The no-terminal guard: fails at once where a prompt would hang.
 pub fn no_tty_error(spec: &UnlockSpec) -> OvError {
-    OvError::new(format!(
-        "{} required but stdin is not a terminal; set {}=<password> or run interactively",
-        spec.label, spec.env
-    ))
-    .hint(format!(
-        "{}=… ov …   # for scripts, CI and systemd units",
-        spec.env
-    ))
+    UnlockProblem::no_tty(spec).error()
 }
 
 /// A new secret for a store being created: the variable, else asked twice
@@ -272,12 +322,12 @@ impl Unlocker {
                     }
                     last = Some((e, from));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         let (e, from) = last.unwrap_or_else(|| {
             (
-                BackendError::new(
+                BackendError::of(
                     ErrorKind::WrongPassword,
                     format!("the {} did not open {}", self.spec.label, self.target),
                 ),

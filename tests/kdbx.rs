@@ -1311,3 +1311,29 @@ fn in_fresh_session_with(env: &TestEnv, args: &[&str], password: &str) -> Output
         .output()
         .expect("keyctl")
 }
+
+#[test]
+fn an_empty_password_variable_is_a_finding_whose_pasted_fix_clears_it() {
+    let mut env = with_db();
+    env.set_env("OV_KDBX_PASSWORD", "");
+    let out = env.run(&["doctor", "kdbx.unlock_env", "--json"]);
+    let check = TestEnv::check_in(&stdout(&out), "kdbx.unlock_env");
+    assert_eq!(check["status"], "fail", "{check}");
+    assert_eq!(
+        check["finding"],
+        "OV_KDBX_PASSWORD is set but empty; a kdbx password cannot be empty"
+    );
+    let fix = check["fix"].as_str().expect("a fix").to_owned();
+    assert_eq!(fix, "unset OV_KDBX_PASSWORD   # to be prompted instead");
+    // The same words stop a read.
+    let get = env.run(&["secrets", "get", "s", "k"]);
+    assert!(
+        stderr(&get).contains(&format!("hint: {fix}")),
+        "{}",
+        stderr(&get)
+    );
+
+    let after = env.paste(&format!("{fix}\nov doctor kdbx.unlock_env --json"));
+    let check = TestEnv::check_in(&stdout(&after), "kdbx.unlock_env");
+    assert_eq!(check["status"], "ok", "{check}");
+}

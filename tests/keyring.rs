@@ -704,7 +704,8 @@ fn sealing_and_run_all_refuse_a_keyring_they_cannot_see() {
     let err = stderr(&out);
     assert!(
         err.contains(
-            "ov: error: myapp/prod was changed, but re-sealing its bundle failed: cannot seal myapp/prod now: keyring not listed: no Secret Service provider is running"
+            "ov: error: myapp/prod was changed, but re-sealing its bundle failed\n\
+             caused by: cannot seal myapp/prod now: keyring not listed: no Secret Service provider is running"
         ),
         "{err}"
     );

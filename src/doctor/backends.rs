@@ -156,6 +156,29 @@ pub(super) fn missing_backends(missing: &[(&str, &str)]) -> ov_checks::CheckRepo
     r
 }
 
+/// The backend's unlock variable, when it is set: every command stops on
+/// an empty one before a backend is asked.
+pub(super) fn unlock_env_check(
+    id: &str,
+    spec: &ov_plugin_api::UnlockSpec,
+) -> ov_checks::CheckReport {
+    let title = format!("{} in the environment", spec.env);
+    if let Some(problem) = crate::unlock::env_problem(spec) {
+        let mut r = report(id, &title, Status::Fail, problem.message());
+        r.fix = Some(problem.fix());
+        return r;
+    }
+    let finding = if std::env::var_os(&spec.env).is_some() {
+        format!("{} is set: commands use it instead of asking", spec.env)
+    } else {
+        format!(
+            "{} is not set: commands use the cache, or ask on a terminal",
+            spec.env
+        )
+    };
+    report(id, &title, Status::Ok, finding)
+}
+
 pub(super) fn cache_check(id: &str, title: &str, u: &Unlocker) -> ov_checks::CheckReport {
     let desc = u.cache_description();
     if !u.cache_enabled() {

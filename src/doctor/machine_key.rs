@@ -2,6 +2,7 @@
 
 use ov_checks::{Status, report};
 
+use crate::error::ErrorClass;
 use crate::paths::Paths;
 
 /// How a bundle's secrets differ from the store's, by name only: `X
@@ -42,7 +43,7 @@ pub(super) fn machine_key_reports(
         let (app, env) = (r.app.as_str(), r.env.as_str());
         let id = format!("machine-key.{app}.{env}.file");
         let title = format!("machine key for {app}/{env}");
-        let key = match mk::load(&r.path, app, env) {
+        let key = match mk::check(&r.path) {
             Ok(k) => {
                 out.push(report(
                     &id,
@@ -52,20 +53,19 @@ pub(super) fn machine_key_reports(
                 ));
                 Some(k)
             }
-            Err(e) => {
+            Err(problem) => {
                 // The key may rightly belong to the service account.
-                let status = if e.kind == crate::error::Kind::Environment {
-                    Status::Warn
-                } else {
-                    Status::Fail
+                let status = match problem.kind().class() {
+                    ErrorClass::Environment => Status::Warn,
+                    _ => Status::Fail,
                 };
                 let mut rep = report(
                     &id,
                     &title,
                     status,
-                    format!("{}: {}", r.path.display(), e.message),
+                    format!("{}: {}", r.path.display(), problem.message()),
                 );
-                rep.fix = e.hints.first().cloned();
+                rep.fix = Some(problem.fix(app, env));
                 out.push(rep);
                 None
             }

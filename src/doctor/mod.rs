@@ -18,7 +18,10 @@ mod backends;
 mod machine_key;
 mod settings;
 
-use backends::{backend_tasks, backends_available, cache_check, missing_backends, plaintext_task};
+use backends::{
+    backend_tasks, backends_available, cache_check, missing_backends, plaintext_task,
+    unlock_env_check,
+};
 use machine_key::machine_key_reports;
 use settings::settings_parse;
 
@@ -255,6 +258,14 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
     // gpg.*: the GnuPG chain and the .secrets file of the current directory.
     tasks.extend(ov_gpg::checks::doctor_tasks(".secrets".into()));
     for b in &host.backends {
+        if let Some(spec) = b.desc.unlock.clone() {
+            let id = format!("{}.unlock_env", b.desc.name);
+            let title = format!("{} in the environment", spec.env);
+            tasks.push(
+                Task::single(id.clone(), title, move || unlock_env_check(&id, &spec))
+                    .after(format!("plugins.{}", b.desc.name)),
+            );
+        }
         tasks.extend(backend_tasks(b, &ctx));
     }
     tasks

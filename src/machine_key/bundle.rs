@@ -176,9 +176,11 @@ pub fn seal(
         });
     }
     let collected =
-        collect_complete(store, app, env, &format!("seal {app}/{env} now"))?.map_err(|mut e| {
-            e.message.push_str("; the bundle keeps the secrets it had");
-            e.hint(format!("{}   # once it is", seal_command(app, env)))
+        collect_complete(store, app, env, &format!("seal {app}/{env} now"))?.map_err(|e| {
+            e.hint(format!(
+                "{}   # once it is; until then the bundle keeps the secrets it had",
+                seal_command(app, env)
+            ))
         })?;
     let mut plain = Zeroizing::new(format!("{BUNDLE_MAGIC}{app}/{env}\n"));
     plain.push_str(&Zeroizing::new(dotenv::render(&collected.secrets)));
@@ -221,19 +223,19 @@ pub fn after_change(paths: &Paths, store: &Store, service_name: &str) -> Result<
         registry.save(paths)?;
         seal(paths, &registry, store, app, env)
             .map(Some)
-            .map_err(|mut e| {
-                e.message = format!(
-                    "{service_name} was changed, but re-sealing its bundle failed: {}",
-                    e.message
-                );
-                if e.hints
+            .map_err(|e| {
+                let e = if e
+                    .hints
                     .iter()
                     .any(|h| h.starts_with(&seal_command(app, env)))
                 {
                     e
                 } else {
                     e.hint(seal_command(app, env))
-                }
+                };
+                e.context(format!(
+                    "{service_name} was changed, but re-sealing its bundle failed"
+                ))
             })
     })
 }

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use bech32::ToBase32;
@@ -106,54 +106,127 @@ pub(super) fn io_text(e: &std::io::Error) -> String {
     }
 }
 
+/// What is wrong with a key file, with the command that fixes it: the
+/// same words for `ov run`'s error and the doctor's finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyProblem {
+    /// The path is a symlink (spec 001: refused).
+    Symlink { path: PathBuf },
+    /// ov may not read it: it belongs to the service account.
+    NoAccess { path: PathBuf },
+    /// It cannot be opened (it is missing, say): the system's words.
+    Open { path: PathBuf, text: String },
+    /// Its mode is not exactly 0600.
+    Mode { path: PathBuf, mode: u32 },
+    /// Another uid owns it.
+    Owner { path: PathBuf, owner: u32, uid: u32 },
+    /// It is not a regular file of exactly 32 bytes.
+    Size { path: PathBuf },
+}
+
+impl KeyProblem {
+    /// The sentence for people, as spec 001 quotes it.
+    pub fn message(&self) -> String {
+        match self {
+            KeyProblem::Symlink { .. } => {
+                "opening machine key: too many levels of symbolic links".to_owned()
+            }
+            KeyProblem::NoAccess { .. } => "opening machine key: permission denied".to_owned(),
+            KeyProblem::Open { text, .. } => format!("opening machine key: {text}"),
+            KeyProblem::Mode { mode, .. } => {
+                format!("machine key has permissions {mode:04o} — must be 0600")
+            }
+            KeyProblem::Owner { owner, uid, .. } => {
+                format!("machine key is owned by uid {owner} but current uid is {uid}")
+            }
+            KeyProblem::Size { .. } => "machine key must be exactly 32 bytes".to_owned(),
+        }
+    }
+
+    /// The command that fixes it, for the key of `app`/`env`.
+    pub fn fix(&self, app: &str, env: &str) -> String {
+        match self {
+            KeyProblem::Symlink { path } => format!(
+                "ov run refuses symlinks; pass the real file: --machine-key \"$(readlink -f {})\"",
+                ov_plugin_support::shell_quote(path)
+            ),
+            KeyProblem::NoAccess { path } => format!(
+                "sudo chown \"$(id -un)\": {}",
+                ov_plugin_support::shell_quote(path)
+            ),
+            KeyProblem::Mode { path, .. } => {
+                format!("chmod 600 {}", ov_plugin_support::shell_quote(path))
+            }
+            KeyProblem::Owner { path, .. } => chown_command(path),
+            KeyProblem::Open { path, .. } | KeyProblem::Size { path } => {
+                derive_command(path, app, env)
+            }
+        }
+    }
+
+    /// Whose move it is: a key another account may rightly own is the
+    /// machine's business, the rest the user's.
+    pub fn kind(&self) -> Kind {
+        match self {
+            KeyProblem::NoAccess { .. } | KeyProblem::Owner { .. } => Kind::Environment,
+            _ => Kind::User,
+        }
+    }
+
+    /// The error `ov run` and `ov auth` stop with.
+    pub fn error(&self, app: &str, env: &str) -> OvError {
+        OvError::new(self.message())
+            .kind(self.kind())
+            .hint(self.fix(app, env))
+    }
+}
+
 /// Open and check a key file the way spec 001 says: O_NOFOLLOW, then
 /// fstat on the open descriptor (no race with a separate stat), mode
 /// exactly 0600, owned by the current uid, exactly 32 bytes.
 pub fn load(path: &Path, app: &str, env: &str) -> Result<MachineKey> {
+    check(path).map_err(|p| p.error(app, env))
+}
+
+/// [`load`], with what is wrong as a [`KeyProblem`].
+pub fn check(path: &Path) -> std::result::Result<MachineKey, KeyProblem> {
+    let path_buf = || path.to_path_buf();
     let file = ov_plugin_support::open_regular(path, nix::libc::O_NOFOLLOW).map_err(|e| {
-        let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
-        let err = OvError::new(format!("opening machine key: {}", io_text(&e)));
-        match errno {
-            nix::errno::Errno::ELOOP => err.hint(format!(
-                "ov run refuses symlinks; pass the real file: --machine-key \"$(readlink -f {})\"",
-                ov_plugin_support::shell_quote(path)
-            )),
-            nix::errno::Errno::EACCES => err.kind(Kind::Environment).hint(format!(
-                "sudo chown \"$(id -un)\": {}",
-                ov_plugin_support::shell_quote(path)
-            )),
-            _ => err.hint(derive_command(path, app, env)),
+        match nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+            nix::errno::Errno::ELOOP => KeyProblem::Symlink { path: path_buf() },
+            nix::errno::Errno::EACCES => KeyProblem::NoAccess { path: path_buf() },
+            _ => KeyProblem::Open {
+                path: path_buf(),
+                text: io_text(&e),
+            },
         }
     })?;
-    let meta = file.metadata()?;
+    let meta = file.metadata().map_err(|e| KeyProblem::Open {
+        path: path_buf(),
+        text: io_text(&e),
+    })?;
     let mode = meta.mode() & 0o7777;
     if mode != 0o600 {
-        return Err(OvError::new(format!(
-            "machine key has permissions {mode:04o} — must be 0600"
-        ))
-        .hint(format!(
-            "chmod 600 {}",
-            ov_plugin_support::shell_quote(path)
-        )));
+        return Err(KeyProblem::Mode {
+            path: path_buf(),
+            mode,
+        });
     }
     let uid = nix::unistd::Uid::effective().as_raw();
     if meta.uid() != uid {
-        return Err(OvError::new(format!(
-            "machine key is owned by uid {} but current uid is {uid}",
-            meta.uid()
-        ))
-        .kind(Kind::Environment)
-        .hint(chown_command(path)));
+        return Err(KeyProblem::Owner {
+            path: path_buf(),
+            owner: meta.uid(),
+            uid,
+        });
     }
     if meta.len() != KEY_LEN as u64 || !meta.is_file() {
-        return Err(OvError::new("machine key must be exactly 32 bytes")
-            .hint(derive_command(path, app, env)));
+        return Err(KeyProblem::Size { path: path_buf() });
     }
     let mut key = MachineKey::new();
     let mut file = file;
-    file.read_exact(&mut key.bytes[..]).map_err(|_| {
-        OvError::new("machine key must be exactly 32 bytes").hint(derive_command(path, app, env))
-    })?;
+    file.read_exact(&mut key.bytes[..])
+        .map_err(|_| KeyProblem::Size { path: path_buf() })?;
     Ok(key)
 }
 

@@ -24,7 +24,7 @@ pub use bundle::{
     Collected, Sealed, after_change, collect, collect_complete, envs_holding, envs_with_bundles,
     open, seal, usable,
 };
-pub use key_file::{MachineKey, chown_command, create, load};
+pub use key_file::{KeyProblem, MachineKey, check, chown_command, create, load};
 pub use registry::{Registration, Registry, default_bundle_path, now};
 
 /// The exact size of a machine key file.

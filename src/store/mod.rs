@@ -124,7 +124,7 @@ impl Store {
 
     /// One backend's value for an entry, unlocking as needed.
     pub fn get_from(&self, b: &Loaded, entry: &EntryRef) -> Result<Option<Secret>> {
-        Ok(self.call(b, |c| b.backend.get(c, entry))??)
+        self.call(b, |c| b.backend.get(c, entry))?
     }
 
     /// The backends in read order.
@@ -188,7 +188,7 @@ impl Store {
                     }
                     miss.locked.push((b.desc.name.clone(), e));
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         Ok(Err(miss))
@@ -319,7 +319,7 @@ impl Store {
                     .hint(format!("ov doctor {name}")));
             }
         }
-        Ok(self.call(b, |c| b.backend.delete(c, entry))??)
+        self.call(b, |c| b.backend.delete(c, entry))?
     }
 
     /// Entries across every listable backend, and what could not be seen.
@@ -497,7 +497,7 @@ impl Store {
                     }
                 }
                 Ok(Some(value)) => return Ok(Some(SecretBytes::from(value))),
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         Ok(None)

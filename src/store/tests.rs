@@ -43,7 +43,7 @@ impl Mem {
 
     fn check(&self) -> std::result::Result<(), BackendError> {
         match self.fails {
-            Some(kind) => Err(BackendError::new(kind, format!("{} says no", self.name))),
+            Some(kind) => Err(BackendError::of(kind, format!("{} says no", self.name))),
             None => Ok(()),
         }
     }

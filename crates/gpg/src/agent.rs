@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use crate::{Gpg, GpgError, Result, fix};
+use crate::{Error, Gpg, Result, fix};
 
 pub const DEFAULT_CACHE_TTL: u64 = 28800;
 pub const MAX_CACHE_TTL: u64 = 43200;
@@ -138,9 +138,10 @@ pub struct KeyInfo {
 
 impl Gpg {
     fn connect(&self, commands: &[&str], autostart: bool) -> Result<crate::Run> {
-        let prog = self.connect_agent.clone().ok_or_else(|| {
-            GpgError::new("gpg-connect-agent is not installed").hint(fix::INSTALL)
-        })?;
+        let prog = self
+            .connect_agent
+            .clone()
+            .ok_or_else(|| Error::new("gpg-connect-agent is not installed").hint(fix::INSTALL))?;
         let mut args: Vec<&OsStr> = Vec::new();
         if !autostart {
             args.push(OsStr::new("--no-autostart"));
@@ -156,7 +157,7 @@ impl Gpg {
         let out = r.stdout_text();
         match out.lines().find_map(|l| l.strip_prefix("D ")) {
             Some(v) if r.ok => Ok(v.to_owned()),
-            _ => Err(GpgError::new(format!(
+            _ => Err(Error::new(format!(
                 "gpg-agent is not running ({})",
                 first_line(&(out + &r.messages))
             ))
@@ -169,7 +170,7 @@ impl Gpg {
         let r = self.connect(&["KEYINFO --list"], false)?;
         let out = r.stdout_text();
         if out.lines().any(|l| l.starts_with("ERR")) || !r.ok {
-            return Err(GpgError::new(format!(
+            return Err(Error::new(format!(
                 "cannot ask gpg-agent: {}",
                 first_line(&(out.clone() + &r.messages))
             ))
@@ -193,7 +194,7 @@ impl Gpg {
         let prog = self
             .gpgconf
             .clone()
-            .ok_or_else(|| GpgError::new("gpgconf is not installed").hint(fix::INSTALL))?;
+            .ok_or_else(|| Error::new("gpgconf is not installed").hint(fix::INSTALL))?;
         let r = self.exec(
             &prog,
             &[OsStr::new("--launch"), OsStr::new("gpg-agent")],
@@ -201,7 +202,7 @@ impl Gpg {
         )?;
         if !r.ok {
             return Err(
-                GpgError::new(format!("cannot start gpg-agent: {}", r.messages.trim()))
+                Error::new(format!("cannot start gpg-agent: {}", r.messages.trim()))
                     .hint(fix::DOCTOR),
             );
         }
@@ -241,7 +242,7 @@ impl Gpg {
     /// Cache `passphrase` in the agent for `grip` (needs allow-preset-passphrase).
     pub fn preset(&self, grip: &str, passphrase: &[u8]) -> Result<()> {
         let prog = self.preset_program().ok_or_else(|| {
-            GpgError::new("gpg-preset-passphrase is not installed").hint(fix::INSTALL)
+            Error::new("gpg-preset-passphrase is not installed").hint(fix::INSTALL)
         })?;
         let r = self.exec(
             &prog,
@@ -249,7 +250,7 @@ impl Gpg {
             Some(passphrase),
         )?;
         if !r.ok {
-            return Err(GpgError::new(format!(
+            return Err(Error::new(format!(
                 "gpg-agent refused the passphrase for {grip}: {}",
                 r.messages.trim()
             ))
@@ -297,7 +298,7 @@ pub fn enable_sockets() -> Result<()> {
         .args(SOCKETS)
         .status()?;
     if !st.success() {
-        return Err(GpgError::new(
+        return Err(Error::new(
             "systemctl --user enable --now gpg-agent.socket failed",
         ));
     }

@@ -307,7 +307,7 @@ fn key_checks(g: &Gpg, only: &str) -> Vec<CheckReport> {
             }
         }
         out.push(match (unavailable, missing.is_empty()) {
-            (Some(e), _) if e.no_session_bus() => no_bus_skip(id, title, &e),
+            (Some(e), _) if e.is(crate::problem::NO_SESSION_BUS) => no_bus_skip(id, title, &e),
             (Some(e), _) => with_fix(
                 report(id, title, Status::Warn, format!("Secret Service not available: {}", e.message)),
                 "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC and unlock its database",
@@ -323,7 +323,7 @@ fn key_checks(g: &Gpg, only: &str) -> Vec<CheckReport> {
     if only == "gpg.keys.backup" {
         let (id, title) = ("gpg.keys.backup", "key backups in the Secret Service");
         out.push(match ks.keys(None, false) {
-            Err(e) if e.no_session_bus() => no_bus_skip(id, title, &e),
+            Err(e) if e.is(crate::problem::NO_SESSION_BUS) => no_bus_skip(id, title, &e),
             Err(e) => with_fix(
                 report(id, title, Status::Warn, format!("Secret Service not available: {}", e.message)),
                 "gnome-keyring-daemon --start --components=secrets   # or start KeePassXC and unlock its database",
@@ -353,7 +353,7 @@ fn keygrips(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
-fn no_bus_skip(id: &str, title: &str, e: &crate::GpgError) -> CheckReport {
+fn no_bus_skip(id: &str, title: &str, e: &crate::Error) -> CheckReport {
     report(
         id,
         title,

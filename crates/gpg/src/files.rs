@@ -5,7 +5,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use crate::{Gpg, GpgError, Result, Run, can_prompt, fix, keystore};
+use crate::{Error, Gpg, Result, Run, can_prompt, fix, keystore};
 
 impl Gpg {
     /// Decrypt `file`; the errors say which `ov secrets gpg` command fixes
@@ -75,7 +75,7 @@ impl Gpg {
                 return Ok(r.stdout);
             }
             if r.has_status("BAD_PASSPHRASE") || r.messages.contains("Bad passphrase") {
-                return Err(GpgError::new(format!(
+                return Err(Error::new(format!(
                     "decrypting {} failed: the passphrase stored in the Secret Service for keygrip {grip} does not open the key",
                     file.display()
                 ))
@@ -118,10 +118,10 @@ impl Gpg {
     }
 
     /// Turn a failed decryption into a message and its fixes.
-    pub fn diagnose(&self, file: &Path, r: &Run) -> GpgError {
+    pub fn diagnose(&self, file: &Path, r: &Run) -> Error {
         let name = file.display();
         if r.has_status("NODATA") || r.messages.contains("no valid OpenPGP data") {
-            return GpgError::new(format!(
+            return Error::new(format!(
                 "decrypting {name} failed: it is not an OpenPGP file"
             ))
             .hint(self.to_own_key(|id| {
@@ -141,7 +141,7 @@ impl Gpg {
             .filter_map(|a| a.first().cloned())
             .collect();
         if !no_seckey.is_empty() && no_seckey.len() >= enc_to.len() {
-            return GpgError::new(format!(
+            return Error::new(format!(
                 "decrypting {name} failed: gpg: No secret key — it is encrypted to {}, and this keyring holds none of them",
                 no_seckey.join(", ")
             ))
@@ -153,7 +153,7 @@ impl Gpg {
         }
         let text = &r.messages;
         if needs_pinentry(r) {
-            let mut e = GpgError::new(format!(
+            let mut e = Error::new(format!(
                 "decrypting {name} failed: the key's passphrase is not cached in gpg-agent and no pinentry can ask for it{}",
                 if can_prompt() { "" } else { " (no terminal)" }
             ))
@@ -169,11 +169,11 @@ impl Gpg {
             return e;
         }
         if r.has_status("BAD_PASSPHRASE") {
-            return GpgError::new(format!("decrypting {name} failed: bad passphrase"))
+            return Error::new(format!("decrypting {name} failed: bad passphrase"))
                 .hint(fix::DOCTOR);
         }
         if text.contains("connection to agent") || text.contains("can't connect to the agent") {
-            return GpgError::new(format!(
+            return Error::new(format!(
                 "decrypting {name} failed: gpg-agent is not running"
             ))
             .hint(fix::AGENT)
@@ -185,7 +185,7 @@ impl Gpg {
             .last()
             .unwrap_or("gpg failed")
             .to_owned();
-        GpgError::new(format!("decrypting {name} failed: {detail}")).hint(fix::DOCTOR)
+        Error::new(format!("decrypting {name} failed: {detail}")).hint(fix::DOCTOR)
     }
 
     /// The key ids a file is encrypted to (long ids, as gpg prints them).
@@ -214,7 +214,7 @@ impl Gpg {
             }
         }
         if ids.is_empty() {
-            return Err(GpgError::new(format!(
+            return Err(Error::new(format!(
                 "{} names no recipient (symmetric encryption or hidden recipients); ov cannot re-encrypt it to the same people",
                 file.display()
             ))
@@ -232,7 +232,7 @@ impl Gpg {
     /// that names them.
     pub fn encrypt(&self, plaintext: &[u8], recipients: &[String]) -> Result<Vec<u8>> {
         if recipients.is_empty() {
-            return Err(GpgError::new("no recipient given")
+            return Err(Error::new("no recipient given")
                 .hint(self.to_own_key(|id| format!("ov secrets gpg encrypt -r {id}"))));
         }
         for r in recipients {
@@ -250,7 +250,7 @@ impl Gpg {
         let r = self.run(&args, Some(plaintext))?;
         if !r.ok {
             let detail = r.messages.trim().lines().last().unwrap_or("").to_owned();
-            return Err(GpgError::new(format!("gpg could not encrypt: {detail}")).hint(fix::DOCTOR));
+            return Err(Error::new(format!("gpg could not encrypt: {detail}")).hint(fix::DOCTOR));
         }
         Ok(r.stdout.to_vec())
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use crate::{Gpg, GpgError, Result, fix};
+use crate::{Error, Gpg, Result, fix};
 
 /// One secret key as `--list-secret-keys --with-colons` shows it.
 #[derive(Debug, Clone, Default)]
@@ -66,7 +66,7 @@ impl Gpg {
             .to_owned();
         match (r.ok, fpr) {
             (true, Some(f)) => Ok((f, unescape_colons(&uid))),
-            _ => Err(GpgError::new(format!(
+            _ => Err(Error::new(format!(
                 "unknown recipient {id}: no public key for it in the keyring"
             ))
             .hint(fix::fetch_public(id))),
@@ -80,7 +80,7 @@ impl Gpg {
             None,
         )?;
         if !r.ok && !r.messages.trim().is_empty() && r.stdout.is_empty() {
-            return Err(GpgError::new(format!(
+            return Err(Error::new(format!(
                 "gpg cannot list the secret keys: {}",
                 r.messages.trim()
             ))
@@ -94,12 +94,12 @@ impl Gpg {
         let keys = self.secret_keys()?;
         match id {
             Some(id) => keys.into_iter().find(|k| k.matches(id)).ok_or_else(|| {
-                GpgError::new(format!("no secret key {id} in the keyring"))
+                Error::new(format!("no secret key {id} in the keyring"))
                     .hint(fix::import_key(id))
                     .hint("gpg --list-secret-keys   # the keys there are")
             }),
             None => keys.into_iter().next().ok_or_else(|| {
-                GpgError::new("no secret key in the keyring")
+                Error::new("no secret key in the keyring")
                     .hint(fix::SETUP)
                     .hint(fix::IMPORT_KEYSTORE)
             }),
@@ -113,7 +113,7 @@ impl Gpg {
         args.extend(["--import", "--", &path]);
         let r = self.run(&args, passphrase)?;
         if !r.ok && !r.has_status("IMPORT_OK") {
-            return Err(GpgError::new(format!(
+            return Err(Error::new(format!(
                 "importing {} failed: {}",
                 file.display(),
                 r.messages.trim()
@@ -127,7 +127,7 @@ impl Gpg {
         let path = file.to_string_lossy();
         let r = self.run(&["--import-ownertrust", "--", &path], None)?;
         if !r.ok {
-            return Err(GpgError::new(format!(
+            return Err(Error::new(format!(
                 "importing the owner trust from {} failed: {}",
                 file.display(),
                 r.messages.trim()
@@ -139,7 +139,7 @@ impl Gpg {
     pub fn export_public(&self, fpr: &str) -> Result<Vec<u8>> {
         let r = self.run(&["--armor", "--export", "--", fpr], None)?;
         if !r.ok || r.stdout.is_empty() {
-            return Err(GpgError::new(format!(
+            return Err(Error::new(format!(
                 "exporting the public key {fpr} failed: {}",
                 r.messages.trim()
             )));
@@ -156,7 +156,7 @@ impl Gpg {
         args.extend(["--armor", "--export-secret-keys", "--", fpr]);
         let r = self.run(&args, passphrase)?;
         if !r.ok || r.stdout.is_empty() {
-            return Err(GpgError::new(format!(
+            return Err(Error::new(format!(
                 "exporting the secret key {fpr} failed: {}",
                 r.messages.trim()
             ))
@@ -192,11 +192,9 @@ impl Gpg {
         if r.ok {
             Ok(())
         } else if r.has_status("BAD_PASSPHRASE") || r.messages.contains("Bad passphrase") {
-            Err(GpgError::new(format!(
-                "the passphrase is wrong for key {fpr}"
-            )))
+            Err(Error::new(format!("the passphrase is wrong for key {fpr}")))
         } else {
-            Err(GpgError::new(format!(
+            Err(Error::new(format!(
                 "cannot check the passphrase of {fpr}: {}",
                 r.messages.trim()
             )))
@@ -220,7 +218,7 @@ impl Gpg {
             Some(passphrase),
         )?;
         if !r.ok {
-            return Err(GpgError::new(format!(
+            return Err(Error::new(format!(
                 "generating a key for {uid} failed: {}",
                 r.messages.trim()
             )));

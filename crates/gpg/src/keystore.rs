@@ -16,25 +16,12 @@ use ov_plugin_api::BackendError;
 use ov_secret_service::bus::{Bus, Link, map_error};
 use zeroize::Zeroizing;
 
-use crate::GpgError;
+use crate::Error;
 
 pub const SCHEMA_PASSPHRASE: &str = "org.gnupg.Passphrase";
 pub const SCHEMA_KEY: &str = "org.gnupg.Key";
 const ATTR_SCHEMA: &str = "xdg:schema";
 const CONTENT_TYPE: &str = "text/plain";
-
-impl From<BackendError> for GpgError {
-    fn from(e: BackendError) -> Self {
-        let problem = e
-            .is(ov_secret_service::bus::NO_BUS)
-            .then_some(crate::problem::NO_SESSION_BUS);
-        GpgError {
-            message: e.message,
-            hints: e.hints,
-            problem,
-        }
-    }
-}
 
 /// The `key-grip` value pinentry looks up for a grip.
 pub fn pinentry_keyinfo(grip: &str) -> String {
@@ -80,11 +67,11 @@ fn put(
         .get_default_collection()
         .map_err(|e| map_error(&e, &doing))?;
     if coll.is_locked().map_err(|e| map_error(&e, &doing))? {
-        return Err(BackendError::new(
+        return Err(BackendError::of(
             ov_plugin_api::ErrorKind::Locked,
             "the default Secret Service collection is locked; nothing was stored",
         )
-        .with_hint("secret-tool search --unlock xdg:schema org.gnupg.Passphrase   # the keyring asks for its password"));
+        .hint("secret-tool search --unlock xdg:schema org.gnupg.Passphrase   # the keyring asks for its password"));
     }
     let mut found = Vec::new();
     for search in searches {
@@ -151,7 +138,7 @@ impl Keystore {
 
     /// Store `passphrase` for `grip` as both pinentry generations find it,
     /// replacing an item either of them (or an older ov) stored.
-    pub fn store_passphrase(&self, grip: &str, passphrase: &[u8]) -> Result<(), GpgError> {
+    pub fn store_passphrase(&self, grip: &str, passphrase: &[u8]) -> Result<(), Error> {
         let searches = vec![
             passphrase_search(ATTR_GRIP_NEW, grip),
             passphrase_search(ATTR_GRIP_OLD, grip),
@@ -160,14 +147,13 @@ impl Keystore {
         attrs.push(("stored-by".into(), "ov".into()));
         let label = format!("GnuPG: {}", pinentry_keyinfo(grip));
         let secret = Zeroizing::new(passphrase.to_vec());
-        Ok(self
-            .bus
-            .run(move |link| put(link, &searches, &attrs, &label, &secret))?)
+        self.bus
+            .run(move |link| put(link, &searches, &attrs, &label, &secret))
     }
 
     /// Is a passphrase stored for `grip` where every pinentry finds it
     /// (`keygrip` and `key-grip` both `n/<KEYGRIP>`)?
-    pub fn has_passphrase(&self, grip: &str) -> Result<bool, GpgError> {
+    pub fn has_passphrase(&self, grip: &str) -> Result<bool, Error> {
         let search = passphrase_attrs(grip);
         Ok(!self
             .bus
@@ -177,24 +163,24 @@ impl Keystore {
 
     /// The stored passphrase for `grip`: ov's item, or one that either
     /// pinentry generation stored or would find.
-    pub fn passphrase(&self, grip: &str) -> Result<Option<Zeroizing<Vec<u8>>>, GpgError> {
+    pub fn passphrase(&self, grip: &str) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
         let searches = vec![
             passphrase_attrs(grip),
             passphrase_search(ATTR_GRIP_OLD, grip),
             passphrase_search(ATTR_GRIP_NEW, grip),
         ];
-        Ok(self.bus.run(move |link| {
+        self.bus.run(move |link| {
             for search in &searches {
                 if let Some((_, s)) = get(link, search, true)?.into_iter().next() {
                     return Ok(Some(s));
                 }
             }
             Ok(None)
-        })?)
+        })
     }
 
     /// Back up an armored secret key as `org.gnupg.Key` (keyid, uid).
-    pub fn store_key(&self, keyid: &str, uid: &str, armored: &[u8]) -> Result<(), GpgError> {
+    pub fn store_key(&self, keyid: &str, uid: &str, armored: &[u8]) -> Result<(), Error> {
         let search = vec![
             (ATTR_SCHEMA.into(), SCHEMA_KEY.into()),
             ("keyid".into(), keyid.to_owned()),
@@ -204,14 +190,13 @@ impl Keystore {
         let label = format!("GnuPG key {keyid} ({uid})");
         let secret = Zeroizing::new(armored.to_vec());
         let searches = vec![search];
-        Ok(self
-            .bus
-            .run(move |link| put(link, &searches, &attrs, &label, &secret))?)
+        self.bus
+            .run(move |link| put(link, &searches, &attrs, &label, &secret))
     }
 
     /// Key backups: (keyid, uid, armored key), optionally for one key id
     /// (matched as a suffix, so short ids work).
-    pub fn keys(&self, keyid: Option<&str>, secrets: bool) -> Result<Vec<KeyBackup>, GpgError> {
+    pub fn keys(&self, keyid: Option<&str>, secrets: bool) -> Result<Vec<KeyBackup>, Error> {
         let search = vec![(ATTR_SCHEMA.to_owned(), SCHEMA_KEY.to_owned())];
         let found = self.bus.run(move |link| get(link, &search, secrets))?;
         let want = keyid.map(|k| k.trim_start_matches("0x").to_ascii_uppercase());

@@ -24,14 +24,8 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-/// A failure with the commands that fix it, for the CLI to print.
-#[derive(Debug, Clone)]
-pub struct GpgError {
-    pub message: String,
-    pub hints: Vec<String>,
-    /// What went wrong, for code to act on (the message is for people).
-    pub problem: Option<&'static str>,
-}
+/// ov's one error type (see [`ov_plugin_api::Error`]).
+pub use ov_plugin_api::Error;
 
 /// The problems code acts on.
 pub mod problem {
@@ -41,52 +35,7 @@ pub mod problem {
     pub const NO_SESSION_BUS: &str = ov_secret_service::bus::NO_BUS;
 }
 
-impl GpgError {
-    pub fn new(message: impl Into<String>) -> Self {
-        GpgError {
-            message: message.into(),
-            hints: Vec::new(),
-            problem: None,
-        }
-    }
-
-    pub fn with_problem(mut self, code: &'static str) -> Self {
-        self.problem = Some(code);
-        self
-    }
-
-    /// Is this the problem named `code` (see [`problem`])?
-    pub fn is(&self, code: &str) -> bool {
-        self.problem == Some(code)
-    }
-
-    /// The Secret Service error of a machine with no session bus at all (a
-    /// server, an ssh session), where starting a provider cannot work.
-    pub fn no_session_bus(&self) -> bool {
-        self.is(problem::NO_SESSION_BUS)
-    }
-
-    pub fn hint(mut self, h: impl Into<String>) -> Self {
-        self.hints.push(h.into());
-        self
-    }
-}
-
-impl std::fmt::Display for GpgError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for GpgError {}
-
-impl From<std::io::Error> for GpgError {
-    fn from(e: std::io::Error) -> Self {
-        GpgError::new(e.to_string())
-    }
-}
-
-pub type Result<T, E = GpgError> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The fixes, in one place so errors and doctor findings say the same.
 pub mod fix {
@@ -186,7 +135,7 @@ impl Gpg {
     /// Find `gpg` (required) and its helpers on PATH.
     pub fn find() -> Result<Gpg> {
         let gpg = which::which("gpg").map_err(|_| {
-            GpgError::new("gpg is not installed (no `gpg` on PATH)").hint(fix::INSTALL)
+            Error::new("gpg is not installed (no `gpg` on PATH)").hint(fix::INSTALL)
         })?;
         Ok(Gpg {
             gpg,
@@ -207,7 +156,7 @@ impl Gpg {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| {
-            GpgError::new(format!("cannot run {}: {e}", program.display())).hint(fix::INSTALL)
+            Error::new(format!("cannot run {}: {e}", program.display())).hint(fix::INSTALL)
         })?;
         let stdin = child.stdin.take();
         let input = input.map(|i| Zeroizing::new(i.to_vec()));
@@ -249,7 +198,7 @@ impl Gpg {
                         nix::sys::signal::Signal::SIGKILL,
                     );
                 }
-                return Err(GpgError::new(format!(
+                return Err(Error::new(format!(
                     "{} did not finish within {} s (a pinentry waiting for nobody?)",
                     program.display(),
                     limit.as_secs()

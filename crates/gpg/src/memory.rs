@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{GpgError, Result};
+use crate::{Error, Result};
 
 /// Is `dir` on a filesystem kept in memory (tmpfs, ramfs), so that what is
 /// written there never reaches a disk?
@@ -33,7 +33,7 @@ pub fn memory_dir() -> Option<PathBuf> {
 pub fn private_dir() -> Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
     let base = memory_dir().ok_or_else(|| {
-        GpgError::new(
+        Error::new(
             "no memory filesystem for the plaintext: $XDG_RUNTIME_DIR is not set or not a tmpfs, and /dev/shm is not one either",
         )
         .hint("export XDG_RUNTIME_DIR=/run/user/$(id -u)   # the tmpfs systemd-logind makes for you")
@@ -43,7 +43,7 @@ pub fn private_dir() -> Result<tempfile::TempDir> {
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(&base)
         .map_err(|e| {
-            GpgError::new(format!(
+            Error::new(format!(
                 "cannot create a private directory in {}: {e}",
                 base.display()
             ))

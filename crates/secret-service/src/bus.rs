@@ -76,7 +76,7 @@ pub fn absent() -> BackendError {
         "no Secret Service provider is running on the session bus (nothing owns {})",
         session::DEST
     ))
-    .with_hint(START_PROVIDER)
+    .hint(START_PROVIDER)
     .transient()
 }
 
@@ -197,7 +197,7 @@ impl Bus {
                 let _ = tx.send(result);
             });
         if let Err(e) = spawned {
-            return Err(BackendError::new(
+            return Err(BackendError::of(
                 ErrorKind::Internal,
                 format!("cannot start a thread for the keyring call: {e}"),
             ));
@@ -205,7 +205,7 @@ impl Bus {
         match rx.recv_timeout(limit) {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(self.give_up(limit)),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(BackendError::new(
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(BackendError::of(
                 ErrorKind::Internal,
                 "the keyring call panicked; this is a bug in ov",
             )),
@@ -249,8 +249,8 @@ impl Bus {
         unavailable(reason)
             .unresponsive()
             .with_problem(TIMED_OUT)
-            .with_hint("ov doctor keyring")
-            .with_hint(format!(
+            .hint("ov doctor keyring")
+            .hint(format!(
                 "{TIMEOUT_ENV}=5000 ov …   # give a slow provider more time"
             ))
     }
@@ -266,16 +266,16 @@ impl Bus {
                 _ => unavailable(format!(
                     "the session bus connection failed: {io} (cannot {doing})"
                 ))
-                .with_hint(no_bus_fix())
+                .hint(no_bus_fix())
                 .with_problem(NO_BUS),
             },
             wire::Error::Auth(line) => unavailable(format!(
                 "the session bus refused ov's authentication ({line}) (cannot {doing})"
             ))
-            .with_hint(no_bus_fix())
+            .hint(no_bus_fix())
             .with_problem(NO_BUS),
             wire::Error::Dbus(name, desc) => map_dbus(&name, desc.as_deref(), doing),
-            wire::Error::Protocol(why) => BackendError::new(
+            wire::Error::Protocol(why) => BackendError::of(
                 ErrorKind::Io,
                 format!("cannot {doing}: the Secret Service provider misbehaved: {why}"),
             ),
@@ -300,7 +300,7 @@ impl Bus {
 }
 
 pub fn unavailable(reason: impl Into<String>) -> BackendError {
-    BackendError::new(ErrorKind::Unavailable, reason)
+    BackendError::of(ErrorKind::Unavailable, reason)
 }
 
 fn bus_address() -> String {
@@ -352,7 +352,7 @@ fn connect_error(e: &zbus::Error) -> BackendError {
         other => other.to_string(),
     };
     unavailable(format!("no D-Bus session bus: {why} at {}", bus_address()))
-        .with_hint(no_bus_fix())
+        .hint(no_bus_fix())
         .with_problem(NO_BUS)
 }
 
@@ -397,23 +397,23 @@ pub fn map_error(e: &secret_service::Error, doing: &str) -> BackendError {
         E::Unavailable => unavailable(format!(
             "no Secret Service provider or session bus (cannot {doing})"
         ))
-        .with_hint(START_PROVIDER),
+        .hint(START_PROVIDER),
         E::Zbus(zbus::Error::InputOutput(io)) => unavailable(format!(
             "the session bus connection failed: {io} (cannot {doing})"
         ))
-        .with_hint(no_bus_fix())
+        .hint(no_bus_fix())
         .with_problem(NO_BUS),
         E::Zbus(zbus::Error::Address(_) | zbus::Error::Handshake(_)) => {
             unavailable(format!("cannot {doing}: {e}"))
-                .with_hint(no_bus_fix())
+                .hint(no_bus_fix())
                 .with_problem(NO_BUS)
         }
-        E::Locked => BackendError::new(ErrorKind::Locked, format!("cannot {doing}: it is locked")),
-        E::Prompt | E::PromptDisconnected => BackendError::new(
+        E::Locked => BackendError::of(ErrorKind::Locked, format!("cannot {doing}: it is locked")),
+        E::Prompt | E::PromptDisconnected => BackendError::of(
             ErrorKind::Locked,
             format!("cannot {doing}: the provider asked for a prompt and it was dismissed"),
         ),
-        _ => BackendError::new(ErrorKind::Io, format!("cannot {doing}: {e}")),
+        _ => BackendError::of(ErrorKind::Io, format!("cannot {doing}: {e}")),
     }
 }
 
@@ -428,16 +428,16 @@ pub fn map_dbus(name: &str, desc: Option<&str>, doing: &str) -> BackendError {
         | "org.freedesktop.DBus.Error.Disconnected" => unavailable(format!(
             "no Secret Service provider answers on the session bus (cannot {doing}: {name})"
         ))
-        .with_hint(START_PROVIDER),
+        .hint(START_PROVIDER),
         "org.freedesktop.Secret.Error.IsLocked" => {
-            BackendError::new(ErrorKind::Locked, format!("cannot {doing}: it is locked"))
+            BackendError::of(ErrorKind::Locked, format!("cannot {doing}: it is locked"))
         }
         _ => {
             let why = match desc {
                 Some(desc) if !desc.is_empty() => format!("{desc} ({name})"),
                 _ => name.to_owned(),
             };
-            BackendError::new(ErrorKind::Io, format!("cannot {doing}: {why}"))
+            BackendError::of(ErrorKind::Io, format!("cannot {doing}: {why}"))
         }
     }
 }

@@ -61,13 +61,13 @@ fn subscribe() -> Result<mpsc::Receiver<()>, BackendError> {
             }
         })
         .map_err(|e| {
-            BackendError::new(ErrorKind::Internal, format!("cannot start a thread: {e}"))
+            BackendError::of(ErrorKind::Internal, format!("cannot start a thread: {e}"))
         })?;
     match ready_rx.recv_timeout(bus::timeout()) {
         Ok(Ok(())) => Ok(rx),
         Ok(Err(e)) => Err(
             unavailable(format!("cannot watch the keyring for an unlock: {e}"))
-                .with_hint(bus::no_bus_fix())
+                .hint(bus::no_bus_fix())
                 .with_problem(bus::NO_BUS),
         ),
         Err(_) => Err(unavailable(
@@ -129,15 +129,15 @@ impl Waiting {
     fn timed_out(&self, timeout: Duration) -> BackendError {
         let secs = timeout.as_secs();
         match self {
-            Waiting::Unlock => BackendError::new(
+            Waiting::Unlock => BackendError::of(
                 ErrorKind::Locked,
                 format!("the keyring is still locked after {secs} s"),
             )
-            .with_hint("secret-tool search --all --unlock application ov   # or unlock it in your desktop's keyring app"),
+            .hint("secret-tool search --all --unlock application ov   # or unlock it in your desktop's keyring app"),
             Waiting::Provider => unavailable(format!(
                 "no Secret Service provider came onto the session bus within {secs} s"
             ))
-            .with_hint(START_PROVIDER),
+            .hint(START_PROVIDER),
         }
     }
 }

@@ -32,7 +32,7 @@ impl<B: Backend> Handler for Linked<B> {
         catch_unwind(AssertUnwindSafe(|| dispatch(&self.0, request))).unwrap_or_else(|_| {
             let name = catch_unwind(AssertUnwindSafe(|| self.0.describe().name))
                 .unwrap_or_else(|_| "built-in".into());
-            Response::Error(BackendError::new(
+            Response::Error(BackendError::of(
                 ErrorKind::Internal,
                 format!("the {name} backend panicked (a bug in ov)"),
             ))
@@ -68,7 +68,7 @@ impl<H: Handler> Client<H> {
 }
 
 fn unexpected(name: &str, answer: &Response) -> BackendError {
-    BackendError::new(
+    BackendError::of(
         ErrorKind::Internal,
         format!("plugin {name} gave an unexpected answer: {answer:?}"),
     )

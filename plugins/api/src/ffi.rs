@@ -50,7 +50,7 @@ pub fn entry_symbol_for_stem(stem: &str) -> String {
 /// Encode a response; never fails (falls back to an internal error).
 pub fn encode_response(response: &Response) -> Vec<u8> {
     serde_json::to_vec(response).unwrap_or_else(|e| {
-        let fallback = Response::Error(BackendError::new(
+        let fallback = Response::Error(BackendError::of(
             ErrorKind::Internal,
             format!("plugin could not encode its answer: {e}"),
         ));
@@ -72,14 +72,14 @@ pub fn handle_bytes(backend: &dyn Backend, request: &[u8]) -> Vec<u8> {
     let response = catch_unwind(AssertUnwindSafe(|| {
         match serde_json::from_slice::<Request>(request) {
             Ok(req) => dispatch(backend, req),
-            Err(e) => Response::Error(BackendError::new(
+            Err(e) => Response::Error(BackendError::of(
                 ErrorKind::Unsupported,
                 format!("plugin could not read the request: {e}"),
             )),
         }
     }))
     .unwrap_or_else(|payload| {
-        Response::Error(BackendError::new(
+        Response::Error(BackendError::of(
             ErrorKind::Internal,
             format!("plugin panicked: {}", panic_message(payload.as_ref())),
         ))

@@ -10,15 +10,17 @@
 mod backend;
 pub mod client;
 mod describe;
+mod error;
 pub mod ffi;
 mod proto;
 mod secret;
 
 pub use backend::{Backend, dispatch, service_matches};
 pub use describe::{Binding, CreateRequest, Created, SettingKind, SettingSpec, UnlockSpec};
+pub use error::{BackendError, EXIT_ERROR, EXIT_USAGE, Error, ErrorClass, ErrorKind};
 pub use proto::{
-    AutoFix, Availability, BackendError, CheckDecl, CheckReport, Context, Description, EntryList,
-    EntryRef, ErrorKind, PROTOCOL, ProtocolVersion, Request, Response, Status,
+    AutoFix, Availability, CheckDecl, CheckReport, Context, Description, EntryList, EntryRef,
+    PROTOCOL, ProtocolVersion, Request, Response, Status,
 };
 pub use secret::{Secret, SecretBytes};
 pub use zeroize;

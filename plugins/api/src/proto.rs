@@ -14,7 +14,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Secret, SecretBytes};
+#[cfg(test)]
+use crate::ErrorKind;
+use crate::{BackendError, Secret, SecretBytes};
 
 /// The version of the messages in this module, exchanged at load time.
 ///
@@ -172,120 +174,6 @@ impl Availability {
             } => Some(reason),
             _ => None,
         }
-    }
-}
-
-/// The kinds of failure a backend reports; the engine decides what to do with each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The backend cannot run here (no bus, no file, missing tool).
-    Unavailable,
-    /// The store is locked and needs an unlock secret.
-    Locked,
-    /// The unlock secret was wrong.
-    WrongPassword,
-    /// A file has unsafe permissions or the wrong owner.
-    Permissions,
-    /// A file exists but cannot be parsed.
-    Corrupt,
-    /// The caller's input was refused.
-    InvalidInput,
-    /// Reading or writing failed.
-    Io,
-    /// The backend does not do this (read-only, or an unknown request).
-    Unsupported,
-    /// A bug: a panic or a broken message.
-    Internal,
-    /// A kind this engine does not know yet.
-    #[serde(other)]
-    Other,
-}
-
-/// An error from a backend, with the commands that fix it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct BackendError {
-    pub kind: ErrorKind,
-    pub message: String,
-    #[serde(default)]
-    pub hints: Vec<String>,
-    /// The condition may pass with nothing done here: the service behind
-    /// the store is starting (a keyring provider at login). A miss says
-    /// so, and `get --wait-unlock` can wait for it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub transient: bool,
-    /// The service behind the store is there but did not answer in time
-    /// (a hung provider): a miss says so rather than only "no secret".
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unresponsive: bool,
-    /// A name for the problem, defined by the code that found it
-    /// (`no_session_bus`, `timed_out`), for the engine and checks to act on
-    /// instead of reading the message, which is for people.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<String>,
-}
-
-impl BackendError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        BackendError {
-            kind,
-            message: message.into(),
-            hints: Vec::new(),
-            transient: false,
-            unresponsive: false,
-            problem: None,
-        }
-    }
-
-    /// Name the problem (see [`BackendError::problem`]).
-    pub fn with_problem(mut self, code: &str) -> Self {
-        self.problem = Some(code.to_owned());
-        self
-    }
-
-    /// Is this the problem named `code`?
-    pub fn is(&self, code: &str) -> bool {
-        self.problem.as_deref() == Some(code)
-    }
-
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hints.push(hint.into());
-        self
-    }
-
-    /// Mark the error as one that may pass by itself.
-    pub fn transient(mut self) -> Self {
-        self.transient = true;
-        self
-    }
-
-    /// Mark the error as a service that is there but did not answer.
-    pub fn unresponsive(mut self) -> Self {
-        self.unresponsive = true;
-        self
-    }
-
-    pub fn unsupported(what: impl fmt::Display) -> Self {
-        BackendError::new(ErrorKind::Unsupported, format!("{what} is not supported"))
-    }
-}
-
-impl fmt::Display for BackendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for BackendError {}
-
-impl From<std::io::Error> for BackendError {
-    fn from(err: std::io::Error) -> Self {
-        let kind = if err.kind() == std::io::ErrorKind::PermissionDenied {
-            ErrorKind::Permissions
-        } else {
-            ErrorKind::Io
-        };
-        BackendError::new(kind, err.to_string())
     }
 }
 

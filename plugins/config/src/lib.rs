@@ -40,7 +40,7 @@ fn io_error(err: io::Error) -> BackendError {
 }
 
 fn problem_error(problem: &FileProblem) -> BackendError {
-    BackendError::new(ErrorKind::Permissions, problem.message()).with_hint(problem.fix())
+    BackendError::of(ErrorKind::Permissions, problem.message()).hint(problem.fix())
 }
 
 /// Read and parse the file; `None` when it does not exist.
@@ -61,12 +61,10 @@ fn load(path: &Path) -> Result<Option<DocumentMut>, BackendError> {
 
 fn parse(path: &Path, text: &str) -> Result<DocumentMut, BackendError> {
     text.parse::<DocumentMut>().map_err(|e| {
-        BackendError::new(ErrorKind::Corrupt, toml_error_message(path, text, &e)).with_hint(
-            format!(
-                "{}  # fix the syntax; ov leaves the file as it is",
-                edit_command(path)
-            ),
-        )
+        BackendError::of(ErrorKind::Corrupt, toml_error_message(path, text, &e)).hint(format!(
+            "{}  # fix the syntax; ov leaves the file as it is",
+            edit_command(path)
+        ))
     })
 }
 
@@ -84,7 +82,7 @@ fn lookup(
     };
     match item.as_str() {
         Some(s) => Ok(Some(Secret::from(s))),
-        None => Err(BackendError::new(
+        None => Err(BackendError::of(
             ErrorKind::Corrupt,
             format!(
                 "{}: [\"{}\"] {} is not a string",
@@ -124,7 +122,7 @@ fn modify<T>(
 /// table) is the user's: ov neither replaces nor removes it.
 fn foreign_shape(path: &Path, what: &str, item: &Item) -> BackendError {
     let shape = item.type_name();
-    BackendError::new(
+    BackendError::of(
         ErrorKind::InvalidInput,
         format!(
             "{}: {what} is {} {shape}, not what ov writes there; ov leaves it as it is",
@@ -136,7 +134,7 @@ fn foreign_shape(path: &Path, what: &str, item: &Item) -> BackendError {
             },
         ),
     )
-    .with_hint(format!(
+    .hint(format!(
         "{}   # move it into a [\"service\"] table as key = \"value\", or rename it",
         edit_command(path)
     ))

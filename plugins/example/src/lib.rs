@@ -50,11 +50,11 @@ fn path(ctx: &Context) -> PathBuf {
 }
 
 fn locked(path: &Path) -> BackendError {
-    BackendError::new(
+    BackendError::of(
         ErrorKind::Locked,
         format!("{} is locked: its passphrase is needed", path.display()),
     )
-    .with_hint("ov secrets unlock")
+    .hint("ov secrets unlock")
 }
 
 fn passphrase(ctx: &Context) -> Option<SecretString> {
@@ -70,7 +70,7 @@ fn load(ctx: &Context) -> Result<Entries, BackendError> {
         Ok(b) => ov_plugin_api::zeroize::Zeroizing::new(b),
         Err(e) if is_missing(&e) => return Ok(Entries::new()),
         Err(e) => {
-            return Err(BackendError::new(
+            return Err(BackendError::of(
                 ErrorKind::Io,
                 format!("cannot read {}: {e}", path.display()),
             ));
@@ -78,7 +78,7 @@ fn load(ctx: &Context) -> Result<Entries, BackendError> {
     };
     let pass = passphrase(ctx).ok_or_else(|| locked(&path))?;
     let corrupt = |why: String| {
-        BackendError::new(
+        BackendError::of(
             ErrorKind::Corrupt,
             format!("{} is not an agefile store: {why}", path.display()),
         )
@@ -90,7 +90,7 @@ fn load(ctx: &Context) -> Result<Entries, BackendError> {
         .decrypt(std::iter::once(&identity as &dyn age::Identity))
         .map_err(|e| match e {
             age::DecryptError::DecryptionFailed | age::DecryptError::NoMatchingKeys => {
-                BackendError::new(
+                BackendError::of(
                     ErrorKind::WrongPassword,
                     format!("the passphrase does not open {}", path.display()),
                 )
@@ -110,7 +110,7 @@ fn store(ctx: &Context, entries: &Entries) -> Result<(), BackendError> {
     let pass = passphrase(ctx).ok_or_else(|| locked(&path))?;
     let mut recipient = age::scrypt::Recipient::new(pass);
     recipient.set_work_factor(WORK_FACTOR);
-    let internal = |e: String| BackendError::new(ErrorKind::Internal, e);
+    let internal = |e: String| BackendError::of(ErrorKind::Internal, e);
     let encryptor =
         age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
             .map_err(|e| internal(e.to_string()))?;

@@ -86,16 +86,16 @@ fn key_file_bytes(ctx: &Context) -> Result<Option<Zeroizing<Vec<u8>>>, BackendEr
         return Ok(None);
     };
     let mut file = ov_plugin_support::open_regular(&kf, 0).map_err(|e| {
-        BackendError::new(
+        BackendError::of(
             ErrorKind::InvalidInput,
             format!("cannot open the key file {}: {e}", kf.display()),
         )
-        .with_hint(format!("ls -l {}", shell_quote(&kf)))
-        .with_hint("ov settings unset secrets.kdbx_key_file   # if the database has no key file")
+        .hint(format!("ls -l {}", shell_quote(&kf)))
+        .hint("ov settings unset secrets.kdbx_key_file   # if the database has no key file")
     })?;
     let mut bytes = Zeroizing::new(Vec::new());
     std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| {
-        BackendError::new(
+        BackendError::of(
             ErrorKind::InvalidInput,
             format!("cannot read the key file {}: {e}", kf.display()),
         )
@@ -111,7 +111,7 @@ fn database_key(ctx: &Context, path: &Path) -> Result<DatabaseKey, BackendError>
     }
     if let Some(bytes) = key_file_bytes(ctx)? {
         key = key.with_keyfile(&mut &bytes[..]).map_err(|e| {
-            BackendError::new(
+            BackendError::of(
                 ErrorKind::InvalidInput,
                 format!("cannot read the key file: {e}"),
             )
@@ -124,22 +124,22 @@ fn database_key(ctx: &Context, path: &Path) -> Result<DatabaseKey, BackendError>
 }
 
 fn locked(path: &Path) -> BackendError {
-    BackendError::new(
+    BackendError::of(
         ErrorKind::Locked,
         format!("{} is locked: a password is needed", path.display()),
     )
-    .with_hint("ov secrets unlock")
+    .hint("ov secrets unlock")
 }
 
 fn wrong_password(path: &Path) -> BackendError {
-    BackendError::new(
+    BackendError::of(
         ErrorKind::WrongPassword,
         format!(
             "decoding kdbx: Wrong password? ({} did not open)",
             path.display()
         ),
     )
-    .with_hint(format!(
+    .hint(format!(
         "keepassxc-cli open {}   # check the password with KeePassXC",
         shell_quote(path)
     ))
@@ -152,23 +152,23 @@ const MAX_FILE: u64 = 512 * 1024 * 1024;
 /// Read the file, refusing what is not a regular file or is too large.
 fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, BackendError> {
     let meta = fs::metadata(path).map_err(|e| match e.raw_os_error() {
-        Some(40) => BackendError::new(
+        Some(40) => BackendError::of(
             ErrorKind::Io,
             format!("{}: too many levels of symbolic links", path.display()),
         ),
-        _ if ov_plugin_support::is_missing(&e) => BackendError::new(
+        _ if ov_plugin_support::is_missing(&e) => BackendError::of(
             ErrorKind::Unavailable,
             format!("no KeePass database at {}", path.display()),
         )
-        .with_hint("ov secrets init"),
+        .hint("ov secrets init"),
         _ => BackendError::from(ov_plugin_support::io_context("read", path, e)),
     })?;
     if meta.is_dir() {
-        return Err(BackendError::new(
+        return Err(BackendError::of(
             ErrorKind::InvalidInput,
             format!("{} is a directory, not a KeePass database", path.display()),
         )
-        .with_hint(format!(
+        .hint(format!(
             "ov settings set secrets.kdbx_path {}",
             shell_quote(&path.join(DEFAULT_FILE))
         )));
@@ -192,11 +192,11 @@ fn open_error(path: &Path, err: DatabaseOpenError) -> BackendError {
     match err {
         DatabaseOpenError::Key(DatabaseKeyError::IncorrectKey) => wrong_password(path),
         DatabaseOpenError::Key(DatabaseKeyError::EmptyKey) => locked(path),
-        DatabaseOpenError::Key(other) => BackendError::new(
+        DatabaseOpenError::Key(other) => BackendError::of(
             ErrorKind::InvalidInput,
             format!("{}: the key file was refused: {other}", path.display()),
         )
-        .with_hint("ov settings get secrets.kdbx_key_file"),
+        .hint("ov settings get secrets.kdbx_key_file"),
         DatabaseOpenError::Io(e) => {
             BackendError::from(ov_plugin_support::io_context("read", path, e))
         }
@@ -206,14 +206,14 @@ fn open_error(path: &Path, err: DatabaseOpenError) -> BackendError {
 
 /// A file that is damaged, truncated, hostile or not a database at all.
 fn unreadable(path: &Path, why: impl std::fmt::Display) -> BackendError {
-    BackendError::new(
+    BackendError::of(
         ErrorKind::Corrupt,
         format!(
             "{} is not a readable KeePass database: {why}",
             path.display()
         ),
     )
-    .with_hint(format!(
+    .hint(format!(
         "keepassxc-cli db-info {}   # check the file; restore it from a backup if it is damaged",
         shell_quote(path)
     ))
@@ -313,7 +313,7 @@ fn save(ctx: &Context, path: &Path, db: &mut Database) -> Result<(), BackendErro
     let key = database_key(ctx, path)?;
     let mut out = Zeroizing::new(Vec::new());
     db.save(&mut *out, key).map_err(|e| {
-        BackendError::new(
+        BackendError::of(
             ErrorKind::Internal,
             format!("cannot encode {}: {e}", path.display()),
         )
@@ -345,7 +345,7 @@ fn refuse_read_only(path: &Path) -> Result<(), BackendError> {
         .permissions()
         .mode();
     if mode & 0o200 == 0 {
-        return Err(BackendError::new(
+        return Err(BackendError::of(
             ErrorKind::Permissions,
             format!(
                 "{} is read-only (mode {:04o}); ov does not replace it",
@@ -353,7 +353,7 @@ fn refuse_read_only(path: &Path) -> Result<(), BackendError> {
                 mode & 0o7777
             ),
         )
-        .with_hint(format!(
+        .hint(format!(
             "chmod u+w {}   # if it should take changes",
             shell_quote(path)
         )));
@@ -383,14 +383,14 @@ pub fn create(ctx: &Context, force: bool) -> Result<PathBuf, BackendError> {
     let path = db_path(ctx);
     with_lock(&path, || {
         if !force && fs::symlink_metadata(&path).is_ok() {
-            return Err(BackendError::new(
+            return Err(BackendError::of(
                 ErrorKind::InvalidInput,
                 format!(
                     "{} already exists; refusing to overwrite it",
                     path.display()
                 ),
             )
-            .with_hint(format!(
+            .hint(format!(
                 "ov secrets init {} --force   # replaces it: its secrets are lost",
                 shell_quote(&path)
             )));
@@ -401,7 +401,7 @@ pub fn create(ctx: &Context, force: bool) -> Result<PathBuf, BackendError> {
         let key = database_key(ctx, &path)?;
         let mut out = Zeroizing::new(Vec::new());
         db.save(&mut *out, key).map_err(|e| {
-            BackendError::new(
+            BackendError::of(
                 ErrorKind::Internal,
                 format!("cannot encode a new database: {e}"),
             )

@@ -89,14 +89,14 @@ pub fn unlock_spec() -> UnlockSpec {
 }
 
 fn invalid(message: String) -> BackendError {
-    BackendError::new(ErrorKind::InvalidInput, message)
+    BackendError::of(ErrorKind::InvalidInput, message)
 }
 
 /// A new key file: 32 random bytes, mode 0600, never over an existing file.
 fn create_key_file(path: &Path) -> Result<(), BackendError> {
     let mut key = zeroize::Zeroizing::new([0u8; 32]);
     getrandom::fill(&mut key[..]).map_err(|e| {
-        BackendError::new(
+        BackendError::of(
             ErrorKind::Internal,
             format!("the system random number generator failed: {e}"),
         )
@@ -107,7 +107,7 @@ fn create_key_file(path: &Path) -> Result<(), BackendError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| {
-            BackendError::new(
+            BackendError::of(
                 ErrorKind::Io,
                 format!("cannot create the key file {}: {e}", path.display()),
             )
@@ -115,7 +115,7 @@ fn create_key_file(path: &Path) -> Result<(), BackendError> {
     f.write_all(&key[..])
         .and_then(|()| f.sync_all())
         .map_err(|e| {
-            BackendError::new(
+            BackendError::of(
                 ErrorKind::Io,
                 format!("cannot write the key file {}: {e}", path.display()),
             )
@@ -134,7 +134,7 @@ pub fn create(ctx: &Context, req: &CreateRequest) -> Result<Created, BackendErro
         .unwrap_or_else(|| current.clone());
     if path.is_dir() {
         return Err(
-            invalid(format!("{} is a directory", path.display())).with_hint(format!(
+            invalid(format!("{} is a directory", path.display())).hint(format!(
                 "ov secrets init {}",
                 shell_quote(&path.join(DEFAULT_FILE))
             )),
@@ -147,14 +147,14 @@ pub fn create(ctx: &Context, req: &CreateRequest) -> Result<Created, BackendErro
             path.display()
         ));
         let e = if switching {
-            e.with_hint(format!(
+            e.hint(format!(
                 "ov settings set {PATH_SETTING} {}   # to use it",
                 shell_quote(&path)
             ))
         } else {
-            e.with_hint("ov secrets unlock   # to use it")
+            e.hint("ov secrets unlock   # to use it")
         };
-        return Err(e.with_hint(format!(
+        return Err(e.hint(format!(
             "ov secrets init {} --force   # replaces it: its secrets are lost",
             shell_quote(&path)
         )));
@@ -243,11 +243,11 @@ fn refuse_to_hide(ctx: &Context, current: &Path, new: &Path) -> Result<(), Backe
         current.display(),
         new.display()
     ))
-    .with_hint(format!(
+    .hint(format!(
         "ov secrets init {new_q} --switch   # switch anyway; {cur} stays as it is"
     ))
-    .with_hint(format!(
+    .hint(format!(
         "keepassxc-cli merge --same-credentials {new_q} {cur}   # after the switch: copy the entries across, encrypted"
     ))
-    .with_hint("ov secrets unlock   # to keep using the current database"))
+    .hint("ov secrets unlock   # to keep using the current database"))
 }

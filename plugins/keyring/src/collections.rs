@@ -117,7 +117,7 @@ pub(crate) fn pin_error(scan: &Scan, pin: &str) -> BackendError {
     } else {
         format!("; {} more could not be read", scan.broken.len())
     };
-    let mut err = BackendError::new(
+    let mut err = BackendError::of(
         ErrorKind::InvalidInput,
         format!(
             "{LABEL_SETTING} is {pin:?}, but no Secret Service collection has that label \
@@ -125,9 +125,9 @@ pub(crate) fn pin_error(scan: &Scan, pin: &str) -> BackendError {
         ),
     );
     if let Some(first) = labels.first() {
-        err = err.with_hint(format!("ov settings set {LABEL_SETTING} {}", q(first)));
+        err = err.hint(format!("ov settings set {LABEL_SETTING} {}", q(first)));
     }
-    err.with_hint(format!("ov settings unset {LABEL_SETTING}"))
+    err.hint(format!("ov settings unset {LABEL_SETTING}"))
 }
 
 /// The collection writes go to: the pinned one, or the default alias.
@@ -146,11 +146,11 @@ pub(crate) fn write_target<'s>(
         Ok(Some(path)) => format!("the default collection {path} does not answer"),
         Err(reason) => format!("the default alias cannot be read: {reason}"),
     };
-    Err(BackendError::new(
+    Err(BackendError::of(
         ErrorKind::Unavailable,
         format!("{why}, so ov does not know where to write"),
     )
-    .with_hint(pin_fix(scan)))
+    .hint(pin_fix(scan)))
 }
 
 /// GNOME Keyring's in-memory collection: what is written there is gone at

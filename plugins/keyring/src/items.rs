@@ -55,7 +55,7 @@ pub(crate) fn text_secret(found: Found, entry: &EntryRef) -> Result<Secret, Back
     let Found { bytes, place } = found;
     match std::str::from_utf8(&bytes) {
         Ok(text) => Ok(Secret::from(text)),
-        Err(_) => Err(BackendError::new(
+        Err(_) => Err(BackendError::of(
             ErrorKind::Unsupported,
             format!(
                 "the keyring item for {entry} in {place} holds {} bytes that \
@@ -63,7 +63,7 @@ pub(crate) fn text_secret(found: Found, entry: &EntryRef) -> Result<Secret, Back
                 bytes.len()
             ),
         )
-        .with_hint(format!(
+        .hint(format!(
             "ov secrets get --raw {} {} > value.bin   # the bytes as stored",
             q(&entry.service),
             q(&entry.key)
@@ -123,7 +123,7 @@ pub(crate) fn get_in(
             if unreadable.len() == 1 { "one" } else { "some" },
             unreadable.join("; ")
         ))
-        .with_hint("ov doctor keyring"));
+        .hint("ov doctor keyring"));
     }
     Ok(None)
 }

@@ -47,8 +47,8 @@ pub const HEADLESS_UNLOCK: &str = "read -rs PW && printf '%s' \"$PW\" | gnome-ke
 pub(crate) fn locked_error(message: String, entry: Option<&EntryRef>) -> BackendError {
     unlock_hints(entry)
         .into_iter()
-        .fold(BackendError::new(ErrorKind::Locked, message), |e, h| {
-            e.with_hint(h)
+        .fold(BackendError::of(ErrorKind::Locked, message), |e, h| {
+            e.hint(h)
         })
 }
 

@@ -185,7 +185,7 @@ pub(super) fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
             eprintln!("no changes; {} is unchanged", file.display());
             return Ok(0);
         }
-        let Err(mut e) = parse(&edited, file) else {
+        let Err(e) = parse(&edited, file) else {
             break edited;
         };
         // The edits are the user's work: never drop them. Offer the
@@ -198,8 +198,8 @@ pub(super) fn edit(gpg: &Gpg, a: &EditArgs) -> Result<i32> {
         }
         let kept = rejected_path(file);
         write_secrets(gpg, &kept, &edited, &recipients)?;
-        e.message.push_str(&format!(
-            "; {} is unchanged, and your edits are kept, encrypted, in {}",
+        let e = e.context(format!(
+            "{} is unchanged, and your edits are kept, encrypted, in {}",
             file.display(),
             kept.display()
         ));

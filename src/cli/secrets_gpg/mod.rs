@@ -21,7 +21,7 @@ mod unset;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use ov_gpg::{Gpg, GpgError};
+use ov_gpg::Gpg;
 use ov_plugin_api::Secret;
 use ov_plugin_support::{with_lock, write_atomic};
 use zeroize::Zeroizing;
@@ -40,14 +40,6 @@ use import_key::ImportKeyArgs;
 use set::SetArgs;
 use setup::SetupArgs;
 use unset::UnsetArgs;
-
-impl From<GpgError> for OvError {
-    fn from(e: GpgError) -> Self {
-        let mut o = OvError::new(e.message);
-        o.hints = e.hints;
-        o
-    }
-}
 
 #[derive(Debug, Subcommand)]
 pub enum GpgCommand {
@@ -137,7 +129,7 @@ fn decrypted(gpg: &Gpg, file: &Path) -> Result<Zeroizing<Vec<u8>>> {
     if !file.exists() {
         return Err(missing(gpg, file));
     }
-    Ok(gpg.decrypt(file)?)
+    gpg.decrypt(file)
 }
 
 /// Decrypt and parse; parse errors name their lines.
@@ -199,7 +191,7 @@ fn write_secrets(gpg: &Gpg, file: &Path, plaintext: &[u8], recipients: &[String]
 /// own first secret key.
 fn recipients_for(gpg: &Gpg, file: &Path, given: &[String]) -> Result<Vec<String>> {
     if file.exists() {
-        return Ok(gpg.recipients(file)?);
+        return gpg.recipients(file);
     }
     if !given.is_empty() {
         return Ok(given.to_vec());

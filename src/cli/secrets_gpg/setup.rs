@@ -171,7 +171,7 @@ pub(super) fn setup(gpg: &Gpg, a: &SetupArgs) -> Result<i32> {
                     ),
                     // No session bus at all (a server, ssh): the rest of the
                     // set-up stands; only this step cannot be done here.
-                    Err(e) if e.no_session_bus() => {
+                    Err(e) if e.is(ov_gpg::problem::NO_SESSION_BUS) => {
                         warn(&format!(
                             "the Secret Service step was skipped: {}; the passphrase is cached in gpg-agent only",
                             e.message
@@ -186,7 +186,7 @@ pub(super) fn setup(gpg: &Gpg, a: &SetupArgs) -> Result<i32> {
                         }
                         eprintln!("hint: {again}   # on machines without a desktop keyring");
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
             }
         }
