@@ -15,11 +15,14 @@ use super::SLOW_CHECK_BUDGET;
 /// One task per check a backend declares, each with its own timeout, run
 /// after the checks it names. Declaring runs nothing: the store is opened
 /// and the password looked up inside the tasks.
-pub(super) fn backend_tasks(b: &crate::host::Loaded, ctx: &Context) -> Vec<Task> {
+pub(super) fn backend_tasks(
+    b: &crate::host::Loaded,
+    declared: Vec<ov_plugin_api::CheckDecl>,
+    ctx: &Context,
+) -> Vec<Task> {
     let name = &b.desc.name;
     let needs_unlock = b.desc.unlock.is_some();
-    b.backend
-        .declare_checks()
+    declared
         .into_iter()
         .map(|decl| {
             let backend = Arc::clone(&b.backend);

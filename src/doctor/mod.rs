@@ -147,6 +147,12 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
     // environment or the kernel-keyring cache has, or nothing.
     // One cache check per backend that declares an unlock secret; what
     // it opens and whether it is cached are found out when it runs.
+    // What each backend declares, asked once.
+    let mut declared: std::collections::HashMap<String, Vec<ov_plugin_api::CheckDecl>> = host
+        .backends
+        .iter()
+        .map(|b| (b.desc.name.clone(), b.backend.declare_checks()))
+        .collect();
     for b in host.backends.iter().filter(|b| b.desc.unlock.is_some()) {
         if settings.is_err() {
             break;
@@ -155,7 +161,10 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         // A backend that keeps more than the engine's secret (the kdbx
         // derived key) reports its cache itself.
         let id = format!("{name}.cache");
-        if b.backend.declare_checks().iter().any(|d| d.id == id) {
+        if declared
+            .get(&name)
+            .is_some_and(|d| d.iter().any(|d| d.id == id))
+        {
             continue;
         }
         let (backend, ctx) = (Arc::clone(&b.backend), ctx.clone());
@@ -266,7 +275,8 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
                     .after(format!("plugins.{}", b.desc.name)),
             );
         }
-        tasks.extend(backend_tasks(b, &ctx));
+        let decls = declared.remove(&b.desc.name).unwrap_or_default();
+        tasks.extend(backend_tasks(b, decls, &ctx));
     }
     tasks
 }

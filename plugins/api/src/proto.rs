@@ -32,7 +32,7 @@ pub struct ProtocolVersion {
 }
 
 /// The protocol this crate speaks.
-pub const PROTOCOL: ProtocolVersion = ProtocolVersion { major: 2, minor: 0 };
+pub const PROTOCOL: ProtocolVersion = ProtocolVersion { major: 2, minor: 1 };
 
 impl fmt::Display for ProtocolVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
