@@ -56,9 +56,9 @@ pub fn check_plugin(file: &Path, via: Option<&Path>) -> Result<(), Untrusted> {
                 user_name(me)
             ),
             fix: format!(
-                "rm {}   # or, if you trust it: sudo chown root: {}",
+                "rm {}   # or, if you trust it: {}",
                 shell_quote(file),
-                shell_quote(&real)
+                ov_plugin_support::as_root(&format!("chown root: {}", shell_quote(&real)))
             ),
         });
     }

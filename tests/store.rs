@@ -275,7 +275,10 @@ fn credentials_owned_by_another_user_are_refused() {
         err.contains("is owned by nobody (uid 65534) but ov runs as root"),
         "{err}"
     );
-    assert!(err.contains("hint: sudo chown root"), "{err}");
+    assert!(
+        err.contains(&format!("hint: {}", common::as_root("chown root"))),
+        "{err}"
+    );
 }
 
 #[test]

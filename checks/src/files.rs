@@ -46,7 +46,10 @@ pub fn config_file_mode_check(id: &str, title: &str, path: &Path) -> CheckReport
                 user_name(me)
             ),
         );
-        r.fix = Some(format!("sudo chown {} {quoted}", user_name(me)));
+        r.fix = Some(ov_plugin_support::as_root(&format!(
+            "chown {} {quoted}",
+            user_name(me)
+        )));
         return r;
     }
     let mode = meta.mode() & 0o7777;

@@ -39,7 +39,7 @@ fn unknown_check(name: &str) -> OvError {
 }
 
 fn run_once(paths: &Paths, host: &Host, args: &DoctorArgs) -> Result<Vec<Finished>> {
-    let (selected, unknown) = select(tasks(paths, host), &args.checks);
+    let (selected, unknown) = select(tasks(paths, host, &args.checks), &args.checks);
     if let Some(name) = unknown.first() {
         return Err(unknown_check(name));
     }
@@ -76,7 +76,7 @@ pub fn run(args: DoctorArgs) -> Result<i32> {
 
     if args.list {
         // What `ov doctor CHECKS…` would run.
-        let (selected, unknown) = select(tasks(&paths, &host), &args.checks);
+        let (selected, unknown) = select(tasks(&paths, &host, &args.checks), &args.checks);
         if let Some(name) = unknown.first() {
             return Err(unknown_check(name));
         }

@@ -141,7 +141,35 @@ pub(super) fn plaintext_task(ctx: &Context, host: &Host, forced: Option<&str>) -
     )
 }
 
+/// The command that reinstalls the ov package with this machine's package
+/// manager.
+fn reinstall_command() -> &'static str {
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    };
+    if on_path("dnf") && !on_path("apt-get") {
+        "dnf reinstall -y ov"
+    } else if on_path("pacman") && !on_path("apt-get") {
+        "pacman -S --noconfirm ov"
+    } else {
+        "apt-get install --reinstall -y ov"
+    }
+}
+
 pub(super) fn missing_backends(missing: &[(&str, &str)]) -> ov_checks::CheckReport {
+    if missing.is_empty() {
+        let names: Vec<&str> = crate::host::KNOWN_BACKENDS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        return report(
+            "backends.installed",
+            "every backend is installed",
+            Status::Ok,
+            format!("{} are installed", names.join(", ")),
+        );
+    }
     let names: Vec<String> = missing
         .iter()
         .map(|(name, lib)| format!("{name} ({}/{lib})", crate::paths::SYSTEM_PLUGIN_DIR))
@@ -152,10 +180,10 @@ pub(super) fn missing_backends(missing: &[(&str, &str)]) -> ov_checks::CheckRepo
         Status::Warn,
         format!("not installed: {}", names.join(", ")),
     );
-    r.fix = Some(
-        "sudo apt-get install --reinstall ov   # dnf reinstall ov / pacman -S ov: the ov package ships every backend"
-            .into(),
-    );
+    r.fix = Some(ov_plugin_support::as_root(&format!(
+        "{}   # the ov package ships every backend",
+        reinstall_command()
+    )));
     r
 }
 

@@ -25,7 +25,8 @@ use backends::{
 use machine_key::machine_key_reports;
 use settings::settings_parse;
 
-pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
+/// `asked`: the check names and groups the user gave (`ov doctor ID…`).
+pub fn tasks(paths: &Paths, host: &Host, asked: &[String]) -> Vec<Task> {
     let mut tasks = Vec::new();
     let settings = Settings::load(paths, &Specs::of_host(host));
 
@@ -111,13 +112,11 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         .filter(|(name, _)| host.backend(name).is_none())
         .copied()
         .collect();
-    if !missing.is_empty() {
-        tasks.push(Task::single(
-            "backends.installed",
-            "every backend is installed",
-            move || missing_backends(&missing),
-        ));
-    }
+    tasks.push(Task::single(
+        "backends.installed",
+        "every backend is installed",
+        move || missing_backends(&missing),
+    ));
     let backends: Vec<_> = host
         .backends
         .iter()
@@ -265,7 +264,10 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
         );
     }
     // gpg.*: the GnuPG chain and the .secrets file of the current directory.
-    tasks.extend(ov_gpg::checks::doctor_tasks(".secrets".into()));
+    let gpg_asked = asked
+        .iter()
+        .any(|a| a.starts_with("gpg.") && a != "gpg.used");
+    tasks.extend(ov_gpg::checks::doctor_tasks(".secrets".into(), gpg_asked));
     for b in &host.backends {
         if let Some(spec) = b.desc.unlock.clone() {
             let id = format!("{}.unlock_env", b.desc.name);

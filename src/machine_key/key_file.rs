@@ -150,10 +150,10 @@ impl KeyProblem {
                 "ov run refuses symlinks; pass the real file: --machine-key \"$(readlink -f {})\"",
                 ov_plugin_support::shell_quote(path)
             ),
-            KeyProblem::NoAccess { path } => format!(
-                "sudo chown \"$(id -un)\": {}",
+            KeyProblem::NoAccess { path } => ov_plugin_support::as_root(&format!(
+                "chown \"$(id -un)\": {}",
                 ov_plugin_support::shell_quote(path)
-            ),
+            )),
             KeyProblem::Mode { path, .. } => {
                 format!("chmod 600 {}", ov_plugin_support::shell_quote(path))
             }

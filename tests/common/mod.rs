@@ -27,6 +27,16 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// `command` with `sudo` in front unless the tests run as root, as ov
+/// prints a fix that needs root.
+pub fn as_root(command: &str) -> String {
+    if nix::unistd::Uid::effective().is_root() {
+        command.to_owned()
+    } else {
+        format!("sudo {command}")
+    }
+}
+
 /// A plugin library built by `cargo build --workspace`.
 pub fn plugin_lib(crate_name: &str) -> PathBuf {
     let p = target_dir().join(format!("lib{crate_name}.so"));

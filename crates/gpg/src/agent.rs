@@ -141,7 +141,7 @@ impl Gpg {
         let prog = self
             .connect_agent
             .clone()
-            .ok_or_else(|| Error::new("gpg-connect-agent is not installed").hint(fix::INSTALL))?;
+            .ok_or_else(|| Error::new("gpg-connect-agent is not installed").hint(fix::install()))?;
         let mut args: Vec<&OsStr> = Vec::new();
         if !autostart {
             args.push(OsStr::new("--no-autostart"));
@@ -194,7 +194,7 @@ impl Gpg {
         let prog = self
             .gpgconf
             .clone()
-            .ok_or_else(|| Error::new("gpgconf is not installed").hint(fix::INSTALL))?;
+            .ok_or_else(|| Error::new("gpgconf is not installed").hint(fix::install()))?;
         let r = self.exec(
             &prog,
             &[OsStr::new("--launch"), OsStr::new("gpg-agent")],
@@ -242,7 +242,7 @@ impl Gpg {
     /// Cache `passphrase` in the agent for `grip` (needs allow-preset-passphrase).
     pub fn preset(&self, grip: &str, passphrase: &[u8]) -> Result<()> {
         let prog = self.preset_program().ok_or_else(|| {
-            Error::new("gpg-preset-passphrase is not installed").hint(fix::INSTALL)
+            Error::new("gpg-preset-passphrase is not installed").hint(fix::install())
         })?;
         let r = self.exec(
             &prog,

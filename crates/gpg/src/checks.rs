@@ -20,10 +20,11 @@ pub fn in_use(file: &Path) -> bool {
             .any(|f| home.join(f).exists())
 }
 
-/// For `ov doctor`: the whole chain when GnuPG is in use, otherwise one
-/// line saying it is not (and no gpg-agent started for nothing).
-pub fn doctor_tasks(file: PathBuf) -> Vec<Task> {
-    if in_use(&file) {
+/// For `ov doctor`: the whole chain when GnuPG is in use or one of its
+/// checks was asked for by name (`asked`), otherwise one line saying it is
+/// not (and no gpg-agent started for nothing).
+pub fn doctor_tasks(file: PathBuf, asked: bool) -> Vec<Task> {
+    if asked || in_use(&file) {
         return tasks(file);
     }
     vec![Task::single("gpg.used", "GnuPG for .secrets files", || {
@@ -92,7 +93,7 @@ fn binary() -> CheckReport {
     let (id, title) = ("gpg.binary", "gpg installed");
     match Gpg::find().and_then(|g| g.version().map(|v| (g, v))) {
         Ok((g, v)) => report(id, title, Status::Ok, format!("{v} ({})", g.gpg.display())),
-        Err(e) => with_fix(report(id, title, Status::Fail, e.message), fix::INSTALL),
+        Err(e) => with_fix(report(id, title, Status::Fail, e.message), fix::install()),
     }
 }
 

@@ -39,7 +39,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The fixes, in one place so errors and doctor findings say the same.
 pub mod fix {
-    pub const INSTALL: &str = "sudo apt-get install gnupg   # or your distribution's GnuPG package";
+    /// Install GnuPG (with `sudo` unless ov runs as root).
+    pub fn install() -> String {
+        ov_plugin_support::as_root(
+            "apt-get install -y gnupg   # or your distribution's GnuPG package",
+        )
+    }
     pub const SETUP: &str = "ov secrets gpg setup";
     pub const IMPORT_KEYSTORE: &str = "ov secrets gpg import-key --from-keystore";
     pub const AGENT: &str = "gpgconf --launch gpg-agent";
@@ -135,7 +140,7 @@ impl Gpg {
     /// Find `gpg` (required) and its helpers on PATH.
     pub fn find() -> Result<Gpg> {
         let gpg = which::which("gpg").map_err(|_| {
-            Error::new("gpg is not installed (no `gpg` on PATH)").hint(fix::INSTALL)
+            Error::new("gpg is not installed (no `gpg` on PATH)").hint(fix::install())
         })?;
         Ok(Gpg {
             gpg,
@@ -156,7 +161,7 @@ impl Gpg {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| {
-            Error::new(format!("cannot run {}: {e}", program.display())).hint(fix::INSTALL)
+            Error::new(format!("cannot run {}: {e}", program.display())).hint(fix::install())
         })?;
         let stdin = child.stdin.take();
         let input = input.map(|i| Zeroizing::new(i.to_vec()));

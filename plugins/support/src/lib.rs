@@ -42,6 +42,17 @@ fn user_label(uid: u32) -> String {
     format!("{} (uid {uid})", user_name(uid))
 }
 
+/// `command` as the user would type it to run it as root: with `sudo` in
+/// front, unless ov already runs as root (where `sudo` may not even be
+/// installed, and the fix would fail when pasted).
+pub fn as_root(command: &str) -> String {
+    if Uid::effective().is_root() {
+        command.to_owned()
+    } else {
+        format!("sudo {command}")
+    }
+}
+
 /// Quote a path for a POSIX shell when it needs it.
 pub fn shell_quote(path: &Path) -> String {
     let s = path.to_string_lossy();

@@ -52,9 +52,11 @@ impl FileProblem {
     pub fn fix(&self) -> String {
         match self {
             FileProblem::Mode { path, .. } => format!("chmod 600 {}", shell_quote(path)),
-            FileProblem::Owner { path, expected, .. } => {
-                format!("sudo chown {} {}", user_name(*expected), shell_quote(path))
-            }
+            FileProblem::Owner { path, expected, .. } => as_root(&format!(
+                "chown {} {}",
+                user_name(*expected),
+                shell_quote(path)
+            )),
             FileProblem::NotRegular { path } => {
                 format!(
                     "mv {0} {0}.bak  # then let ov create a fresh file",

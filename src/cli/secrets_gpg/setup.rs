@@ -53,11 +53,12 @@ pub(super) fn setup(gpg: &Gpg, a: &SetupArgs) -> Result<i32> {
     let step = |s: &str| eprintln!("==> {s}");
     step("tools");
     if gpg.connect_agent.is_none() || gpg.gpgconf.is_none() {
-        return Err(OvError::new("gpg-connect-agent or gpgconf is missing").hint(fix::INSTALL));
+        return Err(OvError::new("gpg-connect-agent or gpgconf is missing").hint(fix::install()));
     }
     let pinentry = agent::best_pinentry().ok_or_else(|| {
-        OvError::new("no pinentry program is installed")
-            .hint("sudo apt-get install pinentry-qt   # or pinentry-gnome3, pinentry-tty")
+        OvError::new("no pinentry program is installed").hint(ov_plugin_support::as_root(
+            "apt-get install pinentry-qt   # or pinentry-gnome3, pinentry-tty",
+        ))
     })?;
     eprintln!(
         "  gpg {}, pinentry {}",
@@ -65,7 +66,10 @@ pub(super) fn setup(gpg: &Gpg, a: &SetupArgs) -> Result<i32> {
         pinentry.display()
     );
     if which::which("secret-tool").is_err() {
-        eprintln!("  secret-tool not found (optional; sudo apt-get install libsecret-tools)");
+        eprintln!(
+            "  secret-tool not found (optional; {})",
+            ov_plugin_support::as_root("apt-get install libsecret-tools")
+        );
     }
 
     step("gpg-agent.conf");
