@@ -302,18 +302,9 @@ pub fn run_with_files(
     runtime_dir: Option<&Path>,
     relaunch: Relaunch,
 ) -> Result<i32> {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     // First of all: a signal from here on is held for the command, so
     // none can end ov between creating the files and removing them.
-    let action = SigAction::new(
-        SigHandler::Handler(forward),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in FORWARDED {
-        // SAFETY: the handler only touches atomics and calls kill.
-        unsafe { sigaction(sig, &action) }.map_err(|e| OvError::new(format!("sigaction: {e}")))?;
-    }
+    hold_signals()?;
     let base = tmpfs_base(runtime_dir);
     let name = format!(
         "ov-run.{}.{}",
@@ -349,6 +340,36 @@ pub fn run_with_files(
     drop(dir_fd);
     // The values are in the files now; none stay in ov's memory while it waits.
     drop(secrets);
+    let status = spawn_and_wait(c, cmd, relaunch, |_| Vec::new())?;
+    drop(dir);
+    Ok(exit_like(status))
+}
+
+/// Pass every [`FORWARDED`] signal to the command once it runs, instead
+/// of dying of it.
+fn hold_signals() -> Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in FORWARDED {
+        // SAFETY: the handler only touches atomics and calls kill.
+        unsafe { sigaction(sig, &action) }.map_err(|e| OvError::new(format!("sigaction: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Start `c`, hand the child to `attach` (which may take its pipes and
+/// return threads that drain them), forward held signals to it, and wait
+/// for it and then for those threads.
+fn spawn_and_wait(
+    mut c: Command,
+    cmd: &[OsString],
+    relaunch: Relaunch,
+    attach: impl FnOnce(&mut std::process::Child) -> Vec<std::thread::JoinHandle<()>>,
+) -> Result<std::process::ExitStatus> {
     // Not blocked around the spawn: the child would inherit the mask.
     let mut child = c.spawn().map_err(|e| spawn_error(cmd, &e, relaunch))?;
     let pid = i32::try_from(child.id()).unwrap_or(0);
@@ -361,6 +382,7 @@ pub fn run_with_files(
             nix::libc::kill(pid, sig);
         }
     }
+    let drains = attach(&mut child);
     let status = loop {
         match child.wait() {
             Ok(s) => break s,
@@ -368,13 +390,23 @@ pub fn run_with_files(
             Err(e) => return Err(OvError::new(format!("waiting for the command: {e}"))),
         }
     };
-    drop(dir);
-    if let Some(code) = status.code() {
-        return Ok(code);
+    for d in drains {
+        let _ = d.join();
     }
-    // Killed by a signal: die the same way, so a supervisor sees it.
+    Ok(status)
+}
+
+/// The command's exit status as ov's: its code, or for a command killed
+/// by a signal, ov killed by the same signal (so a supervisor sees it),
+/// else 128 + the signal.
+fn exit_like(status: std::process::ExitStatus) -> i32 {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    if let Some(code) = status.code() {
+        return code;
+    }
     let sig = status.signal().unwrap_or(nix::libc::SIGTERM);
     if let Ok(s) = Signal::try_from(sig) {
+        // SAFETY: restoring the default action for a signal.
         let _ = unsafe {
             sigaction(
                 s,
@@ -383,5 +415,263 @@ pub fn run_with_files(
         };
         let _ = nix::sys::signal::raise(s);
     }
-    Ok(128 + sig)
+    128 + sig
+}
+
+/// The text that replaces a secret in a masked command's output.
+pub const CONCEALED: &str = "<concealed by ov>";
+
+/// Values shorter than this are not masked: a secret of one to three
+/// bytes would turn every such run of bytes in the output into the mask.
+pub const MIN_MASKED_LEN: usize = 4;
+
+/// Run the command with the secrets in its environment and its stdout and
+/// stderr passed through ov, every value (of [`MIN_MASKED_LEN`] bytes or
+/// more) replaced by [`CONCEALED`], also where a value is split across
+/// two reads. Signals are forwarded; the exit status is the command's.
+pub fn run_masked(
+    cmd: &[OsString],
+    secrets: &[(String, Secret)],
+    relaunch: Relaunch,
+) -> Result<i32> {
+    use std::process::Stdio;
+    hold_signals()?;
+    let masker = std::sync::Arc::new(Masker::new(secrets.iter().map(|(_, v)| v.expose()))?);
+    let mut c = command(cmd)?;
+    for (k, v) in secrets {
+        c.env(k, v.expose());
+    }
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let status = spawn_and_wait(c, cmd, relaunch, |child| {
+        let mut drains = Vec::new();
+        let outs: [(Option<Box<dyn std::io::Read + Send>>, i32); 2] = [
+            (
+                child
+                    .stdout
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+                nix::libc::STDOUT_FILENO,
+            ),
+            (
+                child
+                    .stderr
+                    .take()
+                    .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+                nix::libc::STDERR_FILENO,
+            ),
+        ];
+        for (pipe, fd) in outs {
+            let Some(pipe) = pipe else { continue };
+            let masker = masker.clone();
+            drains.push(std::thread::spawn(move || {
+                // Written as it comes, unbuffered: a prompt without a
+                // newline shows at once.
+                let _ = masker.copy(pipe, &mut Unbuffered(fd));
+            }));
+        }
+        drains
+    })?;
+    Ok(exit_like(status))
+}
+
+/// Writes straight to a descriptor ov does not own (stdout, stderr).
+struct Unbuffered(i32);
+
+impl std::io::Write for Unbuffered {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // SAFETY: the descriptor is one of ov's standard ones, open for
+        // the life of the process; borrowed for this call only.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) };
+        nix::unistd::write(fd, buf).map_err(std::io::Error::from)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Replaces secrets in a byte stream. A value split across two reads is
+/// still found: only a tail that could be the start of a value is held
+/// back until the next read (or the end), so other output is not delayed.
+/// Where one value contains another, the longer one is masked whole.
+pub struct Masker {
+    finder: Option<aho_corasick::AhoCorasick>,
+    values: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Masker({} values)", self.values.len())
+    }
+}
+
+impl Drop for Masker {
+    fn drop(&mut self) {
+        for v in &mut self.values {
+            zeroize::Zeroize::zeroize(v);
+        }
+    }
+}
+
+impl Masker {
+    pub fn new<'a>(values: impl Iterator<Item = &'a str>) -> Result<Masker> {
+        let values: Vec<Vec<u8>> = values
+            .filter(|v| v.len() >= MIN_MASKED_LEN)
+            .map(|v| v.as_bytes().to_vec())
+            .collect();
+        let finder = if values.is_empty() {
+            None
+        } else {
+            Some(
+                aho_corasick::AhoCorasick::builder()
+                    .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                    .build(&values)
+                    .map_err(|e| OvError::new(format!("cannot prepare the output mask: {e}")))?,
+            )
+        };
+        Ok(Masker { finder, values })
+    }
+
+    /// Copy `input` to `out`, masked, until the end of `input`.
+    pub fn copy(
+        &self,
+        mut input: impl std::io::Read,
+        out: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        let mut buf = zeroize::Zeroizing::new(Vec::new());
+        let mut chunk = zeroize::Zeroizing::new(vec![0u8; 16 * 1024]);
+        loop {
+            let n = match input.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            self.feed(&mut buf, n == 0, out)?;
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Write what of `buf` is settled, masked, and keep the rest in it.
+    /// At `end`, everything is settled.
+    pub fn feed(
+        &self,
+        buf: &mut Vec<u8>,
+        end: bool,
+        out: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        let Some(finder) = &self.finder else {
+            out.write_all(buf)?;
+            buf.clear();
+            return Ok(());
+        };
+        let safe = if end {
+            buf.len()
+        } else {
+            buf.len() - self.held_tail(buf)
+        };
+        let (mut done, mut limit) = (0, safe);
+        for m in finder.find_iter(buf.as_slice()) {
+            if m.end() > safe {
+                // It reaches into the held tail, where a longer value may
+                // yet begin: nothing of it is written until that is known.
+                limit = limit.min(m.start());
+                break;
+            }
+            out.write_all(&buf[done..m.start()])?;
+            out.write_all(CONCEALED.as_bytes())?;
+            done = m.end();
+        }
+        let upto = limit.max(done);
+        out.write_all(&buf[done..upto])?;
+        buf.drain(..upto);
+        Ok(())
+    }
+
+    /// The length of the longest end of `buf` that begins some value
+    /// (and is not all of it).
+    fn held_tail(&self, buf: &[u8]) -> usize {
+        self.values
+            .iter()
+            .filter_map(|v| {
+                (1..v.len().min(buf.len() + 1))
+                    .rev()
+                    .find(|&k| buf.ends_with(&v[..k]))
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+
+    fn masked(values: &[&str], pieces: &[&[u8]]) -> String {
+        let m = Masker::new(values.iter().copied()).unwrap();
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        for p in pieces {
+            buf.extend_from_slice(p);
+            m.feed(&mut buf, false, &mut out).unwrap();
+        }
+        m.feed(&mut buf, true, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_value_is_masked_at_every_split_point() {
+        let text = b"start hunter22 middle hunter22end";
+        for i in 0..=text.len() {
+            for j in i..=text.len() {
+                let got = masked(&["hunter22"], &[&text[..i], &text[i..j], &text[j..]]);
+                assert_eq!(
+                    got, "start <concealed by ov> middle <concealed by ov>end",
+                    "split at {i}, {j}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_longer_of_two_overlapping_values_is_masked_whole() {
+        let text = b"x abcdefgh y abcd z";
+        for i in 0..=text.len() {
+            let got = masked(&["abcd", "abcdefgh"], &[&text[..i], &text[i..]]);
+            assert_eq!(
+                got, "x <concealed by ov> y <concealed by ov> z",
+                "split at {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_possible_start_of_a_value_is_held_back() {
+        let m = Masker::new(["secret-value"].into_iter()).unwrap();
+        let mut out = Vec::new();
+        let mut buf = b"Password? ".to_vec();
+        m.feed(&mut buf, false, &mut out).unwrap();
+        assert_eq!(out, b"Password? ", "a prompt is not delayed");
+        let mut buf = b"almost secr".to_vec();
+        out.clear();
+        m.feed(&mut buf, false, &mut out).unwrap();
+        assert_eq!(out, b"almost ");
+        assert_eq!(buf, b"secr");
+    }
+
+    #[test]
+    fn a_value_ending_where_another_may_begin_is_not_written_early() {
+        let text = b"1 wxyz 2";
+        for i in 0..=text.len() {
+            let got = masked(&["wxyz", "yzab"], &[&text[..i], &text[i..]]);
+            assert_eq!(got, "1 <concealed by ov> 2", "split at {i}");
+        }
+    }
+
+    #[test]
+    fn short_values_are_not_masked() {
+        assert_eq!(masked(&["abc"], &[b"abc abcd"]), "abc abcd");
+    }
 }

@@ -2,6 +2,7 @@
 
 mod auth;
 mod doctor;
+mod inject;
 mod plugins;
 mod run;
 mod secrets;
@@ -104,6 +105,8 @@ enum Command {
     Auth(auth::AuthCommand),
     /// Run a command with an app's secrets in its environment (or as files)
     Run(run::RunArgs),
+    /// Render a template's {{ ov://SERVICE/KEY }} placeholders with the values
+    Inject(inject::InjectArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -165,6 +168,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Auth(cmd) => auth::run(cmd),
         Command::Run(args) => run::run(args),
+        Command::Inject(args) => inject::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

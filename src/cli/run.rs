@@ -5,18 +5,20 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::Engine;
+use crate::cli::{Engine, outln};
 use crate::error::{OvError, Result};
 use crate::machine_key::{self as mk, DEFAULT_ENV};
 use crate::paths::Paths;
+use crate::refs;
 use crate::run;
+use ov_plugin_api::Secret;
 
 #[derive(Debug, Args)]
 #[command(arg_required_else_help = true)]
 pub struct RunArgs {
     /// The app whose secrets the command gets
-    #[arg(long)]
-    app: String,
+    #[arg(long, required_unless_present = "env_files")]
+    app: Option<String>,
     /// The app's environment
     #[arg(long, default_value = DEFAULT_ENV)]
     env: String,
@@ -40,18 +42,92 @@ pub struct RunArgs {
     /// Deliver secrets as 0600 files in a private tmpfs directory, with NAME_FILE=path in the environment
     #[arg(long)]
     secrets_dir: bool,
+    /// A dotenv file whose values are literals or references (ov://SERVICE/KEY); repeatable, later files win
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_files: Vec<PathBuf>,
+    /// Print each variable and where its value comes from (never the value), and run nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace every secret in the command's output with <concealed by ov>
+    #[arg(long, conflicts_with = "secrets_dir")]
+    mask: bool,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
 
 pub fn run(a: RunArgs) -> Result<i32> {
-    mk::validate_app_env(&a.app, &a.env)?;
-    let selection = run::parse_selection(a.secrets.as_deref(), a.all, &a.app, &a.env)?;
-    let (app, env) = (a.app.as_str(), a.env.as_str());
     let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute());
+    let mut engine = None;
+    let mut vars: Vec<Var> = Vec::new();
+    if let Some(app) = a.app.as_deref() {
+        let (secrets, origin) = app_secrets(&a, app, &mut engine)?;
+        vars.extend(secrets.into_iter().map(|(name, value)| Var {
+            name,
+            value,
+            origin: origin.clone(),
+        }));
+    } else if a.secrets.is_some() || a.all || a.machine_key.is_some() {
+        return Err(OvError::usage(
+            "--secrets, --all and --machine-key choose an app's secrets: give --app too",
+        )
+        .hint("ov run --app APP --env ENV --all --env-file FILE -- …"));
+    }
+    for file in &a.env_files {
+        let from_file = env_file_vars(file, &mut engine)?;
+        for v in from_file {
+            vars.retain(|old| old.name != v.name);
+            vars.push(v);
+        }
+    }
+    if a.dry_run {
+        for v in &vars {
+            outln!("{}\t{}", v.name, v.origin);
+        }
+        return Ok(0);
+    }
+    let secrets: Vec<(String, Secret)> = vars.into_iter().map(|v| (v.name, v.value)).collect();
+    let relaunch = |prog: &std::ffi::OsStr| command_line(&a, &a.env, Some(prog));
+    if a.secrets_dir {
+        run::run_with_files(&a.command, secrets, runtime_dir.as_deref(), &relaunch)
+    } else if a.mask {
+        let short: Vec<String> = secrets
+            .iter()
+            .filter(|(_, v)| !v.expose().is_empty() && v.expose().len() < run::MIN_MASKED_LEN)
+            .map(|(k, _)| {
+                format!(
+                    "{k} is not masked: its value is under {} bytes, and masking it would garble the output",
+                    run::MIN_MASKED_LEN
+                )
+            })
+            .collect();
+        super::notes(&short);
+        run::run_masked(&a.command, &secrets, &relaunch)
+    } else {
+        run::exec_with_env(&a.command, &secrets, &relaunch)
+    }
+}
+
+/// One variable the command gets, and where its value comes from.
+struct Var {
+    name: String,
+    value: Secret,
+    origin: String,
+}
+
+/// The secrets of `app` the command gets (from its bundle with
+/// `--machine-key`, else from the store), and where they come from.
+fn app_secrets(
+    a: &RunArgs,
+    app: &str,
+    engine: &mut Option<Engine>,
+) -> Result<(Vec<(String, Secret)>, String)> {
+    mk::validate_app_env(app, &a.env)?;
+    let selection = run::parse_selection(a.secrets.as_deref(), a.all, app, &a.env)?;
+    let env = a.env.as_str();
+    let mut origin = format!("{app}/{env} in the store");
     let secrets = if let Some(key_path) = &a.machine_key {
         // The service path: only the key file and the bundle are read.
         let key = super::key_in_memory(mk::load(key_path, app, env)?);
@@ -74,11 +150,12 @@ pub fn run(a: RunArgs) -> Result<i32> {
                 bundle.display(),
                 did_you_mean(&others)
             ));
-            return Err(with_other_envs(err, &a, &others).hint(format!(
+            return Err(with_other_envs(err, a, &others).hint(format!(
                 "{}   # as the user who owns the secrets",
                 mk::seal_command(app, env)
             )));
         }
+        origin = format!("{app}/{env} in {}", bundle.display());
         let all = mk::open(&bundle, &key, app, env)?;
         drop(key);
         if all.is_empty() && matches!(selection, run::Selection::All) {
@@ -87,7 +164,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
                 bundle.display(),
                 did_you_mean(&others)
             ));
-            return Err(with_other_envs(err, &a, &others).hint(format!(
+            return Err(with_other_envs(err, a, &others).hint(format!(
                 "ov secrets list --app {app} --env {env}   # as the user who owns the secrets: what {app}/{env} holds"
             )));
         }
@@ -100,7 +177,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
             ]
         })?
     } else {
-        let engine = Engine::load()?;
+        let engine = engine.insert(Engine::load()?);
         let got = match &selection {
             // --all means every secret: not the ones that happened to be
             // readable while the keyring was down or locked.
@@ -128,7 +205,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
                 "{app}/{env} holds no secrets, so the command was not started{}",
                 did_you_mean(&others)
             ));
-            return Err(with_other_envs(err, &a, &others)
+            return Err(with_other_envs(err, a, &others)
                 .hint("ov secrets list   # every app/env with secrets"));
         }
         run::select(all, &selection, app, env, &|name| {
@@ -139,13 +216,60 @@ pub fn run(a: RunArgs) -> Result<i32> {
     // stored (`PATH=/tmp/evil:`, `../x`): it is left out, with a note.
     let usable = mk::usable(&mk::service(app, env), secrets);
     super::notes(&usable.notes);
-    let secrets = usable.secrets;
-    let relaunch = |prog: &std::ffi::OsStr| command_line(&a, env, Some(prog));
-    if a.secrets_dir {
-        run::run_with_files(&a.command, secrets, runtime_dir.as_deref(), &relaunch)
-    } else {
-        run::exec_with_env(&a.command, &secrets, &relaunch)
+    Ok((usable.secrets, origin))
+}
+
+/// The variables of one env file: literals as written, references
+/// resolved through the store. Every reference that does not resolve is
+/// named, with its file and line, and then nothing runs.
+fn env_file_vars(file: &std::path::Path, engine: &mut Option<Engine>) -> Result<Vec<Var>> {
+    let shown = file.display();
+    let bytes = ov_plugin_support::read_regular(file).map_err(|e| {
+        OvError::new(format!("cannot read {shown}: {e}"))
+            .hint(format!("ls -l {}", ov_plugin_support::shell_quote(file)))
+    })?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| OvError::new(format!("{shown} is not UTF-8 text")))?;
+    let parsed = crate::dotenv::parse(&text).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("{shown}:{e}")).collect();
+        OvError::new(format!("cannot read {shown}:\n  {}", lines.join("\n  ")))
+            .hint(ov_plugin_support::edit_command(file))
+    })?;
+    super::notes(&parsed.warnings);
+    let mut vars = Vec::new();
+    let mut misses = Vec::new();
+    for entry in parsed.entries {
+        let at = format!("{shown}:{} {}", entry.line, entry.key);
+        let text = entry.value.expose();
+        if !refs::looks_like(text) {
+            vars.push(Var {
+                name: entry.key,
+                origin: format!("{shown}:{} (literal)", entry.line),
+                value: entry.value,
+            });
+            continue;
+        }
+        let reference = refs::parse(text).map_err(|e| e.context(format!("{at}: bad reference")))?;
+        let engine = match engine {
+            Some(e) => e,
+            None => engine.insert(Engine::load()?),
+        };
+        match refs::Resolver::new(&engine.store).resolve(&reference)? {
+            Ok((value, origin)) => vars.push(Var {
+                name: entry.key,
+                origin: format!("{reference} from {origin}"),
+                value,
+            }),
+            Err(u) => misses.push((at, u)),
+        }
     }
+    if !misses.is_empty() {
+        return Err(refs::unresolved_error(
+            &misses,
+            "the command was not started",
+        ));
+    }
+    Ok(vars)
 }
 
 /// `; did you mean --env production?` when exactly one other env is there.
@@ -169,7 +293,10 @@ fn with_other_envs(mut err: OvError, a: &RunArgs, others: &[String]) -> OvError 
 /// the program when given), quoted for a shell.
 fn command_line(a: &RunArgs, env: &str, prog: Option<&std::ffi::OsStr>) -> String {
     let q = |s: &std::ffi::OsStr| ov_plugin_support::shell_quote(std::path::Path::new(s));
-    let mut line = format!("ov run --app {} --env {env}", a.app);
+    let mut line = "ov run".to_owned();
+    if let Some(app) = &a.app {
+        line.push_str(&format!(" --app {app} --env {env}"));
+    }
     if let Some(k) = &a.machine_key {
         line.push_str(&format!(" --machine-key {}", q(k.as_os_str())));
     }
@@ -178,10 +305,17 @@ fn command_line(a: &RunArgs, env: &str, prog: Option<&std::ffi::OsStr>) -> Strin
     }
     match &a.secrets {
         Some(names) => line.push_str(&format!(" --secrets {}", names.join(","))),
-        None => line.push_str(" --all"),
+        None if a.app.is_some() => line.push_str(" --all"),
+        None => {}
+    }
+    for f in &a.env_files {
+        line.push_str(&format!(" --env-file {}", q(f.as_os_str())));
     }
     if a.secrets_dir {
         line.push_str(" --secrets-dir");
+    }
+    if a.mask {
+        line.push_str(" --mask");
     }
     line.push_str(" --");
     for (i, arg) in a.command.iter().enumerate() {

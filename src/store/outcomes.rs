@@ -41,6 +41,45 @@ impl Miss {
     pub fn unresponsive(&self) -> impl Iterator<Item = &(String, BackendError)> {
         self.unavailable.iter().filter(|(_, e)| e.unresponsive)
     }
+
+    /// Why the miss may not mean "not there", as sentences: what was
+    /// locked, not up yet, or did not answer. Empty when every backend
+    /// was asked and had nothing.
+    pub fn reasons(&self) -> Vec<String> {
+        self.locked
+            .iter()
+            .chain(&self.waited)
+            .map(|(_, e)| e.message.clone())
+            .chain(
+                self.starting()
+                    .map(|(name, e)| format!("{name} not searched: {}", e.message)),
+            )
+            .chain(
+                self.unresponsive()
+                    .map(|(name, e)| format!("{name} did not answer: {}", e.message)),
+            )
+            .collect()
+    }
+
+    /// The commands that would let a backend answer (unlock it, start its
+    /// service), each once.
+    pub fn hints(&self) -> Vec<String> {
+        let mut hints: Vec<String> = Vec::new();
+        for (_, e) in self
+            .waited
+            .iter()
+            .chain(&self.locked)
+            .chain(self.unresponsive())
+            .chain(self.starting())
+        {
+            for h in &e.hints {
+                if !hints.contains(h) {
+                    hints.push(h.clone());
+                }
+            }
+        }
+        hints
+    }
 }
 
 /// A listing across backends.

@@ -180,20 +180,7 @@ fn print_raw(bytes: &[u8]) -> Result<()> {
 /// whose service is not up yet says it was not searched.
 fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
     let mut msg = format!("no secret {} {}", entry.service, entry.key);
-    let why: Vec<String> = miss
-        .locked
-        .iter()
-        .chain(&miss.waited)
-        .map(|(_, e)| e.message.clone())
-        .chain(
-            miss.starting()
-                .map(|(name, e)| format!("{name} not searched: {}", e.message)),
-        )
-        .chain(
-            miss.unresponsive()
-                .map(|(name, e)| format!("{name} did not answer: {}", e.message)),
-        )
-        .collect();
+    let why = miss.reasons();
     if !why.is_empty() {
         msg.push_str(&format!(" ({})", why.join("; ")));
     }
