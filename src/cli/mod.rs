@@ -4,6 +4,7 @@ mod auth;
 mod doctor;
 mod inject;
 mod plugins;
+mod podman;
 mod run;
 mod secrets;
 mod secrets_gpg;
@@ -107,6 +108,9 @@ enum Command {
     Run(run::RunArgs),
     /// Render a template's {{ ov://SERVICE/KEY }} placeholders with the values
     Inject(inject::InjectArgs),
+    /// podman secrets from the store, and the quadlet lines that inject them
+    #[command(subcommand)]
+    Podman(podman::PodmanCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -169,6 +173,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Auth(cmd) => auth::run(cmd),
         Command::Run(args) => run::run(args),
         Command::Inject(args) => inject::run(args),
+        Command::Podman(cmd) => podman::run(cmd),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

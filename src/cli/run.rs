@@ -75,12 +75,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
         )
         .hint("ov run --app APP --env ENV --all --env-file FILE -- …"));
     }
-    for file in &a.env_files {
-        let from_file = env_file_vars(file, &mut engine)?;
-        for v in from_file {
-            vars.retain(|old| old.name != v.name);
-            vars.push(v);
-        }
+    for v in env_file_vars(&a.env_files, &mut engine, "the command was not started")? {
+        vars.retain(|old| old.name != v.name);
+        vars.push(v);
     }
     if a.dry_run {
         for v in &vars {
@@ -111,10 +108,10 @@ pub fn run(a: RunArgs) -> Result<i32> {
 }
 
 /// One variable the command gets, and where its value comes from.
-struct Var {
-    name: String,
-    value: Secret,
-    origin: String,
+pub(super) struct Var {
+    pub(super) name: String,
+    pub(super) value: Secret,
+    pub(super) origin: String,
 }
 
 /// The secrets of `app` the command gets (from its bundle with
@@ -219,55 +216,65 @@ fn app_secrets(
     Ok((usable.secrets, origin))
 }
 
-/// The variables of one env file: literals as written, references
-/// resolved through the store. Every reference that does not resolve is
-/// named, with its file and line, and then nothing runs.
-fn env_file_vars(file: &std::path::Path, engine: &mut Option<Engine>) -> Result<Vec<Var>> {
-    let shown = file.display();
-    let bytes = ov_plugin_support::read_regular(file).map_err(|e| {
-        OvError::new(format!("cannot read {shown}: {e}"))
-            .hint(format!("ls -l {}", ov_plugin_support::shell_quote(file)))
-    })?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| OvError::new(format!("{shown} is not UTF-8 text")))?;
-    let parsed = crate::dotenv::parse(&text).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| format!("{shown}:{e}")).collect();
-        OvError::new(format!("cannot read {shown}:\n  {}", lines.join("\n  ")))
-            .hint(ov_plugin_support::edit_command(file))
-    })?;
-    super::notes(&parsed.warnings);
-    let mut vars = Vec::new();
+/// The variables of env files, in order, a later file's winning: literals
+/// as written, references resolved through the store. Every reference
+/// that does not resolve, in any of the files, is named with its file and
+/// line, and the error says that nothing was done (`doing`).
+pub(super) fn env_file_vars(
+    files: &[PathBuf],
+    engine: &mut Option<Engine>,
+    doing: &str,
+) -> Result<Vec<Var>> {
+    let mut vars: Vec<Var> = Vec::new();
     let mut misses = Vec::new();
-    for entry in parsed.entries {
-        let at = format!("{shown}:{} {}", entry.line, entry.key);
-        let text = entry.value.expose();
-        if !refs::looks_like(text) {
-            vars.push(Var {
-                name: entry.key,
-                origin: format!("{shown}:{} (literal)", entry.line),
-                value: entry.value,
-            });
-            continue;
-        }
-        let reference = refs::parse(text).map_err(|e| e.context(format!("{at}: bad reference")))?;
-        let engine = match engine {
-            Some(e) => e,
-            None => engine.insert(Engine::load()?),
-        };
-        match refs::Resolver::new(&engine.store).resolve(&reference)? {
-            Ok((value, origin)) => vars.push(Var {
-                name: entry.key,
-                origin: format!("{reference} from {origin}"),
-                value,
-            }),
-            Err(u) => misses.push((at, u)),
+    for file in files {
+        let shown = file.display();
+        let bytes = ov_plugin_support::read_regular(file).map_err(|e| {
+            OvError::new(format!("cannot read {shown}: {e}"))
+                .hint(format!("ls -l {}", ov_plugin_support::shell_quote(file)))
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| OvError::new(format!("{shown} is not UTF-8 text")))?;
+        let parsed = crate::dotenv::parse(&text).map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(|e| format!("{shown}:{e}")).collect();
+            OvError::new(format!("cannot read {shown}:\n  {}", lines.join("\n  ")))
+                .hint(ov_plugin_support::edit_command(file))
+        })?;
+        super::notes(&parsed.warnings);
+        for entry in parsed.entries {
+            let at = format!("{shown}:{} {}", entry.line, entry.key);
+            let text = entry.value.expose();
+            let var = if refs::looks_like(text) {
+                let reference =
+                    refs::parse(text).map_err(|e| e.context(format!("{at}: bad reference")))?;
+                let engine = match engine {
+                    Some(e) => e,
+                    None => engine.insert(Engine::load()?),
+                };
+                match refs::Resolver::new(&engine.store).resolve(&reference)? {
+                    Ok((value, origin)) => Var {
+                        name: entry.key,
+                        origin: format!("{reference} from {origin}"),
+                        value,
+                    },
+                    Err(u) => {
+                        misses.push((at, u));
+                        continue;
+                    }
+                }
+            } else {
+                Var {
+                    name: entry.key,
+                    origin: format!("{shown}:{} (literal)", entry.line),
+                    value: entry.value,
+                }
+            };
+            vars.retain(|old| old.name != var.name);
+            vars.push(var);
         }
     }
     if !misses.is_empty() {
-        return Err(refs::unresolved_error(
-            &misses,
-            "the command was not started",
-        ));
+        return Err(refs::unresolved_error(&misses, doing));
     }
     Ok(vars)
 }

@@ -1,0 +1,173 @@
+//! `ov podman` — podman secrets from the store, and the quadlet lines that
+//! inject them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::cli::{Engine, outln};
+use crate::error::{OvError, Result};
+use crate::podman::{self, Macs, Podman};
+
+#[derive(Debug, Subcommand)]
+pub enum PodmanCommand {
+    /// Create a podman secret per variable (value on podman's stdin) and print the quadlet lines
+    Provision(ProvisionArgs),
+    /// Remove the podman secrets ov made that the sources no longer declare
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct Sources {
+    /// A dotenv file whose values are literals or references (ov://SERVICE/KEY); repeatable
+    #[arg(long = "env-file", value_name = "FILE", required = true)]
+    env_files: Vec<PathBuf>,
+    /// The start of every secret's name (the variable's name follows)
+    #[arg(long, default_value = podman::DEFAULT_PREFIX)]
+    prefix: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    #[command(flatten)]
+    sources: Sources,
+    /// Re-create the secrets whose value changed (others are kept)
+    #[arg(long)]
+    rotate: bool,
+    /// Say what would be created or replaced, and change nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    sources: Sources,
+    /// Say what would be removed, and remove nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(cmd: PodmanCommand) -> Result<i32> {
+    match cmd {
+        PodmanCommand::Provision(a) => provision(a),
+        PodmanCommand::Prune(a) => prune(a),
+    }
+}
+
+fn provision(a: ProvisionArgs) -> Result<i32> {
+    let prefix = &a.sources.prefix;
+    podman::validate_prefix(prefix)?;
+    let podman = Podman::find()?;
+    let mut engine = None;
+    let vars = super::run::env_file_vars(
+        &a.sources.env_files,
+        &mut engine,
+        "no podman secret was changed",
+    )?;
+    for v in &vars {
+        podman::check_size(&v.name, &v.value)?;
+    }
+    let engine = match engine {
+        Some(e) => e,
+        None => Engine::load()?,
+    };
+    let macs = Macs::load(&engine.paths)?;
+    let existing = podman.managed(prefix)?;
+    let (mut created, mut replaced, mut kept) = (0, 0, 0);
+    for v in &vars {
+        let name = podman::secret_name(prefix, &v.name);
+        let mac = macs.of(&name, &v.value);
+        let old = existing.iter().find(|m| m.name == name);
+        let action = match old {
+            None => "created",
+            Some(m) if m.mac.as_deref() == Some(mac.as_str()) => "unchanged",
+            Some(_) if a.rotate => "replaced",
+            Some(_) => "kept",
+        };
+        match action {
+            "created" => created += 1,
+            "replaced" => replaced += 1,
+            _ => kept += 1,
+        }
+        if !a.dry_run && matches!(action, "created" | "replaced") {
+            podman.create(&name, &v.value, &mac, action == "replaced")?;
+        }
+        let note = match action {
+            "kept" => " (its value changed: --rotate replaces it)",
+            _ => "",
+        };
+        let verb = if a.dry_run {
+            match action {
+                "created" => "would create",
+                "replaced" => "would replace",
+                other => other,
+            }
+        } else {
+            action
+        };
+        eprintln!("{verb} {name} from {}{note}", v.origin);
+    }
+    for v in &vars {
+        outln!(
+            "{}",
+            podman::quadlet_line(&podman::secret_name(prefix, &v.name), &v.name)
+        );
+    }
+    let done = if a.dry_run { "would be " } else { "" };
+    eprintln!(
+        "{} secret{}: {created} {done}created, {replaced} {done}replaced, {kept} kept",
+        vars.len(),
+        if vars.len() == 1 { "" } else { "s" }
+    );
+    Ok(0)
+}
+
+fn prune(a: PruneArgs) -> Result<i32> {
+    let prefix = &a.sources.prefix;
+    podman::validate_prefix(prefix)?;
+    let podman = Podman::find()?;
+    // Only the names are needed: the files are read, nothing is resolved.
+    let mut declared = Vec::new();
+    for file in &a.sources.env_files {
+        let text = ov_plugin_support::read_regular(file)
+            .map_err(|e| OvError::new(format!("cannot read {}: {e}", file.display())))?;
+        let text = String::from_utf8_lossy(&text);
+        let parsed = crate::dotenv::parse(&text).map_err(|errors| {
+            OvError::new(format!(
+                "cannot read {}: {}",
+                file.display(),
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        })?;
+        declared.extend(
+            parsed
+                .entries
+                .into_iter()
+                .map(|e| podman::secret_name(prefix, &e.key)),
+        );
+    }
+    let mut removed = 0;
+    for m in podman.managed(prefix)? {
+        if declared.contains(&m.name) {
+            continue;
+        }
+        if a.dry_run {
+            eprintln!("would remove {}", m.name);
+        } else {
+            podman.remove(&m.name)?;
+            eprintln!("removed {}", m.name);
+        }
+        removed += 1;
+    }
+    eprintln!(
+        "{removed} secret{} {}removed",
+        if removed == 1 { "" } else { "s" },
+        if a.dry_run { "would be " } else { "" }
+    );
+    Ok(0)
+}
