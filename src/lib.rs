@@ -21,5 +21,6 @@ pub mod refs;
 pub mod run;
 pub mod settings;
 pub mod store;
+pub mod systemd_creds;
 pub mod trust;
 pub mod unlock;

@@ -6,6 +6,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
 
 use common::{TestEnv, stderr, stdout};
 
@@ -393,4 +394,55 @@ fn a_masked_command_killed_by_a_signal_ends_ov_the_same_way() {
         "kill -TERM $$",
     ]);
     assert_eq!(out.status.signal(), Some(15), "{:?}", out.status);
+}
+
+#[test]
+fn the_documented_envrc_line_stops_direnv_when_decryption_fails() {
+    let env = TestEnv::new();
+    let dir = env.root().join("project");
+    std::fs::create_dir(&dir).unwrap();
+    env.write(&dir.join(".secrets"), "not encrypted\n", 0o600);
+    let load = |envrc: &str| {
+        env.write(&dir.join(".envrc"), envrc, 0o644);
+        let path = format!(
+            "{}:{}",
+            common::target_dir().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let run = |args: &[&str]| {
+            Command::new("direnv")
+                .args(args)
+                .envs(
+                    env.command(&[])
+                        .get_envs()
+                        .filter_map(|(k, v)| Some((k, v?))),
+                )
+                .env("PATH", &path)
+                .current_dir(&dir)
+                .output()
+                .expect("direnv (./scripts/test installs it)")
+        };
+        assert!(run(&["allow", "."]).status.success());
+        let out = run(&["exec", ".", "sh", "-c", "printf %s \"$LOADED\""]);
+        (stdout(&out), stderr(&out))
+    };
+    // The line docs/run.md gives: a failed decrypt stops the .envrc.
+    let (loaded, err) = load(&format!("{}\nexport LOADED=yes\n", ENVRC_LINE));
+    assert_eq!(loaded, "", "the .envrc went on after a failed decrypt");
+    assert!(
+        err.contains("ov: error: decrypting .secrets failed"),
+        "{err}"
+    );
+    // The common form hides the failure: the rest of the .envrc runs.
+    let (loaded, _) = load("eval \"$(ov secrets gpg env)\"\nexport LOADED=yes\n");
+    assert_eq!(loaded, "yes");
+}
+
+/// The `.envrc` line of docs/run.md, checked against the document.
+const ENVRC_LINE: &str = "secrets=$(ov secrets gpg env) || return 1; eval \"$secrets\"";
+
+#[test]
+fn the_envrc_line_is_the_one_the_docs_give() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/run.md")).unwrap();
+    assert!(doc.contains(ENVRC_LINE), "docs/run.md lost the .envrc line");
 }

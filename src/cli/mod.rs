@@ -9,6 +9,7 @@ mod run;
 mod secrets;
 mod secrets_gpg;
 mod settings;
+mod systemd;
 
 use std::io::{IsTerminal, Write};
 
@@ -111,6 +112,9 @@ enum Command {
     /// podman secrets from the store, and the quadlet lines that inject them
     #[command(subcommand)]
     Podman(podman::PodmanCommand),
+    /// Encrypted systemd credentials from the store, for units that run without ov
+    #[command(subcommand)]
+    Systemd(systemd::SystemdCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -174,6 +178,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Run(args) => run::run(args),
         Command::Inject(args) => inject::run(args),
         Command::Podman(cmd) => podman::run(cmd),
+        Command::Systemd(cmd) => systemd::run(cmd),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
