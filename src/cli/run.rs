@@ -15,9 +15,10 @@ use ov_plugin_api::Secret;
 
 #[derive(Debug, Args)]
 #[command(arg_required_else_help = true)]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["app", "env_files"])))]
 pub struct RunArgs {
     /// The app whose secrets the command gets
-    #[arg(long, required_unless_present = "env_files")]
+    #[arg(long)]
     app: Option<String>,
     /// The app's environment
     #[arg(long, default_value = DEFAULT_ENV)]
