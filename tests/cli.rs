@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestEnv, stderr};
+use common::{TestEnv, stderr, stdout};
 
 #[test]
 fn help_text() {
@@ -134,4 +134,84 @@ fn a_full_stdout_is_an_error_not_a_panic() {
         );
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+/// The pages a packager ships: man and lexgrog read each without a word
+/// of complaint, ov(1) has the sections a reader looks for, and every
+/// page named anywhere exists.
+#[test]
+fn man_pages_are_clean_complete_and_name_only_pages_that_exist() {
+    let env = TestEnv::new();
+    let dir = env.root().join("man");
+    env.ok(&["generate-man", &dir.display().to_string()]);
+    let pages: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(pages.len() > 40, "{pages:?}");
+    let named = |text: &str| -> Vec<String> {
+        // roff writes a page reference as \fBov-x\fR(1)
+        let plain = text
+            .replace("\\fB", "")
+            .replace("\\fR", "")
+            .replace("\\-", "-");
+        plain
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '(' || c == ')'))
+            .filter_map(|w| w.strip_suffix("(1)"))
+            .filter(|w| w.starts_with("ov"))
+            .map(|w| format!("{w}.1"))
+            .collect()
+    };
+    for page in &pages {
+        let path = dir.join(page);
+        let out = std::process::Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(&path)
+            .env("MANWIDTH", "80")
+            .env("MAN_KEEP_FORMATTING", "0")
+            .output()
+            .expect("man (man-db)");
+        assert!(out.status.success(), "{page}");
+        assert_eq!(stderr(&out), "", "{page}: man --warnings");
+        let lex = std::process::Command::new("lexgrog")
+            .arg(&path)
+            .output()
+            .expect("lexgrog (man-db)");
+        assert!(
+            lex.status.success(),
+            "{page}: lexgrog finds no NAME: {}",
+            stdout(&lex)
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        for other in named(&text) {
+            assert!(
+                pages.contains(&other),
+                "{page} names {other}, which does not exist"
+            );
+        }
+    }
+    let ov = std::fs::read_to_string(dir.join("ov.1")).unwrap();
+    for section in [
+        "DESCRIPTION",
+        "RESOLUTION ORDER",
+        "ENVIRONMENT",
+        "FILES",
+        "EXIT STATUS",
+        "EXAMPLES",
+        "SEE ALSO",
+    ] {
+        assert!(
+            ov.contains(&format!(".SH \"{section}\"")) || ov.contains(&format!(".SH {section}")),
+            "ov.1 has no {section}"
+        );
+    }
+    for var in ["OV_KDBX_PASSWORD", "XDG_CONFIG_HOME", "NO_COLOR"] {
+        assert!(ov.contains(var), "ov.1 does not explain {var}");
+    }
+    assert!(!pages.contains(&"ov-help.1".to_owned()));
+    let run = std::fs::read_to_string(dir.join("ov-run.1")).unwrap();
+    assert!(
+        run.contains(".SH EXAMPLES") && run.contains("\\fBov\\fR(1)"),
+        "{run}"
+    );
 }

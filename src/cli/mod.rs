@@ -3,6 +3,7 @@
 mod auth;
 mod doctor;
 mod inject;
+mod man;
 mod plugins;
 mod podman;
 mod run;
@@ -193,41 +194,7 @@ fn run(cli: Cli) -> Result<i32> {
 /// `ov.1` and `ov-<group>.1` for each visible command, from the clap
 /// definitions, so the pages never drift from `--help`.
 fn generate_man(dir: &std::path::Path) -> Result<i32> {
-    let write = |name: &str, cmd: clap::Command| -> Result<()> {
-        let path = dir.join(format!("{name}.1"));
-        let mut out = Vec::new();
-        clap_mangen::Man::new(cmd)
-            .render(&mut out)
-            .map_err(|e| OvError::new(format!("cannot render {name}.1: {e}")))?;
-        std::fs::write(&path, out)
-            .map_err(|e| OvError::new(format!("cannot write {}: {e}", path.display())))
-    };
-    std::fs::create_dir_all(dir)
-        .map_err(|e| OvError::new(format!("cannot create {}: {e}", dir.display())))?;
-    // Every visible command gets its page: ov-secrets.1, ov-secrets-get.1 …
-    fn walk(
-        cmd: &clap::Command,
-        prefix: &str,
-        write: &dyn Fn(&str, clap::Command) -> Result<()>,
-    ) -> Result<()> {
-        for sub in cmd
-            .get_subcommands()
-            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-        {
-            let name = format!("{prefix}-{}", sub.get_name());
-            write(
-                &name,
-                sub.clone().name(name.clone()).display_name(name.clone()),
-            )?;
-            walk(sub, &name, write)?;
-        }
-        Ok(())
-    }
-    let mut root = <Cli as clap::CommandFactory>::command();
-    root.build();
-    walk(&root, "ov", &write)?;
-    write("ov", root)?;
-    Ok(0)
+    man::generate(<Cli as clap::CommandFactory>::command(), dir)
 }
 
 /// Everything a store command needs, set up once.
