@@ -13,6 +13,7 @@ pub mod import;
 pub mod keycache;
 pub mod lifecycle;
 pub mod machine_key;
+pub mod manifest;
 pub mod paths;
 pub mod prompt;
 pub mod run;

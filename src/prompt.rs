@@ -161,6 +161,24 @@ pub fn ask_yes_no(question: &str) -> Result<bool> {
     Ok(answer.is_empty() || answer == "y" || answer == "yes")
 }
 
+/// Ask on the controlling terminal for a typed `yes` (or `y`): anything
+/// else, Enter included, is no, as is having no terminal. For changes that
+/// cannot be taken back.
+pub fn ask_typed_yes(question: &str) -> Result<bool> {
+    let Ok(mut tty) = OpenOptions::new().read(true).write(true).open("/dev/tty") else {
+        return Ok(false);
+    };
+    write!(tty, "{question} (yes/no): ")
+        .and_then(|()| tty.flush())
+        .map_err(|e| OvError::new(format!("cannot write to the terminal: {e}")))?;
+    let mut answer = String::new();
+    std::io::BufReader::new(&tty)
+        .read_line(&mut answer)
+        .map_err(|e| OvError::new(format!("cannot read from the terminal: {e}")))?;
+    let answer = answer.trim().to_ascii_lowercase();
+    Ok(answer == "y" || answer == "yes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,9 +2,10 @@
 
 mod auth;
 mod doctor;
+mod manifest;
 mod plugins;
 mod run;
-mod secrets;
+pub(crate) mod secrets;
 mod secrets_gpg;
 mod settings;
 
@@ -102,6 +103,9 @@ enum Command {
     /// Machine keys for services that start unattended
     #[command(subcommand)]
     Auth(auth::AuthCommand),
+    /// A project's secrets manifest (ov-secrets.toml): generate, validate, rotate, back up (also: ov m)
+    #[command(alias = "m")]
+    Manifest(manifest::ManifestArgs),
     /// Run a command with an app's secrets in its environment (or as files)
     Run(run::RunArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -164,6 +168,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Settings(cmd) => settings::run(cmd),
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Auth(cmd) => auth::run(cmd),
+        Command::Manifest(args) => manifest::run(args),
         Command::Run(args) => run::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
