@@ -161,8 +161,13 @@ const SECRET_KEYS: &[&str] = &[
 
 pub fn parse(path: &Path, text: &str) -> Result<Manifest> {
     let doc = Document::parse(text.to_owned()).map_err(|e| {
-        OvError::new(ov_plugin_support::toml_error_message(path, text, &e))
-            .hint(ov_plugin_support::edit_command(path))
+        let why = e.message().trim();
+        let why = if why.contains("duplicate key") {
+            format!("{why}: a secret or setting is declared twice")
+        } else {
+            format!("not valid TOML: {why}")
+        };
+        at(path, line_of(text, e.span()), why)
     })?;
     let root = doc.as_table();
     let key_line =
