@@ -744,3 +744,99 @@ fn a_manifest_over_the_keyring_backend_keeps_its_values_in_the_keyring() {
     assert!(htpasswd_verifies(&line, "admin", password.trim_end()));
     assert_eq!(m(&env, &["manifest", "validate"]).status.code(), Some(0));
 }
+
+/// `ov doctor manifest --json` from the project directory: the check `id`.
+fn doctor_check(env: &TestEnv, id: &str) -> serde_json::Value {
+    let out = m(env, &["doctor", "manifest", "--json"]);
+    TestEnv::check_in(&stdout(&out), id)
+}
+
+/// Paste the fix check `id` prints (from the project directory, with
+/// `stdin`), then the check passes.
+fn fix_passes(env: &TestEnv, id: &str, stdin: &str) {
+    assert_eq!(paste_fix(env, id, "fail", stdin)["status"], "ok");
+}
+
+/// Paste the fix of check `id`, which is in state `now`; the check after.
+fn paste_fix(env: &TestEnv, id: &str, now: &str, stdin: &str) -> serde_json::Value {
+    let check = doctor_check(env, id);
+    assert_eq!(check["status"], now, "{check}");
+    let fix = check["fix"].as_str().expect("a fix").to_owned();
+    let out = env.paste_in(&fix, &env.root().join("proj"), stdin);
+    assert!(out.status.success(), "{fix}: {}", stderr(&out));
+    let after = doctor_check(env, id);
+    assert_ne!(after["status"], now, "after {fix}: {after}");
+    after
+}
+
+#[test]
+fn doctor_checks_the_manifest_and_each_fix_it_prints_works() {
+    let mut env = TestEnv::new();
+    project(
+        &env,
+        r#"
+[secrets.TOKEN]
+type = "hex:16"
+stacks = ["web"]
+[secrets.SAME_TOKEN]
+type = "hex:8"
+key = "proj/secrets/TOKEN"
+stacks = ["db"]
+[secrets.CLIENT]
+type = "skip"
+stacks = ["web"]
+"#,
+    );
+    assert_eq!(doctor_check(&env, "manifest.parse")["status"], "ok");
+    // Without the manifest's directory above it, the group is not there.
+    assert!(
+        TestEnv::check_in(&stdout(&env.run(&["doctor", "--json"])), "manifest.parse").is_null()
+    );
+
+    // A manual secret with no value: set it by hand; then the generated
+    // ones are only a warning, and generate clears it.
+    let after = paste_fix(&env, "manifest.required", "fail", "from-keycloak\n");
+    assert_eq!(after["status"], "warn", "{after}");
+    assert_eq!(get(&env, "CLIENT"), "from-keycloak");
+    assert_eq!(
+        paste_fix(&env, "manifest.required", "warn", "")["status"],
+        "ok"
+    );
+
+    // Two names for one store key with two types: the fix opens the file.
+    env.set_env("EDITOR", "sed -i s/hex:8/hex:16/");
+    fix_passes(&env, "manifest.keys", "");
+
+    // A placeholder: generate replaces it.
+    env.ok(&["secrets", "set", "proj/secrets", "TOKEN", "CHANGE_ME"]);
+    fix_passes(&env, "manifest.placeholders", "");
+    assert_eq!(get(&env, "TOKEN").len(), 16);
+
+    // A rendered secrets.env: private, and ignored by git.
+    let file = env.root().join("proj/secrets.env");
+    env.write(&file, "TOKEN=x\n", 0o644);
+    fix_passes(&env, "manifest.env_file", "");
+    assert_eq!(mode_of(&file), 0o600);
+    require("git", "git");
+    let git = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(env.root().join("proj"))
+        .status()
+        .expect("git init");
+    assert!(git.success());
+    fix_passes(&env, "manifest.env_file_ignored", "");
+
+    let out = m(&env, &["doctor", "manifest"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    // A manifest that does not parse fails the group with file and line.
+    project(&env, "[secrets.X]\ntype = \"password:0\"\n");
+    let parse = doctor_check(&env, "manifest.parse");
+    assert_eq!(parse["status"], "fail");
+    assert!(
+        parse["finding"]
+            .as_str()
+            .is_some_and(|f| f.contains("ov-secrets.toml:2: ")),
+        "{parse}"
+    );
+}

@@ -16,6 +16,7 @@ use crate::unlock::Unlocker;
 /// Every task, in display order.
 mod backends;
 mod machine_key;
+mod manifest;
 mod settings;
 
 use backends::{backend_tasks, backends_available, cache_check, missing_backends, plaintext_task};
@@ -252,6 +253,8 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
             .at_least(SLOW_CHECK_BUDGET),
         );
     }
+    // manifest.*: the project manifest in or above the current directory.
+    tasks.extend(manifest::task(paths, host, &settings));
     // gpg.*: the GnuPG chain and the .secrets file of the current directory.
     tasks.extend(ov_gpg::checks::doctor_tasks(".secrets".into()));
     for b in &host.backends {
