@@ -840,3 +840,35 @@ stacks = ["web"]
         "{parse}"
     );
 }
+
+#[test]
+fn on_a_terminal_rotate_asks_and_generate_shows_progress_in_colour() {
+    let env = TestEnv::new();
+    project(&env, INVENTORY);
+    let out = common::expect(
+        &env,
+        // indicatif draws nothing on a terminal without TERM (or a dumb one).
+        "set env(TERM) xterm\ncd proj\nspawn $ov manifest generate\nexpect \"Secrets generation complete!\"\nexpect eof\n",
+    );
+    let shown = stdout(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("/35"), "no progress bar: {shown:?}");
+    assert!(shown.contains("\u{1b}[32m[SUCCESS]"), "no colour: {shown:?}");
+
+    let old = get(&env, "REDIS_PASSWORD");
+    let out = common::expect(
+        &env,
+        "cd proj\nspawn $ov manifest rotate REDIS_PASSWORD\nexpect \"Continue? (yes/no): \"\nsend \"no\\r\"\nexpect \"not confirmed\"\nexpect eof\n",
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(get(&env, "REDIS_PASSWORD"), old);
+    let out = common::expect(
+        &env,
+        "set env(NO_COLOR) 1\ncd proj\nspawn $ov manifest rotate REDIS_PASSWORD\nexpect \"Continue? (yes/no): \"\nsend \"yes\\r\"\nexpect \"Secret rotated successfully\"\nexpect eof\n",
+    );
+    let shown = stdout(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(!shown.contains('\u{1b}'), "colour despite NO_COLOR: {shown:?}");
+    assert!(shown.contains("./kompose.sh restart core auth code link track"), "{shown}");
+    assert_ne!(get(&env, "REDIS_PASSWORD"), old);
+}
