@@ -29,9 +29,9 @@ pub struct ManifestArgs {
 
 #[derive(Debug, Subcommand)]
 enum ManifestCommand {
-    /// Generate the secrets that have no value (all named ones with --force, after a backup)
+    /// Generate the secrets that have no value (with --force, the set ones too, after a backup)
     Generate(generate::GenerateArgs),
-    /// Check every secret: valid, missing, placeholder or manual; exit 1 when a required one is missing or a placeholder
+    /// Check every secret: valid, missing, placeholder, invalid or manual; exit 1 when a required one is missing, a placeholder or invalid
     Validate(JsonArgs),
     /// The secrets grouped by stack, with status and type (never values)
     List(status::ListArgs),
