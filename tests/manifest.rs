@@ -853,7 +853,10 @@ fn on_a_terminal_rotate_asks_and_generate_shows_progress_in_colour() {
     let shown = stdout(&out);
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("/35"), "no progress bar: {shown:?}");
-    assert!(shown.contains("\u{1b}[32m[SUCCESS]"), "no colour: {shown:?}");
+    assert!(
+        shown.contains("\u{1b}[32m[SUCCESS]"),
+        "no colour: {shown:?}"
+    );
 
     let old = get(&env, "REDIS_PASSWORD");
     let out = common::expect(
@@ -868,7 +871,52 @@ fn on_a_terminal_rotate_asks_and_generate_shows_progress_in_colour() {
     );
     let shown = stdout(&out);
     assert!(out.status.success(), "{shown}");
-    assert!(!shown.contains('\u{1b}'), "colour despite NO_COLOR: {shown:?}");
-    assert!(shown.contains("./kompose.sh restart core auth code link track"), "{shown}");
+    assert!(
+        !shown.contains('\u{1b}'),
+        "colour despite NO_COLOR: {shown:?}"
+    );
+    assert!(
+        shown.contains("./kompose.sh restart core auth code link track"),
+        "{shown}"
+    );
     assert_ne!(get(&env, "REDIS_PASSWORD"), old);
+}
+
+#[test]
+fn a_secret_behind_a_locked_keyring_collection_is_never_generated_again() {
+    let mut env = TestEnv::new();
+    let ss = SecretService::start(&mut env);
+    project(&env, EACH_TYPE);
+    let work = ss.create_collection("Work");
+    env.ok(&["settings", "set", "keyring_collection_label", "Work"]);
+    let hex = get(&env, "HEX");
+    ss.lock(&work);
+    // Writes would now go to the default collection, which is open.
+    env.ok(&["settings", "unset", "keyring_collection_label"]);
+
+    let out = m(&env, &["manifest", "get", "HEX"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("cannot tell whether HEX is stored"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("hint: "), "{}", stderr(&out));
+    let out = m(&env, &["manifest", "generate", "HEX"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("Summary: 0 generated, 0 skipped, 1 errors"),
+        "{}",
+        stdout(&out)
+    );
+    let out = m(&env, &["manifest", "validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("[WARNING] HEX: Unknown, "),
+        "{}",
+        stdout(&out)
+    );
+
+    ss.unlock(&work);
+    assert_eq!(get(&env, "HEX"), hex);
 }

@@ -131,21 +131,22 @@ fn value_reports(m: &Manifest, store: &Store) -> Vec<CheckReport> {
             Ok((Held::Manual, _)) if d.required => manual.push(d.name.as_str()),
             Ok((Held::Missing, _)) if d.required => generated.push(d.name.as_str()),
             Ok((Held::Placeholder, _)) => placeholders.push(d),
+            Ok((Held::Unknown(why, hints), _)) => {
+                unreadable.get_or_insert((why, hints.first().cloned()));
+            }
             Ok(_) => {}
             Err(e) => {
-                unreadable.get_or_insert((d.name.clone(), e));
+                unreadable.get_or_insert((
+                    format!("cannot read {} from the store: {}", d.name, e.message),
+                    e.hints.first().cloned(),
+                ));
             }
         }
     }
     let required = m.secrets.iter().filter(|d| d.required).count();
     let first = |list: &[&str]| list.first().map(|n| (*n).to_owned()).unwrap_or_default();
-    let req = if let Some((name, e)) = unreadable {
-        check(
-            "manifest.required",
-            Status::Warn,
-            format!("cannot read {name} from the store: {}", e.message),
-            e.hints.first().cloned(),
-        )
+    let req = if let Some((finding, fix)) = unreadable {
+        check("manifest.required", Status::Warn, finding, fix)
     } else if !manual.is_empty() {
         check(
             "manifest.required",

@@ -22,6 +22,9 @@ pub enum Status {
     Invalid(String),
     /// A manual (skip) secret that has no value yet.
     Manual,
+    /// A backend that may hold it could not be searched: why, and the
+    /// commands that make it searchable.
+    Unknown(String, Vec<String>),
 }
 
 impl Status {
@@ -30,7 +33,7 @@ impl Status {
         decl.required
             && matches!(
                 self,
-                Status::Missing | Status::Placeholder | Status::Invalid(_)
+                Status::Missing | Status::Placeholder | Status::Invalid(_) | Status::Unknown(..)
             )
     }
 
@@ -41,6 +44,7 @@ impl Status {
             Status::Placeholder => "placeholder",
             Status::Invalid(_) => "invalid",
             Status::Manual => "manual",
+            Status::Unknown(..) => "unknown",
         }
     }
 }
@@ -52,14 +56,54 @@ pub fn is_placeholder(value: &str) -> bool {
     v.is_empty() || v.eq_ignore_ascii_case("change_me") || v.eq_ignore_ascii_case("changeme")
 }
 
-/// The value the store holds for `decl`, if any.
+/// The value the store holds for `decl`, if any. When a backend that may
+/// hold it could not be searched (locked, or its service not up), ov
+/// cannot tell a missing secret from a hidden one: that is an error, so
+/// nothing is generated over a value that exists.
 pub fn current(store: &Store, decl: &Decl) -> Result<Option<Secret>> {
-    Ok(store.get(&decl.entry)?.ok().map(|(v, _)| v))
+    lookup(store, decl)?
+}
+
+/// [`current`], with the search that could not be completed as the inner
+/// error.
+fn lookup(store: &Store, decl: &Decl) -> Result<Result<Option<Secret>>> {
+    let miss = match store.get(&decl.entry)? {
+        Ok((v, _)) => return Ok(Ok(Some(v))),
+        Err(miss) => miss,
+    };
+    let mut why: Vec<String> = miss
+        .locked
+        .iter()
+        .map(|(name, e)| format!("{name}: {}", e.message))
+        .chain(
+            miss.starting()
+                .chain(miss.unresponsive())
+                .map(|(name, e)| format!("{name} not searched: {}", e.message)),
+        )
+        .collect();
+    why.dedup();
+    if why.is_empty() {
+        return Ok(Ok(None));
+    }
+    let mut e = OvError::new(format!(
+        "cannot tell whether {} is stored ({}); nothing was generated or changed",
+        decl.name,
+        why.join("; ")
+    ));
+    for (_, err) in miss.locked.iter().chain(miss.starting()) {
+        for h in &err.hints {
+            e = e.hint(h.clone());
+        }
+    }
+    Ok(Err(e.hint("ov doctor   # what is locked or not running")))
 }
 
 /// The status of `decl` and its value.
 pub fn status(store: &Store, decl: &Decl) -> Result<(Status, Option<Secret>)> {
-    let value = current(store, decl)?;
+    let value = match lookup(store, decl)? {
+        Ok(v) => v,
+        Err(unseen) => return Ok((Status::Unknown(unseen.message, unseen.hints), None)),
+    };
     let status = match &value {
         None if decl.kind == Kind::Skip => Status::Manual,
         None => Status::Missing,

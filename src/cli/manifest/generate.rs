@@ -44,6 +44,16 @@ pub(super) fn generate(engine: &Engine, m: &Manifest, a: &GenerateArgs) -> Resul
             } else {
                 let (st, _) = status(&engine.store, d)?;
                 let named = a.names.contains(&d.name);
+                if let Status::Unknown(why, _) = &st {
+                    errors += 1;
+                    let line = tagged(Tag::Error, &format!("{}: {why}", d.name));
+                    bar.suspend(|| -> Result<()> {
+                        outln!("{line}");
+                        Ok(())
+                    })?;
+                    bar.inc(1);
+                    continue;
+                }
                 let unset = matches!(st, Status::Missing | Status::Placeholder);
                 if !a.force && !unset {
                     skipped += 1;

@@ -36,7 +36,7 @@ fn rows<'a>(engine: &Engine, decls: &[&'a Decl]) -> Result<Vec<(Row<'a>, Status)
         .map(|d| {
             let (st, value) = status(&engine.store, d)?;
             let reason = match &st {
-                Status::Invalid(why) => Some(why.clone()),
+                Status::Invalid(why) | Status::Unknown(why, _) => Some(why.clone()),
                 _ => None,
             };
             Ok((
@@ -65,6 +65,7 @@ struct Counts {
     placeholders: usize,
     manual: usize,
     invalid: usize,
+    unknown: usize,
 }
 
 pub(super) fn validate(engine: &Engine, m: &Manifest, json: bool) -> Result<i32> {
@@ -80,6 +81,7 @@ pub(super) fn validate(engine: &Engine, m: &Manifest, json: bool) -> Result<i32>
             Status::Placeholder => counts.placeholders += 1,
             Status::Manual => counts.manual += 1,
             Status::Invalid(_) => counts.invalid += 1,
+            Status::Unknown(..) => counts.unknown += 1,
         }
         if json {
             continue;
@@ -105,6 +107,12 @@ pub(super) fn validate(engine: &Engine, m: &Manifest, json: bool) -> Result<i32>
                 Tag::Warning,
                 &format!("{name}: Manual configuration required (empty){optional}"),
             )?,
+            Status::Unknown(why, hints) => {
+                say(Tag::Warning, &format!("{name}: Unknown, {why}"))?;
+                for h in hints {
+                    eprintln!("hint: {h}");
+                }
+            }
         }
     }
     if json {
@@ -134,6 +142,9 @@ pub(super) fn validate(engine: &Engine, m: &Manifest, json: bool) -> Result<i32>
         );
         if counts.invalid > 0 {
             out!(", {} invalid", counts.invalid);
+        }
+        if counts.unknown > 0 {
+            out!(", {} unknown", counts.unknown);
         }
         outln!();
         if failed {
