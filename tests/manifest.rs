@@ -538,6 +538,32 @@ fn restore_refuses_a_backup_of_another_service_and_a_corrupted_one() {
     let out = m(&env, &["manifest", "restore", "no-such-backup", "--yes"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("hint: ov manifest backups"));
+
+    // A secret set since is kept, and said so.
+    m_stdin(&env, &["manifest", "set", "MANUAL"], "by hand\n");
+    env.ok(&["secrets", "set", "demo/secrets", "PW", "changed"]);
+    let out = m_ok(&env, &["manifest", "restore", &name, "--yes"]);
+    assert!(out.contains("  MANUAL: kept (not in the backup)"), "{out}");
+    assert!(out.contains("  PW: will be restored"), "{out}");
+    assert_eq!(get(&env, "PW"), before);
+    assert_eq!(get(&env, "MANUAL"), "by hand");
+
+    // Without the backup key no backup opens, and the error says where
+    // the copy goes.
+    fs::remove_file(env.config_dir().join("backup-key.txt")).expect("rm key");
+    let out = m(&env, &["manifest", "restore", &name, "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("there is no backup key at"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("hint: cp "), "{}", stderr(&out));
+
+    // A suffix that is not one word is refused.
+    let out = m(&env, &["manifest", "backup", "../escape"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!env.root().join("data/ov/backups/demo/escape.age").exists());
 }
 
 #[test]
@@ -563,6 +589,10 @@ fn export_and_import_carry_the_metadata_or_every_value() {
         stderr(&again)
     );
     assert_eq!(fs::read_to_string(&meta).expect("read"), text);
+
+    // --force replaces it.
+    let out = m(&env, &["manifest", "export", "meta.json", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
 
     let full = env.root().join("proj/full.json");
     let out = m(&env, &["manifest", "export", "full.json", "--with-values"]);

@@ -8,8 +8,8 @@ use clap::Args;
 use crate::cli::{Engine, outln, warn};
 use crate::error::{EXIT_ERROR, Result};
 use crate::manifest::backup::{self, Change};
-use crate::manifest::transfer;
 use crate::manifest::{Kind, Manifest};
+use crate::manifest::{resolve, transfer};
 
 use super::{Tag, confirm, progress, report_writes, say, tagged};
 
@@ -111,6 +111,13 @@ pub(super) fn restore(engine: &Engine, m: &Manifest, a: &RestoreArgs) -> Result<
             changes += 1;
         }
         outln!("  {}: {what}", name_of(m, &saved.entry()));
+    }
+    // Secrets that have a value now and none in the backup stay as they are.
+    for d in &m.secrets {
+        let in_backup = snap.entries.iter().any(|s| s.entry() == d.entry);
+        if !in_backup && matches!(resolve::current(&engine.store, d), Ok(Some(_))) {
+            outln!("  {}: kept (not in the backup)", d.name);
+        }
     }
     if changes == 0 {
         say(
@@ -234,7 +241,7 @@ pub(super) fn import(engine: &Engine, m: &Manifest, a: &ImportArgs) -> Result<i3
             bar.suspend(|| say(Tag::Error, &format!("{name}: the value is {why}")))?;
             continue;
         }
-        let now = crate::manifest::resolve::current(&engine.store, d)?;
+        let now = resolve::current(&engine.store, d)?;
         let mut pairs = vec![(d.entry.clone(), value)];
         if let (Kind::Htpasswd(_), Some(pw), Some(e)) = (&d.kind, &x.password, d.password_entry()) {
             pairs.push((e, pw));
