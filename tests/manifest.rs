@@ -619,6 +619,17 @@ fn export_and_import_carry_the_metadata_or_every_value() {
         m_ok(&fresh, &["manifest", "get", "AUTH", "--password"]),
         m_ok(&env, &["manifest", "get", "AUTH", "--password"])
     );
+    // A damaged file is refused without quoting what it holds.
+    fs::write(
+        fresh.root().join("proj/bad.json"),
+        r#"{"format":"ov-manifest-export","version":1,"service":"s","secrets":{"PW":{"type":"x","key":"a/b","value":12345678}}}"#,
+    )
+    .expect("write");
+    let out = m(&fresh, &["manifest", "import", "bad.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("bad.json:1:"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("12345678"), "{}", stderr(&out));
+
     // The metadata-only form imports nothing and says why.
     let out = m_ok(&env, &["manifest", "import", "meta.json"]);
     assert!(out.contains("[SKIP] PW: no value in the file"), "{out}");

@@ -113,11 +113,20 @@ pub fn read(path: &Path) -> Result<Export> {
         ov_plugin_support::read_regular(path)
             .map_err(|e| OvError::new(format!("cannot read {}: {e}", path.display())))?,
     );
+    // serde_json's message can quote the text it stumbled on, which may
+    // be a value: say only where and what kind of error.
     let e: Export = serde_json::from_slice(&bytes).map_err(|err| {
+        let kind = match err.classify() {
+            serde_json::error::Category::Io => "a read error",
+            serde_json::error::Category::Syntax => "not valid JSON",
+            serde_json::error::Category::Data => "not the shape of an export",
+            serde_json::error::Category::Eof => "cut short",
+        };
         OvError::new(format!(
-            "{}:{}: not an ov manifest export: {err}",
+            "{}:{}:{}: not an ov manifest export ({kind})",
             path.display(),
-            err.line()
+            err.line(),
+            err.column()
         ))
         .hint(format!(
             "ov manifest export {}   # what one looks like",
