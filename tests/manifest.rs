@@ -247,6 +247,17 @@ fn each_type_has_its_format_and_htpasswd_lines_verify_with_apache() {
         assert!(htpasswd_verifies(&line, user, &password), "{line}");
         assert!(!htpasswd_verifies(&line, user, "wrong"), "{line}");
     }
+    // --force regenerates a set one, after a backup.
+    let out = m_ok(&env, &["manifest", "generate", "PW", "--force"]);
+    assert!(out.contains("[SUCCESS] Secrets backed up to: "), "{out}");
+    assert!(
+        out.contains("Summary: 1 generated, 0 skipped, 0 errors"),
+        "{out}"
+    );
+    assert_ne!(get(&env, "PW"), pw);
+    assert!(m_ok(&env, &["manifest", "backups"]).contains("-before-generate  "));
+    let pw = get(&env, "PW");
+
     // `set` of an htpasswd secret takes the password and makes the line.
     m_ok(&env, &["manifest", "set", "AUTH", "new pass word"]);
     assert!(htpasswd_verifies(

@@ -70,6 +70,10 @@ struct Counts {
 
 pub(super) fn validate(engine: &Engine, m: &Manifest, json: bool) -> Result<i32> {
     let decls: Vec<&Decl> = m.secrets.iter().collect();
+    if !json {
+        say(Tag::Info, "Validating secrets configuration...")?;
+        outln!();
+    }
     let rows = rows(engine, &decls)?;
     let mut counts = Counts::default();
     let mut failed = false;
