@@ -969,6 +969,15 @@ fn a_secret_behind_a_locked_keyring_collection_is_never_generated_again() {
         stdout(&out)
     );
 
+    // Rotation backs up first, and a backup cannot leave the value out.
+    let out = m(&env, &["manifest", "rotate", "HEX", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot back up: "),
+        "{}",
+        stderr(&out)
+    );
+
     ss.unlock(&work);
     assert_eq!(get(&env, "HEX"), hex);
 }

@@ -149,7 +149,13 @@ pub fn backup(paths: &Paths, store: &Store, m: &Manifest, suffix: Option<&str>) 
             if !seen.insert(entry.clone()) {
                 continue;
             }
-            if let Ok((value, _)) = store.get(&entry)? {
+            // A backup that silently left out a value a locked backend
+            // holds would restore as if it never existed.
+            let name = entry.to_string();
+            if let Some(value) = super::resolve::read(store, &entry, &name)?.map_err(|mut e| {
+                e.message = format!("cannot back up: {}", e.message);
+                e
+            })? {
                 entries.push(Saved {
                     service: entry.service,
                     key: entry.key,

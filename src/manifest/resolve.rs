@@ -1,7 +1,7 @@
 //! A manifest's secrets against the store: what each holds, generating
 //! the missing ones, writing values checked against their type.
 
-use ov_plugin_api::Secret;
+use ov_plugin_api::{EntryRef, Secret};
 
 use crate::error::{OvError, Result};
 use crate::paths::Paths;
@@ -67,18 +67,24 @@ pub fn current(store: &Store, decl: &Decl) -> Result<Option<Secret>> {
 /// [`current`], with the search that could not be completed as the inner
 /// error.
 fn lookup(store: &Store, decl: &Decl) -> Result<Result<Option<Secret>>> {
-    let miss = match store.get(&decl.entry)? {
+    read(store, &decl.entry, &decl.name)
+}
+
+/// The value at `entry` (called `name` in messages); the inner error when
+/// a backend that may hold it could not be searched.
+pub fn read(store: &Store, entry: &EntryRef, name: &str) -> Result<Result<Option<Secret>>> {
+    let miss = match store.get(entry)? {
         Ok((v, _)) => return Ok(Ok(Some(v))),
         Err(miss) => miss,
     };
     let mut why: Vec<String> = miss
         .locked
         .iter()
-        .map(|(name, e)| format!("{name}: {}", e.message))
+        .map(|(backend, e)| format!("{backend}: {}", e.message))
         .chain(
             miss.starting()
                 .chain(miss.unresponsive())
-                .map(|(name, e)| format!("{name} not searched: {}", e.message)),
+                .map(|(backend, e)| format!("{backend} not searched: {}", e.message)),
         )
         .collect();
     why.dedup();
@@ -86,8 +92,7 @@ fn lookup(store: &Store, decl: &Decl) -> Result<Result<Option<Secret>>> {
         return Ok(Ok(None));
     }
     let mut e = OvError::new(format!(
-        "cannot tell whether {} is stored ({}); nothing was generated or changed",
-        decl.name,
+        "cannot tell whether {name} is stored ({}); nothing was generated or changed",
         why.join("; ")
     ));
     for (_, err) in miss.locked.iter().chain(miss.starting()) {
