@@ -309,7 +309,7 @@ pub fn plan<'a>(store: &Store, snap: &'a Snapshot) -> Result<Vec<(&'a Saved, Cha
     snap.entries
         .iter()
         .map(|s| {
-            let now = store.get(&s.entry())?.ok().map(|(v, _)| v);
+            let now = super::resolve::read(store, &s.entry(), &s.entry().to_string())??;
             let change = match now {
                 None => Change::Added,
                 Some(v) if v.expose() == s.value.expose() => Change::Unchanged,
