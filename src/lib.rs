@@ -14,6 +14,7 @@ pub mod inject;
 pub mod keycache;
 pub mod lifecycle;
 pub mod machine_key;
+pub mod manifest;
 pub mod paths;
 pub mod podman;
 pub mod prompt;

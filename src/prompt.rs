@@ -143,22 +143,34 @@ fn read_value_from(input: &mut dyn Read) -> Result<Secret> {
 /// Ask a yes/no question on the controlling terminal; Enter means yes.
 /// Without a terminal the answer is no.
 pub fn ask_yes_no(question: &str) -> Result<bool> {
+    Ok(match ask_line(&format!("{question} [Y/n] "))? {
+        // No terminal, or Ctrl-D: no.
+        None => false,
+        Some(a) => a.is_empty() || a == "y" || a == "yes",
+    })
+}
+
+/// Ask on the controlling terminal for a typed `yes` (or `y`): anything
+/// else, Enter included, is no, as is having no terminal. For changes that
+/// cannot be taken back.
+pub fn ask_typed_yes(question: &str) -> Result<bool> {
+    Ok(ask_line(&format!("{question} (yes/no): "))?.is_some_and(|a| a == "y" || a == "yes"))
+}
+
+/// One line typed at the controlling terminal after `prompt`, trimmed and
+/// in lower case; `None` without a terminal or at end of input.
+fn ask_line(prompt: &str) -> Result<Option<String>> {
     let Ok(mut tty) = OpenOptions::new().read(true).write(true).open("/dev/tty") else {
-        return Ok(false);
+        return Ok(None);
     };
-    write!(tty, "{question} [Y/n] ")
+    write!(tty, "{prompt}")
         .and_then(|()| tty.flush())
         .map_err(|e| OvError::new(format!("cannot write to the terminal: {e}")))?;
     let mut answer = String::new();
     let read = std::io::BufReader::new(&tty)
         .read_line(&mut answer)
         .map_err(|e| OvError::new(format!("cannot read from the terminal: {e}")))?;
-    if read == 0 {
-        // Ctrl-D: no.
-        return Ok(false);
-    }
-    let answer = answer.trim().to_ascii_lowercase();
-    Ok(answer.is_empty() || answer == "y" || answer == "yes")
+    Ok((read > 0).then(|| answer.trim().to_ascii_lowercase()))
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@ mod auth;
 mod doctor;
 mod inject;
 mod man;
+mod manifest;
 mod plugins;
 mod podman;
 mod run;
-mod secrets;
+pub(crate) mod secrets;
 mod secrets_gpg;
 mod settings;
 mod systemd;
@@ -106,6 +107,9 @@ enum Command {
     /// Machine keys for services that start unattended
     #[command(subcommand)]
     Auth(auth::AuthCommand),
+    /// A project's secrets manifest (ov-secrets.toml): generate, validate, rotate, back up (also: ov m)
+    #[command(alias = "m")]
+    Manifest(manifest::ManifestArgs),
     /// Run a command with an app's secrets in its environment (or as files)
     Run(run::RunArgs),
     /// Render a template's {{ ov://SERVICE/KEY }} placeholders with the values
@@ -176,6 +180,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Settings(cmd) => settings::run(cmd),
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Auth(cmd) => auth::run(cmd),
+        Command::Manifest(args) => manifest::run(args),
         Command::Run(args) => run::run(args),
         Command::Inject(args) => inject::run(args),
         Command::Podman(cmd) => podman::run(cmd),

@@ -16,6 +16,7 @@ use crate::unlock::Unlocker;
 /// Every task, in display order.
 mod backends;
 mod machine_key;
+mod manifest;
 mod settings;
 
 use backends::{
@@ -263,6 +264,8 @@ pub fn tasks(paths: &Paths, host: &Host, asked: &[String]) -> Vec<Task> {
             .at_least(SLOW_CHECK_BUDGET),
         );
     }
+    // manifest.*: the project manifest in or above the current directory.
+    tasks.extend(manifest::task(paths, host, &settings));
     // gpg.*: the GnuPG chain and the .secrets file of the current directory.
     let gpg_asked = asked
         .iter()

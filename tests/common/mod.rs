@@ -223,6 +223,11 @@ impl TestEnv {
     /// Run a line ov printed (a `hint:`) exactly as printed, through
     /// `sh -c`, in this environment, with this `ov` first on PATH.
     pub fn paste(&self, line: &str) -> Output {
+        self.paste_in(line, self.root(), "")
+    }
+
+    /// [`TestEnv::paste`] from directory `dir`, with `stdin` as input.
+    pub fn paste_in(&self, line: &str, dir: &Path, stdin: &str) -> Output {
         let cmd = self.command(&[]);
         let path = format!(
             "{}:{}",
@@ -237,9 +242,17 @@ impl TestEnv {
             }
         }
         sh.env("PATH", path)
-            .current_dir(self.root())
-            .output()
-            .expect("run sh")
+            .current_dir(dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = sh.spawn().expect("run sh");
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().expect("stdin");
+            input.write_all(stdin.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("wait sh")
     }
 
     pub fn write(&self, path: &Path, text: &str, mode: u32) {

@@ -12,7 +12,7 @@ mod import_store;
 mod init;
 mod list;
 mod path;
-mod set;
+pub(crate) mod set;
 mod which;
 
 use clap::{Args, Subcommand};
@@ -159,7 +159,7 @@ fn entry_of(a: &EntryArgs) -> Result<EntryRef> {
 }
 
 /// Print a value and a newline, and nothing else.
-fn print_value(value: &Secret) -> Result<()> {
+pub(crate) fn print_value(value: &Secret) -> Result<()> {
     let mut line = Zeroizing::new(String::with_capacity(value.len() + 1));
     line.push_str(value.expose());
     line.push('\n');
@@ -219,7 +219,7 @@ fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
         ))
 }
 
-fn report_written(engine: &Engine, entry: &EntryRef, w: &Written) {
+pub(crate) fn report_written(engine: &Engine, entry: &EntryRef, w: &Written) {
     for n in &w.notices {
         eprintln!("ov: note: {n}");
     }
@@ -239,7 +239,7 @@ fn report_written(engine: &Engine, entry: &EntryRef, w: &Written) {
 
 /// The command line that moves what `plaintext` holds into an encrypted
 /// backend: the one there is, or a KeePass database `ov secrets init` makes.
-fn move_to_encrypted(engine: &Engine, plaintext: &str) -> String {
+pub(crate) fn move_to_encrypted(engine: &Engine, plaintext: &str) -> String {
     let encrypted = engine.store.encrypted_home();
     let mut steps = Vec::new();
     match encrypted {

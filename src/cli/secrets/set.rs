@@ -62,16 +62,11 @@ pub(super) fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
     }
     let value = if a.generate {
         random_hex(16)?
-    } else if let Some(v) = given {
-        crate::cmdline::hide(&v);
-        warn(
-            "a value given on the command line was visible in ps until ov hid it, and stays in your shell history; leave it out to be prompted",
-        );
-        Secret::new(v)
-    } else if prompt::stdin_is_tty() {
-        prompt::ask_hidden_twice(&format!("Value for {} {}: ", entry.service, entry.key))?
     } else {
-        prompt::read_stdin_value()?
+        value_to_store(
+            given,
+            &format!("Value for {} {}: ", entry.service, entry.key),
+        )?
     };
     validate_value(&value)?;
     let written = engine.store.set(&entry, &value)?;
@@ -81,6 +76,22 @@ pub(super) fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
         print_value(&value)?;
     }
     Ok(0)
+}
+
+/// The value a `set` stores: VALUE from the command line (hidden from
+/// ps, with a warning), else asked twice on a terminal, else all of stdin.
+pub(crate) fn value_to_store(given: Option<String>, prompt_text: &str) -> Result<Secret> {
+    if let Some(v) = given {
+        crate::cmdline::hide(&v);
+        warn(
+            "a value given on the command line was visible in ps until ov hid it, and stays in your shell history; leave it out to be prompted",
+        );
+        Ok(Secret::new(v))
+    } else if prompt::stdin_is_tty() {
+        prompt::ask_hidden_twice(prompt_text)
+    } else {
+        prompt::read_stdin_value()
+    }
 }
 
 /// An app's secrets (a service `APP/ENV` with machine keys registered)
