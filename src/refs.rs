@@ -134,10 +134,15 @@ pub struct Unresolved {
     pub hints: Vec<String>,
 }
 
-/// Resolves references against the store; every miss is kept, so a
-/// caller can name all of them at once.
+/// Resolves references against the store (and the project's manifest);
+/// every miss is kept, so a caller can name all of them at once. A value
+/// is never resolved again: one that is itself `ov://…` is passed on as
+/// it is, so references cannot loop.
 pub struct Resolver<'a> {
     store: &'a Store,
+    paths: &'a crate::paths::Paths,
+    /// The manifest found from the current directory, read on first use.
+    manifest: std::cell::OnceCell<std::result::Result<crate::manifest::Manifest, OvError>>,
 }
 
 impl fmt::Debug for Resolver<'_> {
@@ -147,8 +152,12 @@ impl fmt::Debug for Resolver<'_> {
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(store: &'a Store) -> Self {
-        Resolver { store }
+    pub fn new(store: &'a Store, paths: &'a crate::paths::Paths) -> Self {
+        Resolver {
+            store,
+            paths,
+            manifest: std::cell::OnceCell::new(),
+        }
     }
 
     /// One reference: the value and where it came from, or why not.
@@ -161,13 +170,29 @@ impl<'a> Resolver<'a> {
                 Ok((value, source)) => Ok((value, Origin::Store(source))),
                 Err(miss) => Err(unresolved(r, entry, &miss)),
             }),
-            Reference::Manifest(name) => Ok(Err(Unresolved {
-                reference: r.clone(),
-                why: format!("no manifest declares {name} (ov-secrets.toml)"),
-                hints: vec![format!(
-                    "ov://SERVICE/KEY   # name the store entry of {name} instead"
-                )],
-            })),
+            Reference::Manifest(name) => {
+                let miss = |e: &OvError| Unresolved {
+                    reference: r.clone(),
+                    why: e.message.clone(),
+                    hints: e.hints.clone(),
+                };
+                let manifest = match self.manifest.get_or_init(|| crate::manifest::load(None)) {
+                    Ok(m) => m,
+                    Err(e) => return Ok(Err(miss(e))),
+                };
+                let decl = match manifest.get(name) {
+                    Ok(d) => d,
+                    Err(e) => return Ok(Err(miss(&e))),
+                };
+                // A required secret is generated once, on first use.
+                match crate::manifest::resolve::get_or_generate(self.paths, self.store, decl) {
+                    Ok((value, _)) => Ok(Ok((
+                        value,
+                        Origin::Manifest(format!("{} in {}", decl.entry, manifest.path.display())),
+                    ))),
+                    Err(e) => Ok(Err(miss(&e))),
+                }
+            }
         }
     }
 }

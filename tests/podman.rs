@@ -252,3 +252,32 @@ fn without_podman_the_error_says_how_to_install_it() {
         "{err}"
     );
 }
+
+#[test]
+fn provision_from_the_manifest_generates_required_secrets_once() {
+    let env = podman_env();
+    let manifest = env.root().join("ov-secrets.toml");
+    env.write(
+        &manifest,
+        "service = \"proj/secrets\"\n\
+         [secrets.DB_PASSWORD]\ntype = \"password:24\"\nstacks = [\"core\"]\n\
+         [secrets.API_KEY]\ntype = \"skip\"\noptional = true\nstacks = [\"core\"]\n",
+        0o644,
+    );
+    let m = manifest.to_str().unwrap();
+    let out = env.run(&["podman", "provision", "--manifest", m]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "Secret=ov-DB_PASSWORD,type=env,target=DB_PASSWORD\n"
+    );
+    assert!(
+        stderr(&out).contains("ov: note: API_KEY left out: it is optional and has no value"),
+        "{}",
+        stderr(&out)
+    );
+    let value = value_in_podman(&env, "ov-DB_PASSWORD");
+    assert_eq!(value.len(), 24);
+    let got = env.ok(&["manifest", "--manifest", m, "get", "DB_PASSWORD"]);
+    assert_eq!(got.trim_end(), value);
+}

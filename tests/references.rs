@@ -446,3 +446,87 @@ fn the_envrc_line_is_the_one_the_docs_give() {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/run.md")).unwrap();
     assert!(doc.contains(ENVRC_LINE), "docs/run.md lost the .envrc line");
 }
+
+#[test]
+fn a_manifest_reference_resolves_through_the_manifest_and_generates_once() {
+    let env = TestEnv::new();
+    let project = env.root().join("project");
+    std::fs::create_dir(&project).unwrap();
+    env.write(
+        &project.join("ov-secrets.toml"),
+        "service = \"proj/secrets\"\n\
+         [secrets.DB_PASSWORD]\ntype = \"hex:16\"\nstacks = [\"core\"]\n\
+         [secrets.MANUAL]\ntype = \"skip\"\nstacks = [\"core\"]\n",
+        0o644,
+    );
+    env.write(
+        &project.join("app.env"),
+        "DB=ov://manifest/DB_PASSWORD\n",
+        0o644,
+    );
+    let run = |file: &str| {
+        env.command(&[
+            "run",
+            "--env-file",
+            file,
+            "--",
+            "sh",
+            "-c",
+            "printf %s \"$DB\"",
+        ])
+        .current_dir(&project)
+        .output()
+        .unwrap()
+    };
+    let first = run("app.env");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let value = stdout(&first);
+    assert_eq!(value.len(), 16, "{value}");
+    assert_eq!(stdout(&run("app.env")), value, "generated twice");
+    let got = env
+        .command(&["manifest", "get", "DB_PASSWORD"])
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&got).trim_end(), value);
+
+    // A manual secret without a value, and a name the manifest does not
+    // declare, are misses like any other: named, and nothing starts.
+    env.write(
+        &project.join("bad.env"),
+        "A=ov://manifest/MANUAL\nB=ov://manifest/NOT_DECLARED\n",
+        0o644,
+    );
+    let out = run("bad.env");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("2 references did not resolve"), "{err}");
+    assert!(
+        err.contains("bad.env:1 A: ov://manifest/MANUAL: MANUAL has no value"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.env:2 B: ov://manifest/NOT_DECLARED:"),
+        "{err}"
+    );
+    assert!(err.contains("hint: ov manifest set MANUAL"), "{err}");
+
+    // No manifest here or above: the miss says so.
+    let out = env
+        .command(&[
+            "run",
+            "--env-file",
+            project.join("app.env").to_str().unwrap(),
+            "--",
+            "true",
+        ])
+        .current_dir(env.root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ov://manifest/DB_PASSWORD:"),
+        "{}",
+        stderr(&out)
+    );
+}

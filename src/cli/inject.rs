@@ -54,7 +54,7 @@ pub fn run(a: InjectArgs) -> Result<i32> {
         let again = format!("ov inject{input} -o {} --force", q(out));
         inject::refuse_overwrite(&engine.paths, out, a.force, &again)?;
     }
-    let resolver = refs::Resolver::new(&engine.store);
+    let resolver = refs::Resolver::new(&engine.store, &engine.paths);
     let mut values = Vec::new();
     let mut misses = Vec::new();
     for p in &found {

@@ -18,19 +18,23 @@ pub enum PodmanCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("from").required(true).multiple(true).args(["env_files", "manifest"])))]
 pub struct Sources {
     /// A dotenv file whose values are literals or references (ov://SERVICE/KEY); repeatable
-    #[arg(long = "env-file", value_name = "FILE", required = true)]
+    #[arg(long = "env-file", value_name = "FILE")]
     env_files: Vec<PathBuf>,
-    /// The start of every secret's name (the variable's name follows)
-    #[arg(long, default_value = podman::DEFAULT_PREFIX)]
-    prefix: String,
+    /// Every secret of the project's manifest (ov-secrets.toml here or above, or PATH)
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
+    manifest: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct ProvisionArgs {
     #[command(flatten)]
     sources: Sources,
+    /// The start of every secret's name (the variable's name follows)
+    #[arg(long, default_value = podman::DEFAULT_PREFIX)]
+    prefix: String,
     /// Re-create the secrets whose value changed (others are kept)
     #[arg(long)]
     rotate: bool,
@@ -43,9 +47,80 @@ pub struct ProvisionArgs {
 pub struct PruneArgs {
     #[command(flatten)]
     sources: Sources,
+    /// The start of the names of the secrets to look at
+    #[arg(long, default_value = podman::DEFAULT_PREFIX)]
+    prefix: String,
     /// Say what would be removed, and remove nothing
     #[arg(long)]
     dry_run: bool,
+}
+
+impl Sources {
+    /// The manifest's variables, then the env files' (a later one wins).
+    pub(super) fn vars(
+        &self,
+        engine: &mut Option<Engine>,
+        doing: &str,
+    ) -> Result<Vec<super::run::Var>> {
+        let mut vars = match &self.manifest {
+            Some(p) => {
+                let path = Some(p.as_path()).filter(|p| !p.as_os_str().is_empty());
+                super::run::manifest_vars(path, engine, doing)?
+            }
+            None => Vec::new(),
+        };
+        for v in super::run::env_file_vars(&self.env_files, engine, doing)? {
+            vars.retain(|old| old.name != v.name);
+            vars.push(v);
+        }
+        Ok(vars)
+    }
+
+    /// The sources, for a comment saying where something came from.
+    pub(super) fn describe(&self) -> String {
+        let mut out: Vec<String> = Vec::new();
+        if let Some(p) = &self.manifest {
+            out.push(if p.as_os_str().is_empty() {
+                "the project manifest".to_owned()
+            } else {
+                p.display().to_string()
+            });
+        }
+        out.extend(self.env_files.iter().map(|f| f.display().to_string()));
+        out.join(", ")
+    }
+
+    /// The names the sources declare, read without resolving anything.
+    fn declared(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        if let Some(p) = &self.manifest {
+            let path = Some(p.as_path()).filter(|p| !p.as_os_str().is_empty());
+            names.extend(
+                crate::manifest::load(path)?
+                    .secrets
+                    .into_iter()
+                    .map(|d| d.name),
+            );
+        }
+        for file in &self.env_files {
+            let text = ov_plugin_support::read_regular(file)
+                .map_err(|e| OvError::new(format!("cannot read {}: {e}", file.display())))?;
+            let text = String::from_utf8_lossy(&text);
+            let parsed = crate::dotenv::parse(&text).map_err(|errors| {
+                OvError::new(format!(
+                    "cannot read {}: {}",
+                    file.display(),
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))
+            })?;
+            names.extend(parsed.entries.into_iter().map(|e| e.key));
+        }
+        Ok(names)
+    }
 }
 
 pub fn run(cmd: PodmanCommand) -> Result<i32> {
@@ -56,15 +131,13 @@ pub fn run(cmd: PodmanCommand) -> Result<i32> {
 }
 
 fn provision(a: ProvisionArgs) -> Result<i32> {
-    let prefix = &a.sources.prefix;
+    let prefix = &a.prefix;
     podman::validate_prefix(prefix)?;
     let podman = Podman::find()?;
     let mut engine = None;
-    let vars = super::run::env_file_vars(
-        &a.sources.env_files,
-        &mut engine,
-        "no podman secret was changed",
-    )?;
+    let vars = a
+        .sources
+        .vars(&mut engine, "no podman secret was changed")?;
     for v in &vars {
         podman::check_size(&v.name, &v.value)?;
     }
@@ -124,33 +197,16 @@ fn provision(a: ProvisionArgs) -> Result<i32> {
 }
 
 fn prune(a: PruneArgs) -> Result<i32> {
-    let prefix = &a.sources.prefix;
+    let prefix = &a.prefix;
     podman::validate_prefix(prefix)?;
     let podman = Podman::find()?;
-    // Only the names are needed: the files are read, nothing is resolved.
-    let mut declared = Vec::new();
-    for file in &a.sources.env_files {
-        let text = ov_plugin_support::read_regular(file)
-            .map_err(|e| OvError::new(format!("cannot read {}: {e}", file.display())))?;
-        let text = String::from_utf8_lossy(&text);
-        let parsed = crate::dotenv::parse(&text).map_err(|errors| {
-            OvError::new(format!(
-                "cannot read {}: {}",
-                file.display(),
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))
-        })?;
-        declared.extend(
-            parsed
-                .entries
-                .into_iter()
-                .map(|e| podman::secret_name(prefix, &e.key)),
-        );
-    }
+    // Only the names are needed: nothing is resolved.
+    let declared: Vec<String> = a
+        .sources
+        .declared()?
+        .iter()
+        .map(|n| podman::secret_name(prefix, n))
+        .collect();
     let mut removed = 0;
     for m in podman.managed(prefix)? {
         if declared.contains(&m.name) {

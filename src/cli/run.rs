@@ -252,7 +252,7 @@ pub(super) fn env_file_vars(
                     Some(e) => e,
                     None => engine.insert(Engine::load()?),
                 };
-                match refs::Resolver::new(&engine.store).resolve(&reference)? {
+                match refs::Resolver::new(&engine.store, &engine.paths).resolve(&reference)? {
                     Ok((value, origin)) => Var {
                         name: entry.key,
                         origin: format!("{reference} from {origin}"),
@@ -272,6 +272,47 @@ pub(super) fn env_file_vars(
             };
             vars.retain(|old| old.name != var.name);
             vars.push(var);
+        }
+    }
+    if !misses.is_empty() {
+        return Err(refs::unresolved_error(&misses, doing));
+    }
+    Ok(vars)
+}
+
+/// The variables of the project's manifest (`path`, else the one found
+/// from the current directory): each declared secret by its name, a
+/// required one generated on first use. An optional one with no value is
+/// left out with a note; any other miss is named, and nothing is done.
+pub(super) fn manifest_vars(
+    path: Option<&std::path::Path>,
+    engine: &mut Option<Engine>,
+    doing: &str,
+) -> Result<Vec<Var>> {
+    let manifest = crate::manifest::load(path)?;
+    let engine = match engine {
+        Some(e) => e,
+        None => engine.insert(Engine::load()?),
+    };
+    let resolver = refs::Resolver::new(&engine.store, &engine.paths);
+    let mut vars = Vec::new();
+    let mut misses = Vec::new();
+    for decl in &manifest.secrets {
+        let reference = refs::Reference::Manifest(decl.name.clone());
+        match resolver.resolve(&reference)? {
+            Ok((value, origin)) => vars.push(Var {
+                name: decl.name.clone(),
+                value,
+                origin: origin.to_string(),
+            }),
+            Err(_) if !decl.required => super::notes(&[format!(
+                "{} left out: it is optional and has no value",
+                decl.name
+            )]),
+            Err(u) => misses.push((
+                format!("{}:{} {}", manifest.path.display(), decl.line, decl.name),
+                u,
+            )),
         }
     }
     if !misses.is_empty() {

@@ -15,9 +15,8 @@ pub enum SystemdCommand {
 
 #[derive(Debug, Args)]
 pub struct CredentialsArgs {
-    /// A dotenv file whose values are literals or references (ov://SERVICE/KEY); repeatable
-    #[arg(long = "env-file", value_name = "FILE", required = true)]
-    env_files: Vec<PathBuf>,
+    #[command(flatten)]
+    sources: super::podman::Sources,
     /// The unit that gets the credentials (".service" is added when missing)
     #[arg(long, value_name = "UNIT")]
     unit: String,
@@ -41,17 +40,13 @@ pub fn run(cmd: SystemdCommand) -> Result<i32> {
 fn credentials(a: CredentialsArgs) -> Result<i32> {
     let unit = creds::unit_name(&a.unit)?;
     let mut engine = None;
-    let vars = super::run::env_file_vars(&a.env_files, &mut engine, "nothing was written")?;
+    let vars = a.sources.vars(&mut engine, "nothing was written")?;
     let mut lines = Vec::new();
     for v in &vars {
         lines.push(creds::encrypt(&v.name, &v.value, &a.with_key)?);
     }
-    let sources: Vec<String> = a
-        .env_files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect();
-    let text = creds::drop_in(&sources.join(", "), &lines);
+    let sources = a.sources.describe();
+    let text = creds::drop_in(&sources, &lines);
     let path = creds::drop_in_path(&a.dir, &unit);
     if a.dry_run {
         crate::cli::outln!("# {}\n{text}", path.display());
