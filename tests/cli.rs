@@ -215,3 +215,36 @@ fn man_pages_are_clean_complete_and_name_only_pages_that_exist() {
         "{run}"
     );
 }
+
+/// `--quiet` (or OV_QUIET=1) leaves out notes, progress lines and the
+/// warning for a value on the command line; a warning about where the
+/// value went stays.
+#[test]
+fn quiet_leaves_out_notes_progress_and_the_argv_warning() {
+    let mut env = TestEnv::new();
+    let loud = env.run(&["secrets", "set", "svc", "k", "v1"]);
+    let err = stderr(&loud);
+    assert!(
+        err.contains("visible in ps") && err.contains("stored svc k in config"),
+        "{err}"
+    );
+    for args in [
+        &["--quiet", "secrets", "set", "svc", "k", "v2"][..],
+        &["secrets", "set", "-q", "svc", "k", "v3"],
+    ] {
+        let out = env.run(args);
+        assert!(out.status.success());
+        let err = stderr(&out);
+        assert!(
+            !err.contains("visible in ps") && !err.contains("stored svc k"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("is stored in plaintext"), "{err}");
+    }
+    env.set_env("OV_QUIET", "1");
+    let err = stderr(&env.run(&["secrets", "set", "svc", "k", "v4"]));
+    assert!(
+        !err.contains("visible in ps") && !err.contains("stored svc k"),
+        "{err}"
+    );
+}

@@ -267,6 +267,19 @@ fn set_unset_and_add_recipient_keep_entries_and_recipients() {
     let after = env.ok(&["secrets", "gpg", "recipients"]);
     assert_eq!(after.lines().count(), 2, "{after}");
     assert!(after.contains("Alice") && after.contains("Bob"), "{after}");
+    // The same, for scripts: the primary key ids (what -r takes) and uids.
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["secrets", "gpg", "recipients", "--json"])).expect("json");
+    let rows = json.as_array().expect("a list");
+    assert_eq!(rows.len(), 2, "{json}");
+    for (row, key) in rows.iter().zip([&alice, &bob]) {
+        assert!(
+            key.fpr.ends_with(row["key"].as_str().expect("key")),
+            "{json}"
+        );
+        assert_eq!(row["public_key"], true);
+        assert!(row["subkey"].is_string(), "{json}");
+    }
     // Later writes keep both recipients.
     env.ok(&["secrets", "gpg", "set", "D", "4"]);
     assert_eq!(env.ok(&["secrets", "gpg", "recipients"]), after);
@@ -831,6 +844,17 @@ fn the_passphrase_flag_warns_that_ps_shows_it() {
         assert!(!shown.contains(PASS), "{shown}");
         assert!(shown.contains(&"x".repeat(PASS.len())), "{shown}");
     }
+}
+
+#[test]
+fn gpg_doctor_speaks_the_doctors_json() {
+    let (env, _g, _key) = gpg_env();
+    let out = env.run(&["secrets", "gpg", "doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(v["schema_version"], 1, "{v}");
+    let binary = TestEnv::check_in(&stdout(&out), "gpg.binary");
+    assert_eq!(binary["status"], "ok", "{binary}");
+    assert_eq!(binary["group"], "gpg");
 }
 
 #[test]

@@ -123,7 +123,7 @@ pub fn run(cmd: AuthCommand) -> Result<i32> {
 fn report_sealed(paths: &Paths, app: &str, env: &str, sealed: &mk::Sealed) {
     super::notes(&sealed.notes);
     match &sealed.bundle {
-        Some(b) => eprintln!("sealed {app}/{env} to {}", paths.tilde(b)),
+        Some(b) => super::info(&format!("sealed {app}/{env} to {}", paths.tilde(b))),
         None => eprintln!("no machine key is registered for {app}/{env}; its bundle is removed"),
     }
 }

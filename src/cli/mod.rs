@@ -87,8 +87,26 @@ Start with `ov doctor`.";
     propagate_version = true
 )]
 pub struct Cli {
+    /// No notes or progress lines on stderr, and no warning for a value given on the command line (also: OV_QUIET=1)
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--quiet` (or `OV_QUIET=1`): notes and progress lines are not printed.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A progress line for the person watching (`stored …`, `sealed …`);
+/// nothing with `--quiet`.
+pub(crate) fn info(line: &str) {
+    if !quiet() {
+        eprintln!("{line}");
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +192,8 @@ fn clap_exit(e: &clap::Error) -> i32 {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    let from_env = std::env::var_os("OV_QUIET").is_some_and(|v| !v.is_empty() && v != "0");
+    QUIET.store(cli.quiet || from_env, std::sync::atomic::Ordering::Relaxed);
     match cli.command {
         Command::Doctor(args) => doctor::run(args),
         Command::Secrets(cmd) => secrets::run(cmd),
@@ -287,6 +307,9 @@ fn color_stderr() -> bool {
 
 /// `ov: note: …` on stderr, one line per note the engine returned.
 pub(crate) fn notes<S: AsRef<str>>(notes: &[S]) {
+    if quiet() {
+        return;
+    }
     for n in notes {
         eprintln!("ov: note: {}", n.as_ref());
     }

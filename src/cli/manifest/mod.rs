@@ -123,9 +123,7 @@ fn report_writes(engine: &Engine, writes: &[Written], services: &[String]) -> Re
     let mut notices: Vec<&String> = writes.iter().flat_map(|w| &w.notices).collect();
     notices.sort();
     notices.dedup();
-    for n in notices {
-        eprintln!("ov: note: {n}");
-    }
+    crate::cli::notes(&notices);
     if let Some(w) = writes.iter().find(|w| w.plaintext) {
         let count = writes.iter().filter(|w| w.plaintext).count();
         crate::cli::warn(&format!(

@@ -53,9 +53,7 @@ impl Tally {
 /// once for the whole import, not per entry.
 pub(crate) fn report_first_write(imp: &Importer<'_>) {
     if let Some(w) = &imp.first_write {
-        for n in &w.notices {
-            eprintln!("ov: note: {n}");
-        }
+        crate::cli::notes(&w.notices);
         if w.plaintext {
             warn(&format!("{} stores values in plaintext", w.backend));
         }

@@ -220,9 +220,7 @@ fn not_found(entry: &EntryRef, miss: &Miss) -> OvError {
 }
 
 pub(crate) fn report_written(engine: &Engine, entry: &EntryRef, w: &Written) {
-    for n in &w.notices {
-        eprintln!("ov: note: {n}");
-    }
+    super::notes(&w.notices);
     if w.plaintext {
         warn(&format!(
             "{} is stored in plaintext{}; an encrypted backend keeps it safer",
@@ -234,7 +232,10 @@ pub(crate) fn report_written(engine: &Engine, entry: &EntryRef, w: &Written) {
         ));
         eprintln!("hint: {}", move_to_encrypted(engine, &w.backend));
     }
-    eprintln!("stored {} {} in {}", entry.service, entry.key, w.backend);
+    super::info(&format!(
+        "stored {} {} in {}",
+        entry.service, entry.key, w.backend
+    ));
 }
 
 /// The command line that moves what `plaintext` holds into an encrypted
@@ -264,7 +265,10 @@ pub(crate) fn resealed(engine: &Engine, service: &str) -> Result<()> {
     if let Some(sealed) = crate::machine_key::after_change(&engine.paths, &engine.store, service)? {
         super::notes(&sealed.notes);
         if let Some(bundle) = &sealed.bundle {
-            eprintln!("sealed {service} to {}", engine.paths.tilde(bundle));
+            super::info(&format!(
+                "sealed {service} to {}",
+                engine.paths.tilde(bundle)
+            ));
         }
     }
     Ok(())

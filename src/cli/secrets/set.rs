@@ -83,9 +83,11 @@ pub(super) fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
 pub(crate) fn value_to_store(given: Option<String>, prompt_text: &str) -> Result<Secret> {
     if let Some(v) = given {
         crate::cmdline::hide(&v);
-        warn(
-            "a value given on the command line was visible in ps until ov hid it, and stays in your shell history; leave it out to be prompted",
-        );
+        if !crate::cli::quiet() {
+            warn(
+                "a value given on the command line was visible in ps until ov hid it, and stays in your shell history; leave it out to be prompted",
+            );
+        }
         Ok(Secret::new(v))
     } else if prompt::stdin_is_tty() {
         prompt::ask_hidden_twice(prompt_text)

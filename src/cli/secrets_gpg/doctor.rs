@@ -7,10 +7,14 @@ use ov_checks::Summary;
 
 use crate::error::{EXIT_ERROR, Result};
 
-pub(super) fn doctor(file: &Path) -> Result<i32> {
+pub(super) fn doctor(file: &Path, json: bool) -> Result<i32> {
     let tasks = ov_gpg::checks::tasks(file.to_path_buf());
     let results = ov_checks::run(tasks, Duration::from_millis(10_000));
-    crate::cli::print_report(&results)?;
+    if json {
+        crate::cli::out!("{}", ov_checks::render_json(&results, &[]));
+    } else {
+        crate::cli::print_report(&results)?;
+    }
     Ok(if Summary::of(&results).passed() {
         0
     } else {

@@ -60,7 +60,7 @@ pub enum GpgCommand {
     /// Re-encrypt with additional recipient
     AddRecipient(AddRecipientArgs),
     /// List GPG key IDs that can decrypt
-    Recipients(FileArgs),
+    Recipients(JsonFileArgs),
     /// Import GPG key from file, directory, or Secret Service
     ImportKey(ImportKeyArgs),
     /// Export GPG key to directory and/or KeePassXC
@@ -68,7 +68,7 @@ pub enum GpgCommand {
     /// Configure gpg-agent, import/generate key, store passphrase
     Setup(SetupArgs),
     /// Health check: GPG agent, keys, Secret Service, .secrets
-    Doctor(FileArgs),
+    Doctor(JsonFileArgs),
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +76,16 @@ pub struct FileArgs {
     /// Path to encrypted file
     #[arg(short, long, default_value = ".secrets")]
     file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFileArgs {
+    /// Path to encrypted file
+    #[arg(short, long, default_value = ".secrets")]
+    file: PathBuf,
+    /// Print JSON for scripts
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -90,7 +100,7 @@ pub struct PassphraseArgs {
 
 pub fn run(cmd: GpgCommand) -> Result<i32> {
     if let GpgCommand::Doctor(a) = &cmd {
-        return doctor::doctor(&a.file);
+        return doctor::doctor(&a.file, a.json);
     }
     if let GpgCommand::Env(a) = &cmd
         && !a.file.exists()
@@ -108,7 +118,7 @@ pub fn run(cmd: GpgCommand) -> Result<i32> {
         GpgCommand::Set(a) => set::set(&gpg, a),
         GpgCommand::Unset(a) => unset::unset(&gpg, &a),
         GpgCommand::AddRecipient(a) => add_recipient::add_recipient(&gpg, &a),
-        GpgCommand::Recipients(a) => recipients::recipients(&gpg, &a.file),
+        GpgCommand::Recipients(a) => recipients::recipients(&gpg, &a.file, a.json),
         GpgCommand::ImportKey(a) => import_key::import_key(&gpg, &a),
         GpgCommand::ExportKey(a) => export_key::export_key(&gpg, &a),
         GpgCommand::Setup(a) => setup::setup(&gpg, &a),
