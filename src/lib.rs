@@ -15,6 +15,7 @@ pub mod keycache;
 pub mod lifecycle;
 pub mod machine_key;
 pub mod manifest;
+pub mod onboard;
 pub mod paths;
 pub mod podman;
 pub mod prompt;

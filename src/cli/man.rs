@@ -168,6 +168,13 @@ const OV_SECTIONS: &[Section] = &[
 
 const GROUP_EXAMPLES: &[(&str, &[Block])] = &[
     (
+        "ov-init",
+        &[Example("See what ov proposes for this machine, then do it:", &[
+            "ov init",
+            "ov init --yes",
+        ])],
+    ),
+    (
         "ov-doctor",
         &[
             Example(

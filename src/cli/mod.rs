@@ -2,6 +2,7 @@
 
 mod auth;
 mod doctor;
+mod init;
 mod inject;
 mod man;
 mod manifest;
@@ -113,6 +114,8 @@ pub(crate) fn info(line: &str) {
 enum Command {
     /// Diagnose the secret setup; every problem comes with the command that fixes it
     Doctor(doctor::DoctorArgs),
+    /// Set ov up on this machine: propose a backend, create or unlock it, move plaintext entries in
+    Init(init::InitArgs),
     /// Read and write secrets (also: ov secret)
     #[command(alias = "secret", subcommand)]
     Secrets(secrets::SecretsCommand),
@@ -196,6 +199,7 @@ fn run(cli: Cli) -> Result<i32> {
     QUIET.store(cli.quiet || from_env, std::sync::atomic::Ordering::Relaxed);
     match cli.command {
         Command::Doctor(args) => doctor::run(args),
+        Command::Init(args) => init::run(args),
         Command::Secrets(cmd) => secrets::run(cmd),
         Command::Settings(cmd) => settings::run(cmd),
         Command::Plugins(cmd) => plugins::run(cmd),
