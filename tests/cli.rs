@@ -119,6 +119,9 @@ fn a_full_stdout_is_an_error_not_a_panic() {
         &["settings", "get", "secret_backend"],
         &["plugins", "list"],
         &["completions", "bash"],
+        &["--version"],
+        &["init"],
+        &["secrets", "gpg", "doctor", "--json"],
     ] {
         let full = std::fs::OpenOptions::new()
             .write(true)

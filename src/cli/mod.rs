@@ -18,7 +18,7 @@ use std::io::{IsTerminal, Write};
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{EXIT_USAGE, OvError, Result};
+use crate::error::{EXIT_ERROR, EXIT_USAGE, OvError, Result};
 use crate::host::Host;
 use crate::paths::Paths;
 use crate::settings::{Settings, Specs};
@@ -153,6 +153,20 @@ enum Command {
 
 /// Entry point for `main`: run and return the exit status.
 pub fn main() -> i32 {
+    // `ov --version` alone is what scripts and packagers run to see that
+    // ov is there: answered without building the whole command tree.
+    let mut args = std::env::args_os().skip(1);
+    if let (Some(a), None) = (args.next(), args.next())
+        && (a == "--version" || a == "-V")
+    {
+        return match writeln!(std::io::stdout(), "ov {}", env!("CARGO_PKG_VERSION")) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprint!("{}", output_error(e).render());
+                EXIT_ERROR
+            }
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_exit(&e),
