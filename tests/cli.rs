@@ -83,11 +83,10 @@ fn cli_reference() {
 fn completions_and_man_pages_come_from_the_cli_definition() {
     let env = TestEnv::new();
     for shell in ["bash", "zsh", "fish"] {
+        // The script asks ov itself at each TAB (tests/completions.rs
+        // drives it through the real shells).
         let script = env.ok(&["completions", shell]);
-        assert!(
-            script.contains("secrets") && script.contains("doctor"),
-            "{shell}"
-        );
+        assert!(script.contains("COMPLETE"), "{shell}: {script}");
     }
     let dir = env.root().join("man");
     env.ok(&["generate-man", &dir.display().to_string()]);

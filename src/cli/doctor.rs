@@ -17,7 +17,7 @@ use crate::paths::Paths;
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Checks or groups to run (e.g. `settings`, `config.credentials_mode`); all when empty
-    #[arg(value_name = "CHECK|GROUP")]
+    #[arg(value_name = "CHECK|GROUP", add = crate::cli::complete::check())]
     checks: Vec<String>,
     /// Print the report as JSON (schema: docs/doctor-json.md)
     #[arg(long)]

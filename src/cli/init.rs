@@ -16,7 +16,7 @@ pub struct InitArgs {
     #[arg(long, short = 'y')]
     yes: bool,
     /// The backend to use instead of the one ov proposes
-    #[arg(long, value_name = "BACKEND")]
+    #[arg(long, value_name = "BACKEND", add = crate::cli::complete::backend())]
     backend: Option<String>,
 }
 

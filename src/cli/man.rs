@@ -169,10 +169,10 @@ const OV_SECTIONS: &[Section] = &[
 const GROUP_EXAMPLES: &[(&str, &[Block])] = &[
     (
         "ov-init",
-        &[Example("See what ov proposes for this machine, then do it:", &[
-            "ov init",
-            "ov init --yes",
-        ])],
+        &[Example(
+            "See what ov proposes for this machine, then do it:",
+            &["ov init", "ov init --yes"],
+        )],
     ),
     (
         "ov-doctor",

@@ -1,6 +1,7 @@
 //! Command-line parsing and printing. Only this module talks to the user.
 
 mod auth;
+mod complete;
 mod doctor;
 mod init;
 mod inject;
@@ -153,6 +154,9 @@ enum Command {
 
 /// Entry point for `main`: run and return the exit status.
 pub fn main() -> i32 {
+    // A shell asking for completions (`COMPLETE=bash ov -- …`): answered
+    // and exited here; otherwise this returns at once.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     // `ov --version` alone is what scripts and packagers run to see that
     // ov is there: answered without building the whole command tree.
     let mut args = std::env::args_os().skip(1);
@@ -224,9 +228,18 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Podman(cmd) => podman::run(cmd),
         Command::Systemd(cmd) => systemd::run(cmd),
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // The registration calls `ov` at each TAB (`COMPLETE=SHELL ov`),
+            // so completions know this machine's store.
+            let name = shell.to_string();
+            let shells = clap_complete::env::Shells::builtins();
+            let completer = shells.completer(&name).ok_or_else(|| {
+                OvError::usage(format!("ov cannot complete in {name}"))
+                    .hint("ov completions bash   # or zsh, fish")
+            })?;
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut cmd, "ov", &mut script);
+            completer
+                .write_registration("COMPLETE", "ov", "ov", "ov", &mut script)
+                .map_err(|e| OvError::new(format!("cannot write the {name} script: {e}")))?;
             out_bytes(&script)?;
             Ok(0)
         }

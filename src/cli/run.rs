@@ -18,10 +18,10 @@ use ov_plugin_api::Secret;
 #[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["app", "env_files"])))]
 pub struct RunArgs {
     /// The app whose secrets the command gets
-    #[arg(long)]
+    #[arg(long, add = crate::cli::complete::app())]
     app: Option<String>,
     /// The app's environment
-    #[arg(long, default_value = DEFAULT_ENV)]
+    #[arg(long, default_value = DEFAULT_ENV, add = crate::cli::complete::env())]
     env: String,
     /// Read the app's sealed bundle with this key file, not the store (no TTY, D-Bus or agent needed)
     #[arg(long, value_name = "PATH")]

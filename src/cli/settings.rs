@@ -11,15 +11,22 @@ use crate::settings::{self, Origin, Settings, Specs};
 #[derive(Debug, Subcommand)]
 pub enum SettingsCommand {
     /// Print a setting's effective value
-    Get { key: String },
+    Get {
+        #[arg(add = crate::cli::complete::setting())]
+        key: String,
+    },
     /// Change a setting in your config.toml (comments in the file are kept)
     Set {
+        #[arg(add = crate::cli::complete::setting())]
         key: String,
-        #[arg(allow_hyphen_values = true)]
+        #[arg(allow_hyphen_values = true, add = crate::cli::complete::setting_value())]
         value: String,
     },
     /// Remove a setting from your config.toml, so the default applies again
-    Unset { key: String },
+    Unset {
+        #[arg(add = crate::cli::complete::setting())]
+        key: String,
+    },
     /// Every setting with its value and where it comes from
     List(crate::cli::JsonArgs),
 }

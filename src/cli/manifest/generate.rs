@@ -12,7 +12,7 @@ use super::{Tag, confirm, progress, report_writes, say, tagged};
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Only these secrets (optional ones are generated only when named)
-    #[arg(value_name = "NAME")]
+    #[arg(value_name = "NAME", add = crate::cli::complete::manifest_secret())]
     names: Vec<String>,
     /// Replace values that are already set (a backup is made first)
     #[arg(long)]
@@ -118,6 +118,7 @@ fn backed_up(engine: &Engine, m: &Manifest, suffix: &str) -> Result<()> {
 #[derive(Debug, Args)]
 pub struct RotateArgs {
     /// The secret to give a new value
+    #[arg(add = crate::cli::complete::manifest_secret())]
     name: String,
     /// Do not ask (needed when there is no terminal)
     #[arg(long)]

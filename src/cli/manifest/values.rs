@@ -12,6 +12,7 @@ use crate::manifest::{Kind, Manifest};
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// The secret, as the manifest names it
+    #[arg(add = crate::cli::complete::manifest_secret())]
     name: String,
     /// For an htpasswd secret: the plaintext password, not the user:hash line
     #[arg(long)]
@@ -58,6 +59,7 @@ pub(super) fn get(engine: &Engine, m: &Manifest, a: &GetArgs) -> Result<i32> {
 #[derive(Debug, Args)]
 pub struct SetArgs {
     /// The secret, as the manifest names it
+    #[arg(add = crate::cli::complete::manifest_secret())]
     name: String,
     /// The value (for htpasswd: the password); better left out, it shows up in shell history and ps
     value: Option<String>,

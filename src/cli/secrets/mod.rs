@@ -72,8 +72,10 @@ pub enum SecretsCommand {
 #[derive(Debug, Args)]
 pub struct EntryArgs {
     /// Service, e.g. ov/vnc or myapp/prod
+    #[arg(add = crate::cli::complete::service())]
     service: String,
     /// Key within the service
+    #[arg(add = crate::cli::complete::key())]
     key: String,
 }
 
@@ -81,10 +83,10 @@ pub struct EntryArgs {
 #[derive(Debug, Args)]
 pub struct AppFlags {
     /// The app's secrets (service APP/ENV), by environment variable name
-    #[arg(long)]
+    #[arg(long, add = crate::cli::complete::app())]
     pub(crate) app: Option<String>,
     /// The app's environment
-    #[arg(long, requires = "app", default_value = crate::machine_key::DEFAULT_ENV)]
+    #[arg(long, requires = "app", default_value = crate::machine_key::DEFAULT_ENV, add = crate::cli::complete::env())]
     pub(crate) env: String,
 }
 
@@ -114,7 +116,7 @@ pub struct ImportArgs {
     #[arg(long)]
     pub(crate) force: bool,
     /// Only import from this backend
-    #[arg(long, value_name = "BACKEND")]
+    #[arg(long, value_name = "BACKEND", add = crate::cli::complete::backend())]
     pub(crate) from: Option<String>,
     /// Delete each entry from the backend it came from, once its copy reads back the same
     #[arg(long = "move")]

@@ -14,8 +14,10 @@ use super::*;
 #[derive(Debug, Args)]
 pub struct SetArgs {
     /// Service, e.g. ov/vnc or myapp/prod (with --app: the secret's NAME)
+    #[arg(add = crate::cli::complete::service())]
     service: String,
     /// Key within the service (with --app: the VALUE)
+    #[arg(add = crate::cli::complete::key())]
     key: Option<String>,
     /// The value; better left out (it shows up in shell history and ps)
     value: Option<String>,
