@@ -1,5 +1,6 @@
 //! Command-line parsing and printing. Only this module talks to the user.
 
+mod agent;
 mod auth;
 mod doctor;
 mod plugins;
@@ -104,6 +105,9 @@ enum Command {
     Auth(auth::AuthCommand),
     /// Run a command with an app's secrets in its environment (or as files)
     Run(run::RunArgs),
+    /// A local daemon that runs commands with secrets, unlocked once
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -165,6 +169,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Auth(cmd) => auth::run(cmd),
         Command::Run(args) => run::run(args),
+        Command::Agent(cmd) => agent::run(cmd),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();

@@ -14,9 +14,9 @@ use crate::run;
 #[derive(Debug, Args)]
 #[command(arg_required_else_help = true)]
 pub struct RunArgs {
-    /// The app whose secrets the command gets
-    #[arg(long)]
-    app: String,
+    /// The app whose secrets the command gets (with --agent: default the agent's)
+    #[arg(long, required_unless_present = "agent")]
+    app: Option<String>,
     /// The app's environment
     #[arg(long, default_value = DEFAULT_ENV)]
     env: String,
@@ -40,15 +40,29 @@ pub struct RunArgs {
     /// Deliver secrets as 0600 files in a private tmpfs directory, with NAME_FILE=path in the environment
     #[arg(long)]
     secrets_dir: bool,
+    /// Ask the running `ov agent` to start the command (no secret crosses its socket)
+    #[arg(long, conflicts_with_all = ["bundle", "secrets_dir"])]
+    agent: bool,
+    /// The agent's socket (with --agent)
+    #[arg(long, value_name = "PATH", requires = "agent")]
+    socket: Option<PathBuf>,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
 
 pub fn run(a: RunArgs) -> Result<i32> {
-    mk::validate_app_env(&a.app, &a.env)?;
-    let selection = run::parse_selection(a.secrets.as_deref(), a.all, &a.app, &a.env)?;
-    let (app, env) = (a.app.as_str(), a.env.as_str());
+    if a.agent {
+        return run_via_agent(a);
+    }
+    let Some(app) = a.app.as_deref() else {
+        return Err(OvError::usage(
+            "say whose secrets the command gets: --app APP",
+        ));
+    };
+    mk::validate_app_env(app, &a.env)?;
+    let selection = run::parse_selection(a.secrets.as_deref(), a.all, app, &a.env)?;
+    let env = a.env.as_str();
     let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute());
@@ -148,6 +162,34 @@ pub fn run(a: RunArgs) -> Result<i32> {
     }
 }
 
+/// `ov run --agent`: the agent reads the secrets and starts the command; a
+/// machine key given here only signs the request.
+fn run_via_agent(a: RunArgs) -> Result<i32> {
+    let shown_app = a.app.as_deref().unwrap_or("APP");
+    if a.app.is_none() && a.env != DEFAULT_ENV {
+        return Err(
+            OvError::usage("--env needs --app: without both the agent's own are used")
+                .hint(format!("ov run --agent --app APP --env {} ...", a.env)),
+        );
+    }
+    mk::validate_app_env(shown_app, &a.env)?;
+    let selection = run::parse_selection(a.secrets.as_deref(), a.all, shown_app, &a.env)?;
+    let (all, names) = match selection {
+        run::Selection::All => (true, Vec::new()),
+        run::Selection::Names(n) => (false, n),
+    };
+    let env = a.app.is_some().then(|| a.env.clone());
+    crate::agent::run(crate::agent::RunWith {
+        socket: a.socket.clone(),
+        machine_key: a.machine_key.as_deref(),
+        app: a.app.clone(),
+        env,
+        all,
+        names,
+        argv: a.command,
+    })
+}
+
 /// `; did you mean --env production?` when exactly one other env is there.
 fn did_you_mean(others: &[String]) -> String {
     match others {
@@ -169,7 +211,10 @@ fn with_other_envs(mut err: OvError, a: &RunArgs, others: &[String]) -> OvError 
 /// the program when given), quoted for a shell.
 fn command_line(a: &RunArgs, env: &str, prog: Option<&std::ffi::OsStr>) -> String {
     let q = |s: &std::ffi::OsStr| ov_plugin_support::shell_quote(std::path::Path::new(s));
-    let mut line = format!("ov run --app {} --env {env}", a.app);
+    let mut line = format!(
+        "ov run --app {} --env {env}",
+        a.app.as_deref().unwrap_or_default()
+    );
     if let Some(k) = &a.machine_key {
         line.push_str(&format!(" --machine-key {}", q(k.as_os_str())));
     }
