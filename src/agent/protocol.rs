@@ -311,7 +311,9 @@ pub fn seal_answer(key: &AuthKey, re: &str, body: Answer) -> Vec<u8> {
 pub fn open_answer(key: &AuthKey, payload: &[u8], re: &str) -> Option<Answer> {
     if let Some(json) = key.open(ANSWER, payload) {
         let signed: SignedAnswer = serde_json::from_slice(json).ok()?;
-        return (signed.re == re).then_some(signed.body);
+        // A refusal before the request was read answers no nonce.
+        let refusal = matches!(signed.body, Answer::Error { .. });
+        return (signed.re == re || refusal).then_some(signed.body);
     }
     let json = payload.get(TAG_LEN..)?;
     match serde_json::from_slice::<SignedAnswer>(json).ok()?.body {

@@ -435,11 +435,16 @@ impl Agent {
         for (k, v) in &secrets {
             cmd.env(k, v.expose());
         }
-        // SAFETY: prctl is async-signal-safe; nothing else runs here.
+        // SAFETY: pthread_sigmask and prctl are async-signal-safe; nothing
+        // else runs between fork and exec.
         unsafe {
             cmd.pre_exec(|| {
+                // The agent's threads block the signals that stop it; the
+                // command must not inherit that mask.
+                SigSet::empty().thread_set_mask()?;
                 // The command ends with its agent thread, never orphaned.
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+                Ok(())
             });
         }
         let spawned = cmd.spawn();
