@@ -13,6 +13,12 @@ use crate::error::{Kind, OvError, Result};
 /// How long a client waits for the answer to a ping or a status request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What came back: an answer, or the agent's own error.
+enum Reply {
+    Answer(Answer),
+    Refused(OvError),
+}
+
 #[derive(Debug)]
 pub struct Client {
     sock: UnixStream,
@@ -129,7 +135,16 @@ impl Client {
     pub fn send(&self, req: Request, fds: &[RawFd]) -> Result<String> {
         let (frame, nonce) = protocol::seal_request(&self.key, req)
             .map_err(|e| OvError::new(format!("cannot sign the request: {e}")))?;
-        protocol::write_frame(&self.sock, &frame, fds).map_err(|e| self.gone(&e.to_string()))?;
+        if let Err(e) = protocol::write_frame(&self.sock, &frame, fds) {
+            // The agent may have refused us and hung up before we wrote:
+            // its refusal is still there to read.
+            if let Ok(Reply::Refused(refused)) =
+                self.reply("", Some(Instant::now() + Duration::from_secs(1)))
+            {
+                return Err(refused);
+            }
+            return Err(self.gone(&e.to_string()));
+        }
         Ok(nonce)
     }
 
@@ -150,6 +165,14 @@ impl Client {
 
     /// The answer to the request `nonce`; an error answer becomes the error.
     pub fn answer(&self, nonce: &str, deadline: Option<Instant>) -> Result<Answer> {
+        match self.reply(nonce, deadline)? {
+            Reply::Answer(a) => Ok(a),
+            Reply::Refused(e) => Err(e),
+        }
+    }
+
+    /// The agent's answer or refusal; `Err` when none could be read.
+    fn reply(&self, nonce: &str, deadline: Option<Instant>) -> Result<Reply> {
         let mut fds = Vec::new();
         let payload =
             protocol::read_frame(&self.sock, deadline, &mut fds).map_err(|e| match e {
@@ -175,9 +198,9 @@ impl Client {
                 let mut e = OvError::new(message);
                 e.hints = hints;
                 e.exit_code = exit_code;
-                Err(e)
+                Ok(Reply::Refused(e))
             }
-            Some(a) => Ok(a),
+            Some(a) => Ok(Reply::Answer(a)),
             None => Err(OvError::new(format!(
                 "the answer from {} is not signed with this key, or not for this request",
                 self.socket.display()

@@ -128,7 +128,13 @@ pub fn status(
 ) -> Result<State> {
     let paths = crate::paths::Paths::from_env()?;
     let loc = Location::new(location::for_client(&paths, socket)?, pid_file);
-    let asked = client::key_for(&loc, machine_key)
+    // A key file that fails spec 001's rules is the user's to fix, not a
+    // reason to guess from the pid file.
+    let key = match machine_key {
+        Some(_) => Ok(client::key_for(&loc, machine_key)?),
+        None => client::key_for(&loc, None),
+    };
+    let asked = key
         .and_then(|key| Client::connect(&loc.socket, key))
         .and_then(|c| c.ask(Request::Status));
     let why = match asked {
@@ -139,10 +145,6 @@ pub fn status(
             });
         }
         Ok(other) => return Err(unexpected(&other)),
-        // A key that fails spec 001's rules is the user's to fix, not a
-        // reason to guess from the pid file.
-        Err(e) if machine_key.is_some() && e.message.starts_with("machine key") => return Err(e),
-        Err(e) if e.message.starts_with("opening machine key") => return Err(e),
         Err(e) => e.message,
     };
     match loc.pid().filter(|&p| alive(p)) {

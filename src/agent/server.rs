@@ -465,15 +465,10 @@ impl Agent {
                 let live = Arc::clone(&live);
                 scope.spawn(move || self.forward_signals(c, &live));
             }
-            loop {
-                match nix::sys::wait::waitid(
-                    nix::sys::wait::Id::Pid(pid),
-                    nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
-                ) {
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    _ => break,
-                }
-            }
+            while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitid(
+                nix::sys::wait::Id::Pid(pid),
+                nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+            ) {}
             live.lock().unwrap_or_else(|e| e.into_inner()).take();
             let status = child.wait();
             // Ends the signal reader.
