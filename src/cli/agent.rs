@@ -77,8 +77,10 @@ pub struct InstallArgs {
     /// The machine key file the agent loads (0600, owned by --user)
     #[arg(long, value_name = "PATH")]
     machine_key: PathBuf,
+    /// The app the agent serves (written into ExecStart)
     #[arg(long)]
     app: String,
+    /// The app's env (written into ExecStart)
     #[arg(long)]
     env: String,
     /// The account the agent runs as (never root)

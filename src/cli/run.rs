@@ -20,7 +20,7 @@ pub struct RunArgs {
     /// The app's environment
     #[arg(long, default_value = DEFAULT_ENV)]
     env: String,
-    /// Read the app's sealed bundle with this key file, not the store (no TTY, D-Bus or agent needed)
+    /// Read the app's sealed bundle with this key file, not the store (no TTY, D-Bus or agent needed); with --agent, sign the request with it
     #[arg(long, value_name = "PATH")]
     machine_key: Option<PathBuf>,
     /// The sealed bundle (default $XDG_DATA_HOME/ov/bundles/APP/ENV.age)
