@@ -935,3 +935,67 @@ fn install_writes_a_unit_systemd_accepts_and_refuses_root() {
         "/run/ov-agent/ov-agent.sock\n"
     );
 }
+
+/// One `agent.*` check of `ov doctor agent --json`.
+fn doctor_check(env: &TestEnv, id: &str) -> serde_json::Value {
+    let out = env.run(&["doctor", "agent", "--json"]);
+    TestEnv::check_in(&stdout(&out), id)
+}
+
+/// Paste the fix `id` prints, then the check passes (ok, or skipped when
+/// the fix removed what it looked at).
+fn paste_fix_of(env: &TestEnv, id: &str, passes: &[&str]) {
+    let check = doctor_check(env, id);
+    let fix = check["fix"].as_str().unwrap_or_else(|| panic!("{check}"));
+    let out = env.paste(fix);
+    assert!(out.status.success(), "{fix}: {}", stderr(&out));
+    let after = doctor_check(env, id);
+    assert!(
+        passes.contains(&after["status"].as_str().expect("status")),
+        "after {fix}: {after}"
+    );
+}
+
+#[test]
+fn doctor_checks_the_agent_and_its_fixes_work() {
+    let (env, key) = setup();
+    let out = env.run(&["doctor", "agent", "--json"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(TestEnv::check_in(&stdout(&out), "agent")["status"], "skip");
+    let agent = start(&env, &key, &[]);
+    // The doctor signs its ping with the registered machine key.
+    let ping = doctor_check(&env, "agent.alive");
+    assert_eq!(ping["status"], "ok", "{ping}");
+    assert_eq!(doctor_check(&env, "agent.socket")["status"], "ok");
+    // A socket others may use, a directory others may enter.
+    fs::set_permissions(socket(&env), fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert_eq!(doctor_check(&env, "agent.socket")["status"], "warn");
+    paste_fix_of(&env, "agent.socket", &["ok"]);
+    let dir = socket(&env).parent().expect("dir").to_path_buf();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert_eq!(doctor_check(&env, "agent.socket")["status"], "warn");
+    paste_fix_of(&env, "agent.socket", &["ok"]);
+    // A rendezvous file someone else owns is not trusted.
+    let rv = env.root().join("etc/agent.socket");
+    env.write(&rv, &format!("{}\n", socket(&env).display()), 0o666);
+    std::os::unix::fs::chown(&rv, Some(65534), None).expect("chown");
+    assert_eq!(doctor_check(&env, "agent.rendezvous")["status"], "fail");
+    paste_fix_of(&env, "agent.rendezvous", &["ok"]);
+    // A dead agent's socket.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    wait_for("the agent died", || !alive(agent.pid));
+    let stale = doctor_check(&env, "agent.socket");
+    assert_eq!(stale["status"], "warn", "{stale}");
+    assert!(
+        stale["finding"]
+            .as_str()
+            .expect("finding")
+            .contains("is stale")
+    );
+    paste_fix_of(&env, "agent.socket", &["skip"]);
+    assert!(env.run(&["doctor", "agent"]).status.success());
+}

@@ -130,7 +130,11 @@ pub fn rendezvous_problem(path: &Path) -> Option<(String, String)> {
             ));
         }
     };
-    let fix = format!("sudo chown root:root {q} && sudo chmod 644 {q}");
+    let fix = if nix::unistd::Uid::effective().is_root() {
+        format!("chown root:root {q} && chmod 644 {q}")
+    } else {
+        format!("sudo chown root:root {q} && sudo chmod 644 {q}")
+    };
     if !meta.file_type().is_file() {
         return Some((
             format!("{} is not a regular file", path.display()),

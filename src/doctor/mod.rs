@@ -14,6 +14,7 @@ use crate::store::context;
 use crate::unlock::Unlocker;
 
 /// Every task, in display order.
+mod agent;
 mod backends;
 mod machine_key;
 mod settings;
@@ -252,6 +253,8 @@ pub fn tasks(paths: &Paths, host: &Host) -> Vec<Task> {
             .at_least(SLOW_CHECK_BUDGET),
         );
     }
+    // agent.*: the rendezvous file, the socket, the agent itself, its unit.
+    tasks.push(agent::task(paths));
     // gpg.*: the GnuPG chain and the .secrets file of the current directory.
     tasks.extend(ov_gpg::checks::doctor_tasks(".secrets".into()));
     for b in &host.backends {
