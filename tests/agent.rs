@@ -999,3 +999,123 @@ fn doctor_checks_the_agent_and_its_fixes_work() {
     paste_fix_of(&env, "agent.socket", &["skip"]);
     assert!(env.run(&["doctor", "agent"]).status.success());
 }
+
+#[test]
+fn an_interactive_agent_signs_with_a_private_session_token_and_stops_when_idle() {
+    let (env, _key) = setup();
+    let out = env.ok(&["agent", "start", "--idle-timeout", "2s"]);
+    let pid: i32 = out
+        .strip_prefix("ov agent: started (pid ")
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    let _agent = Agent { pid };
+    let token = PathBuf::from(format!("{}.token", socket(&env).display()));
+    assert_eq!(common::mode_of(&token), 0o600);
+    let out = env.run(&[
+        "run",
+        "--agent",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$API_KEY\"",
+    ]);
+    assert_eq!(stdout(&out), "s3cr3t-value-42\n", "{}", stderr(&out));
+    let status = env.ok(&["agent", "status", "--json"]);
+    assert!(status.contains("\"mode\": \"interactive\""), "{status}");
+    // A token others could read is not used.
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = env.run(&["run", "--agent", "--app", "myapp", "--all", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("ov: error: refusing the agent's token file "),
+        "{}",
+        stderr(&out)
+    );
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).expect("chmod");
+    // Idle for its timeout: it stops by itself and cleans up.
+    wait_for("the idle agent stopped", || !alive(pid));
+    assert!(!socket(&env).exists());
+    assert!(!token.exists());
+}
+
+#[test]
+fn an_interactive_agent_unlocks_the_kdbx_once_and_serves_without_prompts() {
+    const PW: &str = "correct horse battery";
+    let mut env = TestEnv::new();
+    env.ok(&["settings", "set", "secrets.kdbx_cache_timeout", "120"]);
+    env.set_env("OV_KDBX_PASSWORD", PW);
+    env.ok(&["secrets", "init"]);
+    env.run_stdin(
+        &[
+            "secrets",
+            "set",
+            "--app",
+            "myapp",
+            "--env",
+            "production",
+            "TOKEN",
+        ],
+        "from-kdbx\n",
+    );
+    env.unset_env("OV_KDBX_PASSWORD");
+    env.ok(&["secrets", "lock"]);
+    // Asked once, at the terminal `ov agent start` runs on.
+    let out = common::expect(
+        &env,
+        &format!(
+            "spawn $ov agent start --idle-timeout 0\nexpect \"kdbx password for \"\nsend \"{PW}\\r\"\nexpect \"ov agent: started\"\nexpect eof\ncatch wait result\nexit [lindex $result 3]\n"
+        ),
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    let pid: i32 = fs::read_to_string(format!("{}.pid", socket(&env).display()))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    let _agent = Agent { pid };
+    // The cache is cleared: what the agent holds is its own.
+    env.ok(&["secrets", "lock"]);
+    for _ in 0..2 {
+        let out = env
+            .ov(&[
+                "run",
+                "--agent",
+                "--app",
+                "myapp",
+                "--env",
+                "production",
+                "--secrets",
+                "TOKEN",
+                "--",
+                "sh",
+                "-c",
+                "echo \"$TOKEN\"",
+            ])
+            .write_stdin("")
+            .output()
+            .expect("run");
+        assert_eq!(stdout(&out), "from-kdbx\n", "{}", stderr(&out));
+    }
+}
+
+/// Found when a test's temp directory went away under a running agent:
+/// SIGTERM woke the accept loop by connecting to the socket, so an agent
+/// whose socket file was deleted never stopped.
+#[test]
+fn sigterm_stops_an_agent_whose_socket_file_was_removed() {
+    let (env, key) = setup();
+    let agent = start(&env, &key, &[]);
+    fs::remove_file(socket(&env)).expect("rm socket");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    wait_for("the agent stopped on SIGTERM", || !alive(agent.pid));
+}

@@ -38,7 +38,11 @@ pub fn no_agent(socket: &Path, why: &str) -> OvError {
     ))
     .kind(Kind::Environment)
     .hint(format!(
-        "ov agent start --machine-key PATH --app APP --env ENV --socket {}",
+        "ov agent start --socket {}   # unlocks your store once",
+        quoted(socket)
+    ))
+    .hint(format!(
+        "ov agent start --machine-key PATH --app APP --env ENV --socket {}   # for a service",
         quoted(socket)
     ))
 }

@@ -1,13 +1,15 @@
 //! The agent process: one listening socket, a thread per connection (a
 //! bounded number of them), each connection one signed request.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
@@ -51,13 +53,21 @@ pub struct Config {
     pub token: Option<zeroize::Zeroizing<Vec<u8>>>,
 }
 
+/// A request to the store thread: app, env, and where to send the secrets.
+type StoreJob = (String, String, mpsc::Sender<Result<Vec<(String, Secret)>>>);
+
 #[derive(Debug)]
 struct Agent {
     config: Config,
+    /// The thread that owns the unlocked store (interactive agents).
+    store: Option<Mutex<mpsc::Sender<StoreJob>>>,
     started: Instant,
     served: AtomicU64,
     nonces: Mutex<NonceStore>,
     stopping: AtomicBool,
+    /// Written to on stop: wakes the accept loop even when the socket
+    /// file is gone.
+    wake: OwnedFd,
     active: Mutex<usize>,
     slot_freed: Condvar,
     last_request: Mutex<Instant>,
@@ -79,7 +89,15 @@ impl Drop for Slot<'_> {
 pub fn serve(config: Config) -> Result<i32> {
     let loc = config.location.clone();
     let lock = take_lock(&loc)?;
+    // Unlocked before the socket exists: a client never waits on a prompt.
+    let store = match config.source {
+        Source::Store => Some(Mutex::new(store_thread()?)),
+        Source::Bundles { .. } => None,
+    };
     let listener = bind(&loc, !config.allowed_uids.is_empty())?;
+    listener.set_nonblocking(true)?;
+    let (wake_r, wake_w) =
+        nix::unistd::pipe().map_err(|e| OvError::new(format!("cannot make a pipe: {e}")))?;
     write_files(&config)?;
     // Every thread inherits this mask; one thread takes the signals.
     let stop_signals = stop_signals();
@@ -88,10 +106,12 @@ pub fn serve(config: Config) -> Result<i32> {
         .map_err(|e| OvError::new(format!("cannot block signals: {e}")))?;
     let agent = Arc::new(Agent {
         config,
+        store,
         started: Instant::now(),
         served: AtomicU64::new(0),
         nonces: Mutex::new(NonceStore::default()),
         stopping: AtomicBool::new(false),
+        wake: wake_w,
         active: Mutex::new(0),
         slot_freed: Condvar::new(),
         last_request: Mutex::new(Instant::now()),
@@ -132,11 +152,20 @@ pub fn serve(config: Config) -> Result<i32> {
                     n = agent.slot_freed.wait(n).unwrap_or_else(|e| e.into_inner());
                 }
             }
-            let conn = listener.accept();
+            let mut fds = [
+                PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+                PollFd::new(wake_r.as_fd(), PollFlags::POLLIN),
+            ];
+            let _ = nix::poll::poll(&mut fds, PollTimeout::NONE);
             if agent.stopping.load(Ordering::SeqCst) {
                 break;
             }
-            let Ok((conn, _)) = conn else { continue };
+            let Ok((conn, _)) = listener.accept() else {
+                continue;
+            };
+            if conn.set_nonblocking(false).is_err() {
+                continue;
+            }
             *agent.active.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             let agent = &*agent;
             scope.spawn(move || {
@@ -196,6 +225,57 @@ pub fn already_running(loc: &Location) -> OvError {
     ))
 }
 
+/// The user's store, opened and unlocked through the usual chain (a
+/// prompt only where there is a terminal, and only when `prompt`).
+pub fn open_store(prompt: bool) -> Result<crate::store::Store> {
+    let paths = Paths::from_env()?;
+    let host = crate::host::Host::load(&Paths::plugin_search_path());
+    let specs = crate::settings::Specs::of_host(&host);
+    let settings = crate::settings::Settings::load(&paths, &specs)?;
+    let mut store = crate::store::Store::new(&paths, &settings, host);
+    if !prompt {
+        store.never_prompt();
+    }
+    // Each backend that takes a secret gets it now, through the chain, and
+    // its unlocker keeps it in memory: not the backend's own cache of what
+    // it derived, which `ov secrets lock` or a timeout would clear.
+    for b in store.chain() {
+        if let Some(u) = store.unlocker(&b.desc.name)
+            && b.backend.probe(store.context()).is_available()
+        {
+            u.run(store.context(), |c| b.backend.list(c, None))?;
+        }
+    }
+    Ok(store)
+}
+
+/// A thread that owns the store (it is not shared between threads) for
+/// the agent's life: it unlocks once, then keeps the secret in memory and
+/// serves every request without asking again.
+fn store_thread() -> Result<mpsc::Sender<StoreJob>> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+    let (tx, rx) = mpsc::channel::<StoreJob>();
+    std::thread::spawn(move || {
+        let mut store = match open_store(true) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        // Later requests never stop at a prompt on the agent's terminal.
+        store.never_prompt();
+        let _ = ready_tx.send(Ok(()));
+        for (app, env, reply) in rx {
+            let _ = reply.send(mk::collect(&store, &app, &env));
+        }
+    });
+    ready_rx
+        .recv()
+        .map_err(|_| OvError::new("the agent's store thread ended").kind(Kind::Internal))??;
+    Ok(tx)
+}
+
 /// Bind the socket 0600 (0666 when other uids are allowed: their peer
 /// credentials are checked instead), replacing a stale one.
 fn bind(loc: &Location, others: bool) -> Result<UnixListener> {
@@ -242,8 +322,7 @@ fn write_files(config: &Config) -> Result<()> {
 impl Agent {
     fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        // Wake the accept loop.
-        let _ = UnixStream::connect(&self.config.location.socket);
+        let _ = nix::unistd::write(&self.wake, b"x");
     }
 
     fn answer(&self, conn: &UnixStream, re: &str, answer: Answer) {
@@ -374,13 +453,19 @@ impl Agent {
                 mk::open(&mk::default_bundle_path(paths, app, env), key, app, env)?
             }
             Source::Store => {
-                let paths = Paths::from_env()?;
-                let host = crate::host::Host::load(&Paths::plugin_search_path());
-                let specs = crate::settings::Specs::of_host(&host);
-                let settings = crate::settings::Settings::load(&paths, &specs)?;
-                let mut store = crate::store::Store::new(&paths, &settings, host);
-                store.never_prompt();
-                mk::collect(&store, app, env)?
+                let (tx, rx) = mpsc::channel();
+                let sent = self.store.as_ref().is_some_and(|s| {
+                    s.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .send((app.to_owned(), env.to_owned(), tx))
+                        .is_ok()
+                });
+                let answer = sent.then(|| rx.recv().ok()).flatten();
+                answer.ok_or_else(|| {
+                    OvError::new("the agent's store is gone")
+                        .kind(Kind::Internal)
+                        .hint("ov agent stop; ov agent start")
+                })??
             }
         };
         let picked = crate::run::select(all, &selection, app, env, &|name| {

@@ -152,6 +152,11 @@ fn start(a: StartArgs) -> Result<i32> {
         return Err(server::already_running(&loc));
     }
     if !a.foreground {
+        if key.is_none() {
+            // Ask for the store's secret here, at the terminal; the daemon
+            // finds it in the kernel-keyring cache, once, and keeps it.
+            drop(server::open_store(true)?);
+        }
         return daemonize(&a, &loc);
     }
     let (auth, source, token) = match key {
@@ -226,12 +231,20 @@ fn daemonize(a: &StartArgs, loc: &Location) -> Result<i32> {
         .stdout(std::process::Stdio::null())
         .stderr(log)
         .current_dir("/");
-    // SAFETY: setsid is async-signal-safe; nothing else runs here.
+    // SAFETY: setsid, close_range and close are async-signal-safe;
+    // nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
+            nix::unistd::setsid()?;
+            // A descriptor the caller left open (the pipe of `$(ov agent
+            // start)`, say) would stay open as long as the daemon runs,
+            // and whoever reads it would wait that long.
+            if nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+                for fd in 3..1024 {
+                    nix::libc::close(fd);
+                }
+            }
+            Ok(())
         });
     }
     let mut child = cmd
