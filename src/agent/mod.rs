@@ -50,7 +50,17 @@ pub fn run(req: RunWith<'_>) -> Result<i32> {
         .map_err(|e| OvError::new(format!("cannot block signals: {e}")))?;
     let paths = crate::paths::Paths::from_env()?;
     let loc = Location::new(location::for_client(&paths, req.socket)?, None);
-    let key = client::key_for(&loc, req.machine_key)?;
+    let key = match req.machine_key {
+        // Loaded with the app and env the hints of spec 001's errors name.
+        Some(path) => protocol::AuthKey::from_machine_key(&crate::machine_key::load(
+            path,
+            req.app.as_deref().unwrap_or("APP"),
+            req.env
+                .as_deref()
+                .unwrap_or(crate::machine_key::DEFAULT_ENV),
+        )?),
+        None => client::key_for(&loc, None)?,
+    };
     let client = Client::connect(&loc.socket, key)?;
     let cwd = std::env::current_dir()
         .map_err(|e| OvError::new(format!("cannot read the current directory: {e}")))?;

@@ -231,17 +231,26 @@ fn daemonize(a: &StartArgs, loc: &Location) -> Result<i32> {
         .stdout(std::process::Stdio::null())
         .stderr(log)
         .current_dir("/");
-    // SAFETY: setsid, close_range and close are async-signal-safe;
+    // SAFETY: setsid, close_range and fcntl are async-signal-safe;
     // nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             nix::unistd::setsid()?;
             // A descriptor the caller left open (the pipe of `$(ov agent
             // start)`, say) would stay open as long as the daemon runs,
-            // and whoever reads it would wait that long.
-            if nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+            // and whoever reads it would wait that long. Marked
+            // close-on-exec, not closed: the pipe std reports a failed
+            // exec through must stay writable until then.
+            const CLOSE_RANGE_CLOEXEC: u32 = 4;
+            let rc = nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                CLOSE_RANGE_CLOEXEC,
+            );
+            if rc != 0 {
                 for fd in 3..1024 {
-                    nix::libc::close(fd);
+                    nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC);
                 }
             }
             Ok(())
