@@ -89,9 +89,11 @@ impl Drop for Slot<'_> {
 pub fn serve(config: Config) -> Result<i32> {
     let loc = config.location.clone();
     let lock = take_lock(&loc)?;
-    // Unlocked before the socket exists: a client never waits on a prompt.
+    // Unlocked before the socket exists (a client never waits on a
+    // prompt) and before the stop signals are blocked (Ctrl-C at the
+    // prompt still ends ov).
     let store = match config.source {
-        Source::Store => Some(Mutex::new(store_thread()?)),
+        Source::Store => Some(open_store(true)?),
         Source::Bundles { .. } => None,
     };
     let listener = bind(&loc, !config.allowed_uids.is_empty())?;
@@ -104,6 +106,8 @@ pub fn serve(config: Config) -> Result<i32> {
     stop_signals
         .thread_block()
         .map_err(|e| OvError::new(format!("cannot block signals: {e}")))?;
+    // After the mask, so the store's thread has the signals blocked too.
+    let store = store.map(|s| Mutex::new(store_thread(s)));
     let agent = Arc::new(Agent {
         config,
         store,
@@ -249,31 +253,19 @@ pub fn open_store(prompt: bool) -> Result<crate::store::Store> {
     Ok(store)
 }
 
-/// A thread that owns the store (it is not shared between threads) for
-/// the agent's life: it unlocks once, then keeps the secret in memory and
-/// serves every request without asking again.
-fn store_thread() -> Result<mpsc::Sender<StoreJob>> {
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+/// A thread that owns the unlocked store (it is not shared between
+/// threads) for the agent's life: its unlockers keep the secret in memory,
+/// so every request is served without asking again.
+fn store_thread(mut store: crate::store::Store) -> mpsc::Sender<StoreJob> {
     let (tx, rx) = mpsc::channel::<StoreJob>();
     std::thread::spawn(move || {
-        let mut store = match open_store(true) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return;
-            }
-        };
         // Later requests never stop at a prompt on the agent's terminal.
         store.never_prompt();
-        let _ = ready_tx.send(Ok(()));
         for (app, env, reply) in rx {
             let _ = reply.send(mk::collect(&store, &app, &env));
         }
     });
-    ready_rx
-        .recv()
-        .map_err(|_| OvError::new("the agent's store thread ended").kind(Kind::Internal))??;
-    Ok(tx)
+    tx
 }
 
 /// Bind the socket 0600 (0666 when other uids are allowed: their peer
