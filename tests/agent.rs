@@ -20,32 +20,8 @@ const DOTENV: &str = "DATABASE_URL=postgres://db/x\nAPI_KEY=s3cr3t-value-42\n";
 
 /// myapp/production imported and sealed for a key at `m.key`.
 fn setup() -> (TestEnv, String) {
-    let env = TestEnv::new();
-    env.ok(&["settings", "set", "secret_backend", "config"]);
-    let dotenv = env.root().join(".env");
-    env.write(&dotenv, DOTENV, 0o600);
-    let p = dotenv.display().to_string();
-    env.ok(&[
-        "secrets",
-        "import",
-        &p,
-        "--app",
-        "myapp",
-        "--env",
-        "production",
-    ]);
-    let key = env.root().join("m.key").display().to_string();
-    env.ok(&[
-        "auth",
-        "derive-machine-key",
-        "--out",
-        &key,
-        "--app",
-        "myapp",
-        "--env",
-        "production",
-    ]);
-    (env, key)
+    let (env, key) = common::with_machine_key(DOTENV);
+    (env, key.display().to_string())
 }
 
 fn socket(env: &TestEnv) -> PathBuf {
@@ -518,14 +494,12 @@ fn many_concurrent_runs_each_get_their_own_exit_status() {
     assert!(v["requests_served"].as_u64().expect("served") >= 200);
 }
 
-#[test]
-fn sigkill_of_the_agent_is_a_clear_error_and_a_new_start_works() {
-    let (env, key) = setup();
-    let agent = start(&env, &key, &[]);
+/// `ov run --agent -- sleep 60` started, and the pid of that sleep.
+fn long_run(env: &TestEnv, key: &str) -> (std::process::Child, i32) {
     let pid_file = env.root().join("cmd.pid");
     let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
     let client = env
-        .command(&run_agent(&key, &["--all", "--", "sh", "-c", &script]))
+        .command(&run_agent(key, &["--all", "--", "sh", "-c", &script]))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -534,11 +508,19 @@ fn sigkill_of_the_agent_is_a_clear_error_and_a_new_start_works() {
     wait_for("the command started", || {
         fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
     });
-    let cmd_pid: i32 = fs::read_to_string(&pid_file)
+    let pid = fs::read_to_string(&pid_file)
         .expect("pid")
         .trim()
         .parse()
         .expect("pid");
+    (client, pid)
+}
+
+#[test]
+fn sigkill_of_the_agent_is_a_clear_error_and_a_new_start_works() {
+    let (env, key) = setup();
+    let agent = start(&env, &key, &[]);
+    let (client, cmd_pid) = long_run(&env, &key);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(agent.pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -581,23 +563,7 @@ fn sigkill_of_the_agent_is_a_clear_error_and_a_new_start_works() {
 fn sigkill_of_a_client_mid_request_leaves_no_command_and_no_zombie() {
     let (env, key) = setup();
     let agent = start(&env, &key, &[]);
-    let pid_file = env.root().join("cmd.pid");
-    let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
-    let mut client = env
-        .command(&run_agent(&key, &["--all", "--", "sh", "-c", &script]))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    wait_for("the command started", || {
-        fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
-    });
-    let cmd_pid: i32 = fs::read_to_string(&pid_file)
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("pid");
+    let (mut client, cmd_pid) = long_run(&env, &key);
     client.kill().expect("kill client");
     client.wait().expect("wait");
     // Gone from /proc only once the agent reaped it: no zombie.

@@ -239,6 +239,38 @@ impl TestEnv {
     }
 }
 
+/// An environment whose config backend holds `dotenv` as myapp/production,
+/// sealed for a machine key at `m.key`.
+pub fn with_machine_key(dotenv: &str) -> (TestEnv, PathBuf) {
+    let env = TestEnv::new();
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    let file = env.root().join(".env");
+    env.write(&file, dotenv, 0o600);
+    let p = file.display().to_string();
+    env.ok(&[
+        "secrets",
+        "import",
+        &p,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    let key = env.root().join("m.key");
+    let k = key.display().to_string();
+    env.ok(&[
+        "auth",
+        "derive-machine-key",
+        "--out",
+        &k,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    (env, key)
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
