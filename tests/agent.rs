@@ -801,7 +801,14 @@ fn a_client_of_another_uid_cannot_reach_a_private_socket() {
         )
         .output()
         .expect("setpriv");
-    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "ov: error: cannot reach the agent's socket {s}: permission denied (an agent serves its own user)\n"
+        )),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

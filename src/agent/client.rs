@@ -47,9 +47,27 @@ pub fn no_agent(socket: &Path, why: &str) -> OvError {
     ))
 }
 
+/// An error when the socket's directory is closed to us: another user's
+/// agent, which no key of ours could talk to anyway.
+pub fn reachable(socket: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(socket) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(OvError::new(format!(
+            "cannot reach the agent's socket {}: permission denied (an agent serves its own user)",
+            socket.display()
+        ))
+        .kind(Kind::Environment)
+        .hint(format!(
+            "ls -ld {}   # whose directory it is",
+            quoted(socket.parent().unwrap_or(Path::new("/")))
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The key to sign with: the machine key given, else the session token an
 /// interactive agent left beside its socket (0600, ours).
 pub fn key_for(loc: &Location, machine_key: Option<&Path>) -> Result<AuthKey> {
+    reachable(&loc.socket)?;
     if let Some(path) = machine_key {
         let key = crate::machine_key::load(path, "APP", crate::machine_key::DEFAULT_ENV)?;
         return Ok(AuthKey::from_machine_key(&key));

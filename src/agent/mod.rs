@@ -138,6 +138,7 @@ pub fn status(
 ) -> Result<State> {
     let paths = crate::paths::Paths::from_env()?;
     let loc = Location::new(location::for_client(&paths, socket)?, pid_file);
+    client::reachable(&loc.socket)?;
     // A key file that fails spec 001's rules is the user's to fix, not a
     // reason to guess from the pid file.
     let key = match machine_key {
