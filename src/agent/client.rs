@@ -95,7 +95,7 @@ pub fn key_for(loc: &Location, machine_key: Option<&Path>) -> Result<AuthKey> {
             loc.socket.display()
         ))
         .hint(format!(
-            "--machine-key PATH   # the key file the agent was started with (ov agent status --socket {} --machine-key PATH)",
+            "ov agent status --socket {} --machine-key PATH   # the key file the agent was started with; pass it to ov run --agent too",
             quoted(&loc.socket)
         ))),
         Err(_) => Err(no_agent(&loc.socket, "its socket does not exist")),
