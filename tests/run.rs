@@ -834,21 +834,7 @@ fn an_apps_secret_written_by_service_and_key_must_be_a_variable_name() {
 
 /// An environment with myapp/production imported, and no key yet.
 fn imported() -> TestEnv {
-    let env = TestEnv::new();
-    env.ok(&["settings", "set", "secret_backend", "config"]);
-    let dotenv = env.root().join(".env");
-    env.write(&dotenv, DOTENV, 0o600);
-    let p = dotenv.display().to_string();
-    env.ok(&[
-        "secrets",
-        "import",
-        &p,
-        "--app",
-        "myapp",
-        "--env",
-        "production",
-    ]);
-    env
+    common::with_app(DOTENV)
 }
 
 #[test]

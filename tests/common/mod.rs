@@ -239,9 +239,8 @@ impl TestEnv {
     }
 }
 
-/// An environment whose config backend holds `dotenv` as myapp/production,
-/// sealed for a machine key at `m.key`.
-pub fn with_machine_key(dotenv: &str) -> (TestEnv, PathBuf) {
+/// An environment whose config backend holds `dotenv` as myapp/production.
+pub fn with_app(dotenv: &str) -> TestEnv {
     let env = TestEnv::new();
     env.ok(&["settings", "set", "secret_backend", "config"]);
     let file = env.root().join(".env");
@@ -256,6 +255,12 @@ pub fn with_machine_key(dotenv: &str) -> (TestEnv, PathBuf) {
         "--env",
         "production",
     ]);
+    env
+}
+
+/// [`with_app`], sealed for a machine key at `m.key`.
+pub fn with_machine_key(dotenv: &str) -> (TestEnv, PathBuf) {
+    let env = with_app(dotenv);
     let key = env.root().join("m.key");
     let k = key.display().to_string();
     env.ok(&[
