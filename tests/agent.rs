@@ -780,6 +780,24 @@ fn clients_of_another_uid_are_refused_unless_allowed() {
     let k = key_for(65533);
     let out = as_uid(65533, &k);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The default socket sits in a 0700 directory: no other uid gets there.
+    let out = env.run(&[
+        "agent",
+        "start",
+        "--machine-key",
+        &key,
+        "--allow-uid",
+        "65533",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        env.normalize(&stderr(&out)).starts_with(
+            "ov: error: --allow-uid: other users cannot reach [TMP]/run/ov-agent/ov-agent.sock: "
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!socket(&env).exists());
 }
 
 #[test]

@@ -234,3 +234,26 @@ pub fn check_dir(socket: &Path, create: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// With `--allow-uid`, other users must be able to reach the socket: every
+/// directory above it must let them through (the execute bit for others).
+pub fn check_reachable_by_others(socket: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in socket.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o001 == 0 {
+            let q = ov_plugin_support::shell_quote(dir);
+            return Err(OvError::usage(format!(
+                "--allow-uid: other users cannot reach {}: {} (mode {:04o}) does not let them through",
+                socket.display(),
+                dir.display(),
+                meta.permissions().mode() & 0o7777
+            ))
+            .hint(format!("chmod o+x {q}   # if others may pass through it"))
+            .hint("ov agent start --socket /run/ov-agent-shared/ov-agent.sock --allow-uid UID ...   # a socket in a directory they can reach"));
+        }
+    }
+    Ok(())
+}

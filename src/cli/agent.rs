@@ -148,6 +148,9 @@ fn start(a: StartArgs) -> Result<i32> {
         None => None,
     };
     location::check_dir(&loc.socket, true)?;
+    if !a.allow_uid.is_empty() {
+        location::check_reachable_by_others(&loc.socket)?;
+    }
     if loc.locked() {
         return Err(server::already_running(&loc));
     }
