@@ -1,6 +1,7 @@
 //! `ov`: the engine behind the command line. `main.rs` only calls
 //! [`cli::main`]; everything testable lives here.
 
+pub mod agent;
 pub mod cli;
 pub mod cmdline;
 pub mod doctor;

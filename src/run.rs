@@ -131,7 +131,9 @@ fn locate(prog: &Path) -> Option<PathBuf> {
 /// for the hint that says how to start the file the user meant.
 pub type Relaunch<'a> = &'a dyn Fn(&std::ffi::OsStr) -> String;
 
-fn spawn_error(cmd: &[OsString], e: &std::io::Error, relaunch: Relaunch) -> OvError {
+/// Why `cmd` could not be started, with the exit status 126 or 127 a
+/// shell would give.
+pub fn spawn_error(cmd: &[OsString], e: &std::io::Error, relaunch: Relaunch) -> OvError {
     use std::os::unix::fs::PermissionsExt;
     let prog = Path::new(
         cmd.first()
@@ -400,19 +402,27 @@ fn spawn_and_wait(
 /// by a signal, ov killed by the same signal (so a supervisor sees it),
 /// else 128 + the signal.
 fn exit_like(status: std::process::ExitStatus) -> i32 {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    if let Some(code) = status.code() {
-        return code;
+    match status.code() {
+        Some(code) => code,
+        None => die_by_signal(status.signal().unwrap_or(nix::libc::SIGTERM)),
     }
-    let sig = status.signal().unwrap_or(nix::libc::SIGTERM);
+}
+
+/// End ov by `sig`, as the command it ran ended, so a supervisor sees the
+/// same; returns the shell's `128 + sig` if the signal does not end it.
+pub fn die_by_signal(sig: i32) -> i32 {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     if let Ok(s) = Signal::try_from(sig) {
-        // SAFETY: restoring the default action for a signal.
+        // SAFETY: restoring the default disposition installs no handler.
         let _ = unsafe {
             sigaction(
                 s,
                 &SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty()),
             )
         };
+        let mut only = SigSet::empty();
+        only.add(s);
+        let _ = only.thread_unblock();
         let _ = nix::sys::signal::raise(s);
     }
     128 + sig

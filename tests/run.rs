@@ -15,33 +15,7 @@ const DOTENV: &str = "DATABASE_URL=postgres://db/x\nAPI_KEY=\"s3cr3t value\"\n";
 
 /// An environment with myapp/production imported and a key at `m.key`.
 fn setup() -> (TestEnv, PathBuf) {
-    let env = TestEnv::new();
-    env.ok(&["settings", "set", "secret_backend", "config"]);
-    let dotenv = env.root().join(".env");
-    env.write(&dotenv, DOTENV, 0o600);
-    let p = dotenv.display().to_string();
-    env.ok(&[
-        "secrets",
-        "import",
-        &p,
-        "--app",
-        "myapp",
-        "--env",
-        "production",
-    ]);
-    let key = env.root().join("m.key");
-    let k = key.display().to_string();
-    env.ok(&[
-        "auth",
-        "derive-machine-key",
-        "--out",
-        &k,
-        "--app",
-        "myapp",
-        "--env",
-        "production",
-    ]);
-    (env, key)
+    common::with_machine_key(DOTENV)
 }
 
 fn run_args<'a>(key: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
@@ -860,21 +834,7 @@ fn an_apps_secret_written_by_service_and_key_must_be_a_variable_name() {
 
 /// An environment with myapp/production imported, and no key yet.
 fn imported() -> TestEnv {
-    let env = TestEnv::new();
-    env.ok(&["settings", "set", "secret_backend", "config"]);
-    let dotenv = env.root().join(".env");
-    env.write(&dotenv, DOTENV, 0o600);
-    let p = dotenv.display().to_string();
-    env.ok(&[
-        "secrets",
-        "import",
-        &p,
-        "--app",
-        "myapp",
-        "--env",
-        "production",
-    ]);
-    env
+    common::with_app(DOTENV)
 }
 
 #[test]

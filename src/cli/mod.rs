@@ -1,5 +1,6 @@
 //! Command-line parsing and printing. Only this module talks to the user.
 
+mod agent;
 mod auth;
 mod complete;
 mod doctor;
@@ -142,6 +143,9 @@ enum Command {
     /// Encrypted systemd credentials from the store, for units that run without ov
     #[command(subcommand)]
     Systemd(systemd::SystemdCommand),
+    /// A local daemon that runs commands with secrets, unlocked once
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -227,6 +231,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Inject(args) => inject::run(args),
         Command::Podman(cmd) => podman::run(cmd),
         Command::Systemd(cmd) => systemd::run(cmd),
+        Command::Agent(cmd) => agent::run(cmd),
         Command::Completions { shell } => {
             // The registration calls `ov` at each TAB (`COMPLETE=SHELL ov`),
             // so completions know this machine's store.

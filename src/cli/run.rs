@@ -15,15 +15,15 @@ use ov_plugin_api::Secret;
 
 #[derive(Debug, Args)]
 #[command(arg_required_else_help = true)]
-#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["app", "env_files"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["app", "env_files", "agent"])))]
 pub struct RunArgs {
-    /// The app whose secrets the command gets
+    /// The app whose secrets the command gets (with --agent: default the agent's)
     #[arg(long, add = crate::cli::complete::app())]
     app: Option<String>,
     /// The app's environment
     #[arg(long, default_value = DEFAULT_ENV, add = crate::cli::complete::env())]
     env: String,
-    /// Read the app's sealed bundle with this key file, not the store (no TTY, D-Bus or agent needed)
+    /// Read the app's sealed bundle with this key file, not the store (no TTY, D-Bus or agent needed); with --agent, sign the request with it
     #[arg(long, value_name = "PATH")]
     machine_key: Option<PathBuf>,
     /// The sealed bundle (default $XDG_DATA_HOME/ov/bundles/APP/ENV.age)
@@ -52,12 +52,21 @@ pub struct RunArgs {
     /// Replace every secret in the command's output with <concealed by ov>
     #[arg(long, conflicts_with = "secrets_dir")]
     mask: bool,
+    /// Ask the running `ov agent` to start the command (no secret crosses its socket)
+    #[arg(long, conflicts_with_all = ["bundle", "secrets_dir", "env_files", "mask", "dry_run"])]
+    agent: bool,
+    /// The agent's socket (with --agent)
+    #[arg(long, value_name = "PATH", requires = "agent")]
+    socket: Option<PathBuf>,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
 
 pub fn run(a: RunArgs) -> Result<i32> {
+    if a.agent {
+        return run_via_agent(a);
+    }
     let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute());
@@ -319,6 +328,34 @@ pub(super) fn manifest_vars(
         return Err(refs::unresolved_error(&misses, doing));
     }
     Ok(vars)
+}
+
+/// `ov run --agent`: the agent reads the secrets and starts the command; a
+/// machine key given here only signs the request.
+fn run_via_agent(a: RunArgs) -> Result<i32> {
+    let shown_app = a.app.as_deref().unwrap_or("APP");
+    if a.app.is_none() && a.env != DEFAULT_ENV {
+        return Err(
+            OvError::usage("--env needs --app: without both the agent's own are used")
+                .hint(format!("ov run --agent --app APP --env {} ...", a.env)),
+        );
+    }
+    mk::validate_app_env(shown_app, &a.env)?;
+    let selection = run::parse_selection(a.secrets.as_deref(), a.all, shown_app, &a.env)?;
+    let (all, names) = match selection {
+        run::Selection::All => (true, Vec::new()),
+        run::Selection::Names(n) => (false, n),
+    };
+    let env = a.app.is_some().then(|| a.env.clone());
+    crate::agent::run(crate::agent::RunWith {
+        socket: a.socket.clone(),
+        machine_key: a.machine_key.as_deref(),
+        app: a.app.clone(),
+        env,
+        all,
+        names,
+        argv: a.command,
+    })
 }
 
 /// `; did you mean --env production?` when exactly one other env is there.

@@ -14,6 +14,7 @@ use crate::store::context;
 use crate::unlock::Unlocker;
 
 /// Every task, in display order.
+mod agent;
 mod backends;
 mod machine_key;
 mod manifest;
@@ -266,6 +267,8 @@ pub fn tasks(paths: &Paths, host: &Host, asked: &[String]) -> Vec<Task> {
     }
     // manifest.*: the project manifest in or above the current directory.
     tasks.extend(manifest::task(paths, host, &settings));
+    // agent.*: the rendezvous file, the socket, the agent itself, its unit.
+    tasks.push(agent::task(paths));
     // gpg.*: the GnuPG chain and the .secrets file of the current directory.
     let gpg_asked = asked
         .iter()

@@ -67,6 +67,16 @@ impl MachineKey {
         Ok(key)
     }
 
+    /// 32 bytes HKDF-SHA256 derives from this key for one purpose (`info`),
+    /// under its own `salt`, so no two uses of the key share a secret.
+    pub fn derive(&self, salt: &[u8], info: &str) -> Zeroizing<[u8; 32]> {
+        let hk = Hkdf::<Sha256>::new(Some(salt), &self.bytes[..]);
+        let mut okm = Zeroizing::new([0u8; 32]);
+        hk.expand(info.as_bytes(), &mut okm[..])
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        okm
+    }
+
     /// The age identity this key has for one app/env.
     pub fn identity(&self, app: &str, env: &str) -> age::x25519::Identity {
         let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), &self.bytes[..]);

@@ -262,6 +262,43 @@ impl TestEnv {
     }
 }
 
+/// An environment whose config backend holds `dotenv` as myapp/production.
+pub fn with_app(dotenv: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    let file = env.root().join(".env");
+    env.write(&file, dotenv, 0o600);
+    let p = file.display().to_string();
+    env.ok(&[
+        "secrets",
+        "import",
+        &p,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    env
+}
+
+/// [`with_app`], sealed for a machine key at `m.key`.
+pub fn with_machine_key(dotenv: &str) -> (TestEnv, PathBuf) {
+    let env = with_app(dotenv);
+    let key = env.root().join("m.key");
+    let k = key.display().to_string();
+    env.ok(&[
+        "auth",
+        "derive-machine-key",
+        "--out",
+        &k,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    (env, key)
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

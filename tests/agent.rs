@@ -1,0 +1,1112 @@
+//! `ov agent` (issue 18): a real agent process, real clients, and the
+//! bytes they send read off the socket.
+
+mod common;
+
+use std::fs;
+use std::io::{IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{TestEnv, hints, stderr, stdout};
+
+const DOTENV: &str = "DATABASE_URL=postgres://db/x\nAPI_KEY=s3cr3t-value-42\n";
+
+/// myapp/production imported and sealed for a key at `m.key`.
+fn setup() -> (TestEnv, String) {
+    let (env, key) = common::with_machine_key(DOTENV);
+    (env, key.display().to_string())
+}
+
+fn socket(env: &TestEnv) -> PathBuf {
+    env.root().join("run/ov-agent/ov-agent.sock")
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still has /proc/PID; only a reaped process is gone.
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Wait (bounded) for `cond`; fail with `what` if it never holds.
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running agent, killed at the end of the test whatever happens.
+struct Agent {
+    pid: i32,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+fn start(env: &TestEnv, key: &str, extra: &[&str]) -> Agent {
+    let mut args = vec![
+        "agent",
+        "start",
+        "--machine-key",
+        key,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ];
+    args.extend_from_slice(extra);
+    let out = env.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = stdout(&out)
+        .strip_prefix("ov agent: started (pid ")
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{}", stdout(&out)));
+    Agent { pid }
+}
+
+fn run_agent<'a>(key: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["run", "--agent", "--machine-key", key];
+    v.extend_from_slice(rest);
+    v
+}
+
+/// The JSON of one answer frame: past the 8-byte header and 32-byte tag.
+fn answer_json(bytes: &[u8]) -> serde_json::Value {
+    assert!(bytes.len() > 40, "no answer frame: {bytes:?}");
+    assert_eq!(&bytes[..2], b"ov");
+    let len = u32::from_be_bytes(bytes[4..8].try_into().expect("4 bytes")) as usize;
+    serde_json::from_slice(&bytes[8 + 32..8 + len]).expect("answer JSON")
+}
+
+/// Send raw bytes to the agent and read everything it answers.
+fn send_raw(sock: &Path, bytes: &[u8]) -> Vec<u8> {
+    let mut c = UnixStream::connect(sock).expect("connect");
+    c.write_all(bytes).expect("write");
+    let mut back = Vec::new();
+    let _ = c.read_to_end(&mut back);
+    back
+}
+
+/// What passed between a client and the agent, each way.
+#[derive(Default)]
+struct Capture {
+    to_agent: Vec<u8>,
+    to_client: Vec<u8>,
+}
+
+/// Put a socket between one client and the agent that passes everything
+/// on (descriptors included) and records the bytes; run `args` through it.
+fn through_proxy(env: &TestEnv, args: &[&str]) -> (Output, Capture) {
+    let proxy = env.root().join("proxy.sock");
+    let _ = fs::remove_file(&proxy);
+    let listener = UnixListener::bind(&proxy).expect("bind proxy");
+    let agent = socket(env);
+    let cap = Arc::new(Mutex::new(Capture::default()));
+    let worker = {
+        let cap = Arc::clone(&cap);
+        std::thread::spawn(move || {
+            let (client, _) = listener.accept().expect("accept");
+            let upstream = UnixStream::connect(&agent).expect("connect agent");
+            let back = {
+                let (mut from, mut to) = (
+                    upstream.try_clone().expect("clone"),
+                    client.try_clone().expect("clone"),
+                );
+                let cap = Arc::clone(&cap);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        cap.lock()
+                            .expect("lock")
+                            .to_client
+                            .extend_from_slice(&buf[..n]);
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                })
+            };
+            let mut buf = vec![0u8; 1 << 21];
+            loop {
+                let mut space = nix::cmsg_space!([RawFd; 3]);
+                let mut iov = [IoSliceMut::new(&mut buf)];
+                let Ok(msg) = nix::sys::socket::recvmsg::<()>(
+                    client.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut space),
+                    nix::sys::socket::MsgFlags::empty(),
+                ) else {
+                    break;
+                };
+                let mut fds = Vec::new();
+                for c in msg.cmsgs().expect("cmsgs") {
+                    if let nix::sys::socket::ControlMessageOwned::ScmRights(f) = c {
+                        fds.extend(f);
+                    }
+                }
+                let n = msg.bytes;
+                if n == 0 {
+                    break;
+                }
+                let rights = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+                let cmsgs: &[nix::sys::socket::ControlMessage] =
+                    if fds.is_empty() { &[] } else { &rights };
+                nix::sys::socket::sendmsg::<()>(
+                    upstream.as_raw_fd(),
+                    &[IoSlice::new(&buf[..n])],
+                    cmsgs,
+                    nix::sys::socket::MsgFlags::empty(),
+                    None,
+                )
+                .expect("forward");
+                for fd in fds {
+                    let _ = nix::unistd::close(fd);
+                }
+                cap.lock()
+                    .expect("lock")
+                    .to_agent
+                    .extend_from_slice(&buf[..n]);
+            }
+            let _ = upstream.shutdown(std::net::Shutdown::Write);
+            back.join().expect("proxy back");
+        })
+    };
+    let p = proxy.display().to_string();
+    let mut full: Vec<&str> = args.to_vec();
+    let at = full.iter().position(|a| *a == "--").unwrap_or(full.len());
+    full.splice(at..at, ["--socket", p.as_str()]);
+    let out = env.run(&full);
+    worker.join().expect("proxy");
+    let cap = std::mem::take(&mut *cap.lock().expect("lock"));
+    (out, cap)
+}
+
+#[test]
+fn run_through_the_agent_gets_the_named_secrets_and_the_exit_status() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    let out = env.run(&run_agent(
+        &key,
+        &[
+            "--secrets",
+            "DATABASE_URL",
+            "--",
+            "sh",
+            "-c",
+            "echo \"db=$DATABASE_URL api=${API_KEY-unset} pwd=$(pwd)\"; exit 7",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "db=postgres://db/x api=unset pwd={}\n",
+            env.root().display()
+        )
+    );
+    // stdin is the client's own.
+    let out = env
+        .ov(&run_agent(
+            &key,
+            &["--all", "--", "sh", "-c", "cat; echo \"$API_KEY\""],
+        ))
+        .write_stdin("from the client\n")
+        .output()
+        .expect("run");
+    assert_eq!(stdout(&out), "from the client\ns3cr3t-value-42\n");
+    // A command killed by a signal: ov ends by the same signal.
+    let out = env.run(&run_agent(
+        &key,
+        &["--all", "--", "sh", "-c", "kill -TERM $$"],
+    ));
+    assert_eq!(out.status.signal(), Some(15), "{}", stderr(&out));
+    // 127 and 126, as ov run without the agent.
+    let out = env.run(&run_agent(&key, &["--all", "--", "no-such-program-x"]));
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stderr(&out).contains("command not found on PATH"),
+        "{}",
+        stderr(&out)
+    );
+    let script = env.root().join("noexec.sh");
+    env.write(&script, "#!/bin/sh\n", 0o644);
+    let s = script.display().to_string();
+    let out = env.run(&run_agent(&key, &["--all", "--", &s]));
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    // A missing name is the agent's error, with its fix.
+    let out = env.run(&run_agent(&key, &["--secrets", "NOPE", "--", "true"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("ov: error: secret is not in myapp/production: NOPE\n"));
+    assert!(hints(&out).contains(&"ov secrets set --app myapp --env production NOPE".to_owned()));
+}
+
+#[test]
+fn signals_the_client_gets_reach_the_command() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    let mark = env.root().join("got-hup");
+    let script = format!(
+        "trap 'echo hup > {}; exit 3' HUP; echo ready; while :; do sleep 0.05; done",
+        mark.display()
+    );
+    let mut child = env
+        .command(&run_agent(&key, &["--all", "--", "sh", "-c", &script]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = [0u8; 6];
+    child
+        .stdout
+        .as_mut()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("ready");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("kill");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(fs::read_to_string(&mark).expect("mark"), "hup\n");
+}
+
+#[test]
+fn no_secret_value_crosses_the_socket() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    let (out, cap) = through_proxy(
+        &env,
+        &run_agent(&key, &["--all", "--", "sh", "-c", "echo \"$API_KEY\""]),
+    );
+    assert_eq!(stdout(&out), "s3cr3t-value-42\n", "{}", stderr(&out));
+    let seen = |bytes: &[u8]| {
+        bytes
+            .windows(b"s3cr3t-value-42".len())
+            .any(|w| w == b"s3cr3t-value-42")
+    };
+    assert!(!cap.to_agent.is_empty() && !cap.to_client.is_empty());
+    assert!(!seen(&cap.to_agent), "the request holds the value");
+    assert!(!seen(&cap.to_client), "the answer holds the value");
+    assert_eq!(answer_json(&cap.to_client)["body"]["kind"], "exit");
+}
+
+#[test]
+fn a_captured_request_replayed_inside_the_window_is_refused() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    let (out, cap) = through_proxy(&env, &["agent", "status", "--machine-key", &key]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("requests served: "));
+    // The same bytes again, at once: well inside 30 s.
+    let back = send_raw(&socket(&env), &cap.to_agent);
+    let answer = answer_json(&back);
+    assert_eq!(answer["body"]["kind"], "error");
+    assert_eq!(
+        answer["body"]["message"],
+        "the agent refused the request: it was sent before (a replayed request)"
+    );
+    // One flipped byte of the body: the signature no longer fits.
+    let mut forged = cap.to_agent.clone();
+    let last = forged.len() - 3;
+    forged[last] ^= 0x01;
+    let answer = answer_json(&send_raw(&socket(&env), &forged));
+    assert!(
+        answer["body"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("its signature is wrong"),
+        "{answer}"
+    );
+    // The agent goes on serving.
+    env.ok(&["agent", "status", "--machine-key", &key]);
+}
+
+#[test]
+fn a_client_with_another_key_is_refused() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    let other = env.root().join("other.key").display().to_string();
+    env.ok(&[
+        "auth",
+        "derive-machine-key",
+        "--out",
+        &other,
+        "--app",
+        "other",
+        "--env",
+        "production",
+        "--allow-empty",
+    ]);
+    let out = env.run(&run_agent(&other, &["--all", "--", "true"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(
+            "ov: error: the agent refused the request: its signature is wrong (the client holds another key than the agent)\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // status says the agent runs but refuses that key.
+    let out = env.run(&["agent", "status", "--machine-key", &other, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["state"], "not-answering");
+    assert!(
+        v["why"]
+            .as_str()
+            .expect("why")
+            .contains("signature is wrong")
+    );
+}
+
+#[test]
+fn stale_and_future_timestamps_are_refused() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    for (shift, word) in [("-45s", "old"), ("+45s", "in the future")] {
+        let mut cmd = env.command_under(
+            &["faketime", "-f", shift],
+            &run_agent(&key, &["--all", "--", "true"]),
+        );
+        let out = cmd.output().expect("faketime (Debian package: faketime)");
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("ov: error: the agent refused the request: its timestamp is ")
+                && err.contains(&format!("s {word}, more than the 30s allowed")),
+            "{err}"
+        );
+        assert!(err.contains("hint: timedatectl status"), "{err}");
+    }
+    // Inside the window is fine.
+    let mut cmd = env.command_under(
+        &["faketime", "-f", "+10s"],
+        &run_agent(&key, &["--all", "--", "true"]),
+    );
+    assert!(cmd.output().expect("faketime").status.success());
+}
+
+#[test]
+fn an_oversized_frame_is_refused_and_the_agent_goes_on() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    let mut header = b"ov\x00\x01".to_vec();
+    header.extend_from_slice(&(16u32 << 20).to_be_bytes());
+    let answer = answer_json(&send_raw(&socket(&env), &header));
+    assert!(
+        answer["body"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("a frame of 16777216 bytes is larger than the 1048576 allowed"),
+        "{answer}"
+    );
+    // Another protocol version, and bytes that are not ov's at all.
+    let answer = answer_json(&send_raw(&socket(&env), b"ov\x00\x09\x00\x00\x00\x10"));
+    assert!(
+        answer["body"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("version 9")
+    );
+    let answer = answer_json(&send_raw(&socket(&env), b"GET / HTTP/1.0\r\n\r\n"));
+    assert!(
+        answer["body"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("does not speak")
+    );
+    env.ok(&["agent", "status", "--machine-key", &key]);
+}
+
+#[test]
+fn a_client_sending_a_byte_a_second_loses_its_connection() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &["--read-timeout", "1s"]);
+    let mut slow = UnixStream::connect(socket(&env)).expect("connect");
+    // A header that promises 100 bytes, then one byte a second.
+    slow.write_all(b"ov\x00\x01\x00\x00\x00\x64")
+        .expect("header");
+    let mut dropped = false;
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_secs(1));
+        if slow.write_all(b"x").is_err() {
+            dropped = true;
+            break;
+        }
+        // Others are served meanwhile.
+        env.ok(&["agent", "status", "--machine-key", &key]);
+    }
+    let mut back = Vec::new();
+    let _ = slow.read_to_end(&mut back);
+    assert!(dropped || !back.is_empty(), "the slow client kept its slot");
+    if !back.is_empty() {
+        assert!(
+            answer_json(&back)["body"]["message"]
+                .as_str()
+                .expect("m")
+                .contains("too slow")
+        );
+    }
+}
+
+#[test]
+fn many_concurrent_runs_each_get_their_own_exit_status() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    let children: Vec<_> = (0..200)
+        .map(|i| {
+            let code = format!("exit {}", i % 250);
+            let child = env
+                .command(&run_agent(&key, &["--all", "--", "sh", "-c", &code]))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn");
+            (i, child)
+        })
+        .collect();
+    for (i, child) in children {
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(
+            out.status.code(),
+            Some(i % 250),
+            "run {i}: {}",
+            stderr(&out)
+        );
+    }
+    let out = env.ok(&["agent", "status", "--machine-key", &key, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(v["requests_served"].as_u64().expect("served") >= 200);
+}
+
+/// `ov run --agent -- sleep 60` started, and the pid of that sleep.
+fn long_run(env: &TestEnv, key: &str) -> (std::process::Child, i32) {
+    let pid_file = env.root().join("cmd.pid");
+    let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
+    let client = env
+        .command(&run_agent(key, &["--all", "--", "sh", "-c", &script]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for("the command started", || {
+        fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let pid = fs::read_to_string(&pid_file)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    (client, pid)
+}
+
+#[test]
+fn sigkill_of_the_agent_is_a_clear_error_and_a_new_start_works() {
+    let (env, key) = setup();
+    let agent = start(&env, &key, &[]);
+    let (client, cmd_pid) = long_run(&env, &key);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let out = client.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("went away before it answered"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("hint: ov agent status"));
+    // The command does not outlive its agent.
+    wait_for("the command ended with the agent", || !alive(cmd_pid));
+    // The dead agent's socket is still there; nothing answers on it.
+    assert!(socket(&env).exists());
+    let out = env.run(&["agent", "status", "--machine-key", &key]);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("ov agent: stopped"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.run(&run_agent(&key, &["--all", "--", "true"]));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "ov: error: no agent is running at {}: nothing answers on its socket",
+            socket(&env).display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // The stale socket is replaced.
+    let _again = start(&env, &key, &[]);
+    env.ok(&run_agent(&key, &["--all", "--", "true"]));
+}
+
+#[test]
+fn sigkill_of_a_client_mid_request_leaves_no_command_and_no_zombie() {
+    let (env, key) = setup();
+    let agent = start(&env, &key, &[]);
+    let (mut client, cmd_pid) = long_run(&env, &key);
+    client.kill().expect("kill client");
+    client.wait().expect("wait");
+    // Gone from /proc only once the agent reaped it: no zombie.
+    wait_for("the orphaned command was ended and reaped", || {
+        !alive(cmd_pid)
+    });
+    assert!(alive(agent.pid));
+    env.ok(&run_agent(&key, &["--all", "--", "true"]));
+}
+
+#[test]
+fn stop_lets_the_request_in_flight_finish() {
+    let (env, key) = setup();
+    let agent = start(&env, &key, &[]);
+    let go = env.root().join("go");
+    let started = env.root().join("started");
+    let script = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.05; done; exit 5",
+        started.display(),
+        go.display()
+    );
+    let client = env
+        .command(&run_agent(&key, &["--all", "--", "sh", "-c", &script]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for("the command started", || started.exists());
+    let out = env.ok(&["agent", "stop"]);
+    assert!(out.starts_with(&format!("ov agent: stopping (pid {})", agent.pid)));
+    // New clients are turned away while the old one finishes.
+    wait_for("the socket is gone", || !socket(&env).exists());
+    assert!(alive(agent.pid));
+    fs::write(&go, "").expect("go");
+    let out = client.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    wait_for("the agent exited", || !alive(agent.pid));
+    let out = env.run(&["agent", "stop"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("ov: error: no agent is running at "));
+    assert!(stderr(&out).contains("hint: ov agent start "));
+}
+
+#[test]
+fn a_second_start_on_a_live_socket_is_refused() {
+    let (env, key) = setup();
+    let agent = start(&env, &key, &[]);
+    let out = env.run(&[
+        "agent",
+        "start",
+        "--machine-key",
+        &key,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        env.normalize(&stderr(&out)),
+        format!(
+            "ov: error: an agent is already running at [TMP]/run/ov-agent/ov-agent.sock (pid {})\n\
+             hint: ov agent status --socket [TMP]/run/ov-agent/ov-agent.sock\n\
+             hint: ov agent stop --socket [TMP]/run/ov-agent/ov-agent.sock   # to start a new one\n",
+            agent.pid
+        )
+    );
+    // The first one is untouched.
+    env.ok(&run_agent(&key, &["--all", "--", "true"]));
+    let dir = env.root().join("run/ov-agent");
+    assert_eq!(common::mode_of(&dir), 0o700);
+    assert_eq!(common::mode_of(&socket(&env)), 0o600);
+}
+
+#[test]
+fn a_socket_in_a_world_writable_directory_without_the_sticky_bit_is_refused() {
+    let (env, key) = setup();
+    let open = env.root().join("open");
+    fs::create_dir(&open).expect("mkdir");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let sock = open.join("a.sock").display().to_string();
+    let out = env.run(&["agent", "start", "--machine-key", &key, "--socket", &sock]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        env.normalize(&stderr(&out)).starts_with(
+            "ov: error: refusing the socket directory [TMP]/open: it is world-writable without the sticky bit, so anyone could replace the socket\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_dir(&open).expect("ls").count(), 0, "nothing made");
+    // The fix it prints works.
+    let fix = common::hint_starting(&out, "chmod o-w ");
+    assert!(env.paste(&fix).status.success());
+    let _agent = start(&env, &key, &["--socket", &sock]);
+    let out = env.run(&[
+        "run",
+        "--agent",
+        "--socket",
+        &sock,
+        "--machine-key",
+        &key,
+        "--all",
+        "--",
+        "true",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn machine_keys_failing_spec_001_are_refused_with_its_texts() {
+    let (env, key) = setup();
+    let path = PathBuf::from(&key);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = env.run(&["agent", "start", "--machine-key", &key, "--app", "myapp"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("ov: error: machine key has permissions 0644 — must be 0600\n"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!socket(&env).exists());
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let good = fs::read(&path).expect("key");
+    fs::write(&path, &good[..31]).expect("write");
+    let out = env.run(&["agent", "start", "--machine-key", &key, "--app", "myapp"]);
+    assert!(stderr(&out).starts_with("ov: error: machine key must be exactly 32 bytes\n"));
+    fs::write(&path, &good).expect("write");
+    std::os::unix::fs::chown(&path, Some(65534), None).expect("chown");
+    let out = env.run(&["agent", "start", "--machine-key", &key, "--app", "myapp"]);
+    let uid = nix::unistd::Uid::effective().as_raw();
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "ov: error: machine key is owned by uid 65534 but current uid is {uid}\n"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    std::os::unix::fs::chown(&path, Some(uid), None).expect("chown");
+    let link = env.root().join("link.key");
+    std::os::unix::fs::symlink(&path, &link).expect("symlink");
+    let l = link.display().to_string();
+    let out = env.run(&["agent", "start", "--machine-key", &l, "--app", "myapp"]);
+    assert!(
+        stderr(&out)
+            .starts_with("ov: error: opening machine key: too many levels of symbolic links\n")
+    );
+    // Nothing was started or left behind by any of them.
+    let out = env.run(&["agent", "status", "--machine-key", &key]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+/// A directory others can traverse (the test's own root is 0700).
+fn shared_dir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("ov-agent-uid.")
+        .tempdir()
+        .expect("tempdir");
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    d
+}
+
+#[test]
+fn clients_of_another_uid_are_refused_unless_allowed() {
+    let (env, key) = setup();
+    let shared = shared_dir();
+    let sock = shared.path().join("agent.sock");
+    let s = sock.display().to_string();
+    let _agent = start(&env, &key, &["--socket", &s, "--allow-uid", "65533"]);
+    // Each client holds the agent's key in a file of its own.
+    let key_for = |uid: u32| {
+        let k = shared.path().join(format!("{uid}.key"));
+        fs::copy(&key, &k).expect("copy key");
+        std::os::unix::fs::chown(&k, Some(uid), Some(uid)).expect("chown");
+        k.display().to_string()
+    };
+    let as_uid = |uid: u32, k: &str| {
+        let uid = uid.to_string();
+        env.command_under(
+            &[
+                "setpriv",
+                "--reuid",
+                &uid,
+                "--regid",
+                &uid,
+                "--clear-groups",
+            ],
+            &[
+                "run",
+                "--agent",
+                "--socket",
+                &s,
+                "--machine-key",
+                k,
+                "--all",
+                "--",
+                "true",
+            ],
+        )
+        .output()
+        .expect("setpriv (Debian package: util-linux)")
+    };
+    let k = key_for(65534);
+    let out = as_uid(65534, &k);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(
+            "ov: error: the agent refuses clients of uid 65534: it serves uid 0 only\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let k = key_for(65533);
+    let out = as_uid(65533, &k);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The default socket sits in a 0700 directory: no other uid gets there.
+    let out = env.run(&[
+        "agent",
+        "start",
+        "--machine-key",
+        &key,
+        "--allow-uid",
+        "65533",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        env.normalize(&stderr(&out)).starts_with(
+            "ov: error: --allow-uid: other users cannot reach [TMP]/run/ov-agent/ov-agent.sock: "
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!socket(&env).exists());
+}
+
+#[test]
+fn a_client_of_another_uid_cannot_reach_a_private_socket() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    let s = socket(&env).display().to_string();
+    let out = env
+        .command_under(
+            &[
+                "setpriv",
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+            ],
+            &["agent", "status", "--socket", &s],
+        )
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "ov: error: cannot reach the agent's socket {s}: permission denied (an agent serves its own user)\n"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_rendezvous_file_not_owned_by_root_is_not_trusted() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    let rv = env.root().join("etc/agent.socket");
+    env.write(&rv, &format!("{}\n", socket(&env).display()), 0o644);
+    let mut no_runtime = env.command(&["agent", "status", "--machine-key", &key]);
+    no_runtime.env_remove("XDG_RUNTIME_DIR");
+    let out = no_runtime.output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::os::unix::fs::chown(&rv, Some(65534), None).expect("chown");
+    let out = no_runtime.output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        env.normalize(&stderr(&out)).starts_with(
+            "ov: error: refusing to trust [TMP]/etc/agent.socket: it is owned by uid 65534, not root\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn install_writes_a_unit_systemd_accepts_and_refuses_root() {
+    let (env, key) = setup();
+    std::os::unix::fs::chown(&key, Some(65534), Some(65534)).expect("chown");
+    let args = |user: &str| {
+        vec![
+            "agent".to_owned(),
+            "install".into(),
+            "--machine-key".into(),
+            key.clone(),
+            "--app".into(),
+            "myapp".into(),
+            "--env".into(),
+            "production".into(),
+            "--user".into(),
+            user.into(),
+        ]
+    };
+    let mut dry = args("nobody");
+    dry.push("--dry-run".into());
+    let dry: Vec<&str> = dry.iter().map(String::as_str).collect();
+    let out = env.ok(&dry);
+    let rv = env.root().join("etc/agent.socket");
+    let (unit, rest) = out
+        .strip_prefix("# /etc/systemd/system/ov-agent.service\n")
+        .expect("unit header")
+        .split_once(&format!("# {}\n", rv.display()))
+        .expect("rendezvous header");
+    assert_eq!(rest, "/run/ov-agent/ov-agent.sock\n");
+    assert!(unit.contains("\nUser=nobody\n"));
+    assert!(unit.contains(&format!(
+        "\nExecStart={} agent start --foreground --machine-key {key} --app myapp --env production --socket /run/ov-agent/ov-agent.sock\n",
+        env!("CARGO_BIN_EXE_ov")
+    )));
+    let file = env.root().join("ov-agent.service");
+    fs::write(&file, unit).expect("write unit");
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&file)
+        .output()
+        .expect("systemd-analyze (Debian package: systemd)");
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+    // --user root is refused, and nothing is written.
+    let units = env.root().join("units");
+    let root = args("root");
+    let root: Vec<&str> = root.iter().map(String::as_str).collect();
+    let mut cmd = env.ov(&root);
+    cmd.env("OV_SYSTEMD_UNIT_DIR", &units);
+    let out = cmd.output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("ov: error: --user root: the agent must not run as root\n"));
+    assert!(!units.exists());
+    // A real install, into the test's /etc.
+    let real = args("nobody");
+    let real: Vec<&str> = real.iter().map(String::as_str).collect();
+    let mut cmd = env.ov(&real);
+    cmd.env("OV_SYSTEMD_UNIT_DIR", &units);
+    let out = cmd.output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        fs::read_to_string(units.join("ov-agent.service")).expect("unit"),
+        unit
+    );
+    assert_eq!(common::mode_of(&rv), 0o644);
+    assert_eq!(common::mode_of(&env.root().join("etc")), 0o755);
+    assert_eq!(
+        fs::read_to_string(&rv).expect("rv"),
+        "/run/ov-agent/ov-agent.sock\n"
+    );
+}
+
+/// One `agent.*` check of `ov doctor agent --json`.
+fn doctor_check(env: &TestEnv, id: &str) -> serde_json::Value {
+    let out = env.run(&["doctor", "agent", "--json"]);
+    TestEnv::check_in(&stdout(&out), id)
+}
+
+/// Paste the fix `id` prints, then the check passes (ok, or skipped when
+/// the fix removed what it looked at).
+fn paste_fix_of(env: &TestEnv, id: &str, passes: &[&str]) {
+    let check = doctor_check(env, id);
+    let fix = check["fix"].as_str().unwrap_or_else(|| panic!("{check}"));
+    let out = env.paste(fix);
+    assert!(out.status.success(), "{fix}: {}", stderr(&out));
+    let after = doctor_check(env, id);
+    assert!(
+        passes.contains(&after["status"].as_str().expect("status")),
+        "after {fix}: {after}"
+    );
+}
+
+#[test]
+fn doctor_checks_the_agent_and_its_fixes_work() {
+    let (env, key) = setup();
+    let out = env.run(&["doctor", "agent", "--json"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(TestEnv::check_in(&stdout(&out), "agent")["status"], "skip");
+    let agent = start(&env, &key, &[]);
+    // The doctor signs its ping with the registered machine key.
+    let ping = doctor_check(&env, "agent.alive");
+    assert_eq!(ping["status"], "ok", "{ping}");
+    assert_eq!(doctor_check(&env, "agent.socket")["status"], "ok");
+    // A socket others may use, a directory others may enter.
+    fs::set_permissions(socket(&env), fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert_eq!(doctor_check(&env, "agent.socket")["status"], "warn");
+    paste_fix_of(&env, "agent.socket", &["ok"]);
+    let dir = socket(&env).parent().expect("dir").to_path_buf();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert_eq!(doctor_check(&env, "agent.socket")["status"], "warn");
+    paste_fix_of(&env, "agent.socket", &["ok"]);
+    // A rendezvous file someone else owns is not trusted.
+    let rv = env.root().join("etc/agent.socket");
+    env.write(&rv, &format!("{}\n", socket(&env).display()), 0o666);
+    std::os::unix::fs::chown(&rv, Some(65534), None).expect("chown");
+    assert_eq!(doctor_check(&env, "agent.rendezvous")["status"], "fail");
+    paste_fix_of(&env, "agent.rendezvous", &["ok"]);
+    // A dead agent's socket.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    wait_for("the agent died", || !alive(agent.pid));
+    let stale = doctor_check(&env, "agent.socket");
+    assert_eq!(stale["status"], "warn", "{stale}");
+    assert!(
+        stale["finding"]
+            .as_str()
+            .expect("finding")
+            .contains("is stale")
+    );
+    paste_fix_of(&env, "agent.socket", &["skip"]);
+    assert!(env.run(&["doctor", "agent"]).status.success());
+}
+
+#[test]
+fn an_interactive_agent_signs_with_a_private_session_token_and_stops_when_idle() {
+    let (env, _key) = setup();
+    let out = env.ok(&["agent", "start", "--idle-timeout", "2s"]);
+    let pid: i32 = out
+        .strip_prefix("ov agent: started (pid ")
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    let _agent = Agent { pid };
+    let token = PathBuf::from(format!("{}.token", socket(&env).display()));
+    assert_eq!(common::mode_of(&token), 0o600);
+    let out = env.run(&[
+        "run",
+        "--agent",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$API_KEY\"",
+    ]);
+    assert_eq!(stdout(&out), "s3cr3t-value-42\n", "{}", stderr(&out));
+    let status = env.ok(&["agent", "status", "--json"]);
+    assert!(status.contains("\"mode\": \"interactive\""), "{status}");
+    // A token others could read is not used.
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = env.run(&["run", "--agent", "--app", "myapp", "--all", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("ov: error: refusing the agent's token file "),
+        "{}",
+        stderr(&out)
+    );
+    fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).expect("chmod");
+    // Idle for its timeout: it stops by itself and cleans up.
+    wait_for("the idle agent stopped", || !alive(pid));
+    assert!(!socket(&env).exists());
+    assert!(!token.exists());
+}
+
+#[test]
+fn an_interactive_agent_unlocks_the_kdbx_once_and_serves_without_prompts() {
+    const PW: &str = "correct horse battery";
+    let mut env = TestEnv::new();
+    env.ok(&["settings", "set", "secrets.kdbx_cache_timeout", "120"]);
+    env.set_env("OV_KDBX_PASSWORD", PW);
+    env.ok(&["secrets", "init"]);
+    env.run_stdin(
+        &[
+            "secrets",
+            "set",
+            "--app",
+            "myapp",
+            "--env",
+            "production",
+            "TOKEN",
+        ],
+        "from-kdbx\n",
+    );
+    env.unset_env("OV_KDBX_PASSWORD");
+    env.ok(&["secrets", "lock"]);
+    // Asked once, at the terminal `ov agent start` runs on.
+    let out = common::expect(
+        &env,
+        &format!(
+            "spawn $ov agent start --idle-timeout 0\nexpect \"kdbx password for \"\nsend \"{PW}\\r\"\nexpect \"ov agent: started\"\nexpect eof\ncatch wait result\nexit [lindex $result 3]\n"
+        ),
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    let pid: i32 = fs::read_to_string(format!("{}.pid", socket(&env).display()))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    let _agent = Agent { pid };
+    // The cache is cleared: what the agent holds is its own.
+    env.ok(&["secrets", "lock"]);
+    for _ in 0..2 {
+        let out = env
+            .ov(&[
+                "run",
+                "--agent",
+                "--app",
+                "myapp",
+                "--env",
+                "production",
+                "--secrets",
+                "TOKEN",
+                "--",
+                "sh",
+                "-c",
+                "echo \"$TOKEN\"",
+            ])
+            .write_stdin("")
+            .output()
+            .expect("run");
+        assert_eq!(stdout(&out), "from-kdbx\n", "{}", stderr(&out));
+    }
+}
+
+/// Found when a test's temp directory went away under a running agent:
+/// SIGTERM woke the accept loop by connecting to the socket, so an agent
+/// whose socket file was deleted never stopped.
+#[test]
+fn sigterm_stops_an_agent_whose_socket_file_was_removed() {
+    let (env, key) = setup();
+    let agent = start(&env, &key, &[]);
+    fs::remove_file(socket(&env)).expect("rm socket");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    wait_for("the agent stopped on SIGTERM", || !alive(agent.pid));
+}
