@@ -1,6 +1,7 @@
-//! Completion that knows the store, through the real shells: bash's
-//! completion function as `ov completions bash` registers it, called the
-//! way bash calls it on TAB, and fish's own `complete -C`.
+//! Completion that knows the store, through the real shells: bash's and
+//! zsh's completion functions as `ov completions SHELL` registers them,
+//! called the way each shell calls them on TAB, and fish's own
+//! `complete -C`.
 
 mod common;
 
@@ -39,8 +40,8 @@ fn shell(env: &TestEnv, program: &str, script: &str, words: &[&str]) -> Vec<Stri
     let out = Command::new(program)
         .arg("-c")
         .arg(script)
-        // bash's first word after the script is $0; fish has no $0.
-        .args((program == "bash").then_some(program))
+        // bash's and zsh's first word after the script is $0; fish has none.
+        .args((program != "fish").then_some(program))
         .args(words)
         .envs(
             env.command(&[])
@@ -74,6 +75,24 @@ _clap_complete_ov ov "${@: -1}" "${@: -2:1}"
 printf '%s\n' "${COMPREPLY[@]}""#,
         words,
     )
+}
+
+/// What zsh offers for the last word of `words`: the registered function
+/// run by the real zsh with `words` and `CURRENT` as its completion system
+/// sets them, `_describe` printing what it is handed.
+fn zsh(env: &TestEnv, words: &[&str]) -> Vec<String> {
+    shell(
+        env,
+        "zsh",
+        r#"compdef() { :; }; _describe() { print -l -- "${(@P)3}"; }
+source <(ov completions zsh)
+words=("$@"); CURRENT=$#
+_clap_dynamic_completer_ov"#,
+        words,
+    )
+    .into_iter()
+    .map(|l| l.split(':').next().unwrap_or("").to_owned())
+    .collect()
 }
 
 /// What fish offers for the line `line`.
@@ -121,6 +140,23 @@ fn bash_completes_services_keys_apps_checks_settings_and_manifest_names() {
     );
     assert!(bash(&env, &["ov", "init", "--backend", ""]).contains(&"kdbx".to_owned()));
     assert_eq!(bash(&env, &["ov", "sec"]), ["secrets"]);
+}
+
+#[test]
+fn zsh_completes_from_the_same_store() {
+    let env = store();
+    assert_eq!(
+        zsh(&env, &["ov", "secrets", "get", ""]),
+        ["myapp/prod", "ov/api-key"]
+    );
+    assert_eq!(
+        zsh(&env, &["ov", "secrets", "get", "myapp/prod", ""]),
+        ["API_KEY", "DB_PASSWORD"]
+    );
+    assert_eq!(
+        zsh(&env, &["ov", "manifest", "set", ""]),
+        ["SESSION_SECRET"]
+    );
 }
 
 #[test]

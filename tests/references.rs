@@ -530,3 +530,29 @@ fn a_manifest_reference_resolves_through_the_manifest_and_generates_once() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_value_that_looks_like_a_reference_is_passed_on_not_followed() {
+    let env = TestEnv::new();
+    // Two entries whose values name each other: a loop if ov followed them.
+    env.run_stdin(&["secrets", "set", "loop", "a"], "ov://loop/b\n");
+    env.run_stdin(&["secrets", "set", "loop", "b"], "ov://loop/a\n");
+    let file = env_file(&env, "loop.env", "A=ov://loop/a\n");
+    let out = env.run(&[
+        "run",
+        "--env-file",
+        &file,
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$A\"",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ov://loop/b");
+    let tpl = env.root().join("t");
+    env.write(&tpl, "{{ ov://loop/b }}\n", 0o644);
+    assert_eq!(
+        env.ok(&["inject", "-i", tpl.to_str().unwrap()]),
+        "ov://loop/a\n"
+    );
+}
