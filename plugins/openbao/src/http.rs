@@ -1,0 +1,241 @@
+//! A thin typed client for the few OpenBao endpoints `ov` uses, over
+//! ureq (blocking, rustls). Every request has a deadline; a 5xx answer or
+//! a refused connection is tried again with backoff inside that budget; a
+//! server that never answers costs one timeout, not a hang.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use ov_plugin_api::zeroize::Zeroizing;
+use ov_plugin_api::{BackendError, ErrorKind, Secret};
+
+use crate::config::Config;
+
+/// How many times a request is tried on a 5xx or a refused connection.
+const ATTEMPTS: u32 = 4;
+/// The first pause between tries; each later one is twice as long.
+const FIRST_BACKOFF: Duration = Duration::from_millis(150);
+/// The most of a response `ov` reads (a KV secret holds one or more
+/// values of at most 1 MiB each, as JSON).
+const MAX_BODY: u64 = 16 * 1024 * 1024;
+
+/// One answer: the status and the body, wiped when dropped (it may hold
+/// secrets).
+pub(crate) struct Reply {
+    pub status: u16,
+    pub body: Zeroizing<Vec<u8>>,
+}
+
+impl Reply {
+    /// The `errors` the server listed, joined, for a message.
+    pub fn errors(&self) -> String {
+        #[derive(serde::Deserialize)]
+        struct Errors {
+            #[serde(default)]
+            errors: Vec<String>,
+        }
+        serde_json::from_slice::<Errors>(&self.body)
+            .map(|e| e.errors.join("; "))
+            .unwrap_or_default()
+    }
+
+    pub fn json<'a, T: serde::Deserialize<'a>>(&'a self, what: &str) -> Result<T, BackendError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            BackendError::of(
+                ErrorKind::Corrupt,
+                format!("the server's answer to {what} is not what OpenBao sends: {e}"),
+            )
+        })
+    }
+}
+
+pub(crate) enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
+/// A connection to one server, as the settings describe it.
+pub(crate) struct Server {
+    agent: ureq::Agent,
+    pub config: Config,
+}
+
+impl Server {
+    pub fn new(config: Config) -> Result<Server, BackendError> {
+        let roots = match &config.cacert {
+            Some(path) => ureq::tls::RootCerts::new_with_certs(&crate::config::load_ca(path)?),
+            None => ureq::tls::RootCerts::PlatformVerifier,
+        };
+        let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(config.timeout))
+            .tls_config(tls)
+            .https_only(!config.allow_http)
+            .user_agent(concat!("ov/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(Server { agent, config })
+    }
+
+    /// `/v1/<path>` with the token (when given) and the namespace.
+    /// `body` is JSON. Tries again on 5xx answers and refused
+    /// connections, within twice the configured timeout.
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&Secret>,
+        body: Option<&[u8]>,
+    ) -> Result<Reply, BackendError> {
+        let url = format!("{}/v1/{path}", self.config.address);
+        let deadline = Instant::now() + self.config.timeout * 2;
+        let mut pause = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            let outcome = self.once(&method, &url, token, body);
+            let again = match &outcome {
+                Ok(r) => matches!(r.status, 500 | 502 | 503 | 504),
+                Err(Failure::Refused(_)) => true,
+                Err(_) => false,
+            };
+            if !again || attempt >= ATTEMPTS || Instant::now() + pause >= deadline {
+                return outcome.map_err(|f| f.error(&self.config.address, self.config.timeout));
+            }
+            std::thread::sleep(pause);
+            pause *= 2;
+            attempt += 1;
+        }
+    }
+
+    fn once(
+        &self,
+        method: &Method,
+        url: &str,
+        token: Option<&Secret>,
+        body: Option<&[u8]>,
+    ) -> Result<Reply, Failure> {
+        macro_rules! headers {
+            ($req:expr) => {{
+                let mut req = $req;
+                if let Some(t) = token {
+                    req = req.header("X-Vault-Token", t.expose());
+                }
+                if let Some(ns) = &self.config.namespace {
+                    req = req.header("X-Vault-Namespace", ns.as_str());
+                }
+                req
+            }};
+        }
+        let sent = match method {
+            Method::Get => headers!(self.agent.get(url)).call(),
+            Method::Delete => headers!(self.agent.delete(url)).call(),
+            Method::Post => headers!(self.agent.post(url))
+                .header("Content-Type", "application/json")
+                .send(body.unwrap_or(b"{}")),
+        };
+        let mut resp = sent.map_err(Failure::from)?;
+        let status = resp.status().as_u16();
+        let mut body = Zeroizing::new(Vec::new());
+        resp.body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .reader()
+            .read_to_end(&mut body)
+            .map_err(|e| Failure::Other(e.to_string()))?;
+        Ok(Reply { status, body })
+    }
+}
+
+enum Failure {
+    Timeout,
+    Refused(String),
+    Tls(String),
+    Other(String),
+}
+
+impl From<ureq::Error> for Failure {
+    fn from(e: ureq::Error) -> Self {
+        match e {
+            ureq::Error::Timeout(_) => Failure::Timeout,
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Failure::Timeout,
+            ureq::Error::Io(io) => Failure::Refused(io.to_string()),
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                Failure::Refused(e.to_string())
+            }
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Failure::Tls(e.to_string()),
+            other => Failure::Other(other.to_string()),
+        }
+    }
+}
+
+impl Failure {
+    fn error(self, address: &str, timeout: Duration) -> BackendError {
+        match self {
+            Failure::Timeout => BackendError::of(
+                ErrorKind::Unavailable,
+                format!(
+                    "OpenBao at {address} did not answer within {}s",
+                    timeout.as_secs()
+                ),
+            )
+            .with_problem("timed_out")
+            .unresponsive()
+            .transient()
+            .hint("ov doctor openbao"),
+            Failure::Refused(why) => BackendError::of(
+                ErrorKind::Unavailable,
+                format!("cannot reach OpenBao at {address}: {why}"),
+            )
+            .with_problem("unreachable")
+            .transient()
+            .hint("ov doctor openbao"),
+            Failure::Tls(why) => BackendError::of(
+                ErrorKind::Unavailable,
+                format!("TLS with OpenBao at {address} failed: {why}"),
+            )
+            .with_problem("tls")
+            .hint("ov settings set openbao.cacert /path/to/ca.pem   # the CA that signed the server's certificate"),
+            Failure::Other(why) => BackendError::of(
+                ErrorKind::Unavailable,
+                format!("talking to OpenBao at {address} failed: {why}"),
+            )
+            .with_problem("unreachable"),
+        }
+    }
+}
+
+/// `s` with every byte outside the URL's unreserved set percent-encoded,
+/// for one path segment.
+pub(crate) fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A `/`-separated path with each segment encoded.
+pub(crate) fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_encoded_and_slashes_kept() {
+        assert_eq!(encode_path("my app/prod"), "my%20app/prod");
+        assert_eq!(encode_segment("a/b?c#d"), "a%2Fb%3Fc%23d");
+        assert_eq!(encode_path("é"), "%C3%A9");
+    }
+}
