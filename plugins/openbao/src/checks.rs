@@ -154,7 +154,7 @@ fn ha(server: &Server) -> CheckReport {
         is_self: bool,
     }
     let id = HA;
-    let reply = match server.call(Method::Get, "sys/leader", None, None) {
+    let reply = match server.call_root(Method::Get, "sys/leader") {
         Ok(r) => r,
         Err(e) => return failed(id, &e),
     };
@@ -227,7 +227,9 @@ fn with_token(ctx: &Context, id: &str, server: Server) -> CheckReport {
                 if l.renewable { "" } else { "not " },
                 l.policies.join(", ")
             );
-            if l.ttl != 0 && l.ttl < NEAR_EXPIRY {
+            // An AppRole token is renewed or replaced by ov itself.
+            let ov_renews = session.token.source == Source::AppRole;
+            if l.ttl != 0 && l.ttl < NEAR_EXPIRY && !ov_renews {
                 let r = report(id, title(id), Status::Warn, finding);
                 if l.renewable {
                     with_fix(r, renew_command(&session.token.source))
@@ -260,7 +262,6 @@ fn renew_command(source: &Source) -> String {
             "BAO_TOKEN=$(cat {}) bao token renew",
             ov_plugin_support::shell_quote(p)
         ),
-        Source::AppRole => "ov secrets list   # ov renews the AppRole token itself".to_owned(),
         _ => "bao token renew".to_owned(),
     }
 }

@@ -89,12 +89,29 @@ impl Server {
         token: Option<&Secret>,
         body: Option<&[u8]>,
     ) -> Result<Reply, BackendError> {
+        self.call_in(method, path, token, body, self.config.namespace.as_deref())
+    }
+
+    /// [`Server::call`] outside any namespace, for the server-wide
+    /// endpoints (`sys/health`, `sys/leader`) namespaces do not offer.
+    pub fn call_root(&self, method: Method, path: &str) -> Result<Reply, BackendError> {
+        self.call_in(method, path, None, None, None)
+    }
+
+    fn call_in(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&Secret>,
+        body: Option<&[u8]>,
+        namespace: Option<&str>,
+    ) -> Result<Reply, BackendError> {
         let url = format!("{}/v1/{path}", self.config.address);
         let deadline = Instant::now() + self.config.timeout * 2;
         let mut pause = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
-            let outcome = self.once(&method, &url, token, body);
+            let outcome = self.once(&method, &url, token, body, namespace);
             let again = match &outcome {
                 Ok(r) => matches!(r.status, 500 | 502 | 503 | 504),
                 Err(Failure::Refused(_)) => true,
@@ -115,6 +132,7 @@ impl Server {
         url: &str,
         token: Option<&Secret>,
         body: Option<&[u8]>,
+        namespace: Option<&str>,
     ) -> Result<Reply, Failure> {
         macro_rules! headers {
             ($req:expr) => {{
@@ -122,8 +140,8 @@ impl Server {
                 if let Some(t) = token {
                     req = req.header("X-Vault-Token", t.expose());
                 }
-                if let Some(ns) = &self.config.namespace {
-                    req = req.header("X-Vault-Namespace", ns.as_str());
+                if let Some(ns) = namespace {
+                    req = req.header("X-Vault-Namespace", ns);
                 }
                 req
             }};
@@ -160,6 +178,11 @@ impl From<ureq::Error> for Failure {
         match e {
             ureq::Error::Timeout(_) => Failure::Timeout,
             ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Failure::Timeout,
+            // rustls reports a failed handshake (an untrusted or bad
+            // certificate) through the stream as InvalidData.
+            ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                Failure::Tls(io.to_string())
+            }
             ureq::Error::Io(io) => Failure::Refused(io.to_string()),
             ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
                 Failure::Refused(e.to_string())
@@ -191,8 +214,10 @@ impl Failure {
             .with_problem("unreachable")
             .transient()
             .hint("ov doctor openbao"),
+            // Not a fault to pass over quietly: an untrusted certificate
+            // is a setup to fix, or someone in the middle.
             Failure::Tls(why) => BackendError::of(
-                ErrorKind::Unavailable,
+                ErrorKind::Environment,
                 format!("TLS with OpenBao at {address} failed: {why}"),
             )
             .with_problem("tls")

@@ -93,11 +93,9 @@ pub(crate) struct Health {
 impl Server {
     /// `sys/health`, every state answered 200-ish so nothing is retried.
     pub(crate) fn health(&self) -> Result<Health, BackendError> {
-        let reply = self.call(
+        let reply = self.call_root(
             Method::Get,
             "sys/health?standbycode=200&sealedcode=200&uninitcode=200&perfstandbyokcode=200&drsecondarycode=200",
-            None,
-            None,
         )?;
         if reply.status != 200 {
             return Err(unexpected(reply.status, &reply, "a health check"));

