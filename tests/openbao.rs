@@ -215,6 +215,21 @@ fn a_denied_path_is_reported_as_denied_and_an_invalid_token_as_invalid() {
         err.contains("bao token capabilities secret/data/other"),
         "{err}"
     );
+    // A miss under the allowed path is a miss, and a listing the policy
+    // does not allow says so instead of failing.
+    let out = env.run(&["secrets", "get", "allowed/y", "k"]);
+    assert!(
+        stderr(&out).contains("no secret allowed/y k"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["secrets", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("openbao not listed: OpenBao denied"),
+        "{}",
+        stderr(&out)
+    );
     let policy = check(&env, "openbao.policy");
     assert_eq!(policy["status"], "warn", "{policy}");
 
@@ -434,4 +449,69 @@ fn bad_input_is_refused_with_a_reason() {
         stderr(&out)
     );
     assert_eq!(check(&env, "openbao.tls")["status"], "fail");
+}
+
+/// Three raft nodes on loopback, `ov` pointed at a standby (which forwards
+/// to the leader). A stopped minority node (SIGSTOP: to the others it is a
+/// partition) changes nothing; after the leader is killed with SIGKILL,
+/// reads and writes go on once the others elect a new one, inside ov's
+/// retry budget (twice `openbao.timeout`).
+#[test]
+fn a_raft_cluster_survives_a_partitioned_minority_and_a_killed_leader() {
+    use nix::sys::signal::Signal;
+    let cluster = common::openbao::Cluster::start(3);
+    let leader = cluster.leader(0);
+    let via = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    cluster.enable_kv();
+    let mut env = TestEnv::new();
+    env.ok(&[
+        "settings",
+        "set",
+        "openbao.address",
+        &cluster.addresses[via],
+    ]);
+    env.ok(&["settings", "set", "openbao.allow_http", "true"]);
+    env.ok(&["settings", "set", "openbao.timeout", "10"]);
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
+    env.set_env("BAO_TOKEN", &cluster.root_token);
+    let out = env.run_stdin(&["secrets", "set", "fleet/app", "k"], "one");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.ok(&["secrets", "get", "fleet/app", "k"]), "one\n");
+
+    cluster.signal(other, Signal::SIGSTOP);
+    let out = env.run_stdin(&["secrets", "set", "fleet/app", "k"], "two");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.ok(&["secrets", "get", "fleet/app", "k"]), "two\n");
+    cluster.signal(other, Signal::SIGCONT);
+
+    cluster.signal(leader, Signal::SIGKILL);
+    assert_eq!(env.ok(&["secrets", "get", "fleet/app", "k"]), "two\n");
+    let out = env.run_stdin(&["secrets", "set", "fleet/app", "k"], "three");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new_leader = cluster.leader(via);
+    assert_ne!(new_leader, leader);
+    let read = cluster.bao_at(other, &["kv", "get", "-field=k", "secret/fleet/app"]);
+    assert_eq!(stdout(&read), "three", "{}", stderr(&read));
+}
+
+#[test]
+fn a_value_over_the_servers_limit_is_refused_as_too_large() {
+    let server = common::openbao::Cluster::start_with(1, "max_request_size = 4096");
+    server.enable_kv();
+    let mut env = TestEnv::new();
+    env.ok(&["settings", "set", "openbao.address", &server.addresses[0]]);
+    env.ok(&["settings", "set", "openbao.allow_http", "true"]);
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
+    env.set_env("BAO_TOKEN", &server.root_token);
+    env.run_stdin(&["secrets", "set", "big/app", "small"], "fits");
+    let out = env.run_stdin(&["secrets", "set", "big/app", "large"], &"x".repeat(8192));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("larger than the server allows"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing was lost.
+    assert_eq!(env.ok(&["secrets", "get", "big/app", "small"]), "fits\n");
 }

@@ -250,3 +250,242 @@ impl Silent {
         Silent { port, _held: held }
     }
 }
+
+/// A raft cluster of real servers on loopback (plain http between `ov`
+/// and the nodes; the nodes speak TLS among themselves), initialised with
+/// one unseal key, every node unsealed and a voter.
+pub struct Cluster {
+    nodes: Vec<Child>,
+    pub dir: tempfile::TempDir,
+    pub addresses: Vec<String>,
+    pub root_token: String,
+}
+
+impl Cluster {
+    pub fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, "")
+    }
+
+    /// [`Cluster::start`] with `listener` added to each node's listener
+    /// block (`max_request_size = 4096`).
+    pub fn start_with(n: usize, listener: &str) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("ov-raft.")
+            .tempdir()
+            .expect("temp dir");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let addresses: Vec<String> = ports
+            .iter()
+            .map(|(api, _)| format!("http://127.0.0.1:{api}"))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (api, cluster)) in ports.iter().enumerate() {
+            let data = dir.path().join(format!("n{i}"));
+            std::fs::create_dir_all(&data).expect("mkdir");
+            let joins: String = addresses
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, a)| format!("  retry_join {{\n    leader_api_addr = \"{a}\"\n  }}\n"))
+                .collect();
+            let config = format!(
+                "disable_mlock = true\nui = false\ndisable_standby_reads = true\n\
+                 api_addr = \"http://127.0.0.1:{api}\"\n\
+                 cluster_addr = \"https://127.0.0.1:{cluster}\"\n\
+                 storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"n{i}\"\n  performance_multiplier = 1\n{joins}}}\n\
+                 listener \"tcp\" {{\n  address = \"127.0.0.1:{api}\"\n  cluster_address = \"127.0.0.1:{cluster}\"\n  tls_disable = true\n  {listener}\n}}\n",
+                data.display()
+            );
+            let file = dir.path().join(format!("n{i}.hcl"));
+            std::fs::write(&file, config).expect("config");
+            let log = std::fs::File::create(dir.path().join(format!("n{i}.log"))).expect("log");
+            let child = Command::new(bao_binary())
+                .arg("server")
+                .arg(format!("-config={}", file.display()))
+                .env_clear()
+                .env("HOME", dir.path())
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("start bao server");
+            nodes.push(child);
+        }
+        let mut c = Cluster {
+            nodes,
+            dir,
+            addresses,
+            root_token: String::new(),
+        };
+        c.wait(0, |code| code == Some(2), "node 0 to answer, sealed");
+        let init = c.bao_at(
+            0,
+            &[
+                "operator",
+                "init",
+                "-key-shares=1",
+                "-key-threshold=1",
+                "-format=json",
+            ],
+        );
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&init.stdout).expect("init json");
+        let key = v["unseal_keys_b64"][0].as_str().expect("key").to_owned();
+        c.root_token = v["root_token"].as_str().expect("token").to_owned();
+        for i in 0..n {
+            c.unseal(i, &key);
+            if i == 0 {
+                // Joining nodes become voters after 1 s, not 10 s.
+                let out = c.bao_at(
+                    0,
+                    &[
+                        "operator",
+                        "raft",
+                        "autopilot",
+                        "set-config",
+                        "-server-stabilization-time=1s",
+                    ],
+                );
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let out = c.bao_at(0, &["operator", "raft", "list-peers", "-format=json"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let voters = v["data"]["config"]["servers"]
+                .as_array()
+                .map_or(0, |s| s.iter().filter(|p| p["voter"] == true).count());
+            if voters == n {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster never had {n} voters: {v}\n{}",
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        c
+    }
+
+    /// Mount KV version 2 at `secret/` and wait until it takes writes (a
+    /// new mount upgrades itself first, refusing requests meanwhile).
+    pub fn enable_kv(&self) {
+        let out = self.bao_at(0, &["secrets", "enable", "-path=secret", "kv-v2"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Every node learns of the finished upgrade on its own.
+        let ready = |i: usize| {
+            self.bao_at(i, &["kv", "put", "secret/ready", "ok=1"])
+                .status
+                .success()
+        };
+        while !(0..self.nodes.len()).all(ready) {
+            assert!(Instant::now() < deadline, "the KV mount never became ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        (0..self.nodes.len())
+            .map(|i| {
+                std::fs::read_to_string(self.dir.path().join(format!("n{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    }
+
+    /// Run `bao status` on node `i` until its exit code satisfies `ok`
+    /// (0 unsealed, 2 sealed, 1 no answer).
+    fn wait(&self, i: usize, ok: impl Fn(Option<i32>) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ok(self.bao_at(i, &["status"]).status.code()) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Unseal node `i`. A node joins the cluster as it is unsealed; until
+    /// its join has gone through the unseal may not take: try again.
+    fn unseal(&self, i: usize, key: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.bao_at(i, &["status"]).status.code() {
+                Some(0) => return,
+                Some(2) => {
+                    let _ = self.bao_at(i, &["operator", "unseal", key]);
+                }
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} never unsealed:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    pub fn bao_at(&self, i: usize, args: &[&str]) -> Output {
+        Command::new(bao_binary())
+            .args(args)
+            .env_clear()
+            .env("HOME", self.dir.path())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BAO_ADDR", &self.addresses[i])
+            .env("BAO_TOKEN", &self.root_token)
+            .output()
+            .expect("run bao")
+    }
+
+    /// The node that is active now, asked of node `via`.
+    pub fn leader(&self, via: usize) -> usize {
+        let out = self.bao_at(via, &["read", "-format=json", "sys/leader"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let addr = v["data"]["leader_address"].as_str().unwrap_or_default();
+        self.addresses
+            .iter()
+            .position(|a| a == addr)
+            .unwrap_or_else(|| panic!("no leader known to node {via}: {v}"))
+    }
+
+    pub fn signal(&self, i: usize, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.nodes[i].id()).expect("pid"));
+        nix::sys::signal::kill(pid, sig).expect("signal");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Ok(pid) = i32::try_from(n.id()) {
+                // A stopped node cannot die until it runs again.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGCONT,
+                );
+            }
+            let _ = n.kill();
+            let _ = n.wait();
+        }
+    }
+}

@@ -11,10 +11,17 @@ use ov_plugin_api::{BackendError, ErrorKind, Secret};
 
 use crate::config::Config;
 
-/// How many times a request is tried on a 5xx or a refused connection.
-const ATTEMPTS: u32 = 4;
-/// The first pause between tries; each later one is twice as long.
-const FIRST_BACKOFF: Duration = Duration::from_millis(150);
+/// How many times a request is tried on a refused connection: a server
+/// that is down stays down, and the chain should go on soon.
+const CONNECT_ATTEMPTS: u32 = 3;
+/// The first pause between tries; each later one is twice as long, up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// `sys/health` with every state answered 200, so that no state of the
+/// server is mistaken for a failed request and tried again.
+pub(crate) const HEALTH: &str = "sys/health?standbycode=200&sealedcode=200&uninitcode=200&perfstandbyokcode=200&drsecondarycode=200";
+
 /// The most of a response `ov` reads (a KV secret holds one or more
 /// values of at most 1 MiB each, as JSON).
 const MAX_BODY: u64 = 16 * 1024 * 1024;
@@ -24,6 +31,8 @@ const MAX_BODY: u64 = 16 * 1024 * 1024;
 pub(crate) struct Reply {
     pub status: u16,
     pub body: Zeroizing<Vec<u8>>,
+    /// Where a standby sent the request (a 307 to the active node).
+    pub location: Option<String>,
 }
 
 impl Reply {
@@ -73,6 +82,10 @@ impl Server {
             .timeout_global(Some(config.timeout))
             .tls_config(tls)
             .https_only(!config.allow_http)
+            // A standby's redirect to the active node is followed by hand
+            // (below), so that a dead leader's address counts as a leader
+            // change to wait out, not as the end of the request.
+            .max_redirects(0)
             .user_agent(concat!("ov/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
@@ -80,8 +93,10 @@ impl Server {
     }
 
     /// `/v1/<path>` with the token (when given) and the namespace.
-    /// `body` is JSON. Tries again on 5xx answers and refused
-    /// connections, within twice the configured timeout.
+    /// `body` is JSON. A 5xx answer other than a sealed server's (a
+    /// standby that lost its leader, an election under way) is tried again
+    /// with backoff until twice the configured timeout has passed; a
+    /// refused connection a few times.
     pub fn call(
         &self,
         method: Method,
@@ -109,21 +124,53 @@ impl Server {
         let url = format!("{}/v1/{path}", self.config.address);
         let deadline = Instant::now() + self.config.timeout * 2;
         let mut pause = FIRST_BACKOFF;
-        let mut attempt = 1;
+        let mut refused = 0;
         loop {
-            let outcome = self.once(&method, &url, token, body, namespace);
+            let mut outcome = self.once(&method, &url, token, body, namespace);
+            let mut redirected = false;
+            if let Ok(Reply {
+                status: 307 | 308,
+                location: Some(to),
+                ..
+            }) = &outcome
+            {
+                let to = to.clone();
+                redirected = true;
+                outcome = self.once(&method, &to, token, body, namespace);
+            }
             let again = match &outcome {
-                Ok(r) => matches!(r.status, 500 | 502 | 503 | 504),
-                Err(Failure::Refused(_)) => true,
+                // The active node the standby named is gone: an election
+                // is under way.
+                Err(Failure::Refused(_)) if redirected => true,
+                // A sealed server stays sealed until someone acts.
+                Ok(r) if r.status == 503 => !self.is_sealed(),
+                Ok(r) => matches!(r.status, 500 | 502 | 504),
+                Err(Failure::Refused(_)) => {
+                    refused += 1;
+                    refused < CONNECT_ATTEMPTS
+                }
                 Err(_) => false,
             };
-            if !again || attempt >= ATTEMPTS || Instant::now() + pause >= deadline {
+            if !again || Instant::now() + pause >= deadline {
                 return outcome.map_err(|f| f.error(&self.config.address, self.config.timeout));
             }
             std::thread::sleep(pause);
-            pause *= 2;
-            attempt += 1;
+            pause = (pause * 2).min(MAX_BACKOFF);
         }
+    }
+
+    /// Does the server say it is sealed? (No answer: not known to be.)
+    fn is_sealed(&self) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Sealed {
+            #[serde(default)]
+            sealed: bool,
+        }
+        let url = format!("{}/v1/{HEALTH}", self.config.address);
+        self.once(&Method::Get, &url, None, None, None)
+            .ok()
+            .and_then(|r| serde_json::from_slice::<Sealed>(&r.body).ok())
+            .is_some_and(|s| s.sealed)
     }
 
     fn once(
@@ -155,6 +202,11 @@ impl Server {
         };
         let mut resp = sent.map_err(Failure::from)?;
         let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let mut body = Zeroizing::new(Vec::new());
         resp.body_mut()
             .with_config()
@@ -162,7 +214,11 @@ impl Server {
             .reader()
             .read_to_end(&mut body)
             .map_err(|e| Failure::Other(e.to_string()))?;
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            body,
+            location,
+        })
     }
 }
 

@@ -47,7 +47,7 @@ pub struct OpenBaoBackend;
 /// A configured server and the token to use with it.
 pub(crate) struct Session {
     pub server: Server,
-    token: Token,
+    pub token: Token,
     /// The mount check's outcome, asked once.
     mount_ok: OnceLock<Result<(), BackendError>>,
 }
@@ -91,12 +91,9 @@ pub(crate) struct Health {
 }
 
 impl Server {
-    /// `sys/health`, every state answered 200-ish so nothing is retried.
+    /// The server's state; needs no token.
     pub(crate) fn health(&self) -> Result<Health, BackendError> {
-        let reply = self.call_root(
-            Method::Get,
-            "sys/health?standbycode=200&sealedcode=200&uninitcode=200&perfstandbyokcode=200&drsecondarycode=200",
-        )?;
+        let reply = self.call_root(Method::Get, crate::http::HEALTH)?;
         if reply.status != 200 {
             return Err(unexpected(reply.status, &reply, "a health check"));
         }
@@ -316,7 +313,15 @@ impl Backend for OpenBaoBackend {
     }
 
     fn list(&self, ctx: &Context, service: Option<&str>) -> Result<EntryList, BackendError> {
-        with_session(ctx, Vec::new, |s| s.list(service)).map(EntryList::from)
+        match with_session(ctx, Vec::new, |s| s.list(service)) {
+            Ok(entries) => Ok(entries.into()),
+            // A token that may read but not list: say what was not seen.
+            Err(e) if e.is("denied") => Ok(EntryList {
+                entries: Vec::new(),
+                notices: vec![format!("openbao not listed: {}", e.message)],
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     fn unlock_target(&self, ctx: &Context) -> Option<String> {
