@@ -124,6 +124,22 @@ fn below_local_stores_by_default_and_imports_both_ways() {
     env.ok(&["secrets", "import", "--from", "openbao"]);
     let creds = std::fs::read_to_string(env.credentials()).expect("credentials");
     assert!(creds.contains("redis://x"), "{creds}");
+
+    // `ov run --env-file` references resolve from the server too.
+    bao.ok(&["kv", "put", "secret/team/remote", "url=only-there"]);
+    let file = env.root().join("app.env");
+    env.write(&file, "URL=ov://team/remote/url\n", 0o600);
+    let file = file.display().to_string();
+    let shown = env.ok(&[
+        "run",
+        "--env-file",
+        &file,
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$URL\"",
+    ]);
+    assert_eq!(shown, "only-there");
 }
 
 #[test]

@@ -47,6 +47,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `bao server ARGS…` with `dir` as its home, its output in `dir/log`.
+fn spawn_server(dir: &Path, log: &str, args: &[String]) -> Child {
+    let log = std::fs::File::create(dir.join(log)).expect("log file");
+    Command::new(bao_binary())
+        .arg("server")
+        .args(args)
+        .env_clear()
+        .env("HOME", dir)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start bao server")
+}
+
 pub struct Bao {
     child: Child,
     pub dir: tempfile::TempDir,
@@ -73,27 +89,16 @@ impl Bao {
             .tempdir()
             .expect("temp dir");
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-        let mut cmd = Command::new(bao_binary());
-        cmd.args([
-            "server",
-            "-dev",
-            &format!("-dev-root-token-id={ROOT_TOKEN}"),
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-        ]);
+        let mut args = vec![
+            "-dev".to_owned(),
+            format!("-dev-root-token-id={ROOT_TOKEN}"),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+        ];
         if tls {
-            cmd.arg("-dev-tls")
-                .arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
+            args.push("-dev-tls".to_owned());
+            args.push(format!("-dev-tls-cert-dir={}", dir.path().display()));
         }
-        let child = cmd
-            .env_clear()
-            .env("HOME", dir.path())
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start bao server");
+        let child = spawn_server(dir.path(), "server.log", &args);
         let scheme = if tls { "https" } else { "http" };
         let mut bao = Bao {
             child,
@@ -298,19 +303,11 @@ impl Cluster {
             );
             let file = dir.path().join(format!("n{i}.hcl"));
             std::fs::write(&file, config).expect("config");
-            let log = std::fs::File::create(dir.path().join(format!("n{i}.log"))).expect("log");
-            let child = Command::new(bao_binary())
-                .arg("server")
-                .arg(format!("-config={}", file.display()))
-                .env_clear()
-                .env("HOME", dir.path())
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .spawn()
-                .expect("start bao server");
-            nodes.push(child);
+            nodes.push(spawn_server(
+                dir.path(),
+                &format!("n{i}.log"),
+                &[format!("-config={}", file.display())],
+            ));
         }
         let mut c = Cluster {
             nodes,
