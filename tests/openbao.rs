@@ -531,3 +531,27 @@ fn a_value_over_the_servers_limit_is_refused_as_too_large() {
     // Nothing was lost.
     assert_eq!(env.ok(&["secrets", "get", "big/app", "small"]), "fits\n");
 }
+
+#[test]
+fn a_renewable_token_near_expiry_is_renewed_by_ov() {
+    let bao = Bao::start();
+    let token = bao.ok(&["token", "create", "-ttl=45s", "-field=token"]);
+    let token = token.trim();
+    bao.ok(&["kv", "put", "secret/s", "k=v"]);
+    let mut env = TestEnv::new();
+    bao.configure(&env);
+    env.set_env("BAO_TOKEN", token);
+    let ttl = || -> u64 {
+        let out = bao.bao_as(token, &["token", "lookup", "-format=json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("lookup json");
+        v["data"]["ttl"].as_u64().expect("ttl")
+    };
+    // Let some of its 45 s go by, so that a renewal shows.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let before = ttl();
+    assert_eq!(env.ok(&["secrets", "get", "s", "k"]), "v\n");
+    let after = ttl();
+    assert!(after > before, "ttl {before} s before, {after} s after");
+    let r = check(&env, "openbao.token");
+    assert_eq!(r["status"], "ok", "{r}");
+}

@@ -109,6 +109,90 @@ pub fn token(server: &Server, ctx: &Context) -> Result<Option<Token>, BackendErr
     Ok(None)
 }
 
+/// What ov last learnt of a token it was handed (the token itself is not
+/// kept): enough to renew a renewable token near its expiry without a
+/// lookup on every command.
+#[derive(Serialize, Deserialize)]
+struct Seen {
+    /// Unix seconds; 0: never expires.
+    expires: u64,
+    /// Its lease length, to decide what "near expiry" is.
+    ttl: u64,
+    renewable: bool,
+}
+
+/// Less than a third of its lease left, or a minute.
+fn near_expiry(expires: u64, ttl: u64) -> bool {
+    expires != 0 && expires.saturating_sub(now()) < (ttl / 3).max(60)
+}
+
+fn state_dir(ctx: &Context) -> PathBuf {
+    ctx.runtime_dir
+        .as_ref()
+        .map(|d| d.join("ov"))
+        .unwrap_or_else(|| ctx.data_dir.clone())
+}
+
+fn seen_path(server: &Server, ctx: &Context, token: &Secret) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        server.config.address.as_str(),
+        server.config.namespace.as_deref().unwrap_or(""),
+        token.expose(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    state_dir(ctx).join(format!("openbao-token-{name}.json"))
+}
+
+fn read_kept<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    if !matches!(check_private_file(path), Ok(Ok(true))) {
+        return None;
+    }
+    let bytes = ov_plugin_api::zeroize::Zeroizing::new(ov_plugin_support::read_regular(path).ok()?);
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Renew a token ov was handed when it is renewable and near expiry, at
+/// the cost of one lookup the first time ov sees it. Best effort: a
+/// token that fails here fails the request after it, with its reason.
+pub fn keep_fresh(server: &Server, ctx: &Context, token: &Token) {
+    if token.source == Source::AppRole {
+        return; // renewed where it is kept (below)
+    }
+    let path = seen_path(server, ctx, &token.secret);
+    let seen = match read_kept::<Seen>(&path) {
+        Some(s) => s,
+        None => match lookup(server, &token.secret) {
+            Ok(Some(l)) => Seen {
+                expires: if l.ttl == 0 { 0 } else { now() + l.ttl },
+                ttl: l.creation_ttl.max(l.ttl),
+                renewable: l.renewable,
+            },
+            _ => return,
+        },
+    };
+    let seen = if seen.renewable && near_expiry(seen.expires, seen.ttl) {
+        match renew(server, &token.secret) {
+            Ok(k) => Seen {
+                expires: k.expires,
+                ttl: k.ttl,
+                renewable: k.renewable,
+            },
+            Err(_) => return,
+        }
+    } else {
+        seen
+    };
+    if let Ok(bytes) = serde_json::to_vec(&seen) {
+        let _ = ov_plugin_support::write_atomic(&path, &bytes, Some(0o600));
+    }
+}
+
 /// A token AppRole issued, as kept between runs.
 #[derive(Serialize, Deserialize)]
 struct Kept {
@@ -136,12 +220,7 @@ fn kept_path(server: &Server, ctx: &Context, role_id: &Secret) -> PathBuf {
     server.config.namespace.hash(&mut h);
     server.config.approle_mount.hash(&mut h);
     role_id.expose().hash(&mut h);
-    let dir = ctx
-        .runtime_dir
-        .as_ref()
-        .map(|d| d.join("ov"))
-        .unwrap_or_else(|| ctx.data_dir.clone());
-    dir.join(format!("openbao-approle-{:016x}.json", h.finish()))
+    state_dir(ctx).join(format!("openbao-approle-{:016x}.json", h.finish()))
 }
 
 #[derive(Deserialize)]
@@ -166,30 +245,22 @@ fn approle(
 ) -> Result<Token, BackendError> {
     let role_id = read_private(role_file, "AppRole role_id")?;
     let path = kept_path(server, ctx, &role_id);
-    if let Ok(Ok(true)) = check_private_file(&path)
-        && let Ok(bytes) = ov_plugin_support::read_regular(&path)
-    {
-        let bytes = ov_plugin_api::zeroize::Zeroizing::new(bytes);
-        if let Ok(kept) = serde_json::from_slice::<Kept>(&bytes) {
-            let left = kept.expires.saturating_sub(now());
-            // Near expiry: less than a third of its lease, or a minute.
-            let near = kept.expires != 0 && left < (kept.ttl / 3).max(60);
-            if kept.expires == 0 || !near {
-                return Ok(Token {
-                    secret: kept.token,
-                    source: Source::AppRole,
-                });
-            }
-            if kept.renewable
-                && left > 0
-                && let Ok(renewed) = renew(server, &kept.token)
-            {
-                keep(&path, &renewed)?;
-                return Ok(Token {
-                    secret: renewed.token,
-                    source: Source::AppRole,
-                });
-            }
+    if let Some(kept) = read_kept::<Kept>(&path) {
+        if !near_expiry(kept.expires, kept.ttl) {
+            return Ok(Token {
+                secret: kept.token,
+                source: Source::AppRole,
+            });
+        }
+        if kept.renewable
+            && kept.expires > now()
+            && let Ok(renewed) = renew(server, &kept.token)
+        {
+            keep(&path, &renewed)?;
+            return Ok(Token {
+                secret: renewed.token,
+                source: Source::AppRole,
+            });
         }
     }
     let secret_id = read_private(secret_file, "AppRole secret_id")?;
@@ -291,6 +362,8 @@ pub struct Lookup {
     /// Seconds left; 0: does not expire.
     #[serde(default)]
     pub ttl: u64,
+    #[serde(default)]
+    pub creation_ttl: u64,
     #[serde(default)]
     pub renewable: bool,
     #[serde(default)]

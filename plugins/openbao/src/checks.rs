@@ -4,7 +4,7 @@ use ov_plugin_api::{BackendError, CheckDecl, CheckReport, Context, Status};
 use ov_plugin_support::{report, with_fix};
 use serde::Deserialize;
 
-use crate::auth::{self, Source};
+use crate::auth;
 use crate::config::Config;
 use crate::http::{Method, Server};
 use crate::{Session, health_problem};
@@ -17,7 +17,7 @@ const TOKEN: &str = "openbao.token";
 const MOUNT: &str = "openbao.mount";
 const POLICY: &str = "openbao.policy";
 
-/// Renewable tokens with less than this many seconds left warn.
+/// Tokens that cannot be renewed warn with less than this many seconds left.
 const NEAR_EXPIRY: u64 = 3600;
 
 pub fn declare() -> Vec<CheckDecl> {
@@ -227,18 +227,17 @@ fn with_token(ctx: &Context, id: &str, server: Server) -> CheckReport {
                 if l.renewable { "" } else { "not " },
                 l.policies.join(", ")
             );
-            // An AppRole token is renewed or replaced by ov itself.
-            let ov_renews = session.token.source == Source::AppRole;
-            if l.ttl != 0 && l.ttl < NEAR_EXPIRY && !ov_renews {
-                let r = report(id, title(id), Status::Warn, finding);
-                if l.renewable {
-                    with_fix(r, renew_command(&session.token.source))
-                } else {
-                    with_fix(
-                        r,
-                        "bao login   # the token cannot be renewed: get a new one before it expires",
-                    )
-                }
+            // A renewable token ov renews itself near its expiry (an
+            // AppRole one it also replaces): only one that cannot be
+            // renewed runs out.
+            if l.ttl != 0 && l.ttl < NEAR_EXPIRY && !l.renewable {
+                with_fix(
+                    report(id, title(id), Status::Warn, finding),
+                    format!(
+                        "bao login -address={}   # this token cannot be renewed: get a new one before it expires",
+                        session.server.config.address
+                    ),
+                )
             } else {
                 report(id, title(id), Status::Ok, finding)
             }
@@ -253,16 +252,6 @@ fn with_token(ctx: &Context, id: &str, server: Server) -> CheckReport {
             Err(e) => failed(id, &e),
         },
         (_, Ok(Some(_))) => policy(&session),
-    }
-}
-
-fn renew_command(source: &Source) -> String {
-    match source {
-        Source::File(p) => format!(
-            "BAO_TOKEN=$(cat {}) bao token renew",
-            ov_plugin_support::shell_quote(p)
-        ),
-        _ => "bao token renew".to_owned(),
     }
 }
 

@@ -146,6 +146,7 @@ impl Session {
             .with_problem("no_token")
             .hint("export BAO_TOKEN=…   # or: ov settings set openbao.token_file ~/.config/ov/openbao-token")
         })?;
+        auth::keep_fresh(&server, ctx, &token);
         Ok(Some(Session {
             server,
             token,
