@@ -234,8 +234,8 @@ fn with_token(ctx: &Context, id: &str, server: Server) -> CheckReport {
                 with_fix(
                     report(id, title(id), Status::Warn, finding),
                     format!(
-                        "bao login -address={}   # this token cannot be renewed: get a new one before it expires",
-                        session.server.config.address
+                        "bao login {}   # this token cannot be renewed: get a new one before it expires",
+                        session.server.config.bao_flags()
                     ),
                 )
             } else {

@@ -202,6 +202,26 @@ impl Config {
         }))
     }
 
+    /// The flags that point a `bao` command at this server, for fixes
+    /// that work when pasted into a shell without `BAO_ADDR`.
+    pub fn bao_flags(&self) -> String {
+        let mut flags = self.server_flags();
+        if let Some(ns) = &self.namespace {
+            flags.push_str(&format!(" -namespace={ns}"));
+        }
+        flags
+    }
+
+    /// [`Config::bao_flags`] without the namespace, for the server-wide
+    /// `bao operator` commands.
+    pub fn server_flags(&self) -> String {
+        let mut flags = format!("-address={}", self.address);
+        if let Some(ca) = &self.cacert {
+            flags.push_str(&format!(" -ca-cert={}", ov_plugin_support::shell_quote(ca)));
+        }
+        flags
+    }
+
     /// What the engine names the server by: its address and namespace.
     pub fn target(&self) -> String {
         match &self.namespace {

@@ -122,8 +122,8 @@ pub(crate) fn health_problem(h: &Health, server: &Server) -> Option<BackendError
                 .with_problem("sealed")
                 .transient()
                 .hint(format!(
-                    "bao operator unseal -address={}   # once per unseal key share",
-                    server.config.address
+                    "bao operator unseal {}   # once per unseal key share",
+                    server.config.server_flags()
                 )),
         )
     } else {
@@ -205,12 +205,12 @@ impl Session {
         match source {
             Source::Unlock => BackendError::of(ErrorKind::WrongPassword, message),
             Source::Env(var) => BackendError::of(ErrorKind::Permissions, message).hint(format!(
-                "export {var}=$(bao login -token-only -address={})   # or unset {var}",
-                self.server.config.address
+                "export {var}=$(bao login -token-only {})   # or unset {var}",
+                self.server.config.bao_flags()
             )),
             Source::File(path) => BackendError::of(ErrorKind::Permissions, message).hint(format!(
-                "bao login -token-only -address={} > {}",
-                self.server.config.address,
+                "bao login -token-only {} > {}",
+                self.server.config.bao_flags(),
                 ov_plugin_support::shell_quote(path)
             )),
             Source::AppRole => {
