@@ -20,24 +20,43 @@ const POLICY: &str = "openbao.policy";
 /// Tokens that cannot be renewed warn with less than this many seconds left.
 const NEAR_EXPIRY: u64 = 3600;
 
+/// Each check: its id, its title, and the check it runs after.
+const CHECKS: &[(&str, &str, Option<&str>)] = &[
+    (REACHABLE, "the OpenBao server answers", None),
+    (
+        TLS,
+        "the OpenBao server's certificate is trusted",
+        Some(REACHABLE),
+    ),
+    (SEALED, "the OpenBao server is unsealed", Some(REACHABLE)),
+    (HA, "the OpenBao cluster has a leader", Some(SEALED)),
+    (TOKEN, "the OpenBao token is valid", Some(SEALED)),
+    (MOUNT, "the OpenBao mount is KV version 2", Some(TOKEN)),
+    (
+        POLICY,
+        "the OpenBao token may read and write ov's secrets",
+        Some(MOUNT),
+    ),
+];
+
 pub fn declare() -> Vec<CheckDecl> {
-    vec![
-        CheckDecl::new(REACHABLE, "the OpenBao server answers"),
-        CheckDecl::new(TLS, "the OpenBao server's certificate is trusted").after(REACHABLE),
-        CheckDecl::new(SEALED, "the OpenBao server is unsealed").after(REACHABLE),
-        CheckDecl::new(HA, "the OpenBao cluster has a leader").after(SEALED),
-        CheckDecl::new(TOKEN, "the OpenBao token is valid").after(SEALED),
-        CheckDecl::new(MOUNT, "the OpenBao mount is KV version 2").after(TOKEN),
-        CheckDecl::new(POLICY, "the OpenBao token may read and write ov's secrets").after(MOUNT),
-    ]
+    CHECKS
+        .iter()
+        .map(|(id, title, after)| {
+            let d = CheckDecl::new(*id, *title);
+            match after {
+                Some(a) => d.after(*a),
+                None => d,
+            }
+        })
+        .collect()
 }
 
 fn title(id: &str) -> &'static str {
-    declare()
-        .into_iter()
-        .find(|d| d.id == id)
-        .map(|d| Box::leak(d.title.into_boxed_str()) as &'static str)
-        .unwrap_or("")
+    CHECKS
+        .iter()
+        .find(|(i, _, _)| *i == id)
+        .map_or("", |(_, t, _)| t)
 }
 
 fn failed(id: &str, e: &BackendError) -> CheckReport {
@@ -49,7 +68,7 @@ fn failed(id: &str, e: &BackendError) -> CheckReport {
 }
 
 pub fn run(ctx: &Context, id: &str) -> Vec<CheckReport> {
-    if !declare().iter().any(|d| d.id == id) {
+    if !CHECKS.iter().any(|(i, _, _)| *i == id) {
         return Vec::new();
     }
     // Not in use here: nothing to check.
@@ -190,7 +209,6 @@ fn human(secs: u64) -> String {
 }
 
 fn with_token(ctx: &Context, id: &str, server: Server) -> CheckReport {
-    let config = server.config.clone();
     let token = match auth::token(&server, ctx) {
         Ok(Some(t)) => t,
         Ok(None) if id == TOKEN => {
@@ -207,7 +225,7 @@ fn with_token(ctx: &Context, id: &str, server: Server) -> CheckReport {
     };
     let lookup = auth::lookup(&server, &token.secret);
     let session = Session {
-        server: Server::new(config).expect("built once already"),
+        server,
         token,
         mount_ok: std::sync::OnceLock::new(),
     };
