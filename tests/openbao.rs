@@ -330,6 +330,14 @@ fn a_server_that_never_answers_costs_the_timeout_not_a_hang() {
         .expect("run");
     let r = TestEnv::check_in(&stdout(&out), "openbao.reachable");
     assert_eq!(r["status"], "fail", "{r}");
+    let fix = r["fix"].as_str().unwrap_or_default();
+    assert!(
+        fix.starts_with(&format!(
+            "bao status -address=https://127.0.0.1:{}",
+            silent.port
+        )),
+        "{r}"
+    );
 }
 
 #[test]

@@ -61,7 +61,8 @@ fn title(id: &str) -> &'static str {
 
 fn failed(id: &str, e: &BackendError) -> CheckReport {
     let r = report(id, title(id), Status::Fail, e.message.clone());
-    match e.hints.first() {
+    // A command's error sends people here; a finding names the next step.
+    match e.hints.iter().find(|h| !h.starts_with("ov doctor")) {
         Some(h) => with_fix(r, h.clone()),
         None => r,
     }
@@ -107,6 +108,13 @@ pub fn run(ctx: &Context, id: &str) -> Vec<CheckReport> {
                 format!(
                     "{} answers; TLS failed (openbao.tls)",
                     server.config.address
+                ),
+            ),
+            Err(e) if e.is("unreachable") || e.is("timed_out") => with_fix(
+                failed(id, &e),
+                format!(
+                    "bao status {}   # is the server up? if it listens elsewhere: ov settings set openbao.address https://HOST:8200",
+                    server.config.server_flags()
                 ),
             ),
             Err(e) => failed(id, &e),
