@@ -93,6 +93,8 @@ pub fn builtins() -> Vec<Arc<dyn Backend>> {
     b.push(linked(ov_plugin_kdbx::KdbxBackend));
     #[cfg(feature = "builtin-config")]
     b.push(linked(ov_plugin_config::ConfigBackend));
+    #[cfg(feature = "builtin-openbao")]
+    b.push(linked(ov_plugin_openbao::OpenBaoBackend));
     b
 }
 
@@ -102,6 +104,7 @@ pub const KNOWN_BACKENDS: &[(&str, &str)] = &[
     ("keyring", "libov_plugin_keyring.so"),
     ("kdbx", "libov_plugin_kdbx.so"),
     ("config", "libov_plugin_config.so"),
+    ("openbao", "libov_plugin_openbao.so"),
 ];
 
 impl Host {

@@ -1,7 +1,8 @@
 //! One store contract, run against each backend built in and loaded from
 //! its shared library through the real plugin ABI: the config backend, the
-//! kdbx backend, the keyring backend against a real gnome-keyring, and the
-//! example plugin (loaded only: it is never linked).
+//! kdbx backend, the keyring backend against a real gnome-keyring, the
+//! openbao backend against a real OpenBao server, and the example plugin
+//! (loaded only: it is never linked).
 
 #![allow(clippy::unwrap_used)] // the contract is test code called from tests
 
@@ -20,8 +21,19 @@ fn ctx(dir: &std::path::Path) -> Context {
 }
 
 fn contract(backend: &dyn Backend, name: &str, plaintext: bool) {
+    contract_with(backend, name, plaintext, Default::default());
+}
+
+/// The contract for a backend that needs settings to find its store.
+fn contract_with(
+    backend: &dyn Backend,
+    name: &str,
+    plaintext: bool,
+    settings: std::collections::BTreeMap<String, serde_json::Value>,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let mut ctx = ctx(tmp.path());
+    ctx.settings = settings;
     let desc = backend.describe();
     if desc.unlock.is_some() {
         unlock_contract(backend, &mut ctx);
@@ -225,4 +237,24 @@ fn example_backend_loaded_from_its_shared_library() {
     let lib = common::plugin_lib("ov_plugin_example");
     let backend = Library::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
     contract(&backend, "agefile", false);
+}
+
+/// A fresh OpenBao dev server for each run, with a token whose id is the
+/// contract's unlock secret (the token is what unlocks this backend).
+fn openbao_contract(backend: &dyn Backend) {
+    let bao = common::openbao::Bao::start();
+    bao.ok(&["token", "create", "-id=contract secret", "-policy=root"]);
+    contract_with(backend, "openbao", false, bao.settings());
+}
+
+#[test]
+fn openbao_backend_built_in() {
+    openbao_contract(&ov_plugin_openbao::OpenBaoBackend);
+}
+
+#[test]
+fn openbao_backend_loaded_from_its_shared_library() {
+    let lib = common::plugin_lib("ov_plugin_openbao");
+    let backend = Library::open(&lib).unwrap_or_else(|e| panic!("{}: {}", lib.display(), e.error));
+    openbao_contract(&backend);
 }

