@@ -189,9 +189,12 @@ pub(super) fn missing_backends(missing: &[(&str, &str)]) -> ov_checks::CheckRepo
 
 /// The backend's unlock variable, when it is set: every command stops on
 /// an empty one before a backend is asked.
+/// `unused` says why the backend cannot be used here, if it cannot (no
+/// server set, no database): then an unset variable is nothing to report.
 pub(super) fn unlock_env_check(
     id: &str,
     spec: &ov_plugin_api::UnlockSpec,
+    unused: impl FnOnce() -> Option<String>,
 ) -> ov_checks::CheckReport {
     let title = format!("{} in the environment", spec.env);
     if let Some(problem) = crate::unlock::env_problem(spec) {
@@ -199,7 +202,16 @@ pub(super) fn unlock_env_check(
         r.fix = Some(problem.fix());
         return r;
     }
-    let finding = if std::env::var_os(&spec.env).is_some() {
+    let set = std::env::var_os(&spec.env).is_some();
+    if !set && let Some(why) = unused() {
+        return report(
+            id,
+            &title,
+            Status::Skip,
+            format!("{} is not set, and not needed: {why}", spec.env),
+        );
+    }
+    let finding = if set {
         format!("{} is set: commands use it instead of asking", spec.env)
     } else {
         format!(

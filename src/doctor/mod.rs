@@ -278,9 +278,15 @@ pub fn tasks(paths: &Paths, host: &Host, asked: &[String]) -> Vec<Task> {
         if let Some(spec) = b.desc.unlock.clone() {
             let id = format!("{}.unlock_env", b.desc.name);
             let title = format!("{} in the environment", spec.env);
+            let (backend, ctx) = (Arc::clone(&b.backend), ctx.clone());
             tasks.push(
-                Task::single(id.clone(), title, move || unlock_env_check(&id, &spec))
-                    .after(format!("plugins.{}", b.desc.name)),
+                Task::single(id.clone(), title, move || {
+                    unlock_env_check(&id, &spec, || match backend.probe(&ctx) {
+                        ov_plugin_api::Availability::Unavailable { reason, .. } => Some(reason),
+                        _ => None,
+                    })
+                })
+                .after(format!("plugins.{}", b.desc.name)),
             );
         }
         let decls = declared.remove(&b.desc.name).unwrap_or_default();
