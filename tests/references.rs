@@ -556,3 +556,35 @@ fn a_value_that_looks_like_a_reference_is_passed_on_not_followed() {
         "ov://loop/a\n"
     );
 }
+
+#[test]
+fn env_files_combine_with_a_machine_keys_bundle() {
+    let (env, key) = common::with_machine_key("DB=from-bundle\n");
+    env.run_stdin(
+        &["secrets", "set", "ov/api-key", "openrouter"],
+        "from-store\n",
+    );
+    let file = env_file(
+        &env,
+        "extra.env",
+        "API=ov://ov/api-key/openrouter\nMODE=literal\n",
+    );
+    let out = env.run(&[
+        "run",
+        "--machine-key",
+        key.to_str().unwrap(),
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--all",
+        "--env-file",
+        &file,
+        "--",
+        "sh",
+        "-c",
+        "printf '%s %s %s' \"$DB\" \"$API\" \"$MODE\"",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "from-bundle from-store literal");
+}
