@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use crate::cli::{Engine, outln};
-use crate::error::{OvError, Result};
+use crate::error::Result;
 use crate::podman::{self, Macs, Podman};
 
 #[derive(Debug, Subcommand)]
@@ -103,20 +103,7 @@ impl Sources {
             );
         }
         for file in &self.env_files {
-            let text = ov_plugin_support::read_regular(file)
-                .map_err(|e| OvError::new(format!("cannot read {}: {e}", file.display())))?;
-            let text = String::from_utf8_lossy(&text);
-            let parsed = crate::dotenv::parse(&text).map_err(|errors| {
-                OvError::new(format!(
-                    "cannot read {}: {}",
-                    file.display(),
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ))
-            })?;
+            let parsed = super::run::read_env_file(file)?;
             names.extend(parsed.entries.into_iter().map(|e| e.key));
         }
         Ok(names)

@@ -226,6 +226,25 @@ fn app_secrets(
     Ok((usable.secrets, origin))
 }
 
+/// One env file, read and parsed, every bad line named with its number;
+/// its warnings (a key set twice) are said as notes.
+pub(super) fn read_env_file(file: &std::path::Path) -> Result<crate::dotenv::Parsed> {
+    let shown = file.display();
+    let bytes = ov_plugin_support::read_regular(file).map_err(|e| {
+        OvError::new(format!("cannot read {shown}: {e}"))
+            .hint(format!("ls -l {}", ov_plugin_support::shell_quote(file)))
+    })?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| OvError::new(format!("{shown} is not UTF-8 text")))?;
+    let parsed = crate::dotenv::parse(&text).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("{shown}:{e}")).collect();
+        OvError::new(format!("cannot read {shown}:\n  {}", lines.join("\n  ")))
+            .hint(ov_plugin_support::edit_command(file))
+    })?;
+    super::notes(&parsed.warnings);
+    Ok(parsed)
+}
+
 /// The variables of env files, in order, a later file's winning: literals
 /// as written, references resolved through the store. Every reference
 /// that does not resolve, in any of the files, is named with its file and
@@ -235,53 +254,51 @@ pub(super) fn env_file_vars(
     engine: &mut Option<Engine>,
     doing: &str,
 ) -> Result<Vec<Var>> {
+    // Every file is read and every reference parsed before the store is
+    // opened (once, and only if a reference needs it).
+    let mut written = Vec::new();
+    for file in files {
+        for entry in read_env_file(file)?.entries {
+            let at = format!("{}:{}", file.display(), entry.line);
+            let reference = refs::looks_like(entry.value.expose())
+                .then(|| refs::parse(entry.value.expose()))
+                .transpose()
+                .map_err(|e| e.context(format!("{at} {}: bad reference", entry.key)))?;
+            written.push((at, entry, reference));
+        }
+    }
+    let resolver = if written.iter().any(|(_, _, r)| r.is_some()) {
+        let engine = match engine {
+            Some(e) => e,
+            None => engine.insert(Engine::load()?),
+        };
+        Some(refs::Resolver::new(&engine.store, &engine.paths))
+    } else {
+        None
+    };
     let mut vars: Vec<Var> = Vec::new();
     let mut misses = Vec::new();
-    for file in files {
-        let shown = file.display();
-        let bytes = ov_plugin_support::read_regular(file).map_err(|e| {
-            OvError::new(format!("cannot read {shown}: {e}"))
-                .hint(format!("ls -l {}", ov_plugin_support::shell_quote(file)))
-        })?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| OvError::new(format!("{shown} is not UTF-8 text")))?;
-        let parsed = crate::dotenv::parse(&text).map_err(|errors| {
-            let lines: Vec<String> = errors.iter().map(|e| format!("{shown}:{e}")).collect();
-            OvError::new(format!("cannot read {shown}:\n  {}", lines.join("\n  ")))
-                .hint(ov_plugin_support::edit_command(file))
-        })?;
-        super::notes(&parsed.warnings);
-        for entry in parsed.entries {
-            let at = format!("{shown}:{} {}", entry.line, entry.key);
-            let text = entry.value.expose();
-            let var = if refs::looks_like(text) {
-                let reference =
-                    refs::parse(text).map_err(|e| e.context(format!("{at}: bad reference")))?;
-                let engine = match engine {
-                    Some(e) => e,
-                    None => engine.insert(Engine::load()?),
-                };
-                match refs::Resolver::new(&engine.store, &engine.paths).resolve(&reference)? {
-                    Ok((value, origin)) => Var {
-                        name: entry.key,
-                        origin: format!("{reference} from {origin}"),
-                        value,
-                    },
-                    Err(u) => {
-                        misses.push((at, u));
-                        continue;
-                    }
-                }
-            } else {
-                Var {
+    for (at, entry, reference) in written {
+        let var = match (reference, &resolver) {
+            (Some(reference), Some(resolver)) => match resolver.resolve(&reference)? {
+                Ok((value, origin)) => Var {
                     name: entry.key,
-                    origin: format!("{shown}:{} (literal)", entry.line),
-                    value: entry.value,
+                    origin: format!("{reference} from {origin}"),
+                    value,
+                },
+                Err(u) => {
+                    misses.push((format!("{at} {}", entry.key), u));
+                    continue;
                 }
-            };
-            vars.retain(|old| old.name != var.name);
-            vars.push(var);
-        }
+            },
+            _ => Var {
+                name: entry.key,
+                origin: format!("{at} (literal)"),
+                value: entry.value,
+            },
+        };
+        vars.retain(|old| old.name != var.name);
+        vars.push(var);
     }
     if !misses.is_empty() {
         return Err(refs::unresolved_error(&misses, doing));
