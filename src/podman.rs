@@ -2,9 +2,8 @@
 //! podman's stdin (never in argv), labelled so ov knows which are its own
 //! and whether a value changed, and the quadlet lines that inject them.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use hmac::{Hmac, Mac};
 use ov_plugin_api::Secret;
@@ -50,24 +49,11 @@ impl Podman {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>> {
-        let mut child = Command::new(&self.program)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| OvError::new(format!("cannot run {}: {e}", self.program.display())))?;
-        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(data)
-                .map_err(|e| OvError::new(format!("cannot pass the value to podman: {e}")))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| OvError::new(format!("waiting for podman: {e}")))?;
+        let out = crate::run::tool_output(
+            Command::new(&self.program).args(args),
+            "podman",
+            stdin.map(|data| ("the value", data)),
+        )?;
         if !out.status.success() {
             let said = String::from_utf8_lossy(&out.stderr);
             let said = said.trim().trim_start_matches("Error: ");

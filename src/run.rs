@@ -428,6 +428,34 @@ pub fn die_by_signal(sig: i32) -> i32 {
     128 + sig
 }
 
+/// Run a tool ov drives (podman, systemd-creds) to its end, `input`'s
+/// bytes on its stdin (a value never goes in argv), its stdout and
+/// stderr collected. `input` names what is passed, for the error.
+pub fn tool_output(
+    command: &mut Command,
+    tool: &str,
+    input: Option<(&str, &[u8])>,
+) -> Result<std::process::Output> {
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| OvError::new(format!("cannot run {tool}: {e}")))?;
+    if let (Some((what, data)), Some(mut pipe)) = (input, child.stdin.take()) {
+        std::io::Write::write_all(&mut pipe, data)
+            .map_err(|e| OvError::new(format!("cannot pass {what} to {tool}: {e}")))?;
+    }
+    child
+        .wait_with_output()
+        .map_err(|e| OvError::new(format!("waiting for {tool}: {e}")))
+}
+
 /// The text that replaces a secret in a masked command's output.
 pub const CONCEALED: &str = "<concealed by ov>";
 

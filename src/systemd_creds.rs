@@ -3,9 +3,8 @@
 //! line of a drop-in, so the unit gets `$CREDENTIALS_DIRECTORY/NAME` at
 //! start with no `ov` (and no plaintext on disk) at run time.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use ov_plugin_api::Secret;
 
@@ -49,28 +48,18 @@ fn program() -> Result<PathBuf> {
 /// The `SetCredentialEncrypted=NAME: …` line for `value`, as
 /// `systemd-creds encrypt --pretty` writes it.
 pub fn encrypt(name: &str, value: &Secret, with_key: &str) -> Result<String> {
-    let mut child = Command::new(program()?)
-        .args([
+    let out = crate::run::tool_output(
+        Command::new(program()?).args([
             "encrypt",
             &format!("--name={name}"),
             &format!("--with-key={with_key}"),
             "--pretty",
             "-",
             "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| OvError::new(format!("cannot run systemd-creds: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(value.expose().as_bytes())
-            .map_err(|e| OvError::new(format!("cannot pass {name} to systemd-creds: {e}")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| OvError::new(format!("waiting for systemd-creds: {e}")))?;
+        ]),
+        "systemd-creds",
+        Some((name, value.expose().as_bytes())),
+    )?;
     if !out.status.success() {
         let said = String::from_utf8_lossy(&out.stderr);
         let mut e = OvError::new(format!(
