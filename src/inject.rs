@@ -99,8 +99,8 @@ fn load_record(paths: &Paths) -> BTreeMap<String, String> {
 
 /// Why `out` may not be written, if it may not: never a symlink or a
 /// directory, and not a file ov did not write unless `force`.
-/// `again` is the command line that would replace it anyway.
-pub fn refuse_overwrite(paths: &Paths, out: &Path, force: bool, again: &str) -> Result<()> {
+/// `command` is the `ov inject` command line without `-o`, for the hints.
+pub fn refuse_overwrite(paths: &Paths, out: &Path, force: bool, command: &str) -> Result<()> {
     let shown = out.display();
     let meta = match std::fs::symlink_metadata(out) {
         Ok(m) => m,
@@ -113,7 +113,7 @@ pub fn refuse_overwrite(paths: &Paths, out: &Path, force: bool, again: &str) -> 
         ))
         .hint(format!(
             "{} -o \"$(readlink -f {})\"   # the file it points to",
-            again.split(" -o ").next().unwrap_or("ov inject"),
+            command,
             ov_plugin_support::shell_quote(out)
         )));
     }
@@ -123,7 +123,7 @@ pub fn refuse_overwrite(paths: &Paths, out: &Path, force: bool, again: &str) -> 
         ))
         .hint(format!(
             "{} -o {}/{}",
-            again.split(" -o ").next().unwrap_or("ov inject"),
+            command,
             ov_plugin_support::shell_quote(out),
             "rendered"
         )));
@@ -139,7 +139,10 @@ pub fn refuse_overwrite(paths: &Paths, out: &Path, force: bool, again: &str) -> 
     Err(OvError::new(format!(
         "{shown} exists and is not a file ov inject wrote (or it was changed since)"
     ))
-    .hint(format!("{again}   # replace it anyway")))
+    .hint(format!(
+        "{command} -o {} --force   # replace it anyway",
+        ov_plugin_support::shell_quote(out)
+    )))
 }
 
 fn absolute(p: &Path) -> String {

@@ -51,8 +51,7 @@ pub fn run(a: InjectArgs) -> Result<i32> {
             .as_deref()
             .map(|i| format!(" -i {}", q(i)))
             .unwrap_or_default();
-        let again = format!("ov inject{input} -o {} --force", q(out));
-        inject::refuse_overwrite(&engine.paths, out, a.force, &again)?;
+        inject::refuse_overwrite(&engine.paths, out, a.force, &format!("ov inject{input}"))?;
     }
     let resolver = refs::Resolver::new(&engine.store, &engine.paths);
     let mut values = Vec::new();
