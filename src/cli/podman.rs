@@ -69,10 +69,10 @@ impl Sources {
             }
             None => Vec::new(),
         };
-        for v in super::run::env_file_vars(&self.env_files, engine, doing)? {
-            vars.retain(|old| old.name != v.name);
-            vars.push(v);
-        }
+        super::run::overlay(
+            &mut vars,
+            super::run::env_file_vars(&self.env_files, engine, doing)?,
+        );
         Ok(vars)
     }
 

@@ -85,10 +85,10 @@ pub fn run(a: RunArgs) -> Result<i32> {
         )
         .hint("ov run --app APP --env ENV --all --env-file FILE -- …"));
     }
-    for v in env_file_vars(&a.env_files, &mut engine, "the command was not started")? {
-        vars.retain(|old| old.name != v.name);
-        vars.push(v);
-    }
+    overlay(
+        &mut vars,
+        env_file_vars(&a.env_files, &mut engine, "the command was not started")?,
+    );
     if a.dry_run {
         for v in &vars {
             outln!("{}\t{}", v.name, v.origin);
@@ -114,6 +114,14 @@ pub fn run(a: RunArgs) -> Result<i32> {
         run::run_masked(&a.command, &secrets, &relaunch)
     } else {
         run::exec_with_env(&a.command, &secrets, &relaunch)
+    }
+}
+
+/// Add `later` to `vars`, each replacing a variable of the same name.
+pub(super) fn overlay(vars: &mut Vec<Var>, later: impl IntoIterator<Item = Var>) {
+    for v in later {
+        vars.retain(|old| old.name != v.name);
+        vars.push(v);
     }
 }
 
@@ -297,8 +305,7 @@ pub(super) fn env_file_vars(
                 value: entry.value,
             },
         };
-        vars.retain(|old| old.name != var.name);
-        vars.push(var);
+        overlay(&mut vars, [var]);
     }
     if !misses.is_empty() {
         return Err(refs::unresolved_error(&misses, doing));
