@@ -117,12 +117,11 @@ pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 
 /// The file `prog` names: itself when it has a `/`, else the first match
 /// on PATH (the one `execvp` found and could not run).
-fn locate(prog: &Path) -> Option<PathBuf> {
+fn locate(prog: &Path, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
     if prog.as_os_str().as_encoded_bytes().contains(&b'/') {
         return Some(prog.to_path_buf());
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    std::env::split_paths(path?)
         .map(|d| d.join(prog))
         .find(|p| p.exists())
 }
@@ -134,6 +133,17 @@ pub type Relaunch<'a> = &'a dyn Fn(&std::ffi::OsStr) -> String;
 /// Why `cmd` could not be started, with the exit status 126 or 127 a
 /// shell would give.
 pub fn spawn_error(cmd: &[OsString], e: &std::io::Error, relaunch: Relaunch) -> OvError {
+    spawn_error_on(cmd, e, relaunch, std::env::var_os("PATH").as_deref())
+}
+
+/// [`spawn_error`] for a command that was looked up on `path`, not on
+/// ov's own `PATH` (the agent starts commands on its client's).
+pub fn spawn_error_on(
+    cmd: &[OsString],
+    e: &std::io::Error,
+    relaunch: Relaunch,
+    path: Option<&std::ffi::OsStr>,
+) -> OvError {
     use std::os::unix::fs::PermissionsExt;
     let prog = Path::new(
         cmd.first()
@@ -142,7 +152,7 @@ pub fn spawn_error(cmd: &[OsString], e: &std::io::Error, relaunch: Relaunch) -> 
     let shown = prog.display();
     let quoted = ov_plugin_support::shell_quote(prog);
     let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
-    let found = locate(prog);
+    let found = locate(prog, path);
     let mut err = match (errno, &found) {
         (nix::errno::Errno::ENOENT, _) | (_, None) => {
             let mut err = if prog.components().count() > 1 || prog.is_absolute() {

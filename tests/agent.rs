@@ -1110,3 +1110,153 @@ fn sigterm_stops_an_agent_whose_socket_file_was_removed() {
     .expect("kill");
     wait_for("the agent stopped on SIGTERM", || !alive(agent.pid));
 }
+
+#[test]
+fn the_command_starts_as_the_client_would_start_it() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    // The program is looked up on the client's PATH, not the agent's.
+    let bin = env.root().join("client-bin");
+    fs::create_dir_all(&bin).expect("mkdir");
+    env.write(
+        &bin.join("only-the-client-has-this"),
+        "#!/bin/sh\necho found \"$1\"\n",
+        0o755,
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = env
+        .command(&run_agent(
+            &key,
+            &["--all", "--", "only-the-client-has-this", "arg one"],
+        ))
+        .env("PATH", &path)
+        .output()
+        .expect("run");
+    assert_eq!(stdout(&out), "found arg one\n", "{}", stderr(&out));
+    // A secret replaces the client's variable of the same name, once;
+    // the client's other variables are kept.
+    let out = env
+        .command(&run_agent(
+            &key,
+            &[
+                "--all",
+                "--",
+                "sh",
+                "-c",
+                "env | grep -c '^API_KEY='; echo \"$API_KEY $KEPT\"",
+            ],
+        ))
+        .env("API_KEY", "the client's own")
+        .env("KEPT", "kept")
+        .output()
+        .expect("run");
+    assert_eq!(
+        stdout(&out),
+        "1\ns3cr3t-value-42 kept\n",
+        "{}",
+        stderr(&out)
+    );
+    // None of the command's signals is blocked, and none ignored that a
+    // plain child of this test has not ignored too: the agent ignores
+    // SIGPIPE and blocks the signals that stop it, and passes on neither.
+    let masks = |text: &str| -> (u64, u64) {
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+        };
+        (field("SigBlk:"), field("SigIgn:"))
+    };
+    let signals = ["-E", "^Sig(Ign|Blk):", "/proc/self/status"];
+    let plain = std::process::Command::new("grep")
+        .args(signals)
+        .output()
+        .expect("grep");
+    let (_, plain_ignored) = masks(&String::from_utf8(plain.stdout).expect("utf-8"));
+    let mut args = vec!["--all", "--", "grep"];
+    args.extend(signals);
+    let (blocked, ignored) = masks(&env.ok(&run_agent(&key, &args)));
+    assert_eq!(blocked, 0, "blocked signals: {blocked:x}");
+    let sigpipe = 1u64 << (nix::libc::SIGPIPE - 1);
+    assert_eq!(ignored & sigpipe, 0, "SIGPIPE is ignored");
+    assert_eq!(ignored & !plain_ignored, 0, "ignored: {ignored:x}");
+    // In the client's directory, in a process group of its own.
+    let dir = env.root().join("work dir");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let out = env
+        .command(&run_agent(
+            &key,
+            &["--all", "--", "sh", "-c", "pwd; ps -o pgid= -p $$; echo $$"],
+        ))
+        .current_dir(&dir)
+        .output()
+        .expect("run");
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::trim)
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", stderr(&out));
+    assert_eq!(lines[0], dir.display().to_string());
+    assert_eq!(lines[1], lines[2], "its own process group");
+    // A directory on PATH the client cannot search is passed over, as a
+    // shell does; a file it finds but cannot run is 126.
+    let out = env
+        .command(&run_agent(&key, &["--all", "--", "true"]))
+        .env("PATH", format!("/nonexistent/dir:{path}"))
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.write(&bin.join("not-executable"), "#!/bin/sh\n", 0o644);
+    let out = env
+        .command(&run_agent(&key, &["--all", "--", "not-executable"]))
+        .env("PATH", &path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+}
+
+#[test]
+fn a_value_changed_while_the_agent_runs_is_the_one_the_next_command_gets() {
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    let show = [
+        "--secrets",
+        "API_KEY",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$API_KEY\"",
+    ];
+    assert_eq!(env.ok(&run_agent(&key, &show)), "s3cr3t-value-42\n");
+    // Setting a value seals the bundle again; the agent reads the new one.
+    // Same length, so only the file's identity tells them apart.
+    env.ov(&[
+        "secrets",
+        "set",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "API_KEY",
+    ])
+    .write_stdin("s3cr3t-value-43")
+    .assert()
+    .success();
+    assert_eq!(env.ok(&run_agent(&key, &show)), "s3cr3t-value-43\n");
+    // A bundle removed is an error, not the value the agent saw before.
+    let bundle = env.root().join("data/ov/bundles/myapp/production.age");
+    fs::remove_file(&bundle).expect("remove the bundle");
+    let out = env.run(&run_agent(&key, &show));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with("ov: error: cannot open the bundle"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -12,6 +12,7 @@ pub mod install;
 pub mod location;
 pub mod protocol;
 pub mod server;
+mod spawn;
 
 use std::ffi::OsString;
 use std::os::fd::AsRawFd;

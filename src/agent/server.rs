@@ -6,8 +6,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -71,7 +69,12 @@ struct Agent {
     active: Mutex<usize>,
     slot_freed: Condvar,
     last_request: Mutex<Instant>,
+    /// Each app/env's opened bundle, with the identity of the file it was
+    /// read from.
+    bundles: Mutex<BundleCache>,
 }
+
+type BundleCache = std::collections::HashMap<(String, String), ([u64; 7], Vec<(String, Secret)>)>;
 
 /// Held while a connection is served; frees its slot however it ends.
 struct Slot<'a>(&'a Agent);
@@ -119,6 +122,7 @@ pub fn serve(config: Config) -> Result<i32> {
         active: Mutex::new(0),
         slot_freed: Condvar::new(),
         last_request: Mutex::new(Instant::now()),
+        bundles: Mutex::new(BundleCache::new()),
     });
     {
         let agent = Arc::clone(&agent);
@@ -442,14 +446,59 @@ impl Agent {
         }
     }
 
+    /// The app/env's bundle, opened again only when its file changed
+    /// (another inode, size or time): a request then costs a `stat`, not
+    /// a decryption.
+    fn bundle(
+        &self,
+        key: &MachineKey,
+        paths: &Paths,
+        app: &str,
+        env: &str,
+    ) -> Result<Vec<(String, Secret)>> {
+        use std::os::unix::fs::MetadataExt;
+        let path = mk::default_bundle_path(paths, app, env);
+        // Taken before the file is read: if it is replaced in between, the
+        // next request sees another identity and reads it again.
+        let id = std::fs::metadata(&path).ok().map(|m| {
+            [
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime() as u64,
+                m.mtime_nsec() as u64,
+                m.ctime() as u64,
+                m.ctime_nsec() as u64,
+            ]
+        });
+        let slot = (app.to_owned(), env.to_owned());
+        if let Some(id) = id {
+            let cache = self.bundles.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((seen, secrets)) = cache.get(&slot)
+                && *seen == id
+            {
+                return Ok(secrets.clone());
+            }
+        }
+        let secrets = mk::open(&path, key, app, env)?;
+        let mut cache = self.bundles.lock().unwrap_or_else(|e| e.into_inner());
+        match id {
+            Some(id) => {
+                cache.insert(slot, (id, secrets.clone()));
+            }
+            None => {
+                cache.remove(&slot);
+            }
+        }
+        Ok(secrets)
+    }
+
     /// The secrets a run request names, read here: they go into the
     /// command's environment and never onto the socket.
     fn secrets(&self, req: &RunRequest, app: &str, env: &str) -> Result<Vec<(String, Secret)>> {
         let selection = crate::run::parse_selection(Some(&req.names), req.all, app, env)?;
         let all = match &self.config.source {
-            Source::Bundles { key, paths } => {
-                mk::open(&mk::default_bundle_path(paths, app, env), key, app, env)?
-            }
+            Source::Bundles { key, paths } => self.bundle(key, paths, app, env)?,
             Source::Store => {
                 let (tx, rx) = mpsc::channel();
                 let sent = self.store.as_ref().is_some_and(|s| {
@@ -500,45 +549,27 @@ impl Agent {
             )));
         };
         let secrets = self.secrets(&req, &app, &env)?;
-        let (prog, args) = req
-            .argv
-            .split_first()
-            .ok_or_else(|| OvError::usage("no command to run"))?;
-        let mut cmd = Command::new(prog);
-        cmd.args(args)
-            .env_clear()
-            .envs(req.environ.iter().map(|(k, v)| (k, v)))
-            .current_dir(&req.cwd)
-            .stdin(Stdio::from(stdin))
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr))
-            // Not in the agent's process group: a Ctrl-C at the agent's
-            // terminal is not the command's.
-            .process_group(0);
-        for (k, v) in &secrets {
-            cmd.env(k, v.expose());
+        if req.argv.is_empty() {
+            return Err(OvError::usage("no command to run"));
         }
-        // SAFETY: pthread_sigmask and prctl are async-signal-safe; nothing
-        // else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                // The agent's threads block the signals that stop it; the
-                // command must not inherit that mask.
-                SigSet::empty().thread_set_mask()?;
-                // The command ends with its agent thread, never orphaned.
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
-                Ok(())
-            });
-        }
-        let spawned = cmd.spawn();
-        drop(cmd);
+        let started = super::spawn::Prepared::new(
+            &req.argv,
+            &req.environ,
+            &secrets,
+            &req.cwd,
+            [stdin, stdout, stderr],
+        )
+        .and_then(super::spawn::Prepared::spawn);
         drop(secrets);
-        let mut child = spawned.map_err(|e| {
-            crate::run::spawn_error(&req.argv, &e, &|p| {
-                format!("ov run --agent ... -- {}", p.to_string_lossy())
-            })
+        let pid = started.map_err(|e| {
+            let path = req.environ.iter().find(|(k, _)| k == "PATH");
+            crate::run::spawn_error_on(
+                &req.argv,
+                &e,
+                &|p| format!("ov run --agent ... -- {}", p.to_string_lossy()),
+                path.map(|(_, v)| v.as_os_str()),
+            )
         })?;
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
         // The pid is signalled only while the child is unreaped, so a
         // recycled pid is never hit.
         let live = Arc::new(Mutex::new(Some(pid)));
@@ -553,16 +584,31 @@ impl Agent {
                 nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
             ) {}
             live.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let status = child.wait();
+            let status = loop {
+                match nix::sys::wait::waitpid(pid, None) {
+                    Err(nix::errno::Errno::EINTR) => {}
+                    other => break other,
+                }
+            };
             // Ends the signal reader.
             let _ = conn.shutdown(std::net::Shutdown::Read);
             status
         });
-        let status = result.map_err(|e| OvError::new(format!("waiting for the command: {e}")))?;
-        Ok(Answer::Exit {
-            code: status.code(),
-            signal: status.signal(),
-        })
+        use nix::sys::wait::WaitStatus;
+        match result.map_err(|e| OvError::new(format!("waiting for the command: {e}")))? {
+            WaitStatus::Exited(_, code) => Ok(Answer::Exit {
+                code: Some(code),
+                signal: None,
+            }),
+            WaitStatus::Signaled(_, sig, _) => Ok(Answer::Exit {
+                code: None,
+                signal: Some(sig as i32),
+            }),
+            other => Err(
+                OvError::new(format!("the command's end could not be read: {other:?}"))
+                    .kind(Kind::Internal),
+            ),
+        }
     }
 
     /// Pass each signal frame to the command; a client gone mid-run gets
