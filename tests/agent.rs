@@ -404,7 +404,8 @@ fn stale_and_future_timestamps_are_refused() {
 fn an_oversized_frame_is_refused_and_the_agent_goes_on() {
     let (env, key) = setup();
     let _agent = start(&env, &key, &[]);
-    let mut header = b"ov\x00\x01".to_vec();
+    let mut header = b"ov".to_vec();
+    header.extend_from_slice(&ov::agent::protocol::VERSION.to_be_bytes());
     header.extend_from_slice(&(16u32 << 20).to_be_bytes());
     let answer = answer_json(&send_raw(&socket(&env), &header));
     assert!(
@@ -438,8 +439,10 @@ fn a_client_sending_a_byte_a_second_loses_its_connection() {
     let _agent = start(&env, &key, &["--read-timeout", "1s"]);
     let mut slow = UnixStream::connect(socket(&env)).expect("connect");
     // A header that promises 100 bytes, then one byte a second.
-    slow.write_all(b"ov\x00\x01\x00\x00\x00\x64")
-        .expect("header");
+    let mut header = b"ov".to_vec();
+    header.extend_from_slice(&ov::agent::protocol::VERSION.to_be_bytes());
+    header.extend_from_slice(&100u32.to_be_bytes());
+    slow.write_all(&header).expect("header");
     let mut dropped = false;
     for _ in 0..30 {
         std::thread::sleep(Duration::from_secs(1));
@@ -1259,4 +1262,35 @@ fn a_value_changed_while_the_agent_runs_is_the_one_the_next_command_gets() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn bytes_that_are_not_utf8_reach_the_command_unchanged() {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let (env, key) = setup();
+    let _agent = start(&env, &key, &[]);
+    let odd = std::ffi::OsString::from_vec(b"caf\xe9 \"$(x)\" `y` {\"hex\": \"41\"}".to_vec());
+    let dir = env.root().join(std::ffi::OsStr::from_bytes(b"dir-\xff"));
+    fs::create_dir_all(&dir).expect("mkdir");
+    let mut cmd = env.command(&run_agent(
+        &key,
+        &[
+            "--all",
+            "--",
+            "sh",
+            "-c",
+            "printf '%s|%s|' \"$1\" \"$ODD\"; pwd",
+            "sh",
+        ],
+    ));
+    cmd.arg(&odd).env("ODD", &odd).current_dir(&dir);
+    let out = cmd.output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut want = odd.as_bytes().to_vec();
+    want.push(b'|');
+    want.extend_from_slice(odd.as_bytes());
+    want.push(b'|');
+    want.extend_from_slice(dir.as_os_str().as_bytes());
+    want.push(b'\n');
+    assert_eq!(out.stdout, want);
 }

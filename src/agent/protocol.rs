@@ -25,7 +25,8 @@ use zeroize::Zeroizing;
 
 pub const MAGIC: [u8; 2] = *b"ov";
 /// The one protocol version this `ov` speaks.
-pub const VERSION: u16 = 1;
+/// 2: strings on the wire as JSON strings (1 sent serde's arrays of numbers).
+pub const VERSION: u16 = 2;
 const HEADER_LEN: usize = 8;
 /// No frame is larger: a request is a command line, an environment and
 /// some names.
@@ -120,11 +121,123 @@ pub struct RunRequest {
     pub all: bool,
     #[serde(default)]
     pub names: Vec<String>,
+    #[serde(with = "wire::list")]
     pub argv: Vec<OsString>,
+    #[serde(with = "wire::path")]
     pub cwd: PathBuf,
     /// The client's environment, which the command starts with.
-    #[serde(default)]
+    #[serde(default, with = "wire::pairs")]
     pub environ: Vec<(OsString, OsString)>,
+}
+
+/// How the command line, directory and environment go on the wire: each
+/// string as a JSON string when it is UTF-8 (nearly always), else as
+/// `{"hex": "…"}` of its bytes, so any byte string crosses unchanged.
+/// (serde's own form for an `OsString` is an array of numbers: three times
+/// the size, and slow to read.)
+mod wire {
+    use std::ffi::{OsStr, OsString};
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+    use serde::de::{self, Deserializer, MapAccess, Visitor};
+    use serde::ser::{SerializeMap, Serializer};
+    use serde::{Deserialize, Serialize};
+
+    struct Out<'a>(&'a OsStr);
+
+    impl Serialize for Out<'_> {
+        fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+            match self.0.to_str() {
+                Some(text) => ser.serialize_str(text),
+                None => {
+                    let hex: String = self
+                        .0
+                        .as_bytes()
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect();
+                    let mut map = ser.serialize_map(Some(1))?;
+                    map.serialize_entry("hex", &hex)?;
+                    map.end()
+                }
+            }
+        }
+    }
+
+    struct In(OsString);
+
+    impl<'de> Deserialize<'de> for In {
+        fn deserialize<D: Deserializer<'de>>(de: D) -> Result<In, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = In;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str(r#"a string, or {"hex": "…"}"#)
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<In, E> {
+                    Ok(In(OsString::from(v)))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<In, A::Error> {
+                    let (key, hex): (String, String) = map
+                        .next_entry()?
+                        .ok_or_else(|| de::Error::missing_field("hex"))?;
+                    if key != "hex" || hex.len() % 2 != 0 {
+                        return Err(de::Error::custom("not a hex byte string"));
+                    }
+                    let bytes = (0..hex.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("x"), 16))
+                        .collect::<Result<Vec<u8>, _>>()
+                        .map_err(|_| de::Error::custom("not a hex byte string"))?;
+                    Ok(In(OsString::from_vec(bytes)))
+                }
+            }
+            de.deserialize_any(V)
+        }
+    }
+
+    pub mod list {
+        use super::*;
+        pub fn serialize<S: Serializer>(v: &[OsString], ser: S) -> Result<S::Ok, S::Error> {
+            ser.collect_seq(v.iter().map(|s| Out(s)))
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<OsString>, D::Error> {
+            Ok(Vec::<In>::deserialize(de)?
+                .into_iter()
+                .map(|s| s.0)
+                .collect())
+        }
+    }
+
+    pub mod pairs {
+        use super::*;
+        pub fn serialize<S: Serializer>(
+            v: &[(OsString, OsString)],
+            ser: S,
+        ) -> Result<S::Ok, S::Error> {
+            ser.collect_seq(v.iter().map(|(k, v)| (Out(k), Out(v))))
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            de: D,
+        ) -> Result<Vec<(OsString, OsString)>, D::Error> {
+            Ok(Vec::<(In, In)>::deserialize(de)?
+                .into_iter()
+                .map(|(k, v)| (k.0, v.0))
+                .collect())
+        }
+    }
+
+    pub mod path {
+        use super::*;
+        pub fn serialize<S: Serializer>(p: &std::path::Path, ser: S) -> Result<S::Ok, S::Error> {
+            Out(p.as_os_str()).serialize(ser)
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            de: D,
+        ) -> Result<std::path::PathBuf, D::Error> {
+            Ok(In::deserialize(de)?.0.into())
+        }
+    }
 }
 
 /// What the agent answers.
