@@ -12,6 +12,7 @@ use crate::machine_key::{self as mk, DEFAULT_ENV};
 use crate::paths::Paths;
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum AgentCommand {
     /// Start the agent (a daemon, unless --foreground)
     Start(StartArgs),

@@ -12,6 +12,7 @@ use crate::machine_key::{self as mk, DEFAULT_ENV, Registry};
 use crate::paths::Paths;
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum AuthCommand {
     /// Write a fresh 32-byte machine key (mode 0600) and seal the app's secrets to it
     DeriveMachineKey(DeriveArgs),
@@ -49,6 +50,7 @@ pub struct DeriveArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum MachineKeyCommand {
     /// Show registered machine keys
     List(crate::cli::JsonArgs),

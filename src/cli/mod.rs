@@ -113,6 +113,7 @@ pub(crate) fn info(line: &str) {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum Command {
     /// Diagnose the secret setup; every problem comes with the command that fixes it
     Doctor(doctor::DoctorArgs),
@@ -294,7 +295,8 @@ pub(crate) fn load_host() -> Host {
     host
 }
 
-/// `--json`, for commands whose output scripts parse.
+// `--json`, for commands whose output scripts parse (a plain comment, as
+// for `AppFlags`).
 #[derive(Debug, clap::Args)]
 pub(crate) struct JsonArgs {
     /// Print JSON for scripts

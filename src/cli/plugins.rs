@@ -9,6 +9,7 @@ use crate::host::{Host, State};
 use crate::paths::Paths;
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum PluginsCommand {
     /// Name, version, ABI, origin and status of every plugin; exits 1 if one failed to load
     List(crate::cli::JsonArgs),

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::podman::{self, Macs, Podman};
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum PodmanCommand {
     /// Create a podman secret per variable (value on podman's stdin) and print the quadlet lines
     Provision(ProvisionArgs),

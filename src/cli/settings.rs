@@ -9,6 +9,7 @@ use crate::paths::Paths;
 use crate::settings::{self, Origin, Settings, Specs};
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum SettingsCommand {
     /// Print a setting's effective value
     Get {

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::systemd_creds as creds;
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum SystemdCommand {
     /// Encrypt each variable with systemd-creds into a drop-in of the unit (SetCredentialEncrypted=)
     Credentials(CredentialsArgs),

@@ -28,6 +28,7 @@ pub struct ManifestArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 enum ManifestCommand {
     /// Generate the secrets that have no value (with --force, the set ones too, after a backup)
     Generate(generate::GenerateArgs),

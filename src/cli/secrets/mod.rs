@@ -35,6 +35,7 @@ use set::SetArgs;
 use which::WhichArgs;
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum SecretsCommand {
     /// Create a KeePass database (default ~/.config/ov/secrets.kdbx) and record it in the settings
     Init(InitArgs),
@@ -79,7 +80,9 @@ pub struct EntryArgs {
     key: String,
 }
 
-/// `--app A --env E`: the secrets of an app, at service `A/E`.
+// `--app A --env E`: the secrets of an app, at service `A/E`. (A plain
+// comment: with deferred subcommands, a doc comment here would become the
+// about text of every command that flattens it.)
 #[derive(Debug, Args)]
 pub struct AppFlags {
     /// The app's secrets (service APP/ENV), by environment variable name

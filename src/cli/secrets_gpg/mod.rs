@@ -42,6 +42,7 @@ use setup::SetupArgs;
 use unset::UnsetArgs;
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum GpgCommand {
     /// Decrypt and print to stdout
     Show(FileArgs),
