@@ -257,7 +257,20 @@ fn run_through_the_agent_gets_the_named_secrets_and_the_exit_status() {
 
 #[test]
 fn signals_the_client_gets_reach_the_command() {
-    let (env, key) = setup();
+    signals_reach_the_command(false);
+}
+
+#[test]
+fn signals_reach_the_command_where_there_are_no_process_descriptors() {
+    signals_reach_the_command(true);
+}
+
+/// With `threaded`, the agent waits as on a kernel without pidfds.
+fn signals_reach_the_command(threaded: bool) {
+    let (mut env, key) = setup();
+    if threaded {
+        env.set_env("OV_AGENT_NO_PIDFD", "1");
+    }
     let _agent = start(&env, &key, &[]);
     let mark = env.root().join("got-hup");
     let script = format!(
@@ -564,7 +577,19 @@ fn sigkill_of_the_agent_is_a_clear_error_and_a_new_start_works() {
 
 #[test]
 fn sigkill_of_a_client_mid_request_leaves_no_command_and_no_zombie() {
-    let (env, key) = setup();
+    client_killed_mid_request(false);
+}
+
+#[test]
+fn a_client_killed_mid_request_ends_its_command_without_process_descriptors() {
+    client_killed_mid_request(true);
+}
+
+fn client_killed_mid_request(threaded: bool) {
+    let (mut env, key) = setup();
+    if threaded {
+        env.set_env("OV_AGENT_NO_PIDFD", "1");
+    }
     let agent = start(&env, &key, &[]);
     let (mut client, cmd_pid) = long_run(&env, &key);
     client.kill().expect("kill client");

@@ -72,6 +72,9 @@ struct Agent {
     /// Each app/env's opened bundle, with the identity of the file it was
     /// read from.
     bundles: Mutex<BundleCache>,
+    /// `OV_AGENT_NO_PIDFD` set: wait for commands as on a kernel without
+    /// process descriptors (a thread per run reads the client's frames).
+    no_pidfd: bool,
 }
 
 type BundleCache = std::collections::HashMap<(String, String), ([u64; 7], Vec<(String, Secret)>)>;
@@ -123,6 +126,7 @@ pub fn serve(config: Config) -> Result<i32> {
         slot_freed: Condvar::new(),
         last_request: Mutex::new(Instant::now()),
         bundles: Mutex::new(BundleCache::new()),
+        no_pidfd: std::env::var_os("OV_AGENT_NO_PIDFD").is_some_and(|v| !v.is_empty()),
     });
     {
         let agent = Arc::clone(&agent);
@@ -570,30 +574,14 @@ impl Agent {
                 path.map(|(_, v)| v.as_os_str()),
             )
         })?;
-        // The pid is signalled only while the child is unreaped, so a
-        // recycled pid is never hit.
-        let live = Arc::new(Mutex::new(Some(pid)));
-        let reader = conn.try_clone().ok();
-        let result = std::thread::scope(|scope| {
-            if let Some(c) = &reader {
-                let live = Arc::clone(&live);
-                scope.spawn(move || self.forward_signals(c, &live));
-            }
-            while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitid(
-                nix::sys::wait::Id::Pid(pid),
-                nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
-            ) {}
-            live.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let status = loop {
-                match nix::sys::wait::waitpid(pid, None) {
-                    Err(nix::errno::Errno::EINTR) => {}
-                    other => break other,
-                }
-            };
-            // Ends the signal reader.
-            let _ = conn.shutdown(std::net::Shutdown::Read);
-            status
-        });
+        let pidfd = (!self.no_pidfd)
+            .then(|| super::spawn::pidfd_open(pid).ok())
+            .flatten();
+        let result = match pidfd {
+            Some(pidfd) => self.wait_polling(conn, pid, &pidfd),
+            // A kernel before 5.3: a thread reads the client's frames.
+            None => self.wait_threaded(conn, pid),
+        };
         use nix::sys::wait::WaitStatus;
         match result.map_err(|e| OvError::new(format!("waiting for the command: {e}")))? {
             WaitStatus::Exited(_, code) => Ok(Answer::Exit {
@@ -611,31 +599,124 @@ impl Agent {
         }
     }
 
+    /// Wait for the command in this one thread, passing on the signals
+    /// the client sends: the process descriptor becomes readable when the
+    /// command ends, and signals go through it, so they can only reach
+    /// this command, never a process that got its pid later.
+    fn wait_polling(
+        &self,
+        conn: &UnixStream,
+        pid: nix::unistd::Pid,
+        pidfd: &OwnedFd,
+    ) -> nix::Result<nix::sys::wait::WaitStatus> {
+        let mut client = true;
+        loop {
+            let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            if client {
+                fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN));
+            }
+            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+            if ready(&fds[0]) {
+                break;
+            }
+            if client && fds.get(1).is_some_and(ready) {
+                match self.signal_frame(conn, Some(Instant::now() + self.config.read_timeout)) {
+                    Ok(Some(sig)) => super::spawn::pidfd_signal(pidfd, sig),
+                    Ok(None) => {}
+                    Err(()) => {
+                        // The client is gone mid-run: so is its command.
+                        super::spawn::pidfd_signal(pidfd, Signal::SIGTERM);
+                        client = false;
+                    }
+                }
+            }
+        }
+        reap(pid)
+    }
+
+    /// [`Agent::wait_polling`] where there are no process descriptors: a
+    /// second thread reads the client's frames, and signals the pid only
+    /// while the command is unreaped.
+    fn wait_threaded(
+        &self,
+        conn: &UnixStream,
+        pid: nix::unistd::Pid,
+    ) -> nix::Result<nix::sys::wait::WaitStatus> {
+        let live = Arc::new(Mutex::new(Some(pid)));
+        let reader = conn.try_clone().ok();
+        std::thread::scope(|scope| {
+            if let Some(c) = &reader {
+                let live = Arc::clone(&live);
+                scope.spawn(move || self.forward_signals(c, &live));
+            }
+            while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitid(
+                nix::sys::wait::Id::Pid(pid),
+                nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+            ) {}
+            live.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let status = reap(pid);
+            // Ends the signal reader.
+            let _ = conn.shutdown(std::net::Shutdown::Read);
+            status
+        })
+    }
+
+    /// The next frame from a client whose command runs: the signal it
+    /// asks to pass on (`None` for a frame that is not a valid signal
+    /// request), or `Err` when the client is gone.
+    fn signal_frame(
+        &self,
+        conn: &UnixStream,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Signal>, ()> {
+        let mut fds = Vec::new();
+        let payload = protocol::read_frame(conn, deadline, &mut fds).map_err(|_| ())?;
+        Ok(
+            match protocol::open_request(
+                &self.config.key,
+                &payload,
+                protocol::now_ms(),
+                &self.nonces,
+            ) {
+                Ok((Request::Signal { signal }, _)) => Signal::try_from(signal).ok(),
+                _ => None,
+            },
+        )
+    }
+
     /// Pass each signal frame to the command; a client gone mid-run gets
     /// its command a SIGTERM.
     fn forward_signals(&self, conn: &UnixStream, live: &Mutex<Option<nix::unistd::Pid>>) {
         loop {
-            let mut fds = Vec::new();
-            match protocol::read_frame(conn, None, &mut fds) {
-                Ok(payload) => {
-                    if let Ok((Request::Signal { signal }, _)) = protocol::open_request(
-                        &self.config.key,
-                        &payload,
-                        protocol::now_ms(),
-                        &self.nonces,
-                    ) && let Ok(sig) = Signal::try_from(signal)
-                        && let Some(pid) = *live.lock().unwrap_or_else(|e| e.into_inner())
-                    {
-                        let _ = nix::sys::signal::kill(pid, sig);
-                    }
+            let next = self.signal_frame(conn, None);
+            let Some(pid) = *live.lock().unwrap_or_else(|e| e.into_inner()) else {
+                return;
+            };
+            match next {
+                Ok(Some(sig)) => {
+                    let _ = nix::sys::signal::kill(pid, sig);
                 }
-                Err(_) => {
-                    if let Some(pid) = *live.lock().unwrap_or_else(|e| e.into_inner()) {
-                        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
-                    }
+                Ok(None) => {}
+                Err(()) => {
+                    let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Reap the command and say how it ended.
+fn reap(pid: nix::unistd::Pid) -> nix::Result<nix::sys::wait::WaitStatus> {
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Err(nix::errno::Errno::EINTR) => {}
+            other => return other,
         }
     }
 }

@@ -255,3 +255,32 @@ impl Prepared {
         }
     }
 }
+
+/// A descriptor for the process `pid` (Linux 5.3 and later). Race-free
+/// for a child not yet reaped: its pid cannot be reused before then.
+pub fn pidfd_open(pid: Pid) -> std::io::Result<OwnedFd> {
+    // SAFETY: a plain system call; on success it returns a new descriptor
+    // that nothing else owns.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = libc::c_int::try_from(fd).map_err(|_| std::io::Error::other("bad descriptor"))?;
+    // SAFETY: see above; close-on-exec is the default for pidfds.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Send `sig` to the process `pidfd` names; an error (it has ended) is
+/// ignored.
+pub fn pidfd_signal(pidfd: &OwnedFd, sig: nix::sys::signal::Signal) {
+    // SAFETY: a plain system call on a descriptor we own, no siginfo.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        );
+    }
+}
