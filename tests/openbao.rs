@@ -570,3 +570,90 @@ fn a_renewable_token_near_expiry_is_renewed_by_ov() {
     let r = check(&env, "openbao.token");
     assert_eq!(r["status"], "ok", "{r}");
 }
+
+#[test]
+fn a_token_kept_in_another_backend_opens_openbao_and_a_missing_one_says_how_to_store_it() {
+    let bao = Bao::start();
+    let env = TestEnv::new();
+    bao.configure(&env);
+    bao.ok(&["kv", "put", "secret/team/app", "key=v"]);
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    env.ok(&["settings", "set", "openbao.token_ref", "ov://ops/bao-token"]);
+
+    // No BAO_TOKEN, and the entry is not stored yet: the reference is named.
+    let out = env.run(&["secrets", "get", "team/app", "key"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "ov: error: openbao.token_ref names ov://ops/bao-token, which no other backend holds"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let fix = hint_starting(&out, "ov secrets set ops bao-token");
+    let stored = env.paste_in(&fix, env.root(), common::openbao::ROOT_TOKEN);
+    assert!(stored.status.success(), "{}", stderr(&stored));
+
+    assert_eq!(env.ok(&["secrets", "get", "team/app", "key"]), "v\n");
+}
+
+#[test]
+fn approle_credentials_kept_in_another_backend() {
+    let bao = Bao::start();
+    bao.ok(&["auth", "enable", "approle"]);
+    let policy = bao.dir.path().join("ov.hcl");
+    std::fs::write(
+        &policy,
+        "path \"secret/data/*\" { capabilities = [\"read\"] }\n",
+    )
+    .expect("policy");
+    bao.ok(&["policy", "write", "ov-host", &policy.display().to_string()]);
+    bao.ok(&["write", "auth/approle/role/host", "token_policies=ov-host"]);
+    let role_id = bao.ok(&["read", "-field=role_id", "auth/approle/role/host/role-id"]);
+    let secret_id = bao.ok(&[
+        "write",
+        "-f",
+        "-field=secret_id",
+        "auth/approle/role/host/secret-id",
+    ]);
+    let env = TestEnv::new();
+    bao.configure(&env);
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    env.run_stdin(
+        &["secrets", "set", "ops/approle", "role_id"],
+        role_id.trim(),
+    );
+    env.run_stdin(
+        &["secrets", "set", "ops/approle", "secret_id"],
+        secret_id.trim(),
+    );
+    env.ok(&[
+        "settings",
+        "set",
+        "openbao.role_id_ref",
+        "ov://ops/approle/role_id",
+    ]);
+    env.ok(&[
+        "settings",
+        "set",
+        "openbao.secret_id_ref",
+        "ov://ops/approle/secret_id",
+    ]);
+    bao.ok(&["kv", "put", "secret/host/app", "key=v"]);
+    assert_eq!(env.ok(&["secrets", "get", "host/app", "key"]), "v\n");
+}
+
+#[test]
+fn the_token_variable_check_is_skipped_where_no_server_is_set() {
+    let mut env = TestEnv::new();
+    env.set_env("BAO_TOKEN", "t");
+    let c = check(&env, "openbao.unlock_env");
+    assert_eq!(c["status"], "skip", "{c}");
+    assert!(
+        c["finding"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no server set"),
+        "{c}"
+    );
+}

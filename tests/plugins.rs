@@ -163,7 +163,7 @@ fn another_protocol_major_is_refused_with_both_versions() {
     let err = env.normalize(&stderr(&out));
     assert!(
         err.contains(
-            "ov: error: [TMP]/plugins/libov_plugin_fixture.so speaks plugin protocol v9.0, but this ov (v0.1.0) speaks plugin protocol v2.1"
+            "ov: error: [TMP]/plugins/libov_plugin_fixture.so speaks plugin protocol v9.0, but this ov (v0.1.0) speaks plugin protocol v2.2"
         ),
         "{err}"
     );

@@ -282,7 +282,11 @@ pub fn tasks(paths: &Paths, host: &Host, asked: &[String]) -> Vec<Task> {
             tasks.push(
                 Task::single(id.clone(), title, move || {
                     unlock_env_check(&id, &spec, || match backend.probe(&ctx) {
-                        ov_plugin_api::Availability::Unavailable { reason, .. } => Some(reason),
+                        // Down for now (a sealed server) is still in use.
+                        ov_plugin_api::Availability::Unavailable {
+                            reason,
+                            transient: false,
+                        } => Some(reason),
                         _ => None,
                     })
                 })

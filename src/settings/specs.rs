@@ -17,6 +17,8 @@ pub enum Kind {
     Backend(Vec<String>),
     Text,
     Path,
+    /// An `ov://SERVICE/KEY` reference to a store entry.
+    Reference,
     Bool,
     Seconds,
 }
@@ -26,6 +28,7 @@ impl Kind {
         match self {
             Kind::Choice(c) | Kind::Backend(c) => format!("one of {}", c.join(", ")),
             Kind::Text => "text".into(),
+            Kind::Reference => "a reference ov://SERVICE/KEY to a store entry".into(),
             Kind::Path => "an absolute file path or one starting with ~/".into(),
             Kind::Bool => "true or false".into(),
             Kind::Seconds => {
@@ -40,6 +43,7 @@ impl Kind {
         match kind {
             SettingKind::Choice { choices } => Kind::Choice(choices.clone()),
             SettingKind::Path => Kind::Path,
+            SettingKind::Reference => Kind::Reference,
             SettingKind::Bool => Kind::Bool,
             SettingKind::Seconds => Kind::Seconds,
             SettingKind::Text | SettingKind::Unknown => Kind::Text,
@@ -200,6 +204,13 @@ pub fn parse_value(spec: &KeySpec, raw: &str) -> Result<Value> {
                 Ok(Value::Text(raw.to_owned()))
             }
         }
+        Kind::Reference => match crate::refs::parse(raw.trim()) {
+            Ok(crate::refs::Reference::Entry(_)) => Ok(Value::Text(raw.trim().to_owned())),
+            Ok(crate::refs::Reference::Manifest(_)) => {
+                Err(bad().hint(format!("ov settings set {} ov://SERVICE/KEY", spec.name)))
+            }
+            Err(e) => Err(e.hint(format!("ov settings set {} ov://SERVICE/KEY", spec.name))),
+        },
         Kind::Path => {
             if raw.trim().is_empty()
                 || raw.chars().any(char::is_control)
@@ -240,7 +251,10 @@ pub(super) fn typed_from_toml(spec: &KeySpec, item: &toml_edit::Value) -> Option
         (Kind::Seconds, toml_edit::Value::Integer(i)) if (1..=MAX_SECONDS).contains(i.value()) => {
             Value::Int(*i.value())
         }
-        (Kind::Choice(_) | Kind::Text | Kind::Path, toml_edit::Value::String(s)) => {
+        (
+            Kind::Choice(_) | Kind::Text | Kind::Path | Kind::Reference,
+            toml_edit::Value::String(s),
+        ) => {
             return parse_value(spec, s.value()).ok();
         }
         _ => return None,

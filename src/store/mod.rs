@@ -2,10 +2,12 @@
 //! keyring, kdbx, config) and the first hit wins; writes go to the backend
 //! `secret_backend` forces, or to the first available writable one.
 
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use ov_plugin_api::{
-    Availability, BackendError, Context, EntryRef, ErrorKind, Secret, SecretBytes,
+    Availability, BackendError, Context, EntryRef, ErrorKind, Secret, SecretBytes, SettingKind,
 };
 
 use crate::env_backend::variable_name;
@@ -30,6 +32,11 @@ pub struct Store {
     /// The unlock chain of each backend that declares an unlock secret.
     unlockers: BTreeMap<String, Unlocker>,
     forced: Option<String>,
+    /// Each backend's reference settings, read from the other backends
+    /// once per process: backend name → setting name → value.
+    credentials: RefCell<BTreeMap<String, BTreeMap<String, Secret>>>,
+    /// Reading some backend's credentials now (a guard against a loop).
+    resolving: Cell<bool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -48,6 +55,7 @@ pub fn context(paths: &Paths, settings: &Settings) -> Context {
         settings: settings.to_context_map(paths),
         unlock: None,
         unlock_cached: false,
+        credentials: BTreeMap::new(),
     }
 }
 
@@ -74,6 +82,8 @@ impl Store {
             ctx,
             host,
             forced: settings.forced_backend().map(str::to_owned),
+            credentials: RefCell::default(),
+            resolving: Cell::new(false),
         }
     }
 
@@ -93,7 +103,9 @@ impl Store {
     /// `ctx` with backend `b`'s unlock secret when one is at hand without
     /// asking (environment, cache), for work that must not prompt.
     pub fn quiet_context(&self, b: &Loaded) -> Context {
-        let mut ctx = self.ctx.clone();
+        let mut ctx = self
+            .context_for(b)
+            .map_or_else(|_| self.ctx.clone(), Cow::into_owned);
         if let Some(u) = self.unlocker(&b.desc.name) {
             ctx.unlock = u.quiet_secret();
         }
@@ -109,17 +121,134 @@ impl Store {
         b: &Loaded,
         op: impl Fn(&Context) -> std::result::Result<T, ov_plugin_api::BackendError>,
     ) -> Result<std::result::Result<T, ov_plugin_api::BackendError>> {
+        let ctx = self.context_for(b)?;
         let Some(unlocker) = self.unlocker(&b.desc.name) else {
-            return Ok(op(&self.ctx));
+            return Ok(op(&ctx));
         };
-        match op(&self.ctx) {
+        match op(&ctx) {
             // Without a secret a store may still open (a key-file-only
             // database); if it refuses, the secret is what is missing.
             Err(e) if matches!(e.kind, ErrorKind::Locked | ErrorKind::WrongPassword) => {
-                unlocker.run(&self.ctx, op).map(Ok)
+                unlocker.run(&ctx, op).map(Ok)
             }
             other => Ok(other),
         }
+    }
+
+    /// The reference settings (`SettingKind::Reference`) the user set for
+    /// backend `b`: setting name → the reference as written.
+    fn references(&self, b: &Loaded) -> Vec<(String, String)> {
+        b.desc
+            .settings
+            .iter()
+            .filter(|s| s.kind == SettingKind::Reference)
+            .filter_map(|s| {
+                let v = self.ctx.setting_str(&s.name)?.trim();
+                (!v.is_empty()).then(|| (s.name.clone(), v.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The context backend `b` is called with: the common one, plus the
+    /// entries its reference settings name, read from the other backends
+    /// (a backend sees no other entry of another backend).
+    fn context_for(&self, b: &Loaded) -> Result<Cow<'_, Context>> {
+        let refs = self.references(b);
+        if refs.is_empty() {
+            return Ok(Cow::Borrowed(&self.ctx));
+        }
+        let known = self.credentials.borrow().get(&b.desc.name).cloned();
+        let credentials = match known {
+            Some(c) => c,
+            None => {
+                if self.resolving.replace(true) {
+                    return Err(OvError::new(format!(
+                        "the {} backend's credentials are needed to read another backend's credentials: a loop",
+                        b.desc.name
+                    ))
+                    .hint("ov settings list   # keep the referenced entries in a backend that needs no reference"));
+                }
+                let read = self.read_credentials(b, &refs);
+                self.resolving.set(false);
+                let read = read?;
+                self.credentials
+                    .borrow_mut()
+                    .insert(b.desc.name.clone(), read.clone());
+                read
+            }
+        };
+        let mut ctx = self.ctx.clone();
+        ctx.credentials = credentials;
+        Ok(Cow::Owned(ctx))
+    }
+
+    /// Read each reference of `refs` from the backends other than `b`
+    /// that need no reference themselves, in chain order.
+    fn read_credentials(
+        &self,
+        b: &Loaded,
+        refs: &[(String, String)],
+    ) -> Result<BTreeMap<String, Secret>> {
+        let mut out = BTreeMap::new();
+        for (setting, text) in refs {
+            let entry = match crate::refs::parse(text)? {
+                crate::refs::Reference::Entry(e) => e,
+                crate::refs::Reference::Manifest(_) => {
+                    return Err(OvError::new(format!(
+                        "{setting} is {text}: a manifest secret, not a store entry"
+                    ))
+                    .hint(format!("ov settings set {setting} ov://SERVICE/KEY")));
+                }
+            };
+            let mut searched = Vec::new();
+            let mut unseen = Vec::new();
+            let mut found = None;
+            for other in self.chain() {
+                if other.desc.name == b.desc.name || !self.references(other).is_empty() {
+                    continue;
+                }
+                searched.push(other.desc.name.clone());
+                match self.call(other, |c| other.backend.get(c, &entry))? {
+                    Ok(Some(v)) => {
+                        found = Some(v);
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(e) if matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Locked) => {
+                        unseen.push(format!("{}: {}", other.desc.name, e.message));
+                    }
+                    Err(mut e) => {
+                        e.message = format!(
+                            "cannot read {text} ({setting}) from {}: {}",
+                            other.desc.name, e.message
+                        );
+                        return Err(e);
+                    }
+                }
+            }
+            let Some(value) = found else {
+                let mut message = format!(
+                    "{setting} names {text}, which no other backend holds (searched: {})",
+                    if searched.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        searched.join(", ")
+                    }
+                );
+                if !unseen.is_empty() {
+                    message.push_str(&format!("; not reachable: {}", unseen.join("; ")));
+                }
+                return Err(OvError::new(message)
+                    .hint(format!(
+                        "ov secrets set {} {}   # the value on stdin, or at the prompt",
+                        crate::refs::shell_word(&entry.service),
+                        crate::refs::shell_word(&entry.key)
+                    ))
+                    .hint(format!("ov settings unset {setting}")));
+            };
+            out.insert(setting.clone(), value);
+        }
+        Ok(out)
     }
 
     /// One backend's value for an entry, unlocking as needed.

@@ -18,6 +18,13 @@ pub enum SettingKind {
     Bool,
     /// Whole seconds from 1 to 4294967295 (a kernel key's timeout).
     Seconds,
+    /// An `ov://SERVICE/KEY` reference to an entry of another backend
+    /// (a token kept in the keyring): the engine reads that entry from the
+    /// other backends of the chain, never from the backend that declares
+    /// the setting, and hands its value over in
+    /// [`crate::Context::credentials`] under the setting's name. Only
+    /// entries a user named this way are ever handed to a backend.
+    Reference,
     /// One of a fixed set of words.
     Choice {
         choices: Vec<String>,

@@ -32,7 +32,7 @@ pub struct ProtocolVersion {
 }
 
 /// The protocol this crate speaks.
-pub const PROTOCOL: ProtocolVersion = ProtocolVersion { major: 2, minor: 1 };
+pub const PROTOCOL: ProtocolVersion = ProtocolVersion { major: 2, minor: 2 };
 
 impl fmt::Display for ProtocolVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -64,6 +64,12 @@ pub struct Context {
     /// for a secret from the environment, which leaves nothing behind.
     #[serde(default)]
     pub unlock_cached: bool,
+    /// The values of the backend's [`crate::SettingKind::Reference`]
+    /// settings the user set, read by the engine from the other backends:
+    /// setting name → the entry's value. Empty for every other backend.
+    /// (Protocol 2.2; an older engine sends none.)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub credentials: BTreeMap<String, Secret>,
 }
 
 impl Context {

@@ -11,6 +11,7 @@ use ov_plugin_api::{BackendError, Context, ErrorKind, Secret};
 use ov_plugin_support::check_private_file;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Cred;
 use crate::http::{Method, Server};
 
 /// Where the token in use came from.
@@ -20,6 +21,8 @@ pub enum Source {
     Unlock,
     Env(&'static str),
     File(PathBuf),
+    /// An entry of another backend, named by this reference setting.
+    Reference(String),
     AppRole,
 }
 
@@ -29,6 +32,7 @@ impl fmt::Display for Source {
             Source::Unlock => f.write_str("the OpenBao token ov was given"),
             Source::Env(v) => write!(f, "the token in ${v}"),
             Source::File(p) => write!(f, "the token in {}", p.display()),
+            Source::Reference(r) => write!(f, "the token {r} names"),
             Source::AppRole => f.write_str("the AppRole login's token"),
         }
     }
@@ -78,6 +82,25 @@ pub fn read_private(path: &Path, what: &str) -> Result<Secret, BackendError> {
     Ok(Secret::from(value))
 }
 
+/// The value the engine read for reference setting `setting`.
+fn referenced(ctx: &Context, setting: &str, what: &str) -> Result<Secret, BackendError> {
+    ctx.credentials.get(setting).cloned().ok_or_else(|| {
+        BackendError::new(format!(
+            "{setting} is set, but ov did not read the {what} it names (an engine older than this backend?)"
+        ))
+        .with_problem("reference_unread")
+        .hint(format!("ov settings unset {setting}"))
+    })
+}
+
+/// A credential from its file or its reference.
+fn read_cred(ctx: &Context, cred: &Cred, what: &str) -> Result<Secret, BackendError> {
+    match cred {
+        Cred::File(path) => read_private(path, what),
+        Cred::Ref(setting) => referenced(ctx, setting, what),
+    }
+}
+
 /// The token to use, or `None` when no source has one (the engine's
 /// unlock chain is the last resort: its variable, cache, or prompt).
 pub fn token(server: &Server, ctx: &Context) -> Result<Option<Token>, BackendError> {
@@ -102,6 +125,18 @@ pub fn token(server: &Server, ctx: &Context) -> Result<Option<Token>, BackendErr
             secret: read_private(path, "token")?,
             source: Source::File(path.clone()),
         }));
+    }
+    if ctx.setting_str(crate::config::TOKEN_REF).is_some() {
+        return referenced(ctx, crate::config::TOKEN_REF, "token").map(|secret| {
+            Some(Token {
+                secret,
+                source: Source::Reference(
+                    ctx.setting_str(crate::config::TOKEN_REF)
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
+            })
+        });
     }
     if let Some((role, secret)) = &server.config.approle {
         return approle(server, ctx, role, secret).map(Some);
@@ -240,10 +275,10 @@ struct AuthInfo {
 fn approle(
     server: &Server,
     ctx: &Context,
-    role_file: &Path,
-    secret_file: &Path,
+    role_file: &Cred,
+    secret_file: &Cred,
 ) -> Result<Token, BackendError> {
-    let role_id = read_private(role_file, "AppRole role_id")?;
+    let role_id = read_cred(ctx, role_file, "AppRole role_id")?;
     let path = kept_path(server, ctx, &role_id);
     if let Some(kept) = read_kept::<Kept>(&path) {
         if !near_expiry(kept.expires, kept.ttl) {
@@ -263,7 +298,7 @@ fn approle(
             });
         }
     }
-    let secret_id = read_private(secret_file, "AppRole secret_id")?;
+    let secret_id = read_cred(ctx, secret_file, "AppRole secret_id")?;
     let kept = login(server, &role_id, &secret_id)?;
     keep(&path, &kept)?;
     Ok(Token {
@@ -350,7 +385,7 @@ fn keep(path: &Path, kept: &Kept) -> Result<(), BackendError> {
 /// Forget a kept AppRole token (the server refused it: revoked).
 pub fn forget(server: &Server, ctx: &Context) {
     if let Some((role_file, _)) = &server.config.approle
-        && let Ok(role_id) = read_private(role_file, "AppRole role_id")
+        && let Ok(role_id) = read_cred(ctx, role_file, "AppRole role_id")
     {
         let _ = std::fs::remove_file(kept_path(server, ctx, &role_id));
     }

@@ -224,7 +224,7 @@ fn with_token(ctx: &Context, id: &str, server: Server) -> CheckReport {
                 id,
                 title(id),
                 Status::Skip,
-                "no token at hand (BAO_TOKEN, openbao.token_file, AppRole files or the unlock cache)",
+                "no token at hand (BAO_TOKEN, openbao.token_file, openbao.token_ref, AppRole or the unlock cache)",
             );
         }
         Ok(None) => return skip(id, "no token at hand (openbao.token)"),

@@ -15,6 +15,9 @@ pub const ALLOW_HTTP: &str = "openbao.allow_http";
 pub const TOKEN_FILE: &str = "openbao.token_file";
 pub const ROLE_ID_FILE: &str = "openbao.role_id_file";
 pub const SECRET_ID_FILE: &str = "openbao.secret_id_file";
+pub const TOKEN_REF: &str = "openbao.token_ref";
+pub const ROLE_ID_REF: &str = "openbao.role_id_ref";
+pub const SECRET_ID_REF: &str = "openbao.secret_id_ref";
 pub const APPROLE_MOUNT: &str = "openbao.approle_mount";
 pub const TIMEOUT: &str = "openbao.timeout";
 
@@ -79,6 +82,24 @@ pub fn specs() -> Vec<SettingSpec> {
             None,
         ),
         spec(
+            TOKEN_REF,
+            SettingKind::Reference,
+            "ov://SERVICE/KEY: a token kept in another backend (keyring, kdbx…)",
+            None,
+        ),
+        spec(
+            ROLE_ID_REF,
+            SettingKind::Reference,
+            "ov://SERVICE/KEY: the AppRole role_id kept in another backend",
+            None,
+        ),
+        spec(
+            SECRET_ID_REF,
+            SettingKind::Reference,
+            "ov://SERVICE/KEY: the AppRole secret_id kept in another backend",
+            None,
+        ),
+        spec(
             APPROLE_MOUNT,
             SettingKind::Text,
             "where the AppRole auth method is mounted",
@@ -93,6 +114,16 @@ pub fn specs() -> Vec<SettingSpec> {
     ]
 }
 
+/// Where a credential is read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cred {
+    /// A private file.
+    File(PathBuf),
+    /// A reference setting, whose value the engine hands over in
+    /// `Context::credentials`.
+    Ref(&'static str),
+}
+
 /// Where the server is and how to talk to it.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -104,7 +135,8 @@ pub struct Config {
     pub allow_http: bool,
     pub timeout: Duration,
     pub token_file: Option<PathBuf>,
-    pub approle: Option<(PathBuf, PathBuf)>,
+    /// The AppRole role_id and secret_id, each from a file or a reference.
+    pub approle: Option<(Cred, Cred)>,
     pub approle_mount: String,
 }
 
@@ -184,7 +216,14 @@ impl Config {
             .and_then(serde_json::Value::as_u64)
             .filter(|&s| s > 0)
             .unwrap_or(DEFAULT_TIMEOUT);
-        let approle = path_setting(ctx, ROLE_ID_FILE).zip(path_setting(ctx, SECRET_ID_FILE));
+        let cred = |file: &str, reference: &'static str| {
+            path_setting(ctx, file).map(Cred::File).or_else(|| {
+                ctx.setting_str(reference)
+                    .is_some_and(|v| !v.trim().is_empty())
+                    .then_some(Cred::Ref(reference))
+            })
+        };
+        let approle = cred(ROLE_ID_FILE, ROLE_ID_REF).zip(cred(SECRET_ID_FILE, SECRET_ID_REF));
         Ok(Some(Config {
             address,
             namespace,

@@ -213,6 +213,16 @@ impl Session {
                 self.server.config.bao_flags(),
                 ov_plugin_support::shell_quote(path)
             )),
+            Source::Reference(r) => BackendError::of(ErrorKind::Permissions, message).hint(
+                format!(
+                    "bao login -token-only {} | ov secrets set {}   # a fresh token where {r} points",
+                    self.server.config.bao_flags(),
+                    r.trim_start_matches("ov://")
+                        .rsplit_once('/')
+                        .map(|(s, k)| format!("{s} {k}"))
+                        .unwrap_or_default()
+                ),
+            ),
             Source::AppRole => {
                 BackendError::of(ErrorKind::Permissions, message).hint("ov doctor openbao.token")
             }
