@@ -657,3 +657,58 @@ fn the_token_variable_check_is_skipped_where_no_server_is_set() {
         "{c}"
     );
 }
+
+#[test]
+fn manifest_secrets_are_generated_into_openbao_and_never_while_it_is_sealed() {
+    let bao = Bao::start();
+    let env = env_for(&bao);
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
+    let dir = env.root().join("proj");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("ov-secrets.toml"),
+        "service = \"fleet/web\"\n\
+         [secrets.SESSION_KEY]\ntype = \"hex:64\"\nstacks = [\"web\"]\n\
+         [secrets.DB_ID]\ntype = \"uuid\"\nstacks = [\"db\"]\n\
+         [secrets.LATER]\ntype = \"base64:32\"\nstacks = [\"web\"]\n",
+    )
+    .expect("manifest");
+    let in_proj = |args: &[&str]| {
+        let out = env
+            .command(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run ov");
+        (out.status.code(), stdout(&out), stderr(&out))
+    };
+    let (code, out, err) = in_proj(&["manifest", "generate", "SESSION_KEY", "DB_ID"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("Summary: 2 generated"), "{out}");
+    // The values are on the server, where `bao` reads them, and nowhere
+    // on this machine.
+    let key = bao.ok(&["kv", "get", "-field=SESSION_KEY", "secret/fleet/web"]);
+    assert_eq!(key.len(), 64);
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+    assert!(!env.credentials().exists());
+    let (_, got, err) = in_proj(&["manifest", "get", "SESSION_KEY"]);
+    assert_eq!(got.trim_end(), key, "{err}");
+    // A value put with bao is the one the manifest sees.
+    bao.ok(&[
+        "kv",
+        "patch",
+        "secret/fleet/web",
+        "DB_ID=4b1d5a8e-0c1f-4f5e-9d1c-2a3b4c5d6e7f",
+    ]);
+    let (_, got, _) = in_proj(&["manifest", "get", "DB_ID"]);
+    assert_eq!(got, "4b1d5a8e-0c1f-4f5e-9d1c-2a3b4c5d6e7f\n");
+    // Sealed, the server cannot say whether LATER exists: ov generates
+    // nothing, and says why.
+    bao.ok(&["operator", "seal"]);
+    let (code, out, err) = in_proj(&["manifest", "get", "LATER"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("sealed"), "{err}");
+    let (code, out, _) = in_proj(&["manifest", "validate"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("unknown"), "{out}");
+}
