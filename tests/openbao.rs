@@ -595,6 +595,9 @@ fn a_token_kept_in_another_backend_opens_openbao_and_a_missing_one_says_how_to_s
     assert!(stored.status.success(), "{}", stderr(&stored));
 
     assert_eq!(env.ok(&["secrets", "get", "team/app", "key"]), "v\n");
+    // The doctor checks the token the reference names, as reads use it.
+    let token = check(&env, "openbao.token");
+    assert_eq!(token["status"], "ok", "{token}");
 }
 
 #[test]

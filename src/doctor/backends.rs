@@ -15,23 +15,61 @@ use super::SLOW_CHECK_BUDGET;
 /// One task per check a backend declares, each with its own timeout, run
 /// after the checks it names. Declaring runs nothing: the store is opened
 /// and the password looked up inside the tasks.
+/// The context a backend's checks run with, made by a store that never
+/// prompts: with the entries its reference settings name, read from the
+/// other backends (`openbao.token_ref`), and its unlock secret when the
+/// environment or the cache has it.
+pub(super) type StoreContext = Arc<dyn Fn(&str) -> Option<Context> + Send + Sync>;
+
+pub(super) fn store_context(
+    paths: &crate::paths::Paths,
+    settings: &crate::settings::Settings,
+    host: &crate::host::Host,
+) -> StoreContext {
+    let (paths, settings, backends) = (paths.clone(), settings.clone(), host.backends.clone());
+    Arc::new(move |name: &str| {
+        let host = crate::host::Host {
+            plugins: Vec::new(),
+            backends: backends.clone(),
+        };
+        let mut store = crate::store::Store::new(&paths, &settings, host);
+        store.never_prompt();
+        let b = store.chain().iter().find(|b| b.desc.name == name)?;
+        Some(store.quiet_context(b))
+    })
+}
+
 pub(super) fn backend_tasks(
     b: &crate::host::Loaded,
     declared: Vec<ov_plugin_api::CheckDecl>,
     ctx: &Context,
+    from_store: Option<&StoreContext>,
 ) -> Vec<Task> {
     let name = &b.desc.name;
     let needs_unlock = b.desc.unlock.is_some();
+    // Only a backend with reference settings needs the store's context.
+    let from_store = from_store
+        .filter(|_| {
+            b.desc
+                .settings
+                .iter()
+                .any(|s| s.kind == ov_plugin_api::SettingKind::Reference)
+        })
+        .cloned();
     declared
         .into_iter()
         .map(|decl| {
             let backend = Arc::clone(&b.backend);
             let mut ctx = ctx.clone();
+            let from_store = from_store.clone();
+            let backend_name = name.clone();
             let (id, title) = (decl.id.clone(), decl.title.clone());
             let mut task = Task::batch(decl.id, decl.title, move || {
                 // The doctor never prompts: a store that needs a secret
                 // gets what the environment or the cache has, or nothing.
-                if needs_unlock {
+                if let Some(c) = from_store.and_then(|f| f(&backend_name)) {
+                    ctx = c;
+                } else if needs_unlock {
                     ctx.unlock = Unlocker::for_backend(backend.as_ref(), &ctx)
                         .and_then(|u| u.quiet_secret());
                 }

@@ -274,6 +274,10 @@ pub fn tasks(paths: &Paths, host: &Host, asked: &[String]) -> Vec<Task> {
         .iter()
         .any(|a| a.starts_with("gpg.") && a != "gpg.used");
     tasks.extend(ov_gpg::checks::doctor_tasks(".secrets".into(), gpg_asked));
+    let from_store = settings
+        .as_ref()
+        .ok()
+        .map(|s| backends::store_context(paths, s, host));
     for b in &host.backends {
         if let Some(spec) = b.desc.unlock.clone() {
             let id = format!("{}.unlock_env", b.desc.name);
@@ -294,7 +298,7 @@ pub fn tasks(paths: &Paths, host: &Host, asked: &[String]) -> Vec<Task> {
             );
         }
         let decls = declared.remove(&b.desc.name).unwrap_or_default();
-        tasks.extend(backend_tasks(b, decls, &ctx));
+        tasks.extend(backend_tasks(b, decls, &ctx, from_store.as_ref()));
     }
     tasks
 }
