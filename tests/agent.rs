@@ -24,6 +24,16 @@ fn setup() -> (TestEnv, String) {
     (env, key.display().to_string())
 }
 
+/// [`setup`]; with `threaded`, an agent started there waits for its
+/// commands as on a kernel without pidfds.
+fn setup_waiting(threaded: bool) -> (TestEnv, String) {
+    let (mut env, key) = setup();
+    if threaded {
+        env.set_env("OV_AGENT_NO_PIDFD", "1");
+    }
+    (env, key)
+}
+
 fn socket(env: &TestEnv) -> PathBuf {
     env.root().join("run/ov-agent/ov-agent.sock")
 }
@@ -267,10 +277,7 @@ fn signals_reach_the_command_where_there_are_no_process_descriptors() {
 
 /// With `threaded`, the agent waits as on a kernel without pidfds.
 fn signals_reach_the_command(threaded: bool) {
-    let (mut env, key) = setup();
-    if threaded {
-        env.set_env("OV_AGENT_NO_PIDFD", "1");
-    }
+    let (env, key) = setup_waiting(threaded);
     let _agent = start(&env, &key, &[]);
     let mark = env.root().join("got-hup");
     let script = format!(
@@ -586,10 +593,7 @@ fn a_client_killed_mid_request_ends_its_command_without_process_descriptors() {
 }
 
 fn client_killed_mid_request(threaded: bool) {
-    let (mut env, key) = setup();
-    if threaded {
-        env.set_env("OV_AGENT_NO_PIDFD", "1");
-    }
+    let (env, key) = setup_waiting(threaded);
     let agent = start(&env, &key, &[]);
     let (mut client, cmd_pid) = long_run(&env, &key);
     client.kill().expect("kill client");
