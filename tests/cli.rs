@@ -243,6 +243,28 @@ fn quiet_leaves_out_notes_progress_and_the_argv_warning() {
         );
         assert!(err.contains("is stored in plaintext"), "{err}");
     }
+    // Deleting and changing settings: their progress lines and notes go
+    // too; errors stay.
+    for args in [
+        &["secrets", "delete", "svc", "k"][..],
+        &["settings", "set", "secret_backend", "config"],
+        &["settings", "unset", "secret_backend"],
+    ] {
+        let out = env.run(&[&["--quiet"][..], args].concat());
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+    let err = stderr(&env.run(&["secrets", "set", "svc", "k", "v5"]));
+    assert!(err.contains("stored svc k"), "{err}");
+    let out = env.run(&["secrets", "delete", "svc", "k"]);
+    assert!(
+        stderr(&out).contains("deleted svc k from config"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["--quiet", "secrets", "delete", "svc", "k"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).starts_with("ov: error: "), "{}", stderr(&out));
     env.set_env("OV_QUIET", "1");
     let err = stderr(&env.run(&["secrets", "set", "svc", "k", "v4"]));
     assert!(

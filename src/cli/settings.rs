@@ -55,25 +55,31 @@ pub fn run(cmd: SettingsCommand) -> Result<i32> {
         }
         SettingsCommand::Set { key, value } => {
             let v = settings::set_user(&paths, &specs, &key, &value)?;
-            eprintln!("{key} = {v}  ({})", paths.tilde(&paths.user_config()));
+            crate::cli::info(&format!(
+                "{key} = {v}  ({})",
+                paths.tilde(&paths.user_config())
+            ));
             for u in Settings::load(&paths, &specs)?.unbound(&paths) {
-                eprintln!(
-                    "ov: note: {} {} belongs to {}, so it is not used while {} names another",
+                crate::cli::notes(&[format!(
+                    "{} {} belongs to {}, so it is not used while {} names another",
                     u.name,
                     paths.tilde(&u.value),
                     paths.tilde(&u.belongs_to),
                     u.to
-                );
-                eprintln!(
+                )]);
+                crate::cli::info(&format!(
                     "hint: ov settings set {} {}   # if this one uses it too",
                     u.name,
                     ov_plugin_support::shell_quote(&u.value)
-                );
+                ));
             }
         }
         SettingsCommand::Unset { key } => {
             if settings::unset_user(&paths, &specs, &key)? {
-                eprintln!("removed {key} from {}", paths.tilde(&paths.user_config()));
+                crate::cli::info(&format!(
+                    "removed {key} from {}",
+                    paths.tilde(&paths.user_config())
+                ));
             } else {
                 eprintln!("{key} was not set in {}", paths.tilde(&paths.user_config()));
             }

@@ -216,11 +216,11 @@ pub struct ImportArgs {
 pub(super) fn import(engine: &Engine, m: &Manifest, a: &ImportArgs) -> Result<i32> {
     let file = transfer::read(&a.file)?;
     if file.service != m.service {
-        eprintln!(
-            "ov: note: {} was exported from {}; its values go to this manifest's secrets of the same names",
+        crate::cli::notes(&[format!(
+            "{} was exported from {}; its values go to this manifest's secrets of the same names",
             a.file.display(),
             file.service
-        );
+        )]);
     }
     let (mut imported, mut skipped, mut errors) = (0, 0, 0);
     let mut writes = Vec::new();

@@ -67,12 +67,12 @@ pub(super) fn delete(engine: &Engine, a: &DeleteArgs) -> Result<i32> {
         }
         return Err(e);
     }
-    eprintln!(
+    crate::cli::info(&format!(
         "deleted {} {} from {}",
         entry.service,
         entry.key,
         removed.join(", ")
-    );
+    ));
     if !not_searched.is_empty() {
         // The copy there would answer the next read once it is up.
         warn(&format!(
@@ -100,18 +100,18 @@ fn delete_from(engine: &Engine, a: &EntryArgs, from: &str) -> Result<i32> {
                 .hint(format!("ov secrets which {} {}", entry.service, entry.key)),
         );
     }
-    eprintln!("deleted {} {} from {from}", entry.service, entry.key);
+    crate::cli::info(&format!(
+        "deleted {} {} from {from}",
+        entry.service, entry.key
+    ));
     // Say what answers now, so nobody mistakes this for deleting the secret.
-    match engine.store.get(&entry)? {
-        Ok((_, source)) => eprintln!(
-            "ov: note: {} {} is still stored in {}",
+    crate::cli::notes(&[match engine.store.get(&entry)? {
+        Ok((_, source)) => format!(
+            "{} {} is still stored in {}",
             entry.service, entry.key, source.backend
         ),
-        Err(_) => eprintln!(
-            "ov: note: no backend holds {} {} any more",
-            entry.service, entry.key
-        ),
-    }
+        Err(_) => format!("no backend holds {} {} any more", entry.service, entry.key),
+    }]);
     resealed(engine, &entry.service)?;
     Ok(0)
 }
