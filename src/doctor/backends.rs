@@ -28,12 +28,7 @@ pub(super) fn store_context(
 ) -> StoreContext {
     let (paths, settings, backends) = (paths.clone(), settings.clone(), host.backends.clone());
     Arc::new(move |name: &str| {
-        let host = crate::host::Host {
-            plugins: Vec::new(),
-            backends: backends.clone(),
-        };
-        let mut store = crate::store::Store::new(&paths, &settings, host);
-        store.never_prompt();
+        let store = super::quiet_store(&paths, &settings, backends.clone());
         let b = store.chain().iter().find(|b| b.desc.name == name)?;
         Some(store.quiet_context(b))
     })

@@ -42,15 +42,7 @@ pub(super) fn task(
     let settings = settings.clone();
     Some(
         Task::batch("manifest", "project secrets manifest", move || {
-            let store = settings.ok().map(|settings| {
-                let host = Host {
-                    plugins: Vec::new(),
-                    backends,
-                };
-                let mut store = Store::new(&p, &settings, host);
-                store.never_prompt();
-                store
-            });
+            let store = settings.ok().map(|s| super::quiet_store(&p, &s, backends));
             reports(&path, store.as_ref())
         })
         .listing(

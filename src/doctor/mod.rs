@@ -238,15 +238,7 @@ pub fn tasks(paths: &Paths, host: &Host, asked: &[String]) -> Vec<Task> {
                     // The store, to compare each bundle with what it
                     // holds; it never prompts here (a doctor asks for
                     // nothing).
-                    let store = settings.ok().map(|settings| {
-                        let host = Host {
-                            plugins: Vec::new(),
-                            backends,
-                        };
-                        let mut store = crate::store::Store::new(&p, &settings, host);
-                        store.never_prompt();
-                        store
-                    });
+                    let store = settings.ok().map(|s| quiet_store(&p, &s, backends));
                     machine_key_reports(&p, &r, store.as_ref())
                 }
                 Err(e) => {
@@ -301,6 +293,23 @@ pub fn tasks(paths: &Paths, host: &Host, asked: &[String]) -> Vec<Task> {
         tasks.extend(backend_tasks(b, decls, &ctx, from_store.as_ref()));
     }
     tasks
+}
+
+/// A store over `backends` for a check to read through: it never prompts
+/// (a doctor asks for nothing), so it has what the environment or the
+/// cache gives.
+pub(super) fn quiet_store(
+    paths: &Paths,
+    settings: &Settings,
+    backends: Vec<crate::host::Loaded>,
+) -> crate::store::Store {
+    let host = Host {
+        plugins: Vec::new(),
+        backends,
+    };
+    let mut store = crate::store::Store::new(paths, settings, host);
+    store.never_prompt();
+    store
 }
 
 /// The least time a check that derives keys or starts an agent gets.
