@@ -22,6 +22,26 @@ fn check(env: &TestEnv, id: &str) -> serde_json::Value {
     TestEnv::check_in(&stdout(&out), id)
 }
 
+/// AppRole enabled on `bao` with a role `host` under `policy` (HCL) and
+/// the role's `extra` fields: its role_id and a fresh secret_id.
+fn approle_host(bao: &Bao, policy: &str, extra: &[&str]) -> (String, String) {
+    bao.ok(&["auth", "enable", "approle"]);
+    let file = bao.dir.path().join("ov.hcl");
+    std::fs::write(&file, policy).expect("policy");
+    bao.ok(&["policy", "write", "ov-host", &file.display().to_string()]);
+    let mut role = vec!["write", "auth/approle/role/host", "token_policies=ov-host"];
+    role.extend_from_slice(extra);
+    bao.ok(&role);
+    let role_id = bao.ok(&["read", "-field=role_id", "auth/approle/role/host/role-id"]);
+    let secret_id = bao.ok(&[
+        "write",
+        "-f",
+        "-field=secret_id",
+        "auth/approle/role/host/secret-id",
+    ]);
+    (role_id, secret_id)
+}
+
 #[test]
 fn crud_versions_and_bao_interop_both_ways() {
     let bao = Bao::start();
@@ -145,28 +165,12 @@ fn below_local_stores_by_default_and_imports_both_ways() {
 #[test]
 fn approle_login_from_private_files_without_a_human_token() {
     let bao = Bao::start();
-    bao.ok(&["auth", "enable", "approle"]);
-    let policy = bao.dir.path().join("ov.hcl");
-    std::fs::write(
-        &policy,
+    let (role_id, secret_id) = approle_host(
+        &bao,
         "path \"secret/data/*\" { capabilities = [\"create\", \"read\", \"update\"] }\n\
          path \"secret/metadata/*\" { capabilities = [\"list\", \"read\"] }\n",
-    )
-    .expect("policy");
-    bao.ok(&["policy", "write", "ov-host", &policy.display().to_string()]);
-    bao.ok(&[
-        "write",
-        "auth/approle/role/host",
-        "token_policies=ov-host",
-        "token_ttl=1h",
-    ]);
-    let role_id = bao.ok(&["read", "-field=role_id", "auth/approle/role/host/role-id"]);
-    let secret_id = bao.ok(&[
-        "write",
-        "-f",
-        "-field=secret_id",
-        "auth/approle/role/host/secret-id",
-    ]);
+        &["token_ttl=1h"],
+    );
     let env = TestEnv::new();
     bao.configure(&env);
     let role_file = env.config_dir().join("role_id");
@@ -603,22 +607,11 @@ fn a_token_kept_in_another_backend_opens_openbao_and_a_missing_one_says_how_to_s
 #[test]
 fn approle_credentials_kept_in_another_backend() {
     let bao = Bao::start();
-    bao.ok(&["auth", "enable", "approle"]);
-    let policy = bao.dir.path().join("ov.hcl");
-    std::fs::write(
-        &policy,
+    let (role_id, secret_id) = approle_host(
+        &bao,
         "path \"secret/data/*\" { capabilities = [\"read\"] }\n",
-    )
-    .expect("policy");
-    bao.ok(&["policy", "write", "ov-host", &policy.display().to_string()]);
-    bao.ok(&["write", "auth/approle/role/host", "token_policies=ov-host"]);
-    let role_id = bao.ok(&["read", "-field=role_id", "auth/approle/role/host/role-id"]);
-    let secret_id = bao.ok(&[
-        "write",
-        "-f",
-        "-field=secret_id",
-        "auth/approle/role/host/secret-id",
-    ]);
+        &[],
+    );
     let env = TestEnv::new();
     bao.configure(&env);
     env.ok(&["settings", "set", "secret_backend", "config"]);
