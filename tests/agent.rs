@@ -959,6 +959,165 @@ fn install_writes_a_unit_systemd_accepts_and_refuses_root() {
     );
 }
 
+/// `ov agent install --enable` on a machine that runs systemd, end to end
+/// as the migration guide has an admin do it: a service account derives
+/// its machine key into `/etc/ov`, root installs and enables the unit, the
+/// account's `ov run --agent` gets its secret, the doctor sees the unit and
+/// its fix starts it again, the agent comes back after a crash and after a
+/// reboot with no one logged in.
+#[test]
+fn install_enable_runs_the_agent_under_systemd_through_crash_and_reboot() {
+    use common::systemd::Machine;
+    let mut m = Machine::boot();
+    let ok = |out: Output, what: &str| -> String {
+        assert!(
+            out.status.success(),
+            "{what}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    m.install_ov();
+    let home = m.dir().join("home/deploy");
+    ok(
+        m.root(&format!(
+            "useradd --create-home --home-dir {} --shell /bin/sh deploy",
+            home.display()
+        )),
+        "useradd",
+    );
+    ok(
+        m.root("install -d -o deploy -g deploy -m 700 /etc/ov"),
+        "install -d /etc/ov",
+    );
+    ok(
+        m.user(
+            "deploy",
+            &home,
+            "ov settings set secret_backend config && \
+             printf 'DATABASE_URL=postgres://db/x\\n' > .env && \
+             ov secrets import .env --app myapp --env production && \
+             ov auth derive-machine-key --out /etc/ov/myapp.key --app myapp --env production",
+        ),
+        "the service account's key",
+    );
+    let install = "ov agent install --machine-key /etc/ov/myapp.key --app myapp --env production --user deploy --enable";
+    let out = ok(m.root(install), install);
+    assert!(
+        out.ends_with(
+            "enabled and started ov-agent: the agent listens on /run/ov-agent/ov-agent.sock\n"
+        ),
+        "{out}"
+    );
+    let is = |m: &Machine, what: &str| {
+        stdout(&m.root(&format!("systemctl {what} ov-agent")))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        (is(&m, "is-enabled"), is(&m, "is-active")),
+        ("enabled".into(), "active".into())
+    );
+    assert_eq!(
+        stdout(&m.root("stat -c '%U %a' /etc/ov /etc/ov/agent.socket /etc/ov/myapp.key")),
+        "root 755\nroot 644\ndeploy 600\n"
+    );
+    // Type=notify: `enable --now` returned once the socket was there, so
+    // the first request needs no retry.
+    let run = "ov run --agent --machine-key /etc/ov/myapp.key --app myapp --env production \
+               --secrets DATABASE_URL -- sh -c 'printf %s \"$DATABASE_URL\"'";
+    assert_eq!(ok(m.user("deploy", &home, run), run), "postgres://db/x");
+    let unit_check = |m: &Machine| {
+        let out = m.root("ov doctor agent --json");
+        TestEnv::check_in(&stdout(&out), "agent.unit")
+    };
+    let check = unit_check(&m);
+    assert_eq!(check["status"], "ok", "{check}");
+    assert_eq!(check["finding"], "ov-agent is enabled and active");
+    // Stopped and disabled: the doctor warns, and its fix, pasted, mends it.
+    ok(m.root("systemctl disable --now ov-agent"), "disable");
+    let check = unit_check(&m);
+    assert_eq!(check["status"], "warn", "{check}");
+    assert_eq!(check["finding"], "ov-agent is disabled, inactive");
+    let fix = check["fix"].as_str().expect("fix").to_owned();
+    assert_eq!(fix, common::as_root("systemctl enable --now ov-agent"));
+    ok(m.root(&fix), &fix);
+    assert_eq!(unit_check(&m)["status"], "ok");
+    assert_eq!(ok(m.user("deploy", &home, run), run), "postgres://db/x");
+    // A crash: Restart=on-failure brings it back.
+    let pid = |m: &Machine| {
+        stdout(&m.root("systemctl show -p MainPID --value ov-agent"))
+            .trim()
+            .to_owned()
+    };
+    let before = pid(&m);
+    ok(m.root("systemctl kill --signal=KILL ov-agent"), "kill");
+    m.wait_for("systemd to restart the agent", || {
+        let now = pid(&m);
+        now != before && now != "0" && m.user("deploy", &home, run).status.success()
+    });
+    // A reboot: /run starts empty, the unit is enabled, nobody logs in.
+    m.reboot();
+    m.wait_for("the agent to start at boot", || {
+        m.user("deploy", &home, run).status.success()
+    });
+    assert_eq!(ok(m.user("deploy", &home, run), run), "postgres://db/x");
+    assert_eq!(is(&m, "is-active"), "active");
+}
+
+#[test]
+fn install_enable_without_systemd_writes_nothing() {
+    let (env, key) = setup();
+    std::os::unix::fs::chown(&key, Some(65534), Some(65534)).expect("chown");
+    let units = env.root().join("units");
+    let ov = env.command(&[
+        "agent",
+        "install",
+        "--machine-key",
+        &key,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--user",
+        "nobody",
+        "--enable",
+    ]);
+    // A machine without systemd, whatever this one runs: an empty /run.
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount -t tmpfs tmpfs /run && exec \"$@\"",
+        "sh",
+    ])
+    .arg(ov.get_program())
+    .args(ov.get_args())
+    .current_dir(env.root())
+    .env_clear()
+    .envs(ov.get_envs().filter_map(|(k, v)| Some((k, v?))))
+    .env("OV_SYSTEMD_UNIT_DIR", &units);
+    let out = cmd.output().expect("unshare (util-linux)");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(
+            "ov: error: --enable: systemd does not run on this machine (no /run/systemd/system)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        common::hint_starting(&out, "ov agent start"),
+        format!(
+            "ov agent start --machine-key {key} --app myapp --env production   # as the service user, without systemd"
+        )
+    );
+    assert!(!units.exists());
+    assert!(!env.root().join("etc/agent.socket").exists());
+}
+
 /// One `agent.*` check of `ov doctor agent --json`.
 fn doctor_check(env: &TestEnv, id: &str) -> serde_json::Value {
     let out = env.run(&["doctor", "agent", "--json"]);

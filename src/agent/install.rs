@@ -20,6 +20,8 @@ pub struct Plan {
     pub rendezvous_path: PathBuf,
     pub rendezvous: String,
     pub config_dir: PathBuf,
+    /// How the service user starts the same agent by hand.
+    pub manual_start: String,
 }
 
 #[derive(Debug)]
@@ -130,7 +132,8 @@ pub fn plan(paths: &Paths, r: &Request<'_>) -> Result<Plan> {
          After=local-fs.target\n\
          \n\
          [Service]\n\
-         Type=simple\n\
+         # READY once the socket accepts connections.\n\
+         Type=notify\n\
          User={user}\n\
          ExecStart={exe} agent start --foreground --machine-key {key} --app {app} --env {env} --socket {socket}\n\
          RuntimeDirectory={name}\n\
@@ -164,6 +167,10 @@ pub fn plan(paths: &Paths, r: &Request<'_>) -> Result<Plan> {
         rendezvous_path: location::rendezvous_file(paths),
         rendezvous: format!("{}\n", socket.display()),
         config_dir: paths.system_config_dir.clone(),
+        manual_start: format!(
+            "ov agent start --machine-key {kq} --app {} --env {}",
+            r.app, r.env
+        ),
     })
 }
 
@@ -204,7 +211,24 @@ pub fn apply(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-/// `systemctl daemon-reload` and `systemctl enable --now UNIT`.
+/// `--enable` needs a running systemd; asked before anything is written.
+pub fn systemd_runs(plan: &Plan) -> Result<()> {
+    if Path::new("/run/systemd/system").exists() {
+        return Ok(());
+    }
+    Err(OvError::new(
+        "--enable: systemd does not run on this machine (no /run/systemd/system), so nothing can enable or start the unit",
+    )
+    .kind(Kind::Environment)
+    .hint(format!(
+        "{}   # as the service user, without systemd",
+        plan.manual_start
+    )))
+}
+
+/// `systemctl daemon-reload` and `systemctl enable --now UNIT`; with
+/// `Type=notify` the second returns once the agent accepts connections,
+/// and fails when it exits first.
 pub fn enable(plan: &Plan) -> Result<()> {
     for args in [
         vec!["daemon-reload"],
@@ -221,6 +245,7 @@ pub fn enable(plan: &Plan) -> Result<()> {
         if !status.success() {
             return Err(OvError::new(format!("systemctl {} failed", args.join(" ")))
                 .kind(Kind::Environment)
+                .hint(format!("systemctl status {} --no-pager", plan.unit_name))
                 .hint(format!("journalctl -u {} -n 50", plan.unit_name)));
         }
     }

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod install;
 pub mod location;
+mod notify;
 pub mod protocol;
 pub mod server;
 mod spawn;

@@ -156,6 +156,10 @@ pub fn serve(config: Config) -> Result<i32> {
         loc.socket.display(),
         std::process::id()
     );
+    super::notify::send(&format!(
+        "READY=1\nSTATUS=listening on {}",
+        loc.socket.display()
+    ));
     std::thread::scope(|scope| {
         loop {
             {
@@ -185,6 +189,7 @@ pub fn serve(config: Config) -> Result<i32> {
                 agent.serve_connection(&conn);
             });
         }
+        super::notify::send("STOPPING=1");
         // New clients find no socket; those in flight finish.
         let _ = std::fs::remove_file(&loc.socket);
     });

@@ -47,7 +47,7 @@ pub struct StartArgs {
     env: Option<String>,
     #[command(flatten)]
     place: WhereArgs,
-    /// Stay in the foreground (for systemd Type=simple)
+    /// Stay in the foreground (for a systemd unit; READY=1 goes to $NOTIFY_SOCKET)
     #[arg(long)]
     foreground: bool,
     /// Also serve clients of this uid (repeatable); the socket is then 0666
@@ -341,16 +341,24 @@ fn install_unit(a: InstallArgs) -> Result<i32> {
         crate::cli::out!("{}", plan.rendezvous);
         return Ok(0);
     }
+    if a.enable {
+        install::systemd_runs(&plan)?;
+    }
     install::apply(&plan)?;
     outln!("wrote {}", plan.unit_path.display());
     outln!("wrote {}", plan.rendezvous_path.display());
     if a.enable {
         install::enable(&plan)?;
-        outln!("enabled and started {}", plan.unit_name);
+        outln!(
+            "enabled and started {}: the agent listens on {}",
+            plan.unit_name,
+            plan.rendezvous.trim_end()
+        );
     } else {
         outln!(
-            "next: sudo systemctl daemon-reload && sudo systemctl enable --now {}",
-            plan.unit_name
+            "next: {} && {}",
+            ov_plugin_support::as_root("systemctl daemon-reload"),
+            ov_plugin_support::as_root(&format!("systemctl enable --now {}", plan.unit_name))
         );
     }
     Ok(0)

@@ -295,8 +295,9 @@ fn unit_check(installed_here: bool) -> CheckReport {
             },
             format!("no {}", unit.display()),
             installed_here.then(|| {
-                "sudo ov agent install --machine-key PATH --app APP --env ENV --user USER"
-                    .to_owned()
+                ov_plugin_support::as_root(
+                    "ov agent install --machine-key PATH --app APP --env ENV --user USER",
+                )
             }),
         );
     }
@@ -320,10 +321,10 @@ fn unit_check(installed_here: bool) -> CheckReport {
             "agent.unit",
             Status::Warn,
             format!("{} is {enabled}, {active}", install::DEFAULT_UNIT),
-            Some(format!(
-                "sudo systemctl enable --now {}",
+            Some(ov_plugin_support::as_root(&format!(
+                "systemctl enable --now {}",
                 install::DEFAULT_UNIT
-            )),
+            ))),
         )
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod openbao;
 pub mod secret_service;
+pub mod systemd;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
