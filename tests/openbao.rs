@@ -581,7 +581,9 @@ fn a_token_kept_in_another_backend_opens_openbao_and_a_missing_one_says_how_to_s
     let env = TestEnv::new();
     bao.configure(&env);
     bao.ok(&["kv", "put", "secret/team/app", "key=v"]);
-    env.ok(&["settings", "set", "secret_backend", "config"]);
+    // Writes go to openbao, which cannot hold the token it needs: the
+    // hint names a backend that can.
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
     env.ok(&["settings", "set", "openbao.token_ref", "ov://ops/bao-token"]);
 
     // No BAO_TOKEN, and the entry is not stored yet: the reference is named.
@@ -594,7 +596,7 @@ fn a_token_kept_in_another_backend_opens_openbao_and_a_missing_one_says_how_to_s
         "{}",
         stderr(&out)
     );
-    let fix = hint_starting(&out, "ov secrets set ops bao-token");
+    let fix = hint_starting(&out, "ov secrets set --backend config ops bao-token");
     let stored = env.paste_in(&fix, env.root(), common::openbao::ROOT_TOKEN);
     assert!(stored.status.success(), "{}", stderr(&stored));
 

@@ -532,3 +532,54 @@ fn hostile_names_are_refused_on_every_write_path() {
     assert!(!out.status.success(), "{}", stdout(&out));
     assert!(!env.credentials().exists() || env.ok(&["secrets", "list"]).is_empty());
 }
+
+#[test]
+fn set_backend_writes_where_named_and_refuses_what_cannot_take_it() {
+    let env = TestEnv::new();
+    env.ok(&["settings", "set", "secret_backend", "kdbx"]);
+    // secret_backend points at a kdbx file that does not exist; --backend
+    // config writes past it.
+    let out = env.run_stdin(
+        &["secrets", "set", "--backend", "config", "ops", "token"],
+        "t0ken\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        env.ok(&["secrets", "which", "ops", "token"])
+            .split('\t')
+            .next(),
+        Some("config")
+    );
+    assert_eq!(env.ok(&["secrets", "get", "ops", "token"]), "t0ken\n");
+    let before = fs::read(env.credentials()).expect("credentials");
+    for (name, message) in [
+        (
+            "nosuch",
+            "ov: error: --backend nosuch was given, but no nosuch backend is installed\n",
+        ),
+        ("env", "ov: error: the env backend is read-only\n"),
+        (
+            "keyring",
+            "ov: error: --backend keyring was given, which cannot be used now: ",
+        ),
+    ] {
+        let out = env.run_stdin(
+            &["secrets", "set", "--backend", name, "ops", "token"],
+            "other\n",
+        );
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).starts_with(message),
+            "{name}: {}",
+            stderr(&out)
+        );
+        assert!(
+            common::hints(&out)
+                .iter()
+                .any(|h| h.starts_with("ov plugins list")),
+            "{name}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(fs::read(env.credentials()).expect("credentials"), before);
+}

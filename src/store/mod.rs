@@ -238,9 +238,18 @@ impl Store {
                 if !unseen.is_empty() {
                     message.push_str(&format!("; not reachable: {}", unseen.join("; ")));
                 }
+                // Named, as the default write target may be the backend
+                // that asks (secret_backend), which cannot hold its own.
+                let local = self
+                    .chain()
+                    .iter()
+                    .filter(|o| o.desc.writable && searched.contains(&o.desc.name))
+                    .find(|o| matches!(o.backend.probe(&self.ctx), Availability::Available { .. }))
+                    .map(|o| format!("--backend {} ", o.desc.name))
+                    .unwrap_or_default();
                 return Err(OvError::new(message)
                     .hint(format!(
-                        "ov secrets set {} {}   # the value on stdin, or at the prompt",
+                        "ov secrets set {local}{} {}   # the value on stdin, or at the prompt",
                         crate::refs::shell_word(&entry.service),
                         crate::refs::shell_word(&entry.key)
                     ))
@@ -338,26 +347,12 @@ impl Store {
     /// yet (name, why): a write that lands further down says so.
     fn pick_writer(&self) -> Result<(&Loaded, Vec<(String, String)>)> {
         if let Some(name) = &self.forced {
-            let b = self.host.backend(name).ok_or_else(|| {
-                OvError::new(format!(
-                    "secret_backend is set to '{name}', but no {name} backend is installed"
-                ))
-                .hint("ov plugins list")
-                .hint("ov settings set secret_backend auto")
-            })?;
-            if !b.desc.writable {
-                return Err(OvError::new(format!("the {name} backend is read-only")));
-            }
-            return match b.backend.probe(&self.ctx) {
-                Availability::Available { .. } => Ok((b, Vec::new())),
-                Availability::Locked { reason } | Availability::Unavailable { reason, .. } => {
-                    Err(OvError::new(format!(
-                        "secret_backend is set to '{name}', which cannot be used now: {reason}"
-                    ))
-                    .hint(format!("ov doctor {name}"))
-                    .hint("ov settings set secret_backend auto"))
-                }
-            };
+            let b = self.writer_named(
+                name,
+                &format!("secret_backend is set to '{name}'"),
+                "ov settings set secret_backend auto",
+            )?;
+            return Ok((b, Vec::new()));
         }
         let mut reasons = Vec::new();
         let mut passed_over = Vec::new();
@@ -382,6 +377,38 @@ impl Store {
             }
         ))
         .hint("ov doctor backends"))
+    }
+
+    /// The writable backend `name`, usable now; `who` says who named it
+    /// (the setting or the flag), `undo` how to stop naming it.
+    fn writer_named(&self, name: &str, who: &str, undo: &str) -> Result<&Loaded> {
+        let b = self.host.backend(name).ok_or_else(|| {
+            OvError::new(format!("{who}, but no {name} backend is installed"))
+                .hint("ov plugins list")
+                .hint(undo)
+        })?;
+        if !b.desc.writable {
+            return Err(OvError::new(format!("the {name} backend is read-only")).hint(undo));
+        }
+        match b.backend.probe(&self.ctx) {
+            Availability::Available { .. } => Ok(b),
+            Availability::Locked { reason } | Availability::Unavailable { reason, .. } => Err(
+                OvError::new(format!("{who}, which cannot be used now: {reason}"))
+                    .hint(format!("ov doctor {name}"))
+                    .hint(undo),
+            ),
+        }
+    }
+
+    /// [`Store::set`] into the backend `name` (`ov secrets set --backend`).
+    pub fn set_on(&self, name: &str, entry: &EntryRef, value: &Secret) -> Result<Written> {
+        validate_value(value)?;
+        let target = self.writer_named(
+            name,
+            &format!("--backend {name} was given"),
+            "ov plugins list   # the backends, and which of them take writes",
+        )?;
+        self.set_in(target, entry, value)
     }
 
     pub fn set(&self, entry: &EntryRef, value: &Secret) -> Result<Written> {

@@ -26,6 +26,9 @@ pub struct SetArgs {
     /// Generate 16 random bytes as 32 hex characters, store and print them
     #[arg(long, conflicts_with = "value")]
     generate: bool,
+    /// Write to this backend, not the one secret_backend or the chain picks (see ov plugins list)
+    #[arg(long, value_name = "NAME")]
+    backend: Option<String>,
 }
 
 pub(super) fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
@@ -71,7 +74,10 @@ pub(super) fn set(engine: &Engine, a: SetArgs) -> Result<i32> {
         )?
     };
     validate_value(&value)?;
-    let written = engine.store.set(&entry, &value)?;
+    let written = match &a.backend {
+        Some(name) => engine.store.set_on(name, &entry, &value)?,
+        None => engine.store.set(&entry, &value)?,
+    };
     report_written(engine, &entry, &written);
     resealed(engine, &entry.service)?;
     if a.generate {
