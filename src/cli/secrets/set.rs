@@ -27,7 +27,7 @@ pub struct SetArgs {
     #[arg(long, conflicts_with = "value")]
     generate: bool,
     /// Write to this backend, not the one secret_backend or the chain picks (see ov plugins list)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "BACKEND", add = crate::cli::complete::backend())]
     backend: Option<String>,
 }
 
