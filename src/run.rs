@@ -117,13 +117,13 @@ pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 
 /// The file `prog` names: itself when it has a `/`, else the first match
 /// on PATH (the one `execvp` found and could not run).
-fn locate(prog: &Path, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+fn locate(prog: &Path, path: Option<&std::ffi::OsStr>, base: &Path) -> Option<PathBuf> {
     if prog.as_os_str().as_encoded_bytes().contains(&b'/') {
         return Some(prog.to_path_buf());
     }
     std::env::split_paths(path?)
         .map(|d| d.join(prog))
-        .find(|p| p.exists())
+        .find(|p| base.join(p).exists())
 }
 
 /// How `ov run` was called, as a shell command line with another program:
@@ -133,16 +133,24 @@ pub type Relaunch<'a> = &'a dyn Fn(&std::ffi::OsStr) -> String;
 /// Why `cmd` could not be started, with the exit status 126 or 127 a
 /// shell would give.
 pub fn spawn_error(cmd: &[OsString], e: &std::io::Error, relaunch: Relaunch) -> OvError {
-    spawn_error_on(cmd, e, relaunch, std::env::var_os("PATH").as_deref())
+    spawn_error_on(
+        cmd,
+        e,
+        relaunch,
+        std::env::var_os("PATH").as_deref(),
+        Path::new("."),
+    )
 }
 
-/// [`spawn_error`] for a command that was looked up on `path`, not on
-/// ov's own `PATH` (the agent starts commands on its client's).
+/// [`spawn_error`] for a command that was looked up on `path` and started
+/// in `base`, not on ov's own `PATH` and directory (the agent starts
+/// commands on its client's): relative paths are looked at from `base`.
 pub fn spawn_error_on(
     cmd: &[OsString],
     e: &std::io::Error,
     relaunch: Relaunch,
     path: Option<&std::ffi::OsStr>,
+    base: &Path,
 ) -> OvError {
     use std::os::unix::fs::PermissionsExt;
     let prog = Path::new(
@@ -152,7 +160,7 @@ pub fn spawn_error_on(
     let shown = prog.display();
     let quoted = ov_plugin_support::shell_quote(prog);
     let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
-    let found = locate(prog, path);
+    let found = locate(prog, path, base);
     let mut err = match (errno, &found) {
         (nix::errno::Errno::ENOENT, _) | (_, None) => {
             let mut err = if prog.components().count() > 1 || prog.is_absolute() {
@@ -161,7 +169,7 @@ pub fn spawn_error_on(
                 OvError::new(format!("cannot run {shown}: command not found on PATH"))
             };
             err.exit_code = EXIT_NOT_FOUND;
-            if prog.components().count() == 1 && !prog.is_absolute() && prog.is_file() {
+            if prog.components().count() == 1 && !prog.is_absolute() && base.join(prog).is_file() {
                 // As a shell does: a bare name is looked up on PATH only.
                 let here = Path::new(".").join(prog);
                 err = err.hint(format!(
@@ -173,7 +181,7 @@ pub fn spawn_error_on(
                 .filter(|d| !d.as_os_str().is_empty())
                 .and_then(|d| {
                     d.ancestors()
-                        .find(|a| a.is_dir() && !a.as_os_str().is_empty())
+                        .find(|a| base.join(a).is_dir() && !a.as_os_str().is_empty())
                 })
             {
                 err = err.hint(format!(
@@ -189,7 +197,7 @@ pub fn spawn_error_on(
         }
         (_, Some(file)) => {
             let file_q = ov_plugin_support::shell_quote(file);
-            let mut err = if file.is_dir() {
+            let mut err = if base.join(file).is_dir() {
                 OvError::new(format!(
                     "cannot run {shown}: {} is a directory",
                     file.display()
@@ -200,7 +208,9 @@ pub fn spawn_error_on(
                     file.display()
                 ))
                 .hint(format!("head -n 1 {file_q}   # a script starts with #!/bin/sh or the like"))
-            } else if std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o111 == 0) {
+            } else if std::fs::metadata(base.join(file))
+                .is_ok_and(|m| m.permissions().mode() & 0o111 == 0)
+            {
                 OvError::new(format!(
                     "cannot run {shown}: {} is not executable",
                     file.display()

@@ -1395,6 +1395,29 @@ fn the_command_starts_as_the_client_would_start_it() {
     assert_eq!(lines.len(), 3, "{}", stderr(&out));
     assert_eq!(lines[0], dir.display().to_string());
     assert_eq!(lines[1], lines[2], "its own process group");
+    // Relative paths in the 126/127 errors are looked at from there too,
+    // not from the agent's directory.
+    env.write(&dir.join("tool"), "#!/bin/sh\n", 0o644);
+    let in_dir = |args: &[&str]| {
+        env.command(&run_agent(&key, args))
+            .current_dir(&dir)
+            .output()
+            .expect("run")
+    };
+    let out = in_dir(&["--all", "--", "./tool"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("ov: error: cannot run ./tool: ./tool is not executable\n"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(hints(&out), ["chmod +x ./tool"]);
+    let out = in_dir(&["--all", "--", "tool"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert_eq!(
+        hints(&out),
+        ["ov run --agent ... -- ./tool   # the file in the current directory: give its path"]
+    );
     // A directory on PATH the client cannot search is passed over, as a
     // shell does; a file it finds but cannot run is 126.
     let out = env

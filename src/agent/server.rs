@@ -577,6 +577,7 @@ impl Agent {
                 &e,
                 &|p| format!("ov run --agent ... -- {}", p.to_string_lossy()),
                 path.map(|(_, v)| v.as_os_str()),
+                &req.cwd,
             )
         })?;
         let pidfd = (!self.no_pidfd)
