@@ -172,87 +172,66 @@ fn tls(server: &Server, err: Option<BackendError>) -> CheckReport {
 /// The API answered over verified TLS: how long the certificate has left,
 /// read by a handshake of the check's own (reads never make it).
 fn expiry(server: &Server) -> CheckReport {
+    const DAY: i64 = 86_400;
     let id = TLS;
-    let verified = match &server.config.cacert {
-        Some(ca) => format!("verified against {}", ca.display()),
-        None => "verified against the system's root certificates".to_owned(),
-    };
-    let e = match crate::tls::server_expiry(&server.config, &server.roots) {
-        Ok(e) => e,
-        Err(why) => {
-            return with_fix(
-                report(
-                    id,
-                    title(id),
+    let (status, finding, fix) = match crate::tls::server_expiry(&server.config, &server.roots) {
+        Err(why) => (
+            Status::Warn,
+            format!(
+                "the API answered over TLS, but a second handshake to read the certificate failed: {why}; its expiry is not known"
+            ),
+            Some(format!(
+                "openssl s_client -connect {} </dev/null | openssl x509 -noout -enddate   # read the expiry by hand",
+                crate::tls::endpoint(&server.config.address).map_or_else(
+                    |_| server.config.address.clone(),
+                    |(h, p)| format!("{h}:{p}")
+                )
+            )),
+        ),
+        Ok(e) => {
+            let renew = format!(
+                "renew the server's certificate (the listener's tls_cert_file) before {}, then reload OpenBao: kill -HUP <bao server pid>",
+                e.date
+            );
+            // To the nearest day: a certificate made for 5 days a moment
+            // ago has 5 days left, not 4.
+            let when = match (e.left + DAY / 2) / DAY {
+                _ if e.left < DAY => "in less than a day".to_owned(),
+                1 => "in 1 day".to_owned(),
+                d => format!("in {d} days"),
+            };
+            let verified = match &server.config.cacert {
+                Some(ca) => format!("verified against {}", ca.display()),
+                None => "verified against the system's root certificates".to_owned(),
+            };
+            if e.left <= 0 {
+                (
+                    Status::Fail,
+                    format!("the server's certificate expired on {}", e.date),
+                    Some(renew),
+                )
+            } else if e.left < CERT_NEAR_EXPIRY_DAYS * DAY {
+                (
                     Status::Warn,
                     format!(
-                        "the API answered over TLS, but a second handshake to read the certificate failed: {why}; its expiry is not known"
+                        "{verified}, but the server's certificate expires on {} ({when})",
+                        e.date
                     ),
-                ),
-                format!(
-                    "openssl s_client -connect {} </dev/null | openssl x509 -noout -enddate   # read the expiry by hand",
-                    host_port(&server.config.address)
-                ),
-            );
+                    Some(renew),
+                )
+            } else {
+                (
+                    Status::Ok,
+                    format!("{verified}; the certificate expires on {} ({when})", e.date),
+                    None,
+                )
+            }
         }
     };
-    let renew = format!(
-        "renew the server's certificate (the listener's tls_cert_file) before {}, then reload OpenBao: kill -HUP <bao server pid>",
-        e.date
-    );
-    const DAY: i64 = 86_400;
-    // To the nearest day: a certificate made for 5 days a moment ago has
-    // 5 days left, not 4.
-    let when = match (e.left + DAY / 2) / DAY {
-        _ if e.left < DAY => "in less than a day".to_owned(),
-        1 => "in 1 day".to_owned(),
-        d => format!("in {d} days"),
-    };
-    if e.left <= 0 {
-        with_fix(
-            report(
-                id,
-                title(id),
-                Status::Fail,
-                format!("the server's certificate expired on {}", e.date),
-            ),
-            renew,
-        )
-    } else if e.left < CERT_NEAR_EXPIRY_DAYS * DAY {
-        with_fix(
-            report(
-                id,
-                title(id),
-                Status::Warn,
-                format!(
-                    "{verified}, but the server's certificate expires on {} ({when})",
-                    e.date
-                ),
-            ),
-            renew,
-        )
-    } else {
-        report(
-            id,
-            title(id),
-            Status::Ok,
-            format!("{verified}; the certificate expires on {} ({when})", e.date),
-        )
-    }
-}
-
-/// `host:port` of an `https://` address, for a command line.
-fn host_port(address: &str) -> String {
-    let rest = address.strip_prefix("https://").unwrap_or(address);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !authority.ends_with(']')
-    {
-        authority.to_owned()
-    } else {
-        format!("{authority}:443")
+    let r = report(id, title(id), status, finding);
+    match fix {
+        Some(f) => with_fix(r, f),
+        None => r,
     }
 }
 

@@ -75,14 +75,7 @@ pub(crate) struct Expiry {
 /// against `roots`, within `config.timeout` for the connection and each
 /// read: the end-entity certificate's expiry, or why it is not known.
 pub(crate) fn server_expiry(config: &Config, roots: &Roots) -> Result<Expiry, String> {
-    let uri: ureq::http::Uri = config
-        .address
-        .parse()
-        .map_err(|e| format!("{} is not a URL: {e}", config.address))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("{} names no host", config.address))?;
-    let port = uri.port_u16().unwrap_or(443);
+    let (host, port) = endpoint(&config.address)?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let name = ServerName::try_from(bare.to_owned()).map_err(|e| format!("{host}: {e}"))?;
     let tls = roots.client_config().map_err(|e| e.to_string())?;
@@ -109,6 +102,18 @@ pub(crate) fn server_expiry(config: &Config, roots: &Roots) -> Result<Expiry, St
     conn.send_close_notify();
     let _ = conn.write_tls(&mut sock);
     Ok(expiry)
+}
+
+/// The host (an IPv6 address in brackets) and port of an `https://`
+/// address.
+pub(crate) fn endpoint(address: &str) -> Result<(String, u16), String> {
+    let uri: ureq::http::Uri = address
+        .parse()
+        .map_err(|e| format!("{address} is not a URL: {e}"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{address} names no host"))?;
+    Ok((host.to_owned(), uri.port_u16().unwrap_or(443)))
 }
 
 /// A TCP connection to `host:port`, trying each address it resolves to.
