@@ -498,8 +498,8 @@ fn bad_input_is_refused_with_a_reason() {
 
 /// A server certificate with 5 days left: `openbao.tls` warns with the
 /// date and how to renew it. One with 400 days left is ok and says when
-/// it ends. Both read from a real listener with a certificate made by
-/// `openssl`.
+/// it ends; one that expired fails, saying so. Each from a real listener
+/// with a certificate made by `openssl`.
 #[test]
 fn doctor_tls_warns_when_the_certificate_expires_soon() {
     let soon = Bao::start_with_cert_days(5);
@@ -540,6 +540,30 @@ fn doctor_tls_warns_when_the_certificate_expires_soon() {
             later.ca_path().display(),
             later.cert_end_date()
         )) && finding.ends_with("(in 400 days)"),
+        "{r}"
+    );
+
+    // Expired a day ago: reads fail on TLS, and the check says why, with
+    // renewal (not another CA) as the fix.
+    let gone = Bao::start_with_cert_days(-1);
+    let env = env_for(&gone);
+    let out = env.run(&["secrets", "get", "app", "K"]);
+    assert!(!out.status.success());
+    let r = check(&env, "openbao.tls");
+    assert_eq!(r["status"], "fail", "{r}");
+    assert_eq!(
+        r["finding"],
+        format!(
+            "the server's certificate expired on {}",
+            gone.cert_end_date()
+        ),
+        "{r}"
+    );
+    assert!(
+        r["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("renew the server's certificate"),
         "{r}"
     );
 }

@@ -84,10 +84,10 @@ impl Bao {
     }
 
     /// A dev server whose TLS listener has a certificate for 127.0.0.1,
-    /// made with `openssl` and valid for `days` days, signed by a CA of
-    /// the test's own (`ca`); the dev listener stays on plain http
-    /// elsewhere, unused.
-    pub fn start_with_cert_days(days: u32) -> Bao {
+    /// made with `openssl` and valid for `days` days (a negative number:
+    /// expired that long ago), signed by a CA of the test's own (`ca`);
+    /// the dev listener stays on plain http elsewhere, unused.
+    pub fn start_with_cert_days(days: i32) -> Bao {
         Bao::start_dev(Tls::Cert { days })
     }
 
@@ -128,7 +128,8 @@ impl Bao {
             dir,
             unseal_key: String::new(),
         };
-        bao.wait_ready();
+        // An expired certificate does not verify: wait without.
+        bao.wait_ready(matches!(tls, Tls::Cert { days } if days < 0));
         bao.unseal_key = bao
             .log()
             .lines()
@@ -167,7 +168,7 @@ impl Bao {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, skip_verify: bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -175,7 +176,15 @@ impl Bao {
             }
             let up = self.log().contains("Unseal Key: ")
                 && (self.ca.is_none() || self.ca.as_ref().is_some_and(|c| c.exists()))
-                && self.bao(&["status"]).status.code() == Some(0);
+                && self
+                    .bao(if skip_verify {
+                        &["status", "-tls-skip-verify"]
+                    } else {
+                        &["status"]
+                    })
+                    .status
+                    .code()
+                    == Some(0);
             if up {
                 return;
             }
@@ -273,13 +282,14 @@ impl Bao {
 }
 
 /// How a dev server speaks.
+#[derive(Clone, Copy)]
 enum Tls {
     None,
     /// `-dev-tls`: the server makes its CA and certificate.
     Dev,
     /// A listener with a certificate of the test's own.
     Cert {
-        days: u32,
+        days: i32,
     },
 }
 
@@ -299,11 +309,11 @@ fn openssl(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// In `dir`: a CA (`ca.pem`), a certificate for 127.0.0.1 it signed that
-/// is valid for `days` days (`server.pem`, `server.key`), and a config
-/// file with a TLS listener on `port` that uses them. The CA's path and
-/// the config file's.
-fn cert_listener(dir: &Path, port: u16, days: u32) -> (PathBuf, PathBuf) {
-    let days = days.to_string();
+/// is valid for `days` days (`server.pem`, `server.key`; for a negative
+/// `days`, one that ended that many days ago, 30 days after it began),
+/// and a config file with a TLS listener on `port` that uses them. The
+/// CA's path and the config file's.
+fn cert_listener(dir: &Path, port: u16, days: i32) -> (PathBuf, PathBuf) {
     let ec = [
         "-newkey",
         "ec",
@@ -336,26 +346,68 @@ fn cert_listener(dir: &Path, port: u16, days: u32) -> (PathBuf, PathBuf) {
     ]);
     openssl(dir, &csr);
     std::fs::write(dir.join("san.cnf"), "subjectAltName = IP:127.0.0.1\n").expect("san.cnf");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            &days,
-            "-extfile",
-            "san.cnf",
-        ],
-    );
+    if days >= 0 {
+        let days = days.to_string();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                &days,
+                "-extfile",
+                "san.cnf",
+            ],
+        );
+    } else {
+        // `x509 -req` starts every certificate now; `ca` takes both ends.
+        let ago = |d: i32| {
+            let out = Command::new("date")
+                .args(["-u", "-d", &format!("{d} days ago"), "+%Y%m%d%H%M%SZ"])
+                .output()
+                .expect("run date");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let (start, end) = (ago(30 - days), ago(-days));
+        std::fs::write(dir.join("index.txt"), "").expect("index.txt");
+        std::fs::write(dir.join("serial"), "01\n").expect("serial");
+        std::fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = .\n\
+             certificate = ca.pem\nprivate_key = ca.key\nserial = serial\ndefault_md = sha256\n\
+             policy = any\nunique_subject = no\n[any]\ncommonName = supplied\n",
+        )
+        .expect("ca.cnf");
+        openssl(
+            dir,
+            &[
+                "ca",
+                "-batch",
+                "-notext",
+                "-config",
+                "ca.cnf",
+                "-startdate",
+                &start,
+                "-enddate",
+                &end,
+                "-in",
+                "server.csr",
+                "-out",
+                "server.pem",
+                "-extfile",
+                "san.cnf",
+            ],
+        );
+    }
     let config = dir.join("listener.hcl");
     std::fs::write(
         &config,

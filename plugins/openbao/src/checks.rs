@@ -163,18 +163,27 @@ fn tls(server: &Server, err: Option<BackendError>) -> CheckReport {
         );
     }
     match err {
-        Some(e) if e.is("tls") => failed(id, &e),
+        // An expired certificate: say so, and that renewing it is the fix
+        // (not another CA).
+        Some(e) if e.is("tls") => match crate::tls::server_expiry(&server.config, &server.roots) {
+            Ok(x) if x.left <= 0 => expiry(server, Ok(x)),
+            _ => failed(id, &e),
+        },
         Some(_) => skip(id, "the server does not answer (openbao.reachable)"),
-        None => expiry(server),
+        None => expiry(
+            server,
+            crate::tls::server_expiry(&server.config, &server.roots),
+        ),
     }
 }
 
-/// The API answered over verified TLS: how long the certificate has left,
-/// read by a handshake of the check's own (reads never make it).
-fn expiry(server: &Server) -> CheckReport {
+/// How long the certificate has left, as a handshake of the check's own
+/// (reads never make it) saw it after the API answered over verified TLS
+/// (or failed for an expired certificate).
+fn expiry(server: &Server, seen: Result<crate::tls::Expiry, String>) -> CheckReport {
     const DAY: i64 = 86_400;
     let id = TLS;
-    let (status, finding, fix) = match crate::tls::server_expiry(&server.config, &server.roots) {
+    let (status, finding, fix) = match seen {
         Err(why) => (
             Status::Warn,
             format!(

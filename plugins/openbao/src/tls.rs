@@ -73,7 +73,8 @@ pub(crate) struct Expiry {
 
 /// One TLS handshake with the server at `config.address`, verified
 /// against `roots`, within `config.timeout` for the connection and each
-/// read: the end-entity certificate's expiry, or why it is not known.
+/// read: the end-entity certificate's expiry (in the past when it failed
+/// verification for having expired), or why it is not known.
 pub(crate) fn server_expiry(config: &Config, roots: &Roots) -> Result<Expiry, String> {
     let (host, port) = endpoint(&config.address)?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
@@ -85,13 +86,23 @@ pub(crate) fn server_expiry(config: &Config, roots: &Roots) -> Result<Expiry, St
         .and_then(|()| sock.set_write_timeout(Some(config.timeout)))
         .map_err(|e| e.to_string())?;
     while conn.is_handshaking() {
-        conn.complete_io(&mut sock).map_err(|e| match e.kind() {
-            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => format!(
-                "no answer within {}s during the handshake",
-                config.timeout.as_secs()
-            ),
-            _ => e.to_string(),
-        })?;
+        if let Err(e) = conn.complete_io(&mut sock) {
+            // A certificate past its notAfter fails verification; that is
+            // still an answer to when it expires.
+            if let Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ExpiredContext { not_after, .. },
+            )) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+            {
+                return expiry_at(Duration::from_secs(not_after.as_secs()));
+            }
+            return Err(match e.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => format!(
+                    "no answer within {}s during the handshake",
+                    config.timeout.as_secs()
+                ),
+                _ => e.to_string(),
+            });
+        }
     }
     let cert = conn
         .peer_certificates()
@@ -132,9 +143,14 @@ fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String
 fn not_after(der: &CertificateDer<'_>) -> Result<Expiry, String> {
     let cert = x509_cert::Certificate::from_der(der.as_ref())
         .map_err(|e| format!("the server's certificate does not parse: {e}"))?;
-    let end = cert.tbs_certificate.validity.not_after;
-    let at = end.to_date_time();
-    let end_secs = i64::try_from(end.to_unix_duration().as_secs()).unwrap_or(i64::MAX);
+    expiry_at(cert.tbs_certificate.validity.not_after.to_unix_duration())
+}
+
+/// An [`Expiry`] at `end`, seconds since the Unix epoch.
+fn expiry_at(end: Duration) -> Result<Expiry, String> {
+    let at = x509_cert::der::DateTime::from_unix_duration(end)
+        .map_err(|e| format!("the certificate's notAfter is out of range: {e}"))?;
+    let end_secs = i64::try_from(end.as_secs()).unwrap_or(i64::MAX);
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
