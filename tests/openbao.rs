@@ -364,6 +364,16 @@ fn plain_http_is_refused_until_allowed_and_the_fix_works_when_pasted() {
     let allow = hint_starting(&out, "ov settings set openbao.allow_http true");
     assert!(env.paste(&allow).status.success());
     assert_eq!(check(&env, "openbao.reachable")["status"], "ok");
+    // Allowed, plain http still warns, with the way back to TLS.
+    let tls = check(&env, "openbao.tls");
+    assert_eq!(tls["status"], "warn", "{tls}");
+    assert!(
+        tls["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("ov settings set openbao.address https://127.0.0.1:"),
+        "{tls}"
+    );
     assert_eq!(env.ok(&["secrets", "get", "s", "k"]), "v\n");
 }
 
@@ -484,6 +494,78 @@ fn bad_input_is_refused_with_a_reason() {
         stderr(&out)
     );
     assert_eq!(check(&env, "openbao.tls")["status"], "fail");
+}
+
+/// A server certificate with 5 days left: `openbao.tls` warns with the
+/// date and how to renew it. One with 400 days left is ok and says when
+/// it ends; one that expired fails, saying so. Each from a real listener
+/// with a certificate made by `openssl`.
+#[test]
+fn doctor_tls_warns_when_the_certificate_expires_soon() {
+    let soon = Bao::start_with_cert_days(5);
+    let env = env_for(&soon);
+    // The API works over this certificate.
+    env.ok(&["settings", "set", "secret_backend", "openbao"]);
+    env.run_stdin(&["secrets", "set", "app", "K"], "v");
+    assert_eq!(env.ok(&["secrets", "get", "app", "K"]).trim(), "v");
+    let r = check(&env, "openbao.tls");
+    let date = soon.cert_end_date();
+    assert_eq!(r["status"], "warn", "{r}");
+    let finding = r["finding"].as_str().unwrap_or_default();
+    assert!(
+        finding.contains(&format!(
+            "the server's certificate expires on {date} (in 4 days)"
+        )) || finding.contains(&format!(
+            "the server's certificate expires on {date} (in 5 days)"
+        )),
+        "{r}"
+    );
+    let fix = r["fix"].as_str().unwrap_or_default();
+    assert!(
+        fix.contains("renew the server's certificate") && fix.contains("tls_cert_file"),
+        "{r}"
+    );
+    // The human report shows the fix too.
+    let out = env.run(&["doctor", "openbao.tls"]);
+    assert!(stdout(&out).contains("tls_cert_file"), "{}", stdout(&out));
+
+    let later = Bao::start_with_cert_days(400);
+    let env = env_for(&later);
+    let r = check(&env, "openbao.tls");
+    assert_eq!(r["status"], "ok", "{r}");
+    let finding = r["finding"].as_str().unwrap_or_default();
+    assert!(
+        finding.starts_with(&format!(
+            "verified against {}; the certificate expires on {}",
+            later.ca_path().display(),
+            later.cert_end_date()
+        )) && finding.ends_with("(in 400 days)"),
+        "{r}"
+    );
+
+    // Expired a day ago: reads fail on TLS, and the check says why, with
+    // renewal (not another CA) as the fix.
+    let gone = Bao::start_with_cert_days(-1);
+    let env = env_for(&gone);
+    let out = env.run(&["secrets", "get", "app", "K"]);
+    assert!(!out.status.success());
+    let r = check(&env, "openbao.tls");
+    assert_eq!(r["status"], "fail", "{r}");
+    assert_eq!(
+        r["finding"],
+        format!(
+            "the server's certificate expired on {}",
+            gone.cert_end_date()
+        ),
+        "{r}"
+    );
+    assert!(
+        r["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("renew the server's certificate"),
+        "{r}"
+    );
 }
 
 /// Three raft nodes on loopback, `ov` pointed at a standby (which forwards

@@ -75,15 +75,23 @@ pub struct Bao {
 impl Bao {
     /// A dev server with TLS: KV version 2 at `secret/`, token `root`.
     pub fn start() -> Bao {
-        Bao::start_dev(true)
+        Bao::start_dev(Tls::Dev)
     }
 
     /// A dev server speaking plain http.
     pub fn start_http() -> Bao {
-        Bao::start_dev(false)
+        Bao::start_dev(Tls::None)
     }
 
-    fn start_dev(tls: bool) -> Bao {
+    /// A dev server whose TLS listener has a certificate for 127.0.0.1,
+    /// made with `openssl` and valid for `days` days (a negative number:
+    /// expired that long ago), signed by a CA of the test's own (`ca`);
+    /// the dev listener stays on plain http elsewhere, unused.
+    pub fn start_with_cert_days(days: i32) -> Bao {
+        Bao::start_dev(Tls::Cert { days })
+    }
+
+    fn start_dev(tls: Tls) -> Bao {
         let dir = tempfile::Builder::new()
             .prefix("ov-bao.")
             .tempdir()
@@ -92,22 +100,36 @@ impl Bao {
         let mut args = vec![
             "-dev".to_owned(),
             format!("-dev-root-token-id={ROOT_TOKEN}"),
-            format!("-dev-listen-address=127.0.0.1:{port}"),
         ];
-        if tls {
-            args.push("-dev-tls".to_owned());
-            args.push(format!("-dev-tls-cert-dir={}", dir.path().display()));
-        }
+        let ca = match tls {
+            Tls::None => {
+                args.push(format!("-dev-listen-address=127.0.0.1:{port}"));
+                None
+            }
+            Tls::Dev => {
+                args.push(format!("-dev-listen-address=127.0.0.1:{port}"));
+                args.push("-dev-tls".to_owned());
+                args.push(format!("-dev-tls-cert-dir={}", dir.path().display()));
+                Some(dir.path().join("vault-ca.pem"))
+            }
+            Tls::Cert { days } => {
+                args.push(format!("-dev-listen-address=127.0.0.1:{}", free_port()));
+                let (ca, config) = cert_listener(dir.path(), port, days);
+                args.push(format!("-config={}", config.display()));
+                Some(ca)
+            }
+        };
         let child = spawn_server(dir.path(), "server.log", &args);
-        let scheme = if tls { "https" } else { "http" };
+        let scheme = if ca.is_some() { "https" } else { "http" };
         let mut bao = Bao {
             child,
             address: format!("{scheme}://127.0.0.1:{port}"),
-            ca: tls.then(|| dir.path().join("vault-ca.pem")),
+            ca,
             dir,
             unseal_key: String::new(),
         };
-        bao.wait_ready();
+        // An expired certificate does not verify: wait without.
+        bao.wait_ready(matches!(tls, Tls::Cert { days } if days < 0));
         bao.unseal_key = bao
             .log()
             .lines()
@@ -118,11 +140,35 @@ impl Bao {
         bao
     }
 
+    /// The notAfter of the server's certificate made by
+    /// [`Bao::start_with_cert_days`], as `YYYY-MM-DD`, as `openssl` reads it.
+    pub fn cert_end_date(&self) -> String {
+        let out = openssl(
+            self.dir.path(),
+            &[
+                "x509",
+                "-in",
+                "server.pem",
+                "-noout",
+                "-enddate",
+                "-dateopt",
+                "iso_8601",
+            ],
+        );
+        // notAfter=2027-03-01 12:00:00Z
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .strip_prefix("notAfter=")
+            .and_then(|d| d.get(..10))
+            .expect("openssl prints notAfter=")
+            .to_owned()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, skip_verify: bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -130,7 +176,15 @@ impl Bao {
             }
             let up = self.log().contains("Unseal Key: ")
                 && (self.ca.is_none() || self.ca.as_ref().is_some_and(|c| c.exists()))
-                && self.bao(&["status"]).status.code() == Some(0);
+                && self
+                    .bao(if skip_verify {
+                        &["status", "-tls-skip-verify"]
+                    } else {
+                        &["status"]
+                    })
+                    .status
+                    .code()
+                    == Some(0);
             if up {
                 return;
             }
@@ -225,6 +279,146 @@ impl Bao {
     pub fn ca_path(&self) -> &Path {
         self.ca.as_deref().expect("a TLS server")
     }
+}
+
+/// How a dev server speaks.
+#[derive(Clone, Copy)]
+enum Tls {
+    None,
+    /// `-dev-tls`: the server makes its CA and certificate.
+    Dev,
+    /// A listener with a certificate of the test's own.
+    Cert {
+        days: i32,
+    },
+}
+
+/// `openssl ARGS…` in `dir`, insisting on success.
+fn openssl(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// In `dir`: a CA (`ca.pem`), a certificate for 127.0.0.1 it signed that
+/// is valid for `days` days (`server.pem`, `server.key`; for a negative
+/// `days`, one that ended that many days ago, 30 days after it began),
+/// and a config file with a TLS listener on `port` that uses them. The
+/// CA's path and the config file's.
+fn cert_listener(dir: &Path, port: u16, days: i32) -> (PathBuf, PathBuf) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend_from_slice(&ec);
+    ca.extend_from_slice(&[
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=ov test CA",
+    ]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req"];
+    csr.extend_from_slice(&ec);
+    csr.extend_from_slice(&[
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(dir, &csr);
+    std::fs::write(dir.join("san.cnf"), "subjectAltName = IP:127.0.0.1\n").expect("san.cnf");
+    if days >= 0 {
+        let days = days.to_string();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                &days,
+                "-extfile",
+                "san.cnf",
+            ],
+        );
+    } else {
+        // `x509 -req` starts every certificate now; `ca` takes both ends.
+        let ago = |d: i32| {
+            let out = Command::new("date")
+                .args(["-u", "-d", &format!("{d} days ago"), "+%Y%m%d%H%M%SZ"])
+                .output()
+                .expect("run date");
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let (start, end) = (ago(30 - days), ago(-days));
+        std::fs::write(dir.join("index.txt"), "").expect("index.txt");
+        std::fs::write(dir.join("serial"), "01\n").expect("serial");
+        std::fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = .\n\
+             certificate = ca.pem\nprivate_key = ca.key\nserial = serial\ndefault_md = sha256\n\
+             policy = any\nunique_subject = no\n[any]\ncommonName = supplied\n",
+        )
+        .expect("ca.cnf");
+        openssl(
+            dir,
+            &[
+                "ca",
+                "-batch",
+                "-notext",
+                "-config",
+                "ca.cnf",
+                "-startdate",
+                &start,
+                "-enddate",
+                &end,
+                "-in",
+                "server.csr",
+                "-out",
+                "server.pem",
+                "-extfile",
+                "san.cnf",
+            ],
+        );
+    }
+    let config = dir.join("listener.hcl");
+    std::fs::write(
+        &config,
+        format!(
+            "listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_cert_file = \"{}\"\n  tls_key_file = \"{}\"\n}}\n",
+            dir.join("server.pem").display(),
+            dir.join("server.key").display()
+        ),
+    )
+    .expect("listener config");
+    (dir.join("ca.pem"), config)
 }
 
 impl Drop for Bao {

@@ -19,13 +19,15 @@ const POLICY: &str = "openbao.policy";
 
 /// Tokens that cannot be renewed warn with less than this many seconds left.
 const NEAR_EXPIRY: u64 = 3600;
+/// A server certificate warns with fewer than this many days left.
+const CERT_NEAR_EXPIRY_DAYS: i64 = 30;
 
 /// Each check: its id, its title, and the check it runs after.
 const CHECKS: &[(&str, &str, Option<&str>)] = &[
     (REACHABLE, "the OpenBao server answers", None),
     (
         TLS,
-        "the OpenBao server's certificate is trusted",
+        "the OpenBao server's certificate is trusted and not about to expire",
         Some(REACHABLE),
     ),
     (SEALED, "the OpenBao server is unsealed", Some(REACHABLE)),
@@ -144,29 +146,101 @@ fn skip(id: &str, why: &str) -> CheckReport {
 
 fn tls(server: &Server, err: Option<BackendError>) -> CheckReport {
     let id = TLS;
-    if server.config.address.starts_with("http://") {
-        return report(
-            id,
-            title(id),
-            Status::Warn,
+    if let Some(rest) = server.config.address.strip_prefix("http://") {
+        return with_fix(
+            report(
+                id,
+                title(id),
+                Status::Warn,
+                format!(
+                    "{} is plain http (openbao.allow_http is on): no TLS",
+                    server.config.address
+                ),
+            ),
             format!(
-                "{} is plain http (openbao.allow_http is on): no TLS",
-                server.config.address
+                "ov settings set openbao.address https://{rest}   # once the server's listener has a certificate (tls_cert_file)"
             ),
         );
     }
     match err {
-        Some(e) if e.is("tls") => failed(id, &e),
+        // An expired certificate: say so, and that renewing it is the fix
+        // (not another CA).
+        Some(e) if e.is("tls") => match crate::tls::server_expiry(&server.config, &server.roots) {
+            Ok(x) if x.left <= 0 => expiry(server, Ok(x)),
+            _ => failed(id, &e),
+        },
         Some(_) => skip(id, "the server does not answer (openbao.reachable)"),
-        None => report(
-            id,
-            title(id),
-            Status::Ok,
-            match &server.config.cacert {
+        None => expiry(
+            server,
+            crate::tls::server_expiry(&server.config, &server.roots),
+        ),
+    }
+}
+
+/// How long the certificate has left, as a handshake of the check's own
+/// (reads never make it) saw it after the API answered over verified TLS
+/// (or failed for an expired certificate).
+fn expiry(server: &Server, seen: Result<crate::tls::Expiry, String>) -> CheckReport {
+    const DAY: i64 = 86_400;
+    let id = TLS;
+    let (status, finding, fix) = match seen {
+        Err(why) => (
+            Status::Warn,
+            format!(
+                "the API answered over TLS, but a second handshake to read the certificate failed: {why}; its expiry is not known"
+            ),
+            Some(format!(
+                "openssl s_client -connect {} </dev/null | openssl x509 -noout -enddate   # read the expiry by hand",
+                crate::tls::endpoint(&server.config.address).map_or_else(
+                    |_| server.config.address.clone(),
+                    |(h, p)| format!("{h}:{p}")
+                )
+            )),
+        ),
+        Ok(e) => {
+            let renew = format!(
+                "renew the server's certificate (the listener's tls_cert_file) before {}, then reload OpenBao: kill -HUP <bao server pid>",
+                e.date
+            );
+            // To the nearest day: a certificate made for 5 days a moment
+            // ago has 5 days left, not 4.
+            let when = match (e.left + DAY / 2) / DAY {
+                _ if e.left < DAY => "in less than a day".to_owned(),
+                1 => "in 1 day".to_owned(),
+                d => format!("in {d} days"),
+            };
+            let verified = match &server.config.cacert {
                 Some(ca) => format!("verified against {}", ca.display()),
                 None => "verified against the system's root certificates".to_owned(),
-            },
-        ),
+            };
+            if e.left <= 0 {
+                (
+                    Status::Fail,
+                    format!("the server's certificate expired on {}", e.date),
+                    Some(renew),
+                )
+            } else if e.left < CERT_NEAR_EXPIRY_DAYS * DAY {
+                (
+                    Status::Warn,
+                    format!(
+                        "{verified}, but the server's certificate expires on {} ({when})",
+                        e.date
+                    ),
+                    Some(renew),
+                )
+            } else {
+                (
+                    Status::Ok,
+                    format!("{verified}; the certificate expires on {} ({when})", e.date),
+                    None,
+                )
+            }
+        }
+    };
+    let r = report(id, title(id), status, finding);
+    match fix {
+        Some(f) => with_fix(r, f),
+        None => r,
     }
 }
 

@@ -10,6 +10,7 @@ use ov_plugin_api::zeroize::Zeroizing;
 use ov_plugin_api::{BackendError, ErrorKind, Secret};
 
 use crate::config::Config;
+use crate::tls::Roots;
 
 /// How many times a request is tried on a refused connection: a server
 /// that is down stays down, and the chain should go on soon.
@@ -68,15 +69,16 @@ pub(crate) enum Method {
 pub(crate) struct Server {
     agent: ureq::Agent,
     pub config: Config,
+    /// What the server's certificate is verified against.
+    pub roots: Roots,
 }
 
 impl Server {
     pub fn new(config: Config) -> Result<Server, BackendError> {
-        let roots = match &config.cacert {
-            Some(path) => ureq::tls::RootCerts::new_with_certs(&crate::config::load_ca(path)?),
-            None => ureq::tls::RootCerts::PlatformVerifier,
-        };
-        let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
+        let roots = Roots::of(&config)?;
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(roots.for_http())
+            .build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(config.timeout))
@@ -89,7 +91,11 @@ impl Server {
             .user_agent(concat!("ov/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Ok(Server { agent, config })
+        Ok(Server {
+            agent,
+            config,
+            roots,
+        })
     }
 
     /// `/v1/<path>` with the token (when given) and the namespace.

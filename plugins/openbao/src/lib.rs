@@ -23,6 +23,7 @@ mod checks;
 pub mod config;
 mod http;
 mod kv;
+mod tls;
 
 use std::sync::OnceLock;
 
