@@ -522,12 +522,30 @@ fn doctor_tls_warns_when_the_certificate_expires_soon() {
     );
     let fix = r["fix"].as_str().unwrap_or_default();
     assert!(
-        fix.contains("renew the server's certificate") && fix.contains("tls_cert_file"),
+        fix.starts_with("pkill -HUP -x bao   # on the server, once its certificate")
+            && fix.contains("tls_cert_file"),
         "{r}"
     );
     // The human report shows the fix too.
     let out = env.run(&["doctor", "openbao.tls"]);
     assert!(stdout(&out).contains("tls_cert_file"), "{}", stdout(&out));
+    // The fix, done: a renewed certificate, SIGHUP to the process the
+    // fix's `pkill -x bao` names, and the check passes.
+    assert_eq!(soon.comm(), "bao");
+    soon.renew_cert(400);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = check(&env, "openbao.tls");
+        if r["status"] == "ok" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate was never served: {r}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(env.ok(&["secrets", "get", "app", "K"]).trim(), "v");
 
     let later = Bao::start_with_cert_days(400);
     let env = env_for(&later);
@@ -563,8 +581,15 @@ fn doctor_tls_warns_when_the_certificate_expires_soon() {
         r["fix"]
             .as_str()
             .unwrap_or_default()
-            .starts_with("renew the server's certificate"),
+            .starts_with("pkill -HUP -x bao   # on the server, once its certificate"),
         "{r}"
+    );
+    // The read's own error sends to that check, not to another CA.
+    assert_eq!(
+        common::hints(&out),
+        ["ov doctor openbao.tls   # the certificate's dates, and how to renew it"],
+        "{}",
+        stderr(&out)
     );
 }
 

@@ -140,6 +140,26 @@ impl Bao {
         bao
     }
 
+    /// Renew the server's certificate made by [`Bao::start_with_cert_days`]
+    /// for `days`, as an admin would, and SIGHUP this server (what the
+    /// doctor's fix does with `pkill -HUP -x bao`, aimed at this one).
+    pub fn renew_cert(&self, days: i32) {
+        sign_server_cert(self.dir.path(), days);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .expect("SIGHUP the server");
+    }
+
+    /// The process name `pkill -x` matches.
+    pub fn comm(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/comm", self.child.id()))
+            .expect("comm")
+            .trim()
+            .to_owned()
+    }
+
     /// The notAfter of the server's certificate made by
     /// [`Bao::start_with_cert_days`], as `YYYY-MM-DD`, as `openssl` reads it.
     pub fn cert_end_date(&self) -> String {
@@ -346,6 +366,23 @@ fn cert_listener(dir: &Path, port: u16, days: i32) -> (PathBuf, PathBuf) {
     ]);
     openssl(dir, &csr);
     std::fs::write(dir.join("san.cnf"), "subjectAltName = IP:127.0.0.1\n").expect("san.cnf");
+    sign_server_cert(dir, days);
+    let config = dir.join("listener.hcl");
+    std::fs::write(
+        &config,
+        format!(
+            "listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_cert_file = \"{}\"\n  tls_key_file = \"{}\"\n}}\n",
+            dir.join("server.pem").display(),
+            dir.join("server.key").display()
+        ),
+    )
+    .expect("listener config");
+    (dir.join("ca.pem"), config)
+}
+
+/// `server.pem` in `dir`, signed by the CA there for the key there, valid
+/// for `days` from now (a negative count: ended that many days ago).
+fn sign_server_cert(dir: &Path, days: i32) {
     if days >= 0 {
         let days = days.to_string();
         openssl(
@@ -408,17 +445,6 @@ fn cert_listener(dir: &Path, port: u16, days: i32) -> (PathBuf, PathBuf) {
             ],
         );
     }
-    let config = dir.join("listener.hcl");
-    std::fs::write(
-        &config,
-        format!(
-            "listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_cert_file = \"{}\"\n  tls_key_file = \"{}\"\n}}\n",
-            dir.join("server.pem").display(),
-            dir.join("server.key").display()
-        ),
-    )
-    .expect("listener config");
-    (dir.join("ca.pem"), config)
 }
 
 impl Drop for Bao {

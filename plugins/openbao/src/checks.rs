@@ -199,7 +199,7 @@ fn expiry(server: &Server, seen: Result<crate::tls::Expiry, String>) -> CheckRep
         ),
         Ok(e) => {
             let renew = format!(
-                "renew the server's certificate (the listener's tls_cert_file) before {}, then reload OpenBao: kill -HUP <bao server pid>",
+                "pkill -HUP -x bao   # on the server, once its certificate (the listener's tls_cert_file) is renewed: due {}; SIGHUP reloads it",
                 e.date
             );
             // To the nearest day: a certificate made for 5 days a moment

@@ -231,7 +231,9 @@ impl Server {
 enum Failure {
     Timeout,
     Refused(String),
-    Tls(String),
+    /// Why, and whether the certificate was refused for its dates (then
+    /// the CA is right and renewing the certificate is the fix).
+    Tls(String, bool),
     Other(String),
 }
 
@@ -243,16 +245,33 @@ impl From<ureq::Error> for Failure {
             // rustls reports a failed handshake (an untrusted or bad
             // certificate) through the stream as InvalidData.
             ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-                Failure::Tls(io.to_string())
+                let dated = io
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<rustls::Error>())
+                    .is_some_and(out_of_date);
+                Failure::Tls(io.to_string(), dated)
             }
             ureq::Error::Io(io) => Failure::Refused(io.to_string()),
             ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
                 Failure::Refused(e.to_string())
             }
-            ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Failure::Tls(e.to_string()),
+            ureq::Error::Rustls(ref r) => Failure::Tls(e.to_string(), out_of_date(r)),
+            ureq::Error::Tls(_) => Failure::Tls(e.to_string(), false),
             other => Failure::Other(other.to_string()),
         }
     }
+}
+
+/// A certificate refused for being past its notAfter or before its
+/// notBefore: a server (or clock) to fix, not a CA to configure.
+fn out_of_date(e: &rustls::Error) -> bool {
+    use rustls::CertificateError as C;
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. }
+        )
+    )
 }
 
 impl Failure {
@@ -278,12 +297,18 @@ impl Failure {
             .hint("ov doctor openbao"),
             // Not a fault to pass over quietly: an untrusted certificate
             // is a setup to fix, or someone in the middle.
-            Failure::Tls(why) => BackendError::of(
-                ErrorKind::Environment,
-                format!("TLS with OpenBao at {address} failed: {why}"),
-            )
-            .with_problem("tls")
-            .hint("ov settings set openbao.cacert /path/to/ca.pem   # the CA that signed the server's certificate"),
+            Failure::Tls(why, dated) => {
+                let e = BackendError::of(
+                    ErrorKind::Environment,
+                    format!("TLS with OpenBao at {address} failed: {why}"),
+                )
+                .with_problem("tls");
+                if dated {
+                    e.hint("ov doctor openbao.tls   # the certificate's dates, and how to renew it")
+                } else {
+                    e.hint("ov settings set openbao.cacert /path/to/ca.pem   # the CA that signed the server's certificate")
+                }
+            }
             Failure::Other(why) => BackendError::of(
                 ErrorKind::Unavailable,
                 format!("talking to OpenBao at {address} failed: {why}"),
