@@ -979,14 +979,7 @@ fn install_enable_runs_the_agent_under_systemd_through_crash_and_reboot() {
         stdout(&out)
     };
     m.install_ov();
-    let home = m.dir().join("home/deploy");
-    ok(
-        m.root(&format!(
-            "useradd --create-home --home-dir {} --shell /bin/sh deploy",
-            home.display()
-        )),
-        "useradd",
-    );
+    m.add_user("deploy");
     ok(
         m.root("install -d -o deploy -g deploy -m 700 /etc/ov"),
         "install -d /etc/ov",
@@ -994,7 +987,6 @@ fn install_enable_runs_the_agent_under_systemd_through_crash_and_reboot() {
     ok(
         m.user(
             "deploy",
-            &home,
             "ov settings set secret_backend config && \
              printf 'DATABASE_URL=postgres://db/x\\n' > .env && \
              ov secrets import .env --app myapp --env production && \
@@ -1027,7 +1019,7 @@ fn install_enable_runs_the_agent_under_systemd_through_crash_and_reboot() {
     // the first request needs no retry.
     let run = "ov run --agent --machine-key /etc/ov/myapp.key --app myapp --env production \
                --secrets DATABASE_URL -- sh -c 'printf %s \"$DATABASE_URL\"'";
-    assert_eq!(ok(m.user("deploy", &home, run), run), "postgres://db/x");
+    assert_eq!(ok(m.user("deploy", run), run), "postgres://db/x");
     let unit_check = |m: &Machine| {
         let out = m.root("ov doctor agent --json");
         TestEnv::check_in(&stdout(&out), "agent.unit")
@@ -1044,7 +1036,7 @@ fn install_enable_runs_the_agent_under_systemd_through_crash_and_reboot() {
     assert_eq!(fix, common::as_root("systemctl enable --now ov-agent"));
     ok(m.root(&fix), &fix);
     assert_eq!(unit_check(&m)["status"], "ok");
-    assert_eq!(ok(m.user("deploy", &home, run), run), "postgres://db/x");
+    assert_eq!(ok(m.user("deploy", run), run), "postgres://db/x");
     // A crash: Restart=on-failure brings it back.
     let pid = |m: &Machine| {
         stdout(&m.root("systemctl show -p MainPID --value ov-agent"))
@@ -1055,14 +1047,14 @@ fn install_enable_runs_the_agent_under_systemd_through_crash_and_reboot() {
     ok(m.root("systemctl kill --signal=KILL ov-agent"), "kill");
     m.wait_for("systemd to restart the agent", || {
         let now = pid(&m);
-        now != before && now != "0" && m.user("deploy", &home, run).status.success()
+        now != before && now != "0" && m.user("deploy", run).status.success()
     });
     // A reboot: /run starts empty, the unit is enabled, nobody logs in.
     m.reboot();
     m.wait_for("the agent to start at boot", || {
-        m.user("deploy", &home, run).status.success()
+        m.user("deploy", run).status.success()
     });
-    assert_eq!(ok(m.user("deploy", &home, run), run), "postgres://db/x");
+    assert_eq!(ok(m.user("deploy", run), run), "postgres://db/x");
     assert_eq!(is(&m, "is-active"), "active");
 }
 

@@ -1287,3 +1287,123 @@ fn issue15_a_key_directory_the_service_account_cannot_write_gets_the_chown() {
         65534
     );
 }
+
+/// The unit template the packages ship (packaging/systemd/ov-run@.service),
+/// under a real systemd, set up as its header says: the service account
+/// derives its key and bundle into /etc/ov, the admin writes the instance's
+/// conf and enables `ov-run@myapp`. The program gets its secret, with its
+/// `$OV_COMMAND` split into words by systemd as documented; it is back
+/// after a reboot; a missing key fails the start, never a quiet skip.
+#[test]
+fn the_packaged_unit_template_starts_a_service_with_its_secrets() {
+    use common::systemd::Machine;
+    let mut m = Machine::boot();
+    let ok = |out: std::process::Output, what: &str| -> String {
+        assert!(
+            out.status.success(),
+            "{what}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    let ov = m.install_ov();
+    let unit = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/systemd/ov-run@.service"
+    );
+    ok(
+        m.root(&format!(
+            "install -m 755 {} /usr/bin/ov && install -m 644 {unit} /etc/systemd/system/ov-run@.service",
+            ov.display()
+        )),
+        "install the package's files",
+    );
+    m.add_user("myapp");
+    let home = m.home("myapp");
+    ok(
+        m.root("install -d -o myapp -g myapp -m 700 /etc/ov"),
+        "/etc/ov for the account",
+    );
+    fs::write(
+        home.join("serve"),
+        "#!/bin/sh\nprintf '%s|%s' \"$DATABASE_URL\" \"$1\" > \"$HOME/got\"\nexec sleep 1000\n",
+    )
+    .expect("write serve");
+    fs::set_permissions(home.join("serve"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    ok(
+        m.user(
+            "myapp",
+            "ov settings set secret_backend config && \
+             printf 'DATABASE_URL=postgres://db/x\\n' > .env && \
+             ov secrets import .env --app myapp --env prod && rm .env && \
+             ov auth derive-machine-key --out /etc/ov/myapp.key --app myapp --env prod --bundle /etc/ov/myapp.age",
+        ),
+        "key and bundle",
+    );
+    ok(
+        m.root(&format!(
+            "chown root:root /etc/ov && chmod 755 /etc/ov && \
+             printf 'OV_ENV=prod\\nOV_COMMAND={} --serve\\n' > /etc/ov/myapp.conf && \
+             systemctl enable --now ov-run@myapp.service",
+            "/home/myapp/serve"
+        )),
+        "enable ov-run@myapp",
+    );
+    let got = home.join("got");
+    let served = |m: &Machine| {
+        m.wait_for("the service to start with its secret", || got.exists());
+        fs::read_to_string(&got).expect("got")
+    };
+    assert_eq!(served(&m), "postgres://db/x|--serve");
+    // The account's own store is not read: the unit has only the key and
+    // the bundle (the sealed file, not the value, is what is on disk).
+    let sealed = fs::read(m.dir().join("etc-up/ov/myapp.age")).expect("bundle");
+    assert!(!String::from_utf8_lossy(&sealed).contains("postgres://db/x"));
+    // A reboot: nobody logs in, the service comes back with its secret.
+    fs::remove_file(&got).expect("rm got");
+    m.reboot();
+    assert_eq!(served(&m), "postgres://db/x|--serve");
+    // A missing key: the start fails (and is retried, Restart=on-failure),
+    // it is not skipped.
+    // What it says goes to the journal; there is no journald here, so a
+    // drop-in sends the same stderr to a file.
+    ok(
+        m.root(
+            "systemctl stop ov-run@myapp && mv /etc/ov/myapp.key /etc/ov/myapp.key.away && \
+             mkdir /etc/systemd/system/ov-run@myapp.service.d && \
+             printf '[Service]\\nStandardError=file:/run/ov-run-myapp.err\\n' \
+               > /etc/systemd/system/ov-run@myapp.service.d/stderr.conf && \
+             systemctl daemon-reload",
+        ),
+        "move the key away",
+    );
+    fs::remove_file(&got).expect("rm got");
+    let _ = m.root("systemctl start ov-run@myapp");
+    m.wait_for("the start without a key to fail", || {
+        stdout(&m.root("systemctl show -p Result -p ExecMainStatus ov-run@myapp"))
+            == "Result=exit-code\nExecMainStatus=1\n"
+    });
+    assert!(!got.exists());
+    let said = stdout(&m.root("cat /run/ov-run-myapp.err"));
+    assert!(said.starts_with("ov: error: opening machine key"), "{said}");
+    // Its fix names the unit's bundle; the account pastes it (with /etc/ov
+    // its own for the moment, as when the key was first made), and the
+    // service starts with its secret again.
+    let fix = said
+        .lines()
+        .find_map(|l| l.strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("no hint: {said}"))
+        .to_owned();
+    assert_eq!(
+        fix,
+        "ov auth derive-machine-key --out /etc/ov/myapp.key --app myapp --env prod --force --bundle /etc/ov/myapp.age"
+    );
+    ok(m.root("chown myapp: /etc/ov"), "lend /etc/ov");
+    ok(m.user("myapp", &fix), &fix);
+    ok(
+        m.root("chown root: /etc/ov && systemctl restart ov-run@myapp"),
+        "restart",
+    );
+    assert_eq!(served(&m), "postgres://db/x|--serve");
+}

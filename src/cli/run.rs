@@ -145,7 +145,19 @@ fn app_secrets(
     let mut origin = format!("{app}/{env} in the store");
     let secrets = if let Some(key_path) = &a.machine_key {
         // The service path: only the key file and the bundle are read.
-        let key = super::key_in_memory(mk::load(key_path, app, env)?);
+        let key = super::key_in_memory(mk::load(key_path, app, env).map_err(|mut e| {
+            // A new key must seal the bundle this command reads.
+            if let Some(b) = &a.bundle {
+                for h in e
+                    .hints
+                    .iter_mut()
+                    .filter(|h| h.starts_with("ov auth derive-machine-key"))
+                {
+                    h.push_str(&format!(" --bundle {}", ov_plugin_support::shell_quote(b)));
+                }
+            }
+            e
+        })?);
         let paths = Paths::from_env()?;
         let bundle = match &a.bundle {
             Some(b) => b.clone(),

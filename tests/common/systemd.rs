@@ -1,11 +1,12 @@
 //! A machine with systemd as its init, for tests of units `ov` installs:
 //! the real `/lib/systemd/systemd` as PID 1 of its own PID, mount, UTS, IPC
-//! and network namespaces (unshare(1)). The host's `/etc` is the lower
-//! layer of an overlay whose writes land in the test's directory, and
+//! and network namespaces (unshare(1)). The host's `/etc` and `/usr` are
+//! the lower layers of overlays whose writes land in the test's directory
+//! (so a package's files can go where the package puts them), and
 //! `/etc/systemd/system` and the unit search path hold only what the test
 //! puts there, so no unit of the host (or its tmpfiles, sysctl, sysusers
 //! setup) ever runs. `/run` is a fresh tmpfs at every boot, as on a real
-//! machine; `/etc`, the enabled units and the directory survive a
+//! machine; `/etc`, `/usr`, the enabled units and the directory survive a
 //! [`Machine::reboot`]. Needs root, as `./scripts/test` runs.
 
 use std::os::unix::fs::PermissionsExt;
@@ -30,7 +31,9 @@ set -e
 d=$1
 mount --make-rprivate /
 mount -t overlay overlay -o lowerdir=/etc,upperdir="$d/etc-up",workdir="$d/etc-work" /etc
+mount -t overlay overlay -o lowerdir=/usr,upperdir="$d/usr-up",workdir="$d/usr-work" /usr
 mount --bind "$d/units-enabled" /etc/systemd/system
+mount --bind "$d/home" /home
 mount -t tmpfs -o mode=755 tmpfs /run
 mkdir /run/no-generators
 export container=ov-test
@@ -61,12 +64,14 @@ impl Machine {
             .prefix("ov-machine.")
             .tempdir()
             .expect("tempdir");
-        // Service users reach their homes and the program under it.
+        // Service users reach the program under it.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
         for sub in [
             "etc-up",
             "etc-work",
+            "usr-up",
+            "usr-work",
             "units-enabled",
             "units",
             "home",
@@ -86,9 +91,26 @@ impl Machine {
         m
     }
 
-    /// The machine's directory, on the host: its homes are under `home/`.
+    /// The machine's directory, on the host.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The home of `user` (`/home/USER` on the machine), seen from the host.
+    pub fn home(&self, user: &str) -> PathBuf {
+        self.dir().join("home").join(user)
+    }
+
+    /// A service account with its home in `/home`.
+    pub fn add_user(&self, user: &str) {
+        let out = self.root(&format!(
+            "useradd --create-home --home-dir /home/{user} --shell /bin/sh {user}"
+        ));
+        assert!(
+            out.status.success(),
+            "useradd {user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A copy of this build's `ov` that every user of the machine may run
@@ -141,6 +163,11 @@ impl Machine {
         };
         self.boot = Some((child, init));
         self.wait_for("systemd to finish booting", || {
+            assert!(
+                Path::new(&format!("/proc/{init}")).exists(),
+                "the boot failed: {}",
+                self.console()
+            );
             let out = self.root("systemctl is-system-running");
             matches!(
                 String::from_utf8_lossy(&out.stdout).trim(),
@@ -179,10 +206,11 @@ impl Machine {
         self.enter(&["sh", "-c", line], "/root", "/")
     }
 
-    /// `line` through `sh -c` on the machine as `user`, in its home `home`
-    /// (host path under [`Machine::dir`]), with a login's environment.
-    pub fn user(&self, user: &str, home: &Path, line: &str) -> Output {
-        let home = home.to_str().expect("utf-8 home");
+    /// `line` through `sh -c` on the machine as `user`, in its home, with
+    /// a login's environment.
+    pub fn user(&self, user: &str, line: &str) -> Output {
+        let home = format!("/home/{user}");
+        let home = home.as_str();
         self.enter(
             &[
                 "setpriv",
@@ -205,8 +233,8 @@ impl Machine {
         );
         Command::new("nsenter")
             .args(["-t", &self.init().to_string(), "-m", "-p", "-u", "-i", "-n"])
-            .arg(format!("--wd={cwd}"))
-            .arg("--")
+            // In the machine's mounts (nsenter's --wd opens it in ours).
+            .args(["--", "sh", "-c", "cd \"$0\" && exec \"$@\"", cwd])
             .args(argv)
             .env_clear()
             .env("PATH", path)
