@@ -281,7 +281,8 @@ fn signals_reach_the_command(threaded: bool) {
     let _agent = start(&env, &key, &[]);
     let mark = env.root().join("got-hup");
     let script = format!(
-        "trap 'echo hup > {}; exit 3' HUP; echo ready; while :; do sleep 0.05; done",
+        // Gives up after about 20 s, so a lost signal fails the test.
+        "trap 'echo hup > {}; exit 3' HUP; echo ready; i=0; while [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; exit 9",
         mark.display()
     );
     let mut child = env

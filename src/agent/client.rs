@@ -233,8 +233,8 @@ impl Client {
     }
 
     /// A second handle on the connection, to send signal frames from.
-    pub fn sender(&self) -> Result<UnixStream> {
-        Ok(self.sock.try_clone()?)
+    pub fn socket(&self) -> &UnixStream {
+        &self.sock
     }
 
     pub fn key(&self) -> &AuthKey {

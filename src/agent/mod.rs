@@ -41,8 +41,8 @@ pub struct RunWith<'a> {
 /// Run a command through the agent and return its exit status (or end ov
 /// by the signal that ended it).
 pub fn run(req: RunWith<'_>) -> Result<i32> {
-    // Before any thread exists, so every thread has them blocked and the
-    // forwarding thread alone takes them.
+    // Blocked from the start, so they wait for the signalfd below (ov
+    // runs no other thread that could take them).
     let mut forwarded = nix::sys::signal::SigSet::empty();
     for s in crate::run::FORWARDED {
         forwarded.add(s);
@@ -81,18 +81,7 @@ pub fn run(req: RunWith<'_>) -> Result<i32> {
         std::io::stderr().as_raw_fd(),
     ];
     let nonce = client.send(request, &fds)?;
-    let sender = client.sender()?;
-    // Lives as long as ov: it waits in sigwait while the command runs.
-    let key = client.key().clone();
-    std::thread::spawn(move || {
-        while let Ok(sig) = forwarded.wait() {
-            let sent = protocol::seal_request(&key, Request::Signal { signal: sig as i32 })
-                .and_then(|(frame, _)| protocol::write_frame(&sender, &frame, &[]));
-            if sent.is_err() {
-                return;
-            }
-        }
-    });
+    forward_until_answer(&client, &forwarded)?;
     match client.answer(&nonce, None)? {
         Answer::Exit {
             code: Some(code), ..
@@ -101,6 +90,41 @@ pub fn run(req: RunWith<'_>) -> Result<i32> {
             signal: Some(sig), ..
         } => Ok(crate::run::die_by_signal(sig)),
         other => Err(unexpected(&other)),
+    }
+}
+
+/// While the command runs: each signal ov gets goes to the agent as a
+/// signed frame, until the answer (or the agent's hang-up) can be read.
+/// One thread: the signals wait in a signalfd beside the socket.
+fn forward_until_answer(client: &Client, signals: &nix::sys::signal::SigSet) -> Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use std::os::fd::AsFd;
+    let fd = SignalFd::with_flags(signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| OvError::new(format!("cannot make a signalfd: {e}")))?;
+    loop {
+        let mut fds = [
+            PollFd::new(client.socket().as_fd(), PollFlags::POLLIN),
+            PollFd::new(fd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(OvError::new(format!("cannot wait for the agent: {e}"))),
+        }
+        while let Ok(Some(info)) = fd.read_signal() {
+            let frame = protocol::seal_request(
+                client.key(),
+                Request::Signal {
+                    signal: info.ssi_signo as i32,
+                },
+            );
+            // An agent that went away says so on the socket.
+            let _ =
+                frame.and_then(|(frame, _)| protocol::write_frame(client.socket(), &frame, &[]));
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            return Ok(());
+        }
     }
 }
 
