@@ -1296,17 +1296,8 @@ fn issue15_a_key_directory_the_service_account_cannot_write_gets_the_chown() {
 /// after a reboot; a missing key fails the start, never a quiet skip.
 #[test]
 fn the_packaged_unit_template_starts_a_service_with_its_secrets() {
-    use common::systemd::Machine;
+    use common::systemd::{Machine, ok};
     let mut m = Machine::boot();
-    let ok = |out: std::process::Output, what: &str| -> String {
-        assert!(
-            out.status.success(),
-            "{what}: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
-    };
     let ov = m.install_ov();
     let unit = concat!(
         env!("CARGO_MANIFEST_DIR"),

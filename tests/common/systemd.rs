@@ -264,3 +264,15 @@ impl Drop for Machine {
         self.power_off();
     }
 }
+
+/// The stdout of a command that must succeed; `what` and its output
+/// otherwise.
+pub fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
