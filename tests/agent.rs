@@ -968,17 +968,8 @@ fn install_writes_a_unit_systemd_accepts_and_refuses_root() {
 /// reboot with no one logged in.
 #[test]
 fn install_enable_runs_the_agent_under_systemd_through_crash_and_reboot() {
-    use common::systemd::Machine;
+    use common::systemd::{Machine, ok};
     let mut m = Machine::boot();
-    let ok = |out: Output, what: &str| -> String {
-        assert!(
-            out.status.success(),
-            "{what}: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
-    };
     m.install_ov();
     m.add_user("deploy");
     ok(
@@ -1057,6 +1048,15 @@ fn install_enable_runs_the_agent_under_systemd_through_crash_and_reboot() {
     });
     assert_eq!(ok(m.user("deploy", run), run), "postgres://db/x");
     assert_eq!(is(&m, "is-active"), "active");
+    // Installed again under another name: the doctor follows the
+    // rendezvous file to that unit, not to the default name.
+    ok(m.root("systemctl disable --now ov-agent"), "disable");
+    let other = format!("{install} --unit-name billing-agent");
+    ok(m.root(&other), &other);
+    let check = unit_check(&m);
+    assert_eq!(check["status"], "ok", "{check}");
+    assert_eq!(check["finding"], "billing-agent is enabled and active");
+    assert_eq!(ok(m.user("deploy", run), run), "postgres://db/x");
 }
 
 #[test]

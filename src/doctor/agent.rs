@@ -97,7 +97,7 @@ fn reports(paths: &Paths) -> Vec<CheckReport> {
             None,
         )
     });
-    out.push(unit_check(rv_exists));
+    out.push(unit_check(rv_exists, &installed_unit(&rv)));
     out
 }
 
@@ -271,8 +271,25 @@ fn alive_check(paths: &Paths, socket: &Path) -> CheckReport {
     )
 }
 
+/// The unit `ov agent install` wrote: the one whose socket, `/run/N/`,
+/// a trusted rendezvous file names (`--unit-name N`), else the default.
+fn installed_unit(rv: &Path) -> String {
+    let named = location::rendezvous_problem(rv)
+        .is_none()
+        .then(|| std::fs::read_to_string(rv).ok())
+        .flatten()
+        .and_then(|text| {
+            let socket = PathBuf::from(text.trim());
+            let dir = socket.parent()?;
+            (socket.file_name()? == location::SOCKET_NAME && dir.parent()? == Path::new("/run"))
+                .then(|| dir.file_name()?.to_str().map(str::to_owned))
+                .flatten()
+        });
+    named.unwrap_or_else(|| install::DEFAULT_UNIT.to_owned())
+}
+
 /// Installed, enabled and active, where systemd runs and a unit is there.
-fn unit_check(installed_here: bool) -> CheckReport {
+fn unit_check(installed_here: bool, name: &str) -> CheckReport {
     if !Path::new("/run/systemd/system").exists() {
         return rep(
             "agent.unit",
@@ -284,7 +301,7 @@ fn unit_check(installed_here: bool) -> CheckReport {
     let unit_dir = std::env::var_os("OV_SYSTEMD_UNIT_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/etc/systemd/system"));
-    let unit = unit_dir.join(format!("{}.service", install::DEFAULT_UNIT));
+    let unit = unit_dir.join(format!("{name}.service"));
     if !unit.exists() {
         return rep(
             "agent.unit",
@@ -303,7 +320,7 @@ fn unit_check(installed_here: bool) -> CheckReport {
     }
     let ask = |what: &str| {
         std::process::Command::new("systemctl")
-            .args([what, install::DEFAULT_UNIT])
+            .args([what, name])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
             .unwrap_or_default()
@@ -313,17 +330,16 @@ fn unit_check(installed_here: bool) -> CheckReport {
         rep(
             "agent.unit",
             Status::Ok,
-            format!("{} is enabled and active", install::DEFAULT_UNIT),
+            format!("{name} is enabled and active"),
             None,
         )
     } else {
         rep(
             "agent.unit",
             Status::Warn,
-            format!("{} is {enabled}, {active}", install::DEFAULT_UNIT),
+            format!("{name} is {enabled}, {active}"),
             Some(ov_plugin_support::as_root(&format!(
-                "systemctl enable --now {}",
-                install::DEFAULT_UNIT
+                "systemctl enable --now {name}"
             ))),
         )
     }
