@@ -1428,6 +1428,68 @@ fn the_command_starts_as_the_client_would_start_it() {
     assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
 }
 
+/// The "Max core file size" line of a /proc/PID/limits.
+fn core_limit(limits: &str) -> String {
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap_or_else(|| panic!("no core limit in {limits}"))
+        .to_owned()
+}
+
+#[test]
+fn the_agent_dumps_no_core_and_its_commands_keep_their_limit() {
+    let (env, key) = setup();
+    // Started where core files are on (4096 bytes, no hard limit).
+    let ov = env.command(&[
+        "agent",
+        "start",
+        "--machine-key",
+        &key,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ]);
+    let out = std::process::Command::new("prlimit")
+        .args(["--core=4096:unlimited", "--"])
+        .arg(ov.get_program())
+        .args(ov.get_args())
+        .current_dir(env.root())
+        .env_clear()
+        .envs(ov.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .output()
+        .expect("prlimit (util-linux)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = stdout(&out)
+        .strip_prefix("ov agent: started (pid ")
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{}", stdout(&out)));
+    let _agent = Agent { pid };
+    let own = fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let fields = |limits: &str| -> Vec<String> {
+        core_limit(limits)
+            .split_whitespace()
+            .skip(4)
+            .take(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(fields(&own), ["0", "unlimited"], "{}", core_limit(&own));
+    // The command it starts gets the limit the agent started with.
+    let theirs = env.ok(&run_agent(
+        &key,
+        &["--all", "--", "cat", "/proc/self/limits"],
+    ));
+    assert_eq!(
+        fields(&theirs),
+        ["4096", "unlimited"],
+        "{}",
+        core_limit(&theirs)
+    );
+}
+
 #[test]
 fn a_value_changed_while_the_agent_runs_is_the_one_the_next_command_gets() {
     let (env, key) = setup();
