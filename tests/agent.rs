@@ -1428,6 +1428,73 @@ fn the_command_starts_as_the_client_would_start_it() {
     assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
 }
 
+/// The notification socket systemd gives a `Type=notify` service, made
+/// here: `READY=1` once the agent listens in the foreground; none from the
+/// daemon a plain `start` leaves behind.
+#[test]
+fn the_foreground_agent_tells_notify_socket_it_is_ready_and_a_daemon_does_not() {
+    use std::os::unix::net::UnixDatagram;
+    let (env, key) = setup();
+    let path = env.root().join("notify.sock");
+    let notify = UnixDatagram::bind(&path).expect("bind");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let args = [
+        "agent",
+        "start",
+        "--machine-key",
+        &key,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+    ];
+    let mut fg = args.to_vec();
+    fg.push("--foreground");
+    let child = env
+        .command(&fg)
+        .env("NOTIFY_SOCKET", &path)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let _agent = Agent {
+        pid: i32::try_from(child.id()).expect("pid"),
+    };
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("a notification");
+    assert_eq!(
+        String::from_utf8_lossy(&buf[..n]),
+        format!("READY=1\nSTATUS=listening on {}", socket(&env).display())
+    );
+    // Clients can connect once it says so.
+    env.ok(&["agent", "status", "--machine-key", &key]);
+    env.ok(&["agent", "stop"]);
+    let n = notify.recv(&mut buf).expect("stopping");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]), "STOPPING=1");
+    // Daemonized: started and answering, and nothing was sent.
+    let out = env
+        .command(&args)
+        .env("NOTIFY_SOCKET", &path)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid = stdout(&out)
+        .strip_prefix("ov agent: started (pid ")
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{}", stdout(&out)));
+    let _daemon = Agent { pid };
+    notify.set_nonblocking(true).expect("nonblocking");
+    let got = notify.recv(&mut buf);
+    assert!(
+        got.as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
+        "the daemon notified: {:?}",
+        got.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    );
+}
+
 /// The "Max core file size" line of a /proc/PID/limits.
 fn core_limit(limits: &str) -> String {
     limits

@@ -234,7 +234,10 @@ fn daemonize(a: &StartArgs, loc: &Location) -> Result<i32> {
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log)
-        .current_dir("/");
+        .current_dir("/")
+        // The daemon is nobody's service process: a unit that ran this
+        // `ov agent start` gets no READY=1 from it.
+        .env_remove("NOTIFY_SOCKET");
     // SAFETY: setsid, close_range and fcntl are async-signal-safe;
     // nothing else runs between fork and exec.
     unsafe {
