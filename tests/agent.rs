@@ -1452,7 +1452,7 @@ fn the_foreground_agent_tells_notify_socket_it_is_ready_and_a_daemon_does_not() 
     ];
     let mut fg = args.to_vec();
     fg.push("--foreground");
-    let child = env
+    let mut child = env
         .command(&fg)
         .env("NOTIFY_SOCKET", &path)
         .stderr(Stdio::null())
@@ -1472,6 +1472,7 @@ fn the_foreground_agent_tells_notify_socket_it_is_ready_and_a_daemon_does_not() 
     env.ok(&["agent", "stop"]);
     let n = notify.recv(&mut buf).expect("stopping");
     assert_eq!(String::from_utf8_lossy(&buf[..n]), "STOPPING=1");
+    assert!(child.wait().expect("wait").success());
     // Daemonized: started and answering, and nothing was sent.
     let out = env
         .command(&args)
