@@ -262,6 +262,35 @@ fn a_denied_path_is_reported_as_denied_and_an_invalid_token_as_invalid() {
         "{}",
         stderr(&out)
     );
+    let token = check(&env, "openbao.token");
+    assert_eq!(token["status"], "fail");
+    // The doctor names the variable to fix, as the read does.
+    assert!(
+        token["fix"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("export BAO_TOKEN=$(bao login -token-only")),
+        "{token}"
+    );
+
+    // One that ran out of time: the same, once its TTL has passed.
+    let short = bao.ok(&[
+        "token",
+        "create",
+        "-policy=narrow",
+        "-ttl=2s",
+        "-explicit-max-ttl=2s",
+        "-field=token",
+    ]);
+    env.set_env("BAO_TOKEN", short.trim());
+    assert_eq!(env.ok(&["secrets", "get", "allowed/x", "k"]), "ok\n");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let out = env.run(&["secrets", "get", "allowed/x", "k"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the token in $BAO_TOKEN is not valid"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(check(&env, "openbao.token")["status"], "fail");
 }
 

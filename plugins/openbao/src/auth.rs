@@ -104,21 +104,27 @@ fn read_cred(ctx: &Context, cred: &Cred, what: &str) -> Result<Secret, BackendEr
 /// The token to use, or `None` when no source has one (the engine's
 /// unlock chain is the last resort: its variable, cache, or prompt).
 pub fn token(server: &Server, ctx: &Context) -> Result<Option<Token>, BackendError> {
+    let from_env = ["BAO_TOKEN", "VAULT_TOKEN"].into_iter().find_map(|var| {
+        let v = std::env::var(var).ok()?;
+        (!v.trim().is_empty()).then(|| (var, Secret::from(v.trim())))
+    });
     if let Some(secret) = &ctx.unlock {
+        // The engine's unlock chain may have taken it from that variable:
+        // then the variable is what to fix.
+        let source = match &from_env {
+            Some((var, v)) if v.expose() == secret.expose() => Source::Env(var),
+            _ => Source::Unlock,
+        };
         return Ok(Some(Token {
             secret: secret.clone(),
-            source: Source::Unlock,
+            source,
         }));
     }
-    for var in ["BAO_TOKEN", "VAULT_TOKEN"] {
-        if let Ok(v) = std::env::var(var)
-            && !v.trim().is_empty()
-        {
-            return Ok(Some(Token {
-                secret: Secret::from(v.trim()),
-                source: Source::Env(var),
-            }));
-        }
+    if let Some((var, secret)) = from_env {
+        return Ok(Some(Token {
+            secret,
+            source: Source::Env(var),
+        }));
     }
     if let Some(path) = &server.config.token_file {
         return Ok(Some(Token {
