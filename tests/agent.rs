@@ -1012,6 +1012,39 @@ fn install_enable_runs_the_agent_under_systemd_through_crash_and_reboot() {
     let run = "ov run --agent --machine-key /etc/ov/myapp.key --app myapp --env production \
                --secrets DATABASE_URL -- sh -c 'printf %s \"$DATABASE_URL\"'";
     assert_eq!(ok(m.user("deploy", run), run), "postgres://db/x");
+    // An admin who turns core files on for the unit (as for debugging):
+    // the agent still writes none, and its commands get the unit's limit.
+    ok(
+        m.root(
+            "mkdir /etc/systemd/system/ov-agent.service.d && \
+             printf '[Service]\\nLimitCORE=infinity\\n' > /etc/systemd/system/ov-agent.service.d/core.conf && \
+             systemctl daemon-reload && systemctl restart ov-agent",
+        ),
+        "LimitCORE=infinity",
+    );
+    let core = |line: &str| -> Vec<String> {
+        line.lines()
+            .find(|l| l.starts_with("Max core file size"))
+            .unwrap_or_else(|| panic!("no core limit: {line}"))
+            .split_whitespace()
+            .skip(4)
+            .take(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    let limits = ok(
+        m.root("cat /proc/$(systemctl show -p MainPID --value ov-agent)/limits"),
+        "the agent's limits",
+    );
+    assert_eq!(core(&limits), ["0", "unlimited"]);
+    let theirs = format!(
+        "ov run --agent --machine-key /etc/ov/myapp.key --app myapp --env production \
+         --all -- cat /proc/self/limits"
+    );
+    assert_eq!(
+        core(&ok(m.user("deploy", &theirs), &theirs)),
+        ["unlimited", "unlimited"]
+    );
     let unit_check = |m: &Machine| {
         let out = m.root("ov doctor agent --json");
         TestEnv::check_in(&stdout(&out), "agent.unit")
