@@ -1037,12 +1037,10 @@ fn install_enable_runs_the_agent_under_systemd_through_crash_and_reboot() {
         "the agent's limits",
     );
     assert_eq!(core(&limits), ["0", "unlimited"]);
-    let theirs = format!(
-        "ov run --agent --machine-key /etc/ov/myapp.key --app myapp --env production \
-         --all -- cat /proc/self/limits"
-    );
+    let theirs = "ov run --agent --machine-key /etc/ov/myapp.key --app myapp --env production \
+                  --all -- cat /proc/self/limits";
     assert_eq!(
-        core(&ok(m.user("deploy", &theirs), &theirs)),
+        core(&ok(m.user("deploy", theirs), theirs)),
         ["unlimited", "unlimited"]
     );
     let unit_check = |m: &Machine| {
