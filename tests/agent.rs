@@ -66,8 +66,9 @@ impl Drop for Agent {
     }
 }
 
-fn start(env: &TestEnv, key: &str, extra: &[&str]) -> Agent {
-    let mut args = vec![
+/// `ov agent start` with the machine key of [`setup`], for myapp/production.
+fn start_args(key: &str) -> Vec<&str> {
+    vec![
         "agent",
         "start",
         "--machine-key",
@@ -76,16 +77,53 @@ fn start(env: &TestEnv, key: &str, extra: &[&str]) -> Agent {
         "myapp",
         "--env",
         "production",
-    ];
+    ]
+}
+
+fn start(env: &TestEnv, key: &str, extra: &[&str]) -> Agent {
+    let mut args = start_args(key);
     args.extend_from_slice(extra);
     let out = env.run(&args);
     assert!(out.status.success(), "{}", stderr(&out));
-    let pid = stdout(&out)
+    started(&stdout(&out))
+}
+
+/// The agent `ov agent start` said it started.
+fn started(said: &str) -> Agent {
+    let pid = said
         .strip_prefix("ov agent: started (pid ")
         .and_then(|r| r.split(')').next())
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{}", stdout(&out)));
+        .unwrap_or_else(|| panic!("{said}"));
     Agent { pid }
+}
+
+/// `cmd` run by `prefix` (a program and its arguments that end by running
+/// what follows them), with `cmd`'s environment and directory.
+fn wrapped(prefix: &[&str], cmd: &std::process::Command) -> std::process::Command {
+    let mut w = std::process::Command::new(prefix[0]);
+    w.args(&prefix[1..])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    if let Some(dir) = cmd.get_current_dir() {
+        w.current_dir(dir);
+    }
+    w
+}
+
+/// The soft and hard core-file limits in a /proc/PID/limits.
+fn core_limits(limits: &str) -> Vec<String> {
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap_or_else(|| panic!("no core limit in {limits}"))
+        .split_whitespace()
+        .skip(4)
+        .take(2)
+        .map(str::to_owned)
+        .collect()
 }
 
 fn run_agent<'a>(key: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
@@ -645,16 +683,7 @@ fn stop_lets_the_request_in_flight_finish() {
 fn a_second_start_on_a_live_socket_is_refused() {
     let (env, key) = setup();
     let agent = start(&env, &key, &[]);
-    let out = env.run(&[
-        "agent",
-        "start",
-        "--machine-key",
-        &key,
-        "--app",
-        "myapp",
-        "--env",
-        "production",
-    ]);
+    let out = env.run(&start_args(&key));
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         env.normalize(&stderr(&out)),
@@ -1022,25 +1051,15 @@ fn install_enable_runs_the_agent_under_systemd_through_crash_and_reboot() {
         ),
         "LimitCORE=infinity",
     );
-    let core = |line: &str| -> Vec<String> {
-        line.lines()
-            .find(|l| l.starts_with("Max core file size"))
-            .unwrap_or_else(|| panic!("no core limit: {line}"))
-            .split_whitespace()
-            .skip(4)
-            .take(2)
-            .map(str::to_owned)
-            .collect()
-    };
     let limits = ok(
         m.root("cat /proc/$(systemctl show -p MainPID --value ov-agent)/limits"),
         "the agent's limits",
     );
-    assert_eq!(core(&limits), ["0", "unlimited"]);
+    assert_eq!(core_limits(&limits), ["0", "unlimited"]);
     let theirs = "ov run --agent --machine-key /etc/ov/myapp.key --app myapp --env production \
                   --all -- cat /proc/self/limits";
     assert_eq!(
-        core(&ok(m.user("deploy", theirs), theirs)),
+        core_limits(&ok(m.user("deploy", theirs), theirs)),
         ["unlimited", "unlimited"]
     );
     let unit_check = |m: &Machine| {
@@ -1109,20 +1128,18 @@ fn install_enable_without_systemd_writes_nothing() {
         "--enable",
     ]);
     // A machine without systemd, whatever this one runs: an empty /run.
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args([
-        "-m",
-        "sh",
-        "-c",
-        "mount -t tmpfs tmpfs /run && exec \"$@\"",
-        "sh",
-    ])
-    .arg(ov.get_program())
-    .args(ov.get_args())
-    .current_dir(env.root())
-    .env_clear()
-    .envs(ov.get_envs().filter_map(|(k, v)| Some((k, v?))))
-    .env("OV_SYSTEMD_UNIT_DIR", &units);
+    let mut cmd = wrapped(
+        &[
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs tmpfs /run && exec \"$@\"",
+            "sh",
+        ],
+        &ov,
+    );
+    cmd.env("OV_SYSTEMD_UNIT_DIR", &units);
     let out = cmd.output().expect("unshare (util-linux)");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
@@ -1209,13 +1226,8 @@ fn doctor_checks_the_agent_and_its_fixes_work() {
 #[test]
 fn an_interactive_agent_signs_with_a_private_session_token_and_stops_when_idle() {
     let (env, _key) = setup();
-    let out = env.ok(&["agent", "start", "--idle-timeout", "2s"]);
-    let pid: i32 = out
-        .strip_prefix("ov agent: started (pid ")
-        .and_then(|r| r.split(')').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{out}"));
-    let _agent = Agent { pid };
+    let agent = started(&env.ok(&["agent", "start", "--idle-timeout", "2s"]));
+    let pid = agent.pid;
     let token = PathBuf::from(format!("{}.token", socket(&env).display()));
     assert_eq!(common::mode_of(&token), 0o600);
     let out = env.run(&[
@@ -1471,17 +1483,8 @@ fn the_foreground_agent_tells_notify_socket_it_is_ready_and_a_daemon_does_not() 
     notify
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
-    let args = [
-        "agent",
-        "start",
-        "--machine-key",
-        &key,
-        "--app",
-        "myapp",
-        "--env",
-        "production",
-    ];
-    let mut fg = args.to_vec();
+    let args = start_args(&key);
+    let mut fg = args.clone();
     fg.push("--foreground");
     let mut child = env
         .command(&fg)
@@ -1511,12 +1514,7 @@ fn the_foreground_agent_tells_notify_socket_it_is_ready_and_a_daemon_does_not() 
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
-    let pid = stdout(&out)
-        .strip_prefix("ov agent: started (pid ")
-        .and_then(|r| r.split(')').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{}", stdout(&out)));
-    let _daemon = Agent { pid };
+    let _daemon = started(&stdout(&out));
     notify.set_nonblocking(true).expect("nonblocking");
     let got = notify.recv(&mut buf);
     assert!(
@@ -1527,66 +1525,24 @@ fn the_foreground_agent_tells_notify_socket_it_is_ready_and_a_daemon_does_not() 
     );
 }
 
-/// The "Max core file size" line of a /proc/PID/limits.
-fn core_limit(limits: &str) -> String {
-    limits
-        .lines()
-        .find(|l| l.starts_with("Max core file size"))
-        .unwrap_or_else(|| panic!("no core limit in {limits}"))
-        .to_owned()
-}
-
 #[test]
 fn the_agent_dumps_no_core_and_its_commands_keep_their_limit() {
     let (env, key) = setup();
     // Started where core files are on (4096 bytes, no hard limit).
-    let ov = env.command(&[
-        "agent",
-        "start",
-        "--machine-key",
-        &key,
-        "--app",
-        "myapp",
-        "--env",
-        "production",
-    ]);
-    let out = std::process::Command::new("prlimit")
-        .args(["--core=4096:unlimited", "--"])
-        .arg(ov.get_program())
-        .args(ov.get_args())
-        .current_dir(env.root())
-        .env_clear()
-        .envs(ov.get_envs().filter_map(|(k, v)| Some((k, v?))))
+    let ov = env.command(&start_args(&key));
+    let out = wrapped(&["prlimit", "--core=4096:unlimited", "--"], &ov)
         .output()
         .expect("prlimit (util-linux)");
     assert!(out.status.success(), "{}", stderr(&out));
-    let pid = stdout(&out)
-        .strip_prefix("ov agent: started (pid ")
-        .and_then(|r| r.split(')').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{}", stdout(&out)));
-    let _agent = Agent { pid };
-    let own = fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
-    let fields = |limits: &str| -> Vec<String> {
-        core_limit(limits)
-            .split_whitespace()
-            .skip(4)
-            .take(2)
-            .map(str::to_owned)
-            .collect()
-    };
-    assert_eq!(fields(&own), ["0", "unlimited"], "{}", core_limit(&own));
+    let agent = started(&stdout(&out));
+    let own = fs::read_to_string(format!("/proc/{}/limits", agent.pid)).expect("limits");
+    assert_eq!(core_limits(&own), ["0", "unlimited"]);
     // The command it starts gets the limit the agent started with.
     let theirs = env.ok(&run_agent(
         &key,
         &["--all", "--", "cat", "/proc/self/limits"],
     ));
-    assert_eq!(
-        fields(&theirs),
-        ["4096", "unlimited"],
-        "{}",
-        core_limit(&theirs)
-    );
+    assert_eq!(core_limits(&theirs), ["4096", "unlimited"]);
 }
 
 #[test]
