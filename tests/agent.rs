@@ -915,7 +915,7 @@ fn a_rendezvous_file_not_owned_by_root_is_not_trusted() {
 
 #[test]
 fn install_writes_a_unit_systemd_accepts_and_refuses_root() {
-    let (env, key) = setup();
+    let (mut env, key) = setup();
     std::os::unix::fs::chown(&key, Some(65534), Some(65534)).expect("chown");
     let args = |user: &str| {
         vec![
@@ -962,20 +962,23 @@ fn install_writes_a_unit_systemd_accepts_and_refuses_root() {
     );
     // --user root is refused, and nothing is written.
     let units = env.root().join("units");
+    env.set_env("OV_SYSTEMD_UNIT_DIR", units.display().to_string());
     let root = args("root");
     let root: Vec<&str> = root.iter().map(String::as_str).collect();
-    let mut cmd = env.ov(&root);
-    cmd.env("OV_SYSTEMD_UNIT_DIR", &units);
-    let out = cmd.output().expect("run");
+    let out = env.run(&root);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).starts_with("ov: error: --user root: the agent must not run as root\n"));
     assert!(!units.exists());
-    // A real install, into the test's /etc.
-    let real = args("nobody");
-    let real: Vec<&str> = real.iter().map(String::as_str).collect();
-    let mut cmd = env.ov(&real);
-    cmd.env("OV_SYSTEMD_UNIT_DIR", &units);
-    let out = cmd.output().expect("run");
+    // Its hint is the same install as the key's owner: pasted, it installs
+    // into the test's /etc.
+    let fix = common::hint_starting(&out, "ov agent install ");
+    assert_eq!(
+        fix,
+        format!(
+            "ov agent install --machine-key {key} --app myapp --env production --user nobody   # the account that owns the machine key"
+        )
+    );
+    let out = env.paste(&fix);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         fs::read_to_string(units.join("ov-agent.service")).expect("unit"),
@@ -1107,6 +1110,44 @@ fn install_enable_runs_the_agent_under_systemd_through_crash_and_reboot() {
     assert_eq!(check["status"], "ok", "{check}");
     assert_eq!(check["finding"], "billing-agent is enabled and active");
     assert_eq!(ok(m.user("deploy", run), run), "postgres://db/x");
+    // root cannot ping an agent that serves deploy only; the fix asks as
+    // deploy, whose doctor signs with the key file the agent was started
+    // with (no --machine-key, nothing registered for root).
+    let out = m.root("ov doctor agent --json");
+    // The socket is deploy's, as systemd made its directory: root's
+    // rendezvous file vouches for it, so it is not another user's trap.
+    let socket = TestEnv::check_in(&stdout(&out), "agent.socket");
+    assert_eq!(socket["status"], "ok", "{socket}");
+    let alive = TestEnv::check_in(&stdout(&out), "agent.alive");
+    assert_eq!(alive["status"], "warn", "{alive}");
+    let fix = alive["fix"].as_str().expect("fix").to_owned();
+    assert_eq!(
+        fix,
+        "runuser -u deploy -- ov doctor agent.alive   # the agent serves deploy only"
+    );
+    let out = ok(m.root(&fix), &fix);
+    assert!(out.contains("the agent (ov "), "{out}");
+    // The unit removed by hand: the rendezvous file still sends clients
+    // to its socket. The fix removes it, and the group is quiet again.
+    ok(
+        m.root(
+            "systemctl disable --now billing-agent && \
+             rm /etc/systemd/system/billing-agent.service && systemctl daemon-reload",
+        ),
+        "remove the unit",
+    );
+    let check = unit_check(&m);
+    assert_eq!(check["status"], "warn", "{check}");
+    let fix = check["fix"].as_str().expect("fix").to_owned();
+    assert_eq!(fix, "rm /etc/ov/agent.socket");
+    ok(m.root(&fix), &fix);
+    let out = m.root("ov doctor agent --json");
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(
+        (&report["summary"]["warn"], &report["summary"]["fail"]),
+        (&0.into(), &0.into()),
+        "{report}"
+    );
 }
 
 #[test]
@@ -1614,4 +1655,57 @@ fn bytes_that_are_not_utf8_reach_the_command_unchanged() {
     want.extend_from_slice(dir.as_os_str().as_bytes());
     want.push(b'\n');
     assert_eq!(out.stdout, want);
+}
+
+#[test]
+fn a_client_without_the_key_is_told_the_file_the_agent_was_started_with() {
+    let (env, key) = setup();
+    // Started from the key's directory with a relative path: the hint
+    // still names the file whole.
+    let dir = Path::new(&key).parent().expect("key dir");
+    let name = Path::new(&key).file_name().expect("key name");
+    let mut args = start_args(name.to_str().expect("utf-8"));
+    args.push("--foreground");
+    let mut agent = env
+        .command(&args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("agent");
+    let _kill = Agent {
+        pid: i32::try_from(agent.id()).expect("pid"),
+    };
+    wait_for("the socket", || {
+        std::os::unix::net::UnixStream::connect(socket(&env)).is_ok()
+    });
+    let out = env.run(&[
+        "run",
+        "--agent",
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--all",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("signs with a machine key: pass it"),
+        "{}",
+        stderr(&out)
+    );
+    let fix = common::hint_starting(&out, "ov agent status ");
+    assert_eq!(
+        fix,
+        format!(
+            "ov agent status --socket {} --machine-key {key}   # the key file the agent was started with; pass it to ov run --agent too",
+            socket(&env).display()
+        )
+    );
+    let out = env.paste(&fix);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("running"), "{}", stdout(&out));
+    let _ = agent.kill();
+    let _ = agent.wait();
 }

@@ -22,6 +22,8 @@ pub struct Plan {
     pub config_dir: PathBuf,
     /// How the service user starts the same agent by hand.
     pub manual_start: String,
+    /// The same install, to paste as root.
+    pub again: String,
 }
 
 #[derive(Debug)]
@@ -31,7 +33,57 @@ pub struct Request<'a> {
     pub env: &'a str,
     pub user: &'a str,
     pub unit_name: &'a str,
+    pub enable: bool,
 }
+
+impl Request<'_> {
+    /// This install as a command to paste, with `user` for `--user`.
+    fn command(&self, user: &str) -> String {
+        let q = |s: &str| ov_plugin_support::shell_quote(Path::new(s));
+        let mut c = format!(
+            "ov agent install --machine-key {} --app {} --env {} --user {}",
+            ov_plugin_support::shell_quote(&crate::machine_key::absolute(self.machine_key)),
+            q(self.app),
+            q(self.env),
+            q(user)
+        );
+        if self.unit_name != DEFAULT_UNIT {
+            c.push_str(&format!(" --unit-name {}", q(self.unit_name)));
+        }
+        if self.enable {
+            c.push_str(" --enable");
+        }
+        c
+    }
+
+    /// The fix for `--user root`: the non-root owner of the key file, or
+    /// a service account made for the agent that then owns it.
+    fn not_root_hint(&self) -> String {
+        let owner = std::fs::metadata(self.machine_key)
+            .ok()
+            .map(|m| m.uid())
+            .filter(|uid| *uid != 0)
+            .and_then(|uid| nix::unistd::User::from_uid(uid.into()).ok().flatten());
+        match owner {
+            Some(u) => format!(
+                "{}   # the account that owns the machine key",
+                ov_plugin_support::as_root(&self.command(&u.name))
+            ),
+            None => {
+                let key =
+                    ov_plugin_support::shell_quote(&crate::machine_key::absolute(self.machine_key));
+                let sudo = ov_plugin_support::as_root("");
+                format!(
+                    "(id {SERVICE_USER} || {sudo}useradd --system --no-create-home {SERVICE_USER}) && {sudo}chown {SERVICE_USER}: {key} && {}",
+                    ov_plugin_support::as_root(&self.command(SERVICE_USER))
+                )
+            }
+        }
+    }
+}
+
+/// The account `--user root`'s hint makes when the key is root's.
+const SERVICE_USER: &str = "ov-agent";
 
 /// A path as it can stand in a unit's ExecStart= unquoted: systemd gives
 /// spaces, quotes, `%` and `$` meanings of their own.
@@ -74,11 +126,10 @@ pub fn plan(paths: &Paths, r: &Request<'_>) -> Result<Plan> {
             ))
         })?;
     if user.uid.is_root() {
-        return Err(OvError::usage(format!(
-            "--user {}: the agent must not run as root",
-            r.user
-        ))
-        .hint("sudo ov agent install ... --user \"$SUDO_USER\"   # the account that owns the machine key"));
+        return Err(
+            OvError::usage(format!("--user {}: the agent must not run as root", r.user))
+                .hint(r.not_root_hint()),
+        );
     }
     let key = crate::machine_key::absolute(r.machine_key);
     let kq = ov_plugin_support::shell_quote(&key);
@@ -171,13 +222,18 @@ pub fn plan(paths: &Paths, r: &Request<'_>) -> Result<Plan> {
             "ov agent start --machine-key {kq} --app {} --env {}",
             r.app, r.env
         ),
+        again: format!("sudo {}", r.command(r.user)),
     })
 }
 
+/// A write that failed as root: a read-only mount or a full disk.
 fn as_root(e: impl std::fmt::Display, path: &Path) -> OvError {
+    let q = ov_plugin_support::shell_quote(path.parent().unwrap_or(path));
     OvError::new(format!("cannot write {}: {e}", path.display()))
         .kind(Kind::Environment)
-        .hint("sudo ov agent install ...   # it writes under /etc")
+        .hint(format!(
+            "findmnt -T {q}; df -h {q}   # mounted read-only, or full?"
+        ))
 }
 
 /// Write the unit (0644), make the config directory root's 0755, write the
@@ -188,7 +244,7 @@ pub fn apply(plan: &Plan) -> Result<()> {
             "ov agent install writes the unit and /etc/ov as root: run it with sudo",
         )
         .kind(Kind::Environment)
-        .hint("sudo ov agent install ...   # the same arguments"));
+        .hint(plan.again.clone()));
     }
     if let Some(dir) = plan.unit_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| as_root(e, dir))?;

@@ -180,9 +180,51 @@ fn read_rendezvous(path: &Path) -> Result<PathBuf> {
             "{} does not hold an absolute socket path",
             path.display()
         ))
-        .hint("sudo ov agent install ...   # writes it again"));
+        .kind(Kind::Environment)
+        .hint(ov_plugin_support::as_root(&format!(
+            "rm {}   # clients then use the default socket; ov agent install writes it again",
+            ov_plugin_support::shell_quote(path)
+        ))));
     }
     Ok(socket)
+}
+
+/// Who listens on `socket` (`SO_PEERCRED` of a connection that sends
+/// nothing).
+pub fn listener(socket: &Path) -> Option<nix::sys::socket::UnixCredentials> {
+    let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials).ok()
+}
+
+/// The machine key file the agent listening on `socket` was started with,
+/// read from its command line (the listener's pid by `SO_PEERCRED`), so a
+/// hint can name the file instead of a placeholder. `None` for an
+/// interactive agent, or where the path cannot be told.
+pub fn started_with_key(socket: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let peer = listener(socket)?;
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", peer.pid())).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_agent = args.windows(2).any(|w| w == [&b"agent"[..], &b"start"[..]]);
+    let value = args.iter().enumerate().find_map(|(i, a)| {
+        if *a == b"--machine-key" {
+            args.get(i + 1).copied()
+        } else {
+            a.strip_prefix(b"--machine-key=")
+        }
+    })?;
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(value));
+    if !is_agent || value.is_empty() {
+        return None;
+    }
+    if path.is_absolute() {
+        return Some(path);
+    }
+    // A foreground agent started with a relative path: from its cwd,
+    // which only its own user (or root) may read.
+    std::fs::read_link(format!("/proc/{}/cwd", peer.pid()))
+        .ok()
+        .map(|cwd| cwd.join(path))
 }
 
 /// Refuse a socket directory that others could swap the socket in: one

@@ -335,6 +335,7 @@ fn install_unit(a: InstallArgs) -> Result<i32> {
             env: &a.env,
             user: &a.user,
             unit_name: &a.unit_name,
+            enable: a.enable,
         },
     )?;
     if a.dry_run {

@@ -85,7 +85,10 @@ fn reports(paths: &Paths) -> Vec<CheckReport> {
             return out;
         }
     };
-    let (socket_report, live) = socket_check(&socket);
+    // A system agent's socket is its service user's (systemd makes the
+    // RuntimeDirectory theirs): root's rendezvous file vouches for it.
+    let system = trusted_socket(&rv).is_some_and(|s| s == socket);
+    let (socket_report, live) = socket_check(&socket, system);
     out.push(socket_report);
     out.push(if live {
         alive_check(paths, &socket)
@@ -97,12 +100,12 @@ fn reports(paths: &Paths) -> Vec<CheckReport> {
             None,
         )
     });
-    out.push(unit_check(rv_exists, &installed_unit(&rv)));
+    out.push(unit_check(rv_exists.then_some(&rv), &installed_unit(&rv)));
     out
 }
 
 /// The socket's kind, owner and mode, and whether something listens on it.
-fn socket_check(socket: &Path) -> (CheckReport, bool) {
+fn socket_check(socket: &Path, system: bool) -> (CheckReport, bool) {
     let q = ov_plugin_support::shell_quote(socket);
     let Ok(meta) = std::fs::symlink_metadata(socket) else {
         return (
@@ -133,7 +136,7 @@ fn socket_check(socket: &Path) -> (CheckReport, bool) {
         );
     }
     let me = nix::unistd::Uid::effective().as_raw();
-    if meta.uid() != me && meta.uid() != 0 {
+    if meta.uid() != me && meta.uid() != 0 && !system {
         return (
             rep(
                 "agent.socket",
@@ -208,26 +211,60 @@ fn socket_check(socket: &Path) -> (CheckReport, bool) {
     )
 }
 
-/// Keys the doctor can sign with: the session token, else every
-/// registered machine key that loads here.
-fn keys(paths: &Paths, loc: &location::Location) -> Vec<protocol::AuthKey> {
+/// Keys the doctor can sign with: the session token, else the key file
+/// the agent was started with, else every registered machine key that
+/// loads here. With them, why the agent's own key file did not load.
+fn keys(
+    paths: &Paths,
+    loc: &location::Location,
+) -> (Vec<protocol::AuthKey>, Option<(PathBuf, String)>) {
     if let Ok(k) = client::key_for(loc, None) {
-        return vec![k];
+        return (vec![k], None);
     }
-    let Ok(registry) = crate::machine_key::Registry::load(paths) else {
-        return Vec::new();
+    let mut keys = Vec::new();
+    let mut own = None;
+    if let Some(path) = location::started_with_key(&loc.socket) {
+        match crate::machine_key::load(&path, "APP", crate::machine_key::DEFAULT_ENV) {
+            Ok(k) => keys.push(protocol::AuthKey::from_machine_key(&k)),
+            Err(e) => own = Some((path, e.message)),
+        }
+    }
+    if let Ok(registry) = crate::machine_key::Registry::load(paths) {
+        keys.extend(
+            registry
+                .keys
+                .iter()
+                .filter_map(|r| crate::machine_key::load(&r.path, &r.app, &r.env).ok())
+                .map(|k| protocol::AuthKey::from_machine_key(&k)),
+        );
+    }
+    (keys, own)
+}
+
+/// The fix when no key signed for an agent of another user (a system
+/// agent serves its service user only): the check as that user.
+fn as_agent_user(socket: &Path) -> Option<String> {
+    let uid = location::listener(socket)?.uid();
+    if uid == nix::unistd::Uid::effective().as_raw() {
+        return None;
+    }
+    let user = nix::unistd::User::from_uid(uid.into()).ok()??;
+    let name = ov_plugin_support::shell_quote(Path::new(&user.name));
+    // root has runuser (util-linux) where sudo may not be installed.
+    let as_them = if nix::unistd::Uid::effective().is_root() {
+        format!("runuser -u {name} --")
+    } else {
+        format!("sudo -u {name}")
     };
-    registry
-        .keys
-        .iter()
-        .filter_map(|r| crate::machine_key::load(&r.path, &r.app, &r.env).ok())
-        .map(|k| protocol::AuthKey::from_machine_key(&k))
-        .collect()
+    Some(format!(
+        "{as_them} ov doctor agent.alive   # the agent serves {} only",
+        user.name
+    ))
 }
 
 fn alive_check(paths: &Paths, socket: &Path) -> CheckReport {
     let loc = location::Location::new(socket.to_path_buf(), None);
-    let keys = keys(paths, &loc);
+    let (keys, own) = keys(paths, &loc);
     let stop = format!(
         "ov agent stop --socket {}   # then start it again with this ov",
         ov_plugin_support::shell_quote(socket)
@@ -260,36 +297,46 @@ fn alive_check(paths: &Paths, socket: &Path) -> CheckReport {
             Err(e) => last = e.message,
         }
     }
+    if let Some((key, why)) = &own {
+        last = format!("its key file {}: {why}", key.display());
+    }
+    let fix = as_agent_user(socket).unwrap_or_else(|| {
+            format!(
+                "ov agent stop --socket {}   # then start it again: a new session token, or a key file that loads",
+                ov_plugin_support::shell_quote(socket)
+            )
+        });
     rep(
         "agent.alive",
         Status::Warn,
         format!("cannot check the agent's answers: {last}"),
-        Some(format!(
-            "ov agent status --socket {} --machine-key PATH   # with the agent's key",
-            ov_plugin_support::shell_quote(socket)
-        )),
+        Some(fix),
     )
 }
 
 /// The unit `ov agent install` wrote: the one whose socket, `/run/N/`,
 /// a trusted rendezvous file names (`--unit-name N`), else the default.
 fn installed_unit(rv: &Path) -> String {
-    let named = location::rendezvous_problem(rv)
-        .is_none()
-        .then(|| std::fs::read_to_string(rv).ok())
-        .flatten()
-        .and_then(|text| {
-            let socket = PathBuf::from(text.trim());
-            let dir = socket.parent()?;
-            (socket.file_name()? == location::SOCKET_NAME && dir.parent()? == Path::new("/run"))
-                .then(|| dir.file_name()?.to_str().map(str::to_owned))
-                .flatten()
-        });
+    let named = trusted_socket(rv).and_then(|socket| {
+        let dir = socket.parent()?;
+        (socket.file_name()? == location::SOCKET_NAME && dir.parent()? == Path::new("/run"))
+            .then(|| dir.file_name()?.to_str().map(str::to_owned))
+            .flatten()
+    });
     named.unwrap_or_else(|| install::DEFAULT_UNIT.to_owned())
 }
 
+/// The socket a rendezvous file root owns and only root can change names.
+fn trusted_socket(rv: &Path) -> Option<PathBuf> {
+    location::rendezvous_problem(rv)
+        .is_none()
+        .then(|| std::fs::read_to_string(rv).ok())
+        .flatten()
+        .map(|text| PathBuf::from(text.trim()))
+}
+
 /// Installed, enabled and active, where systemd runs and a unit is there.
-fn unit_check(installed_here: bool, name: &str) -> CheckReport {
+fn unit_check(rendezvous: Option<&PathBuf>, name: &str) -> CheckReport {
     if !Path::new("/run/systemd/system").exists() {
         return rep(
             "agent.unit",
@@ -305,16 +352,26 @@ fn unit_check(installed_here: bool, name: &str) -> CheckReport {
     if !unit.exists() {
         return rep(
             "agent.unit",
-            if installed_here {
+            if rendezvous.is_some() {
                 Status::Warn
             } else {
                 Status::Skip
             },
-            format!("no {}", unit.display()),
-            installed_here.then(|| {
-                ov_plugin_support::as_root(
-                    "ov agent install --machine-key PATH --app APP --env ENV --user USER",
-                )
+            match rendezvous {
+                Some(rv) => format!(
+                    "no {}, yet {} sends clients to its socket: remove that file, or put the agent back with `ov agent install --machine-key KEY --app APP --env ENV --user USER{}`",
+                    unit.display(),
+                    rv.display(),
+                    if name == install::DEFAULT_UNIT {
+                        String::new()
+                    } else {
+                        format!(" --unit-name {name}")
+                    }
+                ),
+                None => format!("no {}", unit.display()),
+            },
+            rendezvous.map(|rv| {
+                ov_plugin_support::as_root(&format!("rm {}", ov_plugin_support::shell_quote(rv)))
             }),
         );
     }
