@@ -911,6 +911,79 @@ fn a_rendezvous_file_not_owned_by_root_is_not_trusted() {
         "{}",
         stderr(&out)
     );
+    // Its fix gives the file back to root, and clients trust it again.
+    let fix = common::hint_starting(&out, "chown root:root ");
+    assert!(env.paste(&fix).status.success(), "{fix}");
+    let out = no_runtime.output().expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A file that names no absolute path: its fix removes it, and clients
+    // look at the default socket again.
+    env.write(&rv, "ov-agent.sock\n", 0o644);
+    let out = no_runtime.output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        env.normalize(&stderr(&out)).starts_with(
+            "ov: error: [TMP]/etc/agent.socket does not hold an absolute socket path\n"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let fix = common::hint_starting(&out, "rm ");
+    assert!(env.paste(&fix).status.success(), "{fix}");
+    assert!(!rv.exists());
+    let out = env.run(&["agent", "status", "--machine-key", &key]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn install_by_another_user_is_told_the_same_install_as_root() {
+    let (env, key) = setup();
+    std::os::unix::fs::chown(&key, Some(65534), Some(65534)).expect("chown");
+    let units = env.root().join("units");
+    let args = [
+        "agent",
+        "install",
+        "--machine-key",
+        &key,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--user",
+        "nobody",
+        "--unit-name",
+        "billing",
+    ];
+    let out = env
+        .command_under(
+            &[
+                "setpriv",
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+            ],
+            &args,
+        )
+        .env("OV_SYSTEMD_UNIT_DIR", &units)
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!units.exists());
+    let fix = common::hint_starting(&out, "sudo ");
+    assert_eq!(
+        fix,
+        format!(
+            "sudo ov agent install --machine-key {key} --app myapp --env production --user nobody --unit-name billing"
+        )
+    );
+    // Pasted by root (no sudo here): the unit is written.
+    let mut env = env;
+    env.set_env("OV_SYSTEMD_UNIT_DIR", units.display().to_string());
+    let out = env.paste(fix.strip_prefix("sudo ").expect("sudo"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(units.join("billing.service").exists());
 }
 
 #[test]
