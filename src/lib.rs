@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod dotenv;
 pub mod env_backend;
 pub mod error;
+pub mod harden;
 pub mod held;
 pub mod host;
 pub mod import;

@@ -1,4 +1,6 @@
 fn main() {
+    // Before any secret is read: no core file, no same-user ptrace.
+    ov::harden::at_start();
     // Writing into a closed pipe (`ov secrets list | head -1`) ends ov
     // quietly, as it does any Unix filter, instead of panicking.
     // SAFETY: restoring the default disposition installs no handler code.

@@ -106,6 +106,7 @@ fn command(cmd: &[OsString]) -> Result<Command> {
     })?;
     let mut c = Command::new(prog);
     c.args(args);
+    crate::harden::give_back_core_limit(&mut c);
     Ok(c)
 }
 

@@ -14,7 +14,7 @@ use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, hints, stderr, stdout};
+use common::{TestEnv, core_limits, hints, stderr, stdout};
 
 const DOTENV: &str = "DATABASE_URL=postgres://db/x\nAPI_KEY=s3cr3t-value-42\n";
 
@@ -111,19 +111,6 @@ fn wrapped(prefix: &[&str], cmd: &std::process::Command) -> std::process::Comman
         w.current_dir(dir);
     }
     w
-}
-
-/// The soft and hard core-file limits in a /proc/PID/limits.
-fn core_limits(limits: &str) -> Vec<String> {
-    limits
-        .lines()
-        .find(|l| l.starts_with("Max core file size"))
-        .unwrap_or_else(|| panic!("no core limit in {limits}"))
-        .split_whitespace()
-        .skip(4)
-        .take(2)
-        .map(str::to_owned)
-        .collect()
 }
 
 fn run_agent<'a>(key: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
@@ -868,17 +855,7 @@ fn a_client_of_another_uid_cannot_reach_a_private_socket() {
     let _agent = start(&env, &key, &[]);
     let s = socket(&env).display().to_string();
     let out = env
-        .command_under(
-            &[
-                "setpriv",
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-            ],
-            &["agent", "status", "--socket", &s],
-        )
+        .command_under(&common::AS_NOBODY, &["agent", "status", "--socket", &s])
         .output()
         .expect("setpriv");
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
@@ -902,34 +879,34 @@ fn a_rendezvous_file_not_owned_by_root_is_not_trusted() {
     let out = no_runtime.output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     std::os::unix::fs::chown(&rv, Some(65534), None).expect("chown");
-    let out = no_runtime.output().expect("run");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        env.normalize(&stderr(&out)).starts_with(
-            "ov: error: refusing to trust [TMP]/etc/agent.socket: it is owned by uid 65534, not root\n"
-        ),
-        "{}",
-        stderr(&out)
+    // Refused with `error`, and the hint starting `fix` pasted.
+    let refused_then_fixed = |no_runtime: &mut std::process::Command, error: &str, fix: &str| {
+        let out = no_runtime.output().expect("run");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            env.normalize(&stderr(&out)).starts_with(error),
+            "{}",
+            stderr(&out)
+        );
+        let fix = common::hint_starting(&out, fix);
+        assert!(env.paste(&fix).status.success(), "{fix}");
+    };
+    refused_then_fixed(
+        &mut no_runtime,
+        "ov: error: refusing to trust [TMP]/etc/agent.socket: it is owned by uid 65534, not root\n",
+        "chown root:root ",
     );
-    // Its fix gives the file back to root, and clients trust it again.
-    let fix = common::hint_starting(&out, "chown root:root ");
-    assert!(env.paste(&fix).status.success(), "{fix}");
+    // Its fix gave the file back to root, and clients trust it again.
     let out = no_runtime.output().expect("run");
     assert!(out.status.success(), "{}", stderr(&out));
     // A file that names no absolute path: its fix removes it, and clients
     // look at the default socket again.
     env.write(&rv, "ov-agent.sock\n", 0o644);
-    let out = no_runtime.output().expect("run");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        env.normalize(&stderr(&out)).starts_with(
-            "ov: error: [TMP]/etc/agent.socket does not hold an absolute socket path\n"
-        ),
-        "{}",
-        stderr(&out)
+    refused_then_fixed(
+        &mut no_runtime,
+        "ov: error: [TMP]/etc/agent.socket does not hold an absolute socket path\n",
+        "rm ",
     );
-    let fix = common::hint_starting(&out, "rm ");
-    assert!(env.paste(&fix).status.success(), "{fix}");
     assert!(!rv.exists());
     let out = env.run(&["agent", "status", "--machine-key", &key]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -955,17 +932,7 @@ fn install_by_another_user_is_told_the_same_install_as_root() {
         "billing",
     ];
     let out = env
-        .command_under(
-            &[
-                "setpriv",
-                "--reuid",
-                "65534",
-                "--regid",
-                "65534",
-                "--clear-groups",
-            ],
-            &args,
-        )
+        .command_under(&common::AS_NOBODY, &args)
         .env("OV_SYSTEMD_UNIT_DIR", &units)
         .output()
         .expect("setpriv");

@@ -9,7 +9,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use common::{TestEnv, mode_of, stderr, stdout};
+use common::{TestEnv, core_limits, mode_of, stderr, stdout};
 
 const DOTENV: &str = "DATABASE_URL=postgres://db/x\nAPI_KEY=\"s3cr3t value\"\n";
 
@@ -1397,4 +1397,76 @@ fn the_packaged_unit_template_starts_a_service_with_its_secrets() {
         "restart",
     );
     assert_eq!(served(&m), "postgres://db/x|--serve");
+}
+
+/// Every ov process, not only the agent, may hold a master password or
+/// secret values: it is not dumpable (its /proc/PID is root's even when it
+/// runs as nobody, so no other process of nobody can ptrace it or read
+/// its memory) and its soft core limit is 0, while the command `ov run`
+/// starts gets the limit ov was started with.
+#[test]
+fn ov_dumps_no_core_and_the_command_it_runs_keeps_its_limit() {
+    use std::os::unix::fs::MetadataExt;
+    let (env, key) = setup();
+    let key = key.display().to_string();
+    env.ok(&["settings", "set", "secret_backend", "config"]);
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(env.root())
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let wrapper = [
+        &["prlimit", "--core=4096:unlimited", "--"][..],
+        &common::AS_NOBODY,
+    ]
+    .concat();
+    // `ov secrets set` waits for the value on its stdin: look at it then.
+    let mut set = env
+        .command_under(&wrapper, &["secrets", "set", "svc", "key"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit and setpriv (util-linux)");
+    let proc_dir = PathBuf::from(format!("/proc/{}", set.id()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let limits = loop {
+        let comm = fs::read_to_string(proc_dir.join("comm")).unwrap_or_default();
+        let limits = fs::read_to_string(proc_dir.join("limits")).unwrap_or_default();
+        if comm == "ov\n" && limits.contains("Max core file size") && core_limits(&limits)[0] == "0"
+        {
+            break limits;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ov never took its core limit down: {comm} {limits}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert_eq!(core_limits(&limits), ["0", "unlimited"]);
+    let status = fs::read_to_string(proc_dir.join("status")).expect("status");
+    assert!(status.contains("\nUid:\t65534\t"), "{status}");
+    assert_eq!(
+        fs::metadata(proc_dir.join("mem")).expect("mem").uid(),
+        0,
+        "a dumpable process's /proc/PID/mem is its own user's"
+    );
+    {
+        use std::io::Write;
+        let mut stdin = set.stdin.take().expect("stdin");
+        stdin.write_all(b"v").expect("write");
+    }
+    let out = set.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The command `ov run` execs: the limit ov was started with.
+    let out = env
+        .command_under(
+            &wrapper,
+            &run_args(&key, &["--all", "--", "cat", "/proc/self/limits"]),
+        )
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(core_limits(&stdout(&out)), ["4096", "unlimited"]);
 }

@@ -130,15 +130,17 @@ pub fn rendezvous_problem(path: &Path) -> Option<(String, String)> {
             ));
         }
     };
-    let fix = if nix::unistd::Uid::effective().is_root() {
-        format!("chown root:root {q} && chmod 644 {q}")
-    } else {
-        format!("sudo chown root:root {q} && sudo chmod 644 {q}")
-    };
+    let fix = format!(
+        "{} && {}",
+        ov_plugin_support::as_root(&format!("chown root:root {q}")),
+        ov_plugin_support::as_root(&format!("chmod 644 {q}"))
+    );
     if !meta.file_type().is_file() {
         return Some((
             format!("{} is not a regular file", path.display()),
-            format!("sudo rm {q}   # then: sudo ov agent install ..."),
+            ov_plugin_support::as_root(&format!(
+                "rm {q}   # then ov agent install writes it again"
+            )),
         ));
     }
     if meta.uid() != 0 {

@@ -93,7 +93,7 @@ impl Drop for Slot<'_> {
 /// Bind the socket and serve until SIGTERM (or the idle timeout); then
 /// finish the requests in flight, remove the socket and files, return 0.
 pub fn serve(config: Config) -> Result<i32> {
-    super::spawn::no_core_dumps();
+    crate::harden::at_start();
     let loc = config.location.clone();
     let lock = take_lock(&loc)?;
     // Unlocked before the socket exists (a client never waits on a

@@ -26,30 +26,6 @@ use zeroize::Zeroizing;
 /// The child's stack: it makes a handful of system calls, nothing deeper.
 const CHILD_STACK: usize = 64 * 1024;
 
-/// The core-file limit the agent had before [`no_core_dumps`]: what the
-/// commands it starts get back.
-static CORE_LIMIT: std::sync::OnceLock<libc::rlimit> = std::sync::OnceLock::new();
-
-/// No core file of the agent: it holds the key and the secrets it serves.
-/// Being non-dumpable is not enough where `fs.suid_dumpable` is 2 (as
-/// systemd-coredump sets it): the kernel then still hands the dump to the
-/// core handler. A soft `RLIMIT_CORE` of 0 stops that too (the handler
-/// honours it); the hard limit stays, and each command gets the old soft
-/// limit back before `execve`.
-pub fn no_core_dumps() {
-    // SAFETY: plain system calls on a local struct.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_CORE, &mut lim) == 0 && CORE_LIMIT.set(lim).is_ok() {
-            let none = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: lim.rlim_max,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &none);
-        }
-    }
-}
-
 /// A command ready to start: every string already NUL-terminated.
 pub struct Prepared {
     /// Where to look for the program, in order (its `PATH` search, done
@@ -189,7 +165,7 @@ impl Prepared {
             self.stdio[2].as_raw_fd(),
         ];
         let failed = AtomicI32::new(0);
-        let core = CORE_LIMIT.get().copied();
+        let core = crate::harden::core_limit();
         let mut stack = vec![0u8; CHILD_STACK];
         let child = || -> isize {
             // SAFETY: the child shares the agent's memory and the agent's

@@ -238,6 +238,9 @@ fn daemonize(a: &StartArgs, loc: &Location) -> Result<i32> {
         // The daemon is nobody's service process: a unit that ran this
         // `ov agent start` gets no READY=1 from it.
         .env_remove("NOTIFY_SOCKET");
+    // The daemon records the limit it starts with as the one its commands
+    // get: the user's, not the 0 this process runs with.
+    crate::harden::give_back_core_limit(&mut cmd);
     // SAFETY: setsid, close_range and fcntl are async-signal-safe;
     // nothing else runs between fork and exec.
     unsafe {

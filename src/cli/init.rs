@@ -96,8 +96,10 @@ pub fn run(a: InitArgs) -> Result<i32> {
     for (i, step) in steps.iter().enumerate() {
         outln!("\n==> {step}");
         let args: Vec<&str> = step.split_whitespace().skip(1).collect();
-        let status = Command::new(&me)
-            .args(&args)
+        let mut cmd = Command::new(&me);
+        cmd.args(&args);
+        crate::harden::give_back_core_limit(&mut cmd);
+        let status = cmd
             .status()
             .map_err(|e| OvError::new(format!("cannot run {step}: {e}")))?;
         if !status.success() {

@@ -465,3 +465,28 @@ pub fn cmdline_while_blocked(env: &TestEnv, args: &[&str]) -> String {
     drop(reader);
     String::from_utf8_lossy(&cmdline).replace('\0', " ")
 }
+
+/// The soft and hard limits in the "Max core file size" line of a
+/// /proc/PID/limits.
+pub fn core_limits(limits: &str) -> Vec<String> {
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap_or_else(|| panic!("no core limit in {limits}"))
+        .split_whitespace()
+        .skip(4)
+        .take(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A wrapper for [`TestEnv::command_under`]: the command as nobody, with
+/// no supplementary groups.
+pub const AS_NOBODY: [&str; 6] = [
+    "setpriv",
+    "--reuid",
+    "65534",
+    "--regid",
+    "65534",
+    "--clear-groups",
+];
