@@ -220,6 +220,11 @@ fn secrets_and_all_without_an_app_are_usage_errors() {
     let out = env.run(&["run", "--env-file", &file, "--all", "--", "true"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("give --app too"));
+    // No app has a bundle or a key here: the hint can only show the form.
+    assert_eq!(
+        common::hints(&out),
+        ["ov run --app APP --env ENV --all --env-file FILE -- …"]
+    );
     let out = env.run(&["run", "--", "true"]);
     assert_eq!(out.status.code(), Some(2));
 }

@@ -1470,3 +1470,47 @@ fn ov_dumps_no_core_and_the_command_it_runs_keeps_its_limit() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(core_limits(&stdout(&out)), ["4096", "unlimited"]);
 }
+
+/// A forgotten `--app`: the hint is the command as typed with the app
+/// that has a bundle for that env, and it works pasted.
+#[test]
+fn a_forgotten_app_is_hinted_as_the_command_with_the_app_there_is() {
+    let (env, key) = setup();
+    let key = key.display().to_string();
+    let script = "printf %s \"$DATABASE_URL $MODE\"";
+    let file = env.root().join("extra.env");
+    env.write(&file, "MODE=dev\n", 0o600);
+    let file = file.display().to_string();
+    let out = env.run(&[
+        "run",
+        "--env-file",
+        &file,
+        "--env",
+        "production",
+        "--machine-key",
+        &key,
+        "--all",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let fix = common::hint_starting(&out, "ov run ");
+    assert_eq!(
+        fix,
+        format!(
+            "ov run --app myapp --env-file {file} --env production --machine-key {key} --all -- sh -c 'printf %s \"$DATABASE_URL $MODE\"'"
+        )
+    );
+    let out = env.paste(&fix);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "postgres://db/x dev");
+    // The same for the agent's client, whose --env needs an --app.
+    let out = env.run(&["run", "--agent", "--env", "production", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        common::hints(&out),
+        ["ov run --app myapp --agent --env production -- true"]
+    );
+}

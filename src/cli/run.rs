@@ -80,10 +80,13 @@ pub fn run(a: RunArgs) -> Result<i32> {
             origin: origin.clone(),
         }));
     } else if a.secrets.is_some() || a.all || a.machine_key.is_some() {
-        return Err(OvError::usage(
-            "--secrets, --all and --machine-key choose an app's secrets: give --app too",
-        )
-        .hint("ov run --app APP --env ENV --all --env-file FILE -- …"));
+        return Err(with_app(
+            OvError::usage(
+                "--secrets, --all and --machine-key choose an app's secrets: give --app too",
+            ),
+            &a.env,
+            "ov run --app APP --env ENV --all --env-file FILE -- …",
+        ));
     }
     overlay(
         &mut vars,
@@ -371,10 +374,11 @@ pub(super) fn manifest_vars(
 fn run_via_agent(a: RunArgs) -> Result<i32> {
     let shown_app = a.app.as_deref().unwrap_or("APP");
     if a.app.is_none() && a.env != DEFAULT_ENV {
-        return Err(
-            OvError::usage("--env needs --app: without both the agent's own are used")
-                .hint(format!("ov run --agent --app APP --env {} ...", a.env)),
-        );
+        return Err(with_app(
+            OvError::usage("--env needs --app: without both the agent's own are used"),
+            &a.env,
+            &format!("ov run --agent --app APP --env {} -- …", a.env),
+        ));
     }
     mk::validate_app_env(shown_app, &a.env)?;
     let selection = run::parse_selection(a.secrets.as_deref(), a.all, shown_app, &a.env)?;
@@ -392,6 +396,42 @@ fn run_via_agent(a: RunArgs) -> Result<i32> {
         names,
         argv: a.command,
     })
+}
+
+/// The hints for a forgotten `--app`: the command line as typed with
+/// `--app A` after `run`, for each app that has `env` here (a bundle or a
+/// registered key); `template` where none does, or the line is not text.
+fn with_app(e: OvError, env: &str, template: &str) -> OvError {
+    const MOST: usize = 3;
+    let apps = Paths::from_env()
+        .map(|p| mk::apps_with(&p, env))
+        .unwrap_or_default();
+    let typed: Option<Vec<String>> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string().ok())
+        .collect();
+    let at = typed
+        .as_ref()
+        .and_then(|t| t.iter().position(|a| a == "run"));
+    let (Some(typed), Some(at), false) = (typed, at, apps.is_empty()) else {
+        return e.hint(template);
+    };
+    let q = |s: &str| ov_plugin_support::shell_quote(std::path::Path::new(s));
+    let mut e = e;
+    for app in apps.iter().take(MOST) {
+        let mut words = vec!["ov".to_owned()];
+        words.extend(typed[..=at].iter().map(|w| q(w)));
+        words.extend(["--app".to_owned(), q(app)]);
+        words.extend(typed[at + 1..].iter().map(|w| q(w)));
+        e = e.hint(words.join(" "));
+    }
+    if apps.len() > MOST {
+        e = e.hint(format!(
+            "ov auth machine-key list   # {} more apps",
+            apps.len() - MOST
+        ));
+    }
+    e
 }
 
 /// `; did you mean --env production?` when exactly one other env is there.

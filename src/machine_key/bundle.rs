@@ -78,6 +78,38 @@ pub fn envs_with_bundles(paths: &Paths, app: &str, env: &str) -> Vec<String> {
     envs
 }
 
+/// The apps that have `env` here: a sealed bundle in the data directory
+/// or a registered key file, sorted and each once. What a hint for a
+/// forgotten `--app` can name.
+pub fn apps_with(paths: &Paths, env: &str) -> Vec<String> {
+    let bundles = std::fs::read_dir(paths.data_dir.join("bundles"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|app| {
+            paths
+                .data_dir
+                .join("bundles")
+                .join(app)
+                .join(format!("{env}.age"))
+                .is_file()
+        });
+    let registered = Registry::load(paths)
+        .map(|r| r.keys)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.env == env)
+        .map(|r| r.app);
+    let mut apps: Vec<String> = bundles
+        .chain(registered)
+        .filter(|app| validate_app_env(app, env).is_ok())
+        .collect();
+    apps.sort();
+    apps.dedup();
+    apps
+}
+
 /// Every secret of an app/env, or (inside) the error that says what part
 /// of the store could not be seen (a locked keyring collection, a provider
 /// not up yet) for `doing`: a bundle sealed, or a command started, from a

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{OvError, Result};
 
 pub use bundle::{
-    Collected, Sealed, after_change, collect, collect_complete, envs_holding, envs_with_bundles,
-    open, seal, usable,
+    Collected, Sealed, after_change, apps_with, collect, collect_complete, envs_holding,
+    envs_with_bundles, open, seal, usable,
 };
 pub use key_file::{KeyProblem, MachineKey, check, chown_command, create, load};
 pub use registry::{Registration, Registry, default_bundle_path, now};
