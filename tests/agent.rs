@@ -80,6 +80,25 @@ fn start_args(key: &str) -> Vec<&str> {
     ]
 }
 
+/// `ov agent install` of [`setup`]'s key for myapp/production as `user`,
+/// then `extra`.
+fn install_args<'a>(key: &'a str, user: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "agent",
+        "install",
+        "--machine-key",
+        key,
+        "--app",
+        "myapp",
+        "--env",
+        "production",
+        "--user",
+        user,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
 fn start(env: &TestEnv, key: &str, extra: &[&str]) -> Agent {
     let mut args = start_args(key);
     args.extend_from_slice(extra);
@@ -917,20 +936,7 @@ fn install_by_another_user_is_told_the_same_install_as_root() {
     let (env, key) = setup();
     std::os::unix::fs::chown(&key, Some(65534), Some(65534)).expect("chown");
     let units = env.root().join("units");
-    let args = [
-        "agent",
-        "install",
-        "--machine-key",
-        &key,
-        "--app",
-        "myapp",
-        "--env",
-        "production",
-        "--user",
-        "nobody",
-        "--unit-name",
-        "billing",
-    ];
+    let args = install_args(&key, "nobody", &["--unit-name", "billing"]);
     let out = env
         .command_under(&common::AS_NOBODY, &args)
         .env("OV_SYSTEMD_UNIT_DIR", &units)
@@ -957,24 +963,7 @@ fn install_by_another_user_is_told_the_same_install_as_root() {
 fn install_writes_a_unit_systemd_accepts_and_refuses_root() {
     let (mut env, key) = setup();
     std::os::unix::fs::chown(&key, Some(65534), Some(65534)).expect("chown");
-    let args = |user: &str| {
-        vec![
-            "agent".to_owned(),
-            "install".into(),
-            "--machine-key".into(),
-            key.clone(),
-            "--app".into(),
-            "myapp".into(),
-            "--env".into(),
-            "production".into(),
-            "--user".into(),
-            user.into(),
-        ]
-    };
-    let mut dry = args("nobody");
-    dry.push("--dry-run".into());
-    let dry: Vec<&str> = dry.iter().map(String::as_str).collect();
-    let out = env.ok(&dry);
+    let out = env.ok(&install_args(&key, "nobody", &["--dry-run"]));
     let rv = env.root().join("etc/agent.socket");
     let (unit, rest) = out
         .strip_prefix("# /etc/systemd/system/ov-agent.service\n")
@@ -1003,9 +992,7 @@ fn install_writes_a_unit_systemd_accepts_and_refuses_root() {
     // --user root is refused, and nothing is written.
     let units = env.root().join("units");
     env.set_env("OV_SYSTEMD_UNIT_DIR", units.display().to_string());
-    let root = args("root");
-    let root: Vec<&str> = root.iter().map(String::as_str).collect();
-    let out = env.run(&root);
+    let out = env.run(&install_args(&key, "root", &[]));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).starts_with("ov: error: --user root: the agent must not run as root\n"));
     assert!(!units.exists());
@@ -1195,19 +1182,7 @@ fn install_enable_without_systemd_writes_nothing() {
     let (env, key) = setup();
     std::os::unix::fs::chown(&key, Some(65534), Some(65534)).expect("chown");
     let units = env.root().join("units");
-    let ov = env.command(&[
-        "agent",
-        "install",
-        "--machine-key",
-        &key,
-        "--app",
-        "myapp",
-        "--env",
-        "production",
-        "--user",
-        "nobody",
-        "--enable",
-    ]);
+    let ov = env.command(&install_args(&key, "nobody", &["--enable"]));
     // A machine without systemd, whatever this one runs: an empty /run.
     let mut cmd = wrapped(
         &[
