@@ -205,6 +205,12 @@ pub fn listener(socket: &Path) -> Option<nix::sys::socket::UnixCredentials> {
 pub fn started_with_key(socket: &Path) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
     let peer = listener(socket)?;
+    // Another user's process may say what it likes on its command line:
+    // only ours, root's, or (for root) any agent's.
+    let me = nix::unistd::Uid::effective().as_raw();
+    if me != 0 && peer.uid() != me && peer.uid() != 0 {
+        return None;
+    }
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", peer.pid())).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let is_agent = args.windows(2).any(|w| w == [&b"agent"[..], &b"start"[..]]);
