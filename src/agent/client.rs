@@ -94,17 +94,12 @@ pub fn key_for(loc: &Location, machine_key: Option<&Path>) -> Result<AuthKey> {
             "the agent at {} signs with a machine key: pass it",
             loc.socket.display()
         ))
-        .hint(match super::location::started_with_key(&loc.socket) {
-            Some(key) => format!(
-                "ov agent status --socket {} --machine-key {}   # the key file the agent was started with; pass it to ov run --agent too",
-                quoted(&loc.socket),
-                quoted(&key)
-            ),
-            None => format!(
-                "ov agent status --socket {} --machine-key PATH   # the key file the agent was started with; pass it to ov run --agent too",
-                quoted(&loc.socket)
-            ),
-        })),
+        .hint(format!(
+            "ov agent status --socket {} --machine-key {}   # the key file the agent was started with; pass it to ov run --agent too",
+            quoted(&loc.socket),
+            super::location::started_with_key(&loc.socket)
+                .map_or_else(|| "PATH".to_owned(), |key| quoted(&key))
+        ))),
         Err(_) => Err(no_agent(&loc.socket, "its socket does not exist")),
     }
 }

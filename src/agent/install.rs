@@ -42,7 +42,7 @@ impl Request<'_> {
         let q = |s: &str| ov_plugin_support::shell_quote(Path::new(s));
         let mut c = format!(
             "ov agent install --machine-key {} --app {} --env {} --user {}",
-            ov_plugin_support::shell_quote(&crate::machine_key::absolute(self.machine_key)),
+            self.key_quoted(),
             q(self.app),
             q(self.env),
             q(user)
@@ -70,15 +70,20 @@ impl Request<'_> {
                 ov_plugin_support::as_root(&self.command(&u.name))
             ),
             None => {
-                let key =
-                    ov_plugin_support::shell_quote(&crate::machine_key::absolute(self.machine_key));
-                let sudo = ov_plugin_support::as_root("");
+                let root = ov_plugin_support::as_root;
                 format!(
-                    "(id {SERVICE_USER} || {sudo}useradd --system --no-create-home {SERVICE_USER}) && {sudo}chown {SERVICE_USER}: {key} && {}",
-                    ov_plugin_support::as_root(&self.command(SERVICE_USER))
+                    "(id {SERVICE_USER} || {}) && {} && {}",
+                    root(&format!("useradd --system --no-create-home {SERVICE_USER}")),
+                    root(&format!("chown {SERVICE_USER}: {}", self.key_quoted())),
+                    root(&self.command(SERVICE_USER))
                 )
             }
         }
+    }
+
+    /// The key file's absolute path, quoted for a shell.
+    fn key_quoted(&self) -> String {
+        ov_plugin_support::shell_quote(&crate::machine_key::absolute(self.machine_key))
     }
 }
 
@@ -132,7 +137,7 @@ pub fn plan(paths: &Paths, r: &Request<'_>) -> Result<Plan> {
         );
     }
     let key = crate::machine_key::absolute(r.machine_key);
-    let kq = ov_plugin_support::shell_quote(&key);
+    let kq = r.key_quoted();
     let meta = std::fs::symlink_metadata(&key).map_err(|e| {
         OvError::new(format!(
             "opening machine key: {}",

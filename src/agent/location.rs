@@ -166,7 +166,8 @@ pub fn rendezvous_problem(path: &Path) -> Option<(String, String)> {
     None
 }
 
-fn read_rendezvous(path: &Path) -> Result<PathBuf> {
+/// The socket a trusted rendezvous file names.
+pub fn read_rendezvous(path: &Path) -> Result<PathBuf> {
     if let Some((msg, fix)) = rendezvous_problem(path) {
         let mut e = OvError::new(msg).kind(Kind::Environment);
         if !fix.is_empty() {
@@ -203,8 +204,12 @@ pub fn listener(socket: &Path) -> Option<nix::sys::socket::UnixCredentials> {
 /// hint can name the file instead of a placeholder. `None` for an
 /// interactive agent, or where the path cannot be told.
 pub fn started_with_key(socket: &Path) -> Option<PathBuf> {
+    key_of(&listener(socket)?)
+}
+
+/// [`started_with_key`] for the agent `peer` is.
+pub fn key_of(peer: &nix::sys::socket::UnixCredentials) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
-    let peer = listener(socket)?;
     // Another user's process may say what it likes on its command line:
     // only ours, root's, or (for root) any agent's.
     let me = nix::unistd::Uid::effective().as_raw();
@@ -213,18 +218,21 @@ pub fn started_with_key(socket: &Path) -> Option<PathBuf> {
     }
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", peer.pid())).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let is_agent = args.windows(2).any(|w| w == [&b"agent"[..], &b"start"[..]]);
-    let value = args.iter().enumerate().find_map(|(i, a)| {
-        if *a == b"--machine-key" {
-            args.get(i + 1).copied()
-        } else {
-            a.strip_prefix(b"--machine-key=")
-        }
-    })?;
-    let path = PathBuf::from(std::ffi::OsStr::from_bytes(value));
-    if !is_agent || value.is_empty() {
+    if !args.windows(2).any(|w| w == [&b"agent"[..], &b"start"[..]]) {
         return None;
     }
+    let value = args
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| {
+            if *a == b"--machine-key" {
+                args.get(i + 1).copied()
+            } else {
+                a.strip_prefix(b"--machine-key=")
+            }
+        })
+        .filter(|v| !v.is_empty())?;
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(value));
     if path.is_absolute() {
         return Some(path);
     }

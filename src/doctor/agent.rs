@@ -4,6 +4,7 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use nix::sys::socket::UnixCredentials;
 use ov_checks::{CheckReport, Status, Task, report};
 
 use crate::agent::{client, install, location, protocol};
@@ -87,7 +88,8 @@ fn reports(paths: &Paths) -> Vec<CheckReport> {
     };
     // A system agent's socket is its service user's (systemd makes the
     // RuntimeDirectory theirs): root's rendezvous file vouches for it.
-    let system = trusted_socket(&rv).is_some_and(|s| s == socket);
+    let trusted = location::read_rendezvous(&rv).ok();
+    let system = trusted.as_ref() == Some(&socket);
     let (socket_report, live) = socket_check(&socket, system);
     out.push(socket_report);
     out.push(if live {
@@ -100,7 +102,10 @@ fn reports(paths: &Paths) -> Vec<CheckReport> {
             None,
         )
     });
-    out.push(unit_check(rv_exists.then_some(&rv), &installed_unit(&rv)));
+    out.push(unit_check(
+        rv_exists.then_some(&rv),
+        &installed_unit(trusted.as_deref()),
+    ));
     out
 }
 
@@ -217,13 +222,14 @@ fn socket_check(socket: &Path, system: bool) -> (CheckReport, bool) {
 fn keys(
     paths: &Paths,
     loc: &location::Location,
+    peer: Option<&UnixCredentials>,
 ) -> (Vec<protocol::AuthKey>, Option<(PathBuf, String)>) {
     if let Ok(k) = client::key_for(loc, None) {
         return (vec![k], None);
     }
     let mut keys = Vec::new();
     let mut own = None;
-    if let Some(path) = location::started_with_key(&loc.socket) {
+    if let Some(path) = peer.and_then(location::key_of) {
         match crate::machine_key::load(&path, "APP", crate::machine_key::DEFAULT_ENV) {
             Ok(k) => keys.push(protocol::AuthKey::from_machine_key(&k)),
             Err(e) => own = Some((path, e.message)),
@@ -243,8 +249,8 @@ fn keys(
 
 /// The fix when no key signed for an agent of another user (a system
 /// agent serves its service user only): the check as that user.
-fn as_agent_user(socket: &Path) -> Option<String> {
-    let uid = location::listener(socket)?.uid();
+fn as_agent_user(peer: &UnixCredentials) -> Option<String> {
+    let uid = peer.uid();
     if uid == nix::unistd::Uid::effective().as_raw() {
         return None;
     }
@@ -264,7 +270,9 @@ fn as_agent_user(socket: &Path) -> Option<String> {
 
 fn alive_check(paths: &Paths, socket: &Path) -> CheckReport {
     let loc = location::Location::new(socket.to_path_buf(), None);
-    let (keys, own) = keys(paths, &loc);
+    // Who listens: the key file it was started with, and whom it serves.
+    let peer = location::listener(socket);
+    let (keys, own) = keys(paths, &loc, peer.as_ref());
     let stop = format!(
         "ov agent stop --socket {}   # then start it again with this ov",
         ov_plugin_support::shell_quote(socket)
@@ -300,12 +308,16 @@ fn alive_check(paths: &Paths, socket: &Path) -> CheckReport {
     if let Some((key, why)) = &own {
         last = format!("its key file {}: {why}", key.display());
     }
-    let fix = as_agent_user(socket).unwrap_or_else(|| {
-            format!(
-                "ov agent stop --socket {}   # then start it again: a new session token, or a key file that loads",
-                ov_plugin_support::shell_quote(socket)
-            )
-        });
+    let restart = || {
+        format!(
+            "ov agent stop --socket {}   # then start it again: a new session token, or a key file that loads",
+            ov_plugin_support::shell_quote(socket)
+        )
+    };
+    let fix = peer
+        .as_ref()
+        .and_then(as_agent_user)
+        .unwrap_or_else(restart);
     rep(
         "agent.alive",
         Status::Warn,
@@ -316,23 +328,14 @@ fn alive_check(paths: &Paths, socket: &Path) -> CheckReport {
 
 /// The unit `ov agent install` wrote: the one whose socket, `/run/N/`,
 /// a trusted rendezvous file names (`--unit-name N`), else the default.
-fn installed_unit(rv: &Path) -> String {
-    let named = trusted_socket(rv).and_then(|socket| {
+fn installed_unit(trusted: Option<&Path>) -> String {
+    let named = trusted.and_then(|socket| {
         let dir = socket.parent()?;
         (socket.file_name()? == location::SOCKET_NAME && dir.parent()? == Path::new("/run"))
             .then(|| dir.file_name()?.to_str().map(str::to_owned))
             .flatten()
     });
     named.unwrap_or_else(|| install::DEFAULT_UNIT.to_owned())
-}
-
-/// The socket a rendezvous file root owns and only root can change names.
-fn trusted_socket(rv: &Path) -> Option<PathBuf> {
-    location::rendezvous_problem(rv)
-        .is_none()
-        .then(|| std::fs::read_to_string(rv).ok())
-        .flatten()
-        .map(|text| PathBuf::from(text.trim()))
 }
 
 /// Installed, enabled and active, where systemd runs and a unit is there.

@@ -87,14 +87,7 @@ pub fn apps_with(paths: &Paths, env: &str) -> Vec<String> {
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|app| {
-            paths
-                .data_dir
-                .join("bundles")
-                .join(app)
-                .join(format!("{env}.age"))
-                .is_file()
-        });
+        .filter(|app| super::default_bundle_path(paths, app, env).is_file());
     let registered = Registry::load(paths)
         .map(|r| r.keys)
         .unwrap_or_default()
